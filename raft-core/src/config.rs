@@ -1,0 +1,300 @@
+//! A node's configuration, checked once when it is built.
+
+use crate::types::NodeId;
+use core::fmt;
+use core::time::Duration;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// A validated node configuration. Build it with [`Config::new`] (defaults
+/// for every parameter) and adjust with the `with_*` methods, each of which
+/// re-validates; the fields are read-only so a `Config` is always valid.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Config {
+    id: NodeId,
+    members: BTreeSet<NodeId>,
+    election_timeout_min: Duration,
+    election_timeout_max: Duration,
+    heartbeat_interval: Duration,
+    entries_per_append_max: usize,
+    pending_proposals_max: usize,
+    message_bytes_max: usize,
+    inflight_entries_max: u64,
+    #[cfg(feature = "fault-injection")]
+    fault: Option<Fault>,
+}
+
+/// A deliberately broken rule, for showing that the simulator and the model
+/// checker catch it. Only with the `fault-injection` feature; never in a
+/// real deployment.
+#[cfg(feature = "fault-injection")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Fault {
+    /// Grant a vote even when this term's vote went to another candidate.
+    GrantSecondVote,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Config({} of {:?})", self.id, self.members)
+    }
+}
+
+/// Why a configuration was refused. Each variant is a caller's mistake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The member set does not contain the node's own id.
+    SelfNotMember {
+        /// The node's id.
+        id: NodeId,
+    },
+    /// A member id appears twice in the list given.
+    DuplicateMember {
+        /// The repeated id.
+        id: NodeId,
+    },
+    /// The election timeout range is empty or starts at zero.
+    ElectionTimeoutRange {
+        /// The minimum given.
+        min: Duration,
+        /// The maximum given.
+        max: Duration,
+    },
+    /// The heartbeat interval is zero or not well below the minimum election
+    /// timeout (it must be at most half of it, or followers would time out
+    /// between two heartbeats of a healthy leader).
+    HeartbeatInterval {
+        /// The interval given.
+        heartbeat: Duration,
+        /// The minimum election timeout it is compared with.
+        election_timeout_min: Duration,
+    },
+    /// A named bound is zero.
+    ZeroBound {
+        /// The name of the bound.
+        name: &'static str,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::SelfNotMember { id } => {
+                write!(f, "node {id} is not in its own member list")
+            }
+            ConfigError::DuplicateMember { id } => write!(f, "member {id} is listed twice"),
+            ConfigError::ElectionTimeoutRange { min, max } => write!(
+                f,
+                "election timeout range {min:?}..={max:?} is invalid: the minimum must be above zero and not above the maximum"
+            ),
+            ConfigError::HeartbeatInterval { heartbeat, election_timeout_min } => write!(
+                f,
+                "heartbeat interval {heartbeat:?} must be above zero and at most half the minimum election timeout {election_timeout_min:?}"
+            ),
+            ConfigError::ZeroBound { name } => write!(f, "{name} must be at least 1"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Default election timeout range: 150–300 ms, the paper's recommendation (§9.3).
+    pub const ELECTION_TIMEOUT_DEFAULT: (Duration, Duration) = (Duration::from_millis(150), Duration::from_millis(300));
+    /// Default heartbeat interval: half the minimum election timeout would
+    /// leave no slack for a slow round trip, so a third.
+    pub const HEARTBEAT_INTERVAL_DEFAULT: Duration = Duration::from_millis(50);
+
+    /// A configuration for node `id` in the cluster `members` (which must
+    /// include `id`), with default timeouts and bounds.
+    pub fn new(id: NodeId, members: impl IntoIterator<Item = NodeId>) -> Result<Config, ConfigError> {
+        let mut set = BTreeSet::new();
+        for m in members {
+            if !set.insert(m) {
+                return Err(ConfigError::DuplicateMember { id: m });
+            }
+        }
+        if !set.contains(&id) {
+            return Err(ConfigError::SelfNotMember { id });
+        }
+        let (min, max) = Self::ELECTION_TIMEOUT_DEFAULT;
+        Ok(Config {
+            id,
+            members: set,
+            election_timeout_min: min,
+            election_timeout_max: max,
+            heartbeat_interval: Self::HEARTBEAT_INTERVAL_DEFAULT,
+            entries_per_append_max: 64,
+            pending_proposals_max: 1024,
+            message_bytes_max: 1 << 20,
+            inflight_entries_max: 4096,
+            #[cfg(feature = "fault-injection")]
+            fault: None,
+        })
+    }
+
+    /// Sets the election timeout range (inclusive). The heartbeat interval is
+    /// checked against the new minimum.
+    pub fn with_election_timeout(mut self, min: Duration, max: Duration) -> Result<Config, ConfigError> {
+        if min.is_zero() || min > max {
+            return Err(ConfigError::ElectionTimeoutRange { min, max });
+        }
+        self.election_timeout_min = min;
+        self.election_timeout_max = max;
+        self.check_heartbeat()?;
+        Ok(self)
+    }
+
+    /// Sets the heartbeat interval; it must be at most half the minimum
+    /// election timeout.
+    pub fn with_heartbeat_interval(mut self, heartbeat: Duration) -> Result<Config, ConfigError> {
+        self.heartbeat_interval = heartbeat;
+        self.check_heartbeat()?;
+        Ok(self)
+    }
+
+    /// Sets the most entries one AppendEntries message carries.
+    pub fn with_entries_per_append_max(mut self, n: usize) -> Result<Config, ConfigError> {
+        self.entries_per_append_max = nonzero("entries_per_append_max", n)?;
+        Ok(self)
+    }
+
+    /// Sets the most proposals held while no leader is known.
+    pub fn with_pending_proposals_max(mut self, n: usize) -> Result<Config, ConfigError> {
+        self.pending_proposals_max = nonzero("pending_proposals_max", n)?;
+        Ok(self)
+    }
+
+    /// Sets the most payload bytes one message carries. A single proposal
+    /// larger than this is refused.
+    pub fn with_message_bytes_max(mut self, n: usize) -> Result<Config, ConfigError> {
+        self.message_bytes_max = nonzero("message_bytes_max", n)?;
+        Ok(self)
+    }
+
+    /// Sets the most entries a leader sends ahead of a follower's
+    /// acknowledgements.
+    pub fn with_inflight_entries_max(mut self, n: u64) -> Result<Config, ConfigError> {
+        self.inflight_entries_max = nonzero("inflight_entries_max", n as usize)? as u64;
+        Ok(self)
+    }
+
+    /// Breaks one rule on purpose (test builds only).
+    #[cfg(feature = "fault-injection")]
+    pub fn with_fault(mut self, fault: Fault) -> Config {
+        self.fault = Some(fault);
+        self
+    }
+
+    /// The rule broken on purpose, if any.
+    #[cfg(feature = "fault-injection")]
+    pub fn fault(&self) -> Option<Fault> {
+        self.fault
+    }
+
+    fn check_heartbeat(&self) -> Result<(), ConfigError> {
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval * 2 > self.election_timeout_min {
+            return Err(ConfigError::HeartbeatInterval {
+                heartbeat: self.heartbeat_interval,
+                election_timeout_min: self.election_timeout_min,
+            });
+        }
+        Ok(())
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+    /// Every member, this node included.
+    pub fn members(&self) -> &BTreeSet<NodeId> {
+        &self.members
+    }
+    /// Every member but this node.
+    pub fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let id = self.id;
+        self.members.iter().copied().filter(move |&m| m != id)
+    }
+    /// Whether `id` is a member other than this node.
+    pub fn is_peer(&self, id: NodeId) -> bool {
+        id != self.id && self.members.contains(&id)
+    }
+    /// The number of votes or acknowledgements that make a majority.
+    pub fn quorum(&self) -> usize {
+        self.members.len() / 2 + 1
+    }
+    /// The election timeout range, inclusive.
+    pub fn election_timeout(&self) -> (Duration, Duration) {
+        (self.election_timeout_min, self.election_timeout_max)
+    }
+    /// The heartbeat interval.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat_interval
+    }
+    /// The most entries in one AppendEntries.
+    pub fn entries_per_append_max(&self) -> usize {
+        self.entries_per_append_max
+    }
+    /// The most proposals queued while no leader is known.
+    pub fn pending_proposals_max(&self) -> usize {
+        self.pending_proposals_max
+    }
+    /// The most payload bytes in one message.
+    pub fn message_bytes_max(&self) -> usize {
+        self.message_bytes_max
+    }
+    /// The most entries sent ahead of acknowledgements, per follower.
+    pub fn inflight_entries_max(&self) -> u64 {
+        self.inflight_entries_max
+    }
+}
+
+fn nonzero(name: &'static str, n: usize) -> Result<usize, ConfigError> {
+    if n == 0 {
+        Err(ConfigError::ZeroBound { name })
+    } else {
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[u64]) -> Vec<NodeId> {
+        v.iter().map(|&i| NodeId(i)).collect()
+    }
+
+    #[test]
+    fn refuses_bad_configs_with_reasons() {
+        assert_eq!(Config::new(NodeId(4), ids(&[1, 2, 3])), Err(ConfigError::SelfNotMember { id: NodeId(4) }));
+        assert_eq!(Config::new(NodeId(1), ids(&[1, 2, 2])), Err(ConfigError::DuplicateMember { id: NodeId(2) }));
+        let c = Config::new(NodeId(1), ids(&[1, 2, 3])).unwrap();
+        let ms = Duration::from_millis;
+        assert!(matches!(
+            c.clone().with_election_timeout(ms(0), ms(10)),
+            Err(ConfigError::ElectionTimeoutRange { .. })
+        ));
+        assert!(matches!(
+            c.clone().with_election_timeout(ms(20), ms(10)),
+            Err(ConfigError::ElectionTimeoutRange { .. })
+        ));
+        // 50 ms heartbeat against a 60 ms minimum is not "well below".
+        assert!(matches!(c.clone().with_election_timeout(ms(60), ms(120)), Err(ConfigError::HeartbeatInterval { .. })));
+        assert!(matches!(c.clone().with_heartbeat_interval(ms(0)), Err(ConfigError::HeartbeatInterval { .. })));
+        assert_eq!(
+            c.clone().with_entries_per_append_max(0),
+            Err(ConfigError::ZeroBound { name: "entries_per_append_max" })
+        );
+        let err = c.with_heartbeat_interval(ms(100)).unwrap_err().to_string();
+        assert!(err.contains("at most half"), "{err}");
+    }
+
+    #[test]
+    fn quorum_is_a_majority() {
+        for (n, q) in [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3)] {
+            let members: Vec<u64> = (1..=n).collect();
+            assert_eq!(Config::new(NodeId(1), ids(&members)).unwrap().quorum(), q);
+        }
+    }
+}

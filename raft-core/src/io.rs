@@ -1,0 +1,165 @@
+//! What goes into `step` and what comes out of it.
+
+use crate::message::Message;
+use crate::types::{Entry, HardState, LogIndex, NodeId, ProposalId, Term};
+use core::time::Duration;
+use serde::{Deserialize, Serialize};
+
+/// The timers a node asks its driver to run. There is at most one of each
+/// kind: setting a timer replaces the previous deadline of that kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Timer {
+    /// Followers and candidates: start an election when it fires.
+    Election,
+    /// Leaders: send heartbeats (and retry appends) when it fires.
+    Heartbeat,
+}
+
+/// One input to [`crate::step`]. Nothing else reaches the core.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Input {
+    /// A message from peer `from`.
+    Receive {
+        /// The sender, as authenticated by the transport.
+        from: NodeId,
+        /// The message.
+        message: Message,
+    },
+    /// A timer the node set earlier has fired (and was not reset since).
+    Timeout(Timer),
+    /// Client proposals, handled together so that they travel in one append.
+    Propose(Vec<Proposal>),
+}
+
+/// A client proposal: opaque bytes and the caller's id for the answer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The caller's id for this proposal.
+    pub id: ProposalId,
+    /// The command.
+    pub data: Vec<u8>,
+}
+
+/// A change to the durable state that the driver must make durable before
+/// executing any later output of the same list.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Persist {
+    /// Store term and vote, as one atomic record.
+    HardState(HardState),
+    /// Remove every log entry at `from` and after.
+    Truncate {
+        /// The first index removed.
+        from: LogIndex,
+    },
+    /// Store `entries` at `first`, `first + 1`, ...; `first` is always one
+    /// past the last entry stored (after any preceding `Truncate`).
+    Append {
+        /// The index of the first entry.
+        first: LogIndex,
+        /// The entries.
+        entries: Vec<Entry>,
+    },
+}
+
+/// One committed command, delivered to the application.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Committed {
+    /// Its index in the log.
+    pub index: LogIndex,
+    /// The term it was appended in.
+    pub term: Term,
+    /// The command.
+    pub data: Vec<u8>,
+}
+
+/// Why a proposal was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Rejection {
+    /// No leader is known and the pending queue is full
+    /// (`Config::pending_proposals_max`). Retry later.
+    QueueFull,
+    /// The proposal is larger than `Config::message_bytes_max`.
+    TooLarge,
+    /// The node it was forwarded to was no longer leader. Retry, possibly at
+    /// the hinted leader.
+    NotLeader {
+        /// The leader the refusing node knew of, if any.
+        leader_hint: Option<NodeId>,
+    },
+}
+
+/// Why an input was ignored. Each is counted by [`crate::Node`]; none is an
+/// error of this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Dropped {
+    /// The sender is not a member of the cluster (or is this node).
+    UnknownSender,
+    /// A response from an older term, or a response this node's role does
+    /// not expect.
+    StaleResponse,
+    /// An index beyond what this node holds or sent, or entries whose terms
+    /// go backwards or exceed the message's term.
+    OutOfRange,
+    /// A second leader claims the same term as this leader: impossible in a
+    /// correct cluster, so the message is distrusted.
+    SecondLeader,
+    /// A timer fired that the node's role does not use (a late timeout
+    /// after a role change).
+    StaleTimer,
+}
+
+/// One output of [`crate::step`], to be executed by the driver in order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Output {
+    /// Make this change durable before executing any later output.
+    Persist(Persist),
+    /// Send a message to a peer. Delivery may fail; Raft retries.
+    Send {
+        /// The destination.
+        to: NodeId,
+        /// The message.
+        message: Message,
+    },
+    /// (Re)arm a timer to fire after a duration drawn uniformly from
+    /// `min..=max`. The core draws no random numbers; the driver does.
+    SetTimer {
+        /// Which timer.
+        timer: Timer,
+        /// The shortest delay.
+        min: Duration,
+        /// The longest delay.
+        max: Duration,
+    },
+    /// Disarm a timer.
+    CancelTimer(Timer),
+    /// Committed commands, in log order, each delivered once per node lifetime.
+    /// No-op entries are not delivered, so indexes may skip.
+    Deliver(Vec<Committed>),
+    /// The leader this node knows of has changed (`None`: unknown).
+    LeaderChanged {
+        /// The leader, if known.
+        leader: Option<NodeId>,
+        /// This node's current term.
+        term: Term,
+    },
+    /// A proposal made at this node was appended by the leader at (term,
+    /// index). It is committed once delivered at that index with that term;
+    /// if a different entry is delivered at that index, it was lost.
+    ProposalAccepted {
+        /// The proposal's id.
+        id: ProposalId,
+        /// The term of the leader that appended it.
+        term: Term,
+        /// Its index.
+        index: LogIndex,
+    },
+    /// A proposal made at this node was refused.
+    ProposalRejected {
+        /// The proposal's id.
+        id: ProposalId,
+        /// Why.
+        reason: Rejection,
+    },
+    /// The input was ignored (see [`Dropped`]).
+    Dropped(Dropped),
+}

@@ -1,0 +1,193 @@
+//! The replicated log, as held in memory by one node.
+//!
+//! Indexes start at 1. The log may start after a snapshot: `first_index() ==
+//! snapshot_index + 1`, and the term of the entry at `snapshot_index` is kept
+//! so that the AppendEntries consistency check works at the boundary. Today
+//! the snapshot index is always 0; compaction will only have to move it.
+
+use crate::types::{Entry, LogIndex, Term};
+use serde::{Deserialize, Serialize};
+
+/// A node's log: a contiguous run of entries after an (optional) snapshot.
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Log {
+    snapshot_index: LogIndex,
+    snapshot_term: Term,
+    entries: Vec<Entry>,
+}
+
+impl core::fmt::Debug for Log {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.snapshot_index.0 > 0 {
+            write!(f, "[..{}@{}] ", self.snapshot_index, self.snapshot_term)?;
+        }
+        f.debug_list().entries(&self.entries).finish()
+    }
+}
+
+impl Log {
+    /// An empty log.
+    pub fn new() -> Log {
+        Log::default()
+    }
+
+    /// A log holding `entries` at indexes 1, 2, ...
+    pub fn from_entries(entries: Vec<Entry>) -> Log {
+        Log { snapshot_index: LogIndex(0), snapshot_term: Term(0), entries }
+    }
+
+    /// The index of the last entry covered by a snapshot (0: none).
+    pub fn snapshot_index(&self) -> LogIndex {
+        self.snapshot_index
+    }
+
+    /// The index of the first entry held in memory.
+    pub fn first_index(&self) -> LogIndex {
+        self.snapshot_index.next()
+    }
+
+    /// The index of the last entry (0 for an empty log).
+    pub fn last_index(&self) -> LogIndex {
+        LogIndex(self.snapshot_index.0 + self.entries.len() as u64)
+    }
+
+    /// The term of the last entry (0 for an empty log).
+    pub fn last_term(&self) -> Term {
+        self.entries.last().map_or(self.snapshot_term, |e| e.term)
+    }
+
+    /// Number of entries held (not counting the snapshot).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The term of the entry at `index`: `Some(0)` for index 0, the snapshot
+    /// term at the snapshot index, `None` when the index is past the end or
+    /// compacted away.
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        if index == self.snapshot_index {
+            return Some(self.snapshot_term);
+        }
+        self.get(index).map(|e| e.term)
+    }
+
+    /// The entry at `index`, if held.
+    pub fn get(&self, index: LogIndex) -> Option<&Entry> {
+        let offset = self.offset(index)?;
+        self.entries.get(offset)
+    }
+
+    /// The entries from `from` to `to` inclusive (both must be held).
+    pub fn slice(&self, from: LogIndex, to: LogIndex) -> &[Entry] {
+        match (self.offset(from), self.offset(to)) {
+            (Some(a), Some(b)) if a <= b && b < self.entries.len() => &self.entries[a..=b],
+            _ => &[],
+        }
+    }
+
+    /// All entries held, first to last.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Appends one entry at `last_index() + 1`.
+    pub fn push(&mut self, entry: Entry) {
+        self.entries.push(entry);
+    }
+
+    /// Appends entries at `last_index() + 1`.
+    pub fn extend(&mut self, entries: impl IntoIterator<Item = Entry>) {
+        self.entries.extend(entries);
+    }
+
+    /// Removes the entries at `from` and after.
+    ///
+    /// # Panics
+    /// When `from` is at or before the snapshot index: compacted entries are
+    /// committed and can never be truncated (our bug if asked).
+    pub fn truncate_from(&mut self, from: LogIndex) {
+        assert!(from > self.snapshot_index, "truncating compacted entries at {from:?}");
+        let keep = (from.0 - self.first_index().0) as usize;
+        self.entries.truncate(keep);
+    }
+
+    /// The first index of the run of entries with the same term as the entry
+    /// at `index` (which must be held), walking back no further than the
+    /// start of the log. Used for the conflict hint (§5.3).
+    pub fn first_index_of_term_at(&self, index: LogIndex) -> LogIndex {
+        let Some(term) = self.term_at(index) else { return index };
+        let mut i = index;
+        while i > self.first_index() && self.term_at(i.prev()) == Some(term) {
+            i = i.prev();
+        }
+        i
+    }
+
+    /// The last index whose entry has term `term`, if any entry has it.
+    pub fn last_index_of_term(&self, term: Term) -> Option<LogIndex> {
+        let pos = self.entries.iter().rposition(|e| e.term == term)?;
+        Some(LogIndex(self.snapshot_index.0 + 1 + pos as u64))
+    }
+
+    /// Whether a log ending at (`last_term`, `last_index`) is at least as
+    /// up-to-date as this one (§5.4.1).
+    pub fn is_up_to_date(&self, last_term: Term, last_index: LogIndex) -> bool {
+        (last_term, last_index) >= (self.last_term(), self.last_index())
+    }
+
+    fn offset(&self, index: LogIndex) -> Option<usize> {
+        if index <= self.snapshot_index {
+            return None;
+        }
+        let offset = (index.0 - self.snapshot_index.0 - 1) as usize;
+        (offset < self.entries.len()).then_some(offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(terms: &[u64]) -> Log {
+        Log::from_entries(terms.iter().map(|&t| Entry::noop(Term(t))).collect())
+    }
+
+    #[test]
+    fn indexes_and_terms() {
+        let l = log(&[1, 1, 2, 3, 3]);
+        assert_eq!(l.last_index(), LogIndex(5));
+        assert_eq!(l.last_term(), Term(3));
+        assert_eq!(l.term_at(LogIndex(0)), Some(Term(0)));
+        assert_eq!(l.term_at(LogIndex(3)), Some(Term(2)));
+        assert_eq!(l.term_at(LogIndex(6)), None);
+        assert_eq!(l.first_index_of_term_at(LogIndex(5)), LogIndex(4));
+        assert_eq!(l.first_index_of_term_at(LogIndex(2)), LogIndex(1));
+        assert_eq!(l.last_index_of_term(Term(1)), Some(LogIndex(2)));
+        assert_eq!(l.last_index_of_term(Term(4)), None);
+        assert_eq!(l.slice(LogIndex(2), LogIndex(3)).len(), 2);
+        assert_eq!(l.slice(LogIndex(4), LogIndex(9)).len(), 0);
+    }
+
+    #[test]
+    fn truncate_keeps_prefix() {
+        let mut l = log(&[1, 1, 2]);
+        l.truncate_from(LogIndex(2));
+        assert_eq!(l.last_index(), LogIndex(1));
+        l.truncate_from(LogIndex(5));
+        assert_eq!(l.last_index(), LogIndex(1));
+    }
+
+    #[test]
+    fn up_to_date_compares_term_then_index() {
+        let l = log(&[1, 2]);
+        assert!(l.is_up_to_date(Term(2), LogIndex(2)));
+        assert!(l.is_up_to_date(Term(3), LogIndex(1)));
+        assert!(!l.is_up_to_date(Term(2), LogIndex(1)));
+        assert!(!l.is_up_to_date(Term(1), LogIndex(9)));
+    }
+}

@@ -1,0 +1,163 @@
+//! The messages nodes exchange. One variant per message, so that "a vote
+//! carries a term" is a compile-time fact.
+
+use crate::types::{Entry, LogIndex, NodeId, ProposalId, Term};
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+/// A message between two members of a cluster. The sender is not inside:
+/// the transport knows it and hands it to [`crate::Input::Receive`].
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Message {
+    /// A candidate asks for a vote (§5.2).
+    RequestVote(RequestVote),
+    /// The answer to a `RequestVote`.
+    RequestVoteResponse(RequestVoteResponse),
+    /// A leader replicates entries, or just asserts its leadership (§5.3).
+    AppendEntries(AppendEntries),
+    /// The answer to an `AppendEntries`.
+    AppendEntriesResponse(AppendEntriesResponse),
+    /// A follower forwards proposals it received to the leader it knows.
+    Forward(Forward),
+    /// The leader's answer to a `Forward`: where each proposal went.
+    ForwardResponse(ForwardResponse),
+}
+
+/// Arguments of RequestVote (Figure 2).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RequestVote {
+    /// The candidate's term.
+    pub term: Term,
+    /// Index of the candidate's last log entry.
+    pub last_log_index: LogIndex,
+    /// Term of the candidate's last log entry.
+    pub last_log_term: Term,
+}
+
+/// Results of RequestVote (Figure 2).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RequestVoteResponse {
+    /// The voter's current term.
+    pub term: Term,
+    /// Whether the vote was granted.
+    pub granted: bool,
+}
+
+/// Arguments of AppendEntries (Figure 2).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AppendEntries {
+    /// The leader's term.
+    pub term: Term,
+    /// Index of the entry just before `entries`.
+    pub prev_log_index: LogIndex,
+    /// Term of the entry at `prev_log_index`.
+    pub prev_log_term: Term,
+    /// Entries to store, at `prev_log_index + 1` onwards (empty for a heartbeat).
+    pub entries: Vec<Entry>,
+    /// The leader's commit index.
+    pub leader_commit: LogIndex,
+}
+
+/// Results of AppendEntries (Figure 2), with the follower's hint on rejection.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AppendEntriesResponse {
+    /// The follower's current term.
+    pub term: Term,
+    /// What the follower did.
+    pub result: AppendResult,
+}
+
+/// The outcome of an AppendEntries at the follower.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AppendResult {
+    /// The follower's log matches the leader's up to and including
+    /// `match_index` (= prev_log_index + number of entries sent).
+    Success {
+        /// The highest index known to match the leader's log.
+        match_index: LogIndex,
+    },
+    /// The consistency check failed at the `prev_log_index` given; the hint
+    /// lets the leader skip a whole term of entries per round trip (§5.3).
+    Conflict {
+        /// The `prev_log_index` of the rejected request.
+        rejected_index: LogIndex,
+        /// The follower's last index.
+        last_index: LogIndex,
+        /// When the follower holds an entry at `rejected_index` with a
+        /// different term: that term and the first index the follower holds
+        /// with it.
+        conflict: Option<(Term, LogIndex)>,
+    },
+}
+
+/// Proposals forwarded by a follower to the leader.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Forward {
+    /// The sender's current term.
+    pub term: Term,
+    /// The proposals, each with the id its origin gave it.
+    pub proposals: Vec<(ProposalId, Vec<u8>)>,
+}
+
+/// The leader's answer to a [`Forward`].
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ForwardResponse {
+    /// The responder's current term.
+    pub term: Term,
+    /// The leader the responder knows of, for proposals it refused.
+    pub leader_hint: Option<NodeId>,
+    /// For each proposal: the (term, index) it was appended at, or `None`
+    /// when the responder was not the leader and could not take it.
+    pub results: Vec<(ProposalId, Option<(Term, LogIndex)>)>,
+}
+
+impl Message {
+    /// The sender's term, carried by every message.
+    pub fn term(&self) -> Term {
+        match self {
+            Message::RequestVote(m) => m.term,
+            Message::RequestVoteResponse(m) => m.term,
+            Message::AppendEntries(m) => m.term,
+            Message::AppendEntriesResponse(m) => m.term,
+            Message::Forward(m) => m.term,
+            Message::ForwardResponse(m) => m.term,
+        }
+    }
+
+    /// Bytes of payload carried, for size accounting.
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            Message::AppendEntries(m) => m.entries.iter().map(Entry::size_bytes).sum(),
+            Message::Forward(m) => m.proposals.iter().map(|(_, d)| d.len() + 8).sum(),
+            _ => 0,
+        }
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Message::RequestVote(m) => {
+                write!(f, "RequestVote({}, last {}@{})", m.term, m.last_log_index, m.last_log_term)
+            }
+            Message::RequestVoteResponse(m) => {
+                write!(f, "Vote({}, {})", m.term, if m.granted { "granted" } else { "refused" })
+            }
+            Message::AppendEntries(m) => write!(
+                f,
+                "Append({}, prev {}@{}, {:?}, commit {})",
+                m.term, m.prev_log_index, m.prev_log_term, m.entries, m.leader_commit
+            ),
+            Message::AppendEntriesResponse(m) => match &m.result {
+                AppendResult::Success { match_index } => write!(f, "AppendOk({}, match {})", m.term, match_index),
+                AppendResult::Conflict { rejected_index, last_index, conflict } => {
+                    write!(f, "AppendConflict({}, at {}, last {}, {:?})", m.term, rejected_index, last_index, conflict)
+                }
+            },
+            Message::Forward(m) => {
+                write!(f, "Forward({}, {:?})", m.term, m.proposals.iter().map(|p| p.0).collect::<Vec<_>>())
+            }
+            Message::ForwardResponse(m) => write!(f, "ForwardResponse({}, {:?})", m.term, m.results),
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Log replication (§5.3), the commit rule (§5.4.2) and heartbeats.
+
+use crate::config::Config;
+use crate::io::{Dropped, Output, Persist};
+use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, Message};
+use crate::state::{Mode, Progress, Role, State};
+use crate::types::{LogIndex, NodeId};
+
+impl State {
+    /// Leader, on its heartbeat timer: one append to every follower, empty
+    /// when the follower is up to date, so that followers keep their
+    /// election timers reset and learn the commit index; a probe that went
+    /// unanswered is sent again.
+    pub(crate) fn heartbeat(&mut self, config: &Config, out: &mut Vec<Output>) {
+        let hb = config.heartbeat_interval();
+        out.push(Output::SetTimer { timer: crate::io::Timer::Heartbeat, min: hb, max: hb });
+        for peer in config.peers() {
+            self.send_append(config, peer, true, out);
+        }
+    }
+
+    /// Leader: sends new entries to every follower that can take them now.
+    pub(crate) fn broadcast_append(&mut self, config: &Config, out: &mut Vec<Output>) {
+        for peer in config.peers() {
+            self.send_append(config, peer, false, out);
+        }
+    }
+
+    /// Leader: builds and sends one AppendEntries to `peer` from its
+    /// `next_index`, within the per-message bounds. Unless `force`d (the
+    /// heartbeat), nothing is sent to a follower that is waiting on a probe,
+    /// is up to date, or already has `inflight_entries_max` entries in flight.
+    pub(crate) fn send_append(&mut self, config: &Config, peer: NodeId, force: bool, out: &mut Vec<Output>) {
+        let term = self.hard.term;
+        let leader_commit = self.commit_index;
+        let last = self.log.last_index();
+        let Role::Leader { progress } = &mut self.role else { return };
+        let Some(p) = progress.get_mut(&peer) else { return };
+        let inflight_full = p.next_index.0 - p.match_index.0 > config.inflight_entries_max();
+        let may_carry_entries = match p.mode {
+            Mode::Probe { sent } => force || !sent,
+            Mode::Replicate => !inflight_full,
+        };
+        if !force && (!may_carry_entries || p.next_index > last) {
+            return;
+        }
+        let prev_log_index = p.next_index.prev();
+        let prev_log_term = self.log.term_at(prev_log_index).expect("next_index within the leader's log");
+        let entries = if may_carry_entries { take_entries(config, &self.log, p.next_index, last) } else { Vec::new() };
+        match p.mode {
+            Mode::Probe { .. } => p.mode = Mode::Probe { sent: true },
+            Mode::Replicate => p.next_index = LogIndex(p.next_index.0 + entries.len() as u64),
+        }
+        let message = AppendEntries { term, prev_log_index, prev_log_term, entries, leader_commit };
+        out.push(Output::Send { to: peer, message: Message::AppendEntries(message) });
+    }
+
+    /// Follower side of AppendEntries (Figure 2, receiver rules 1–5).
+    pub(crate) fn on_append_entries(&mut self, config: &Config, from: NodeId, m: AppendEntries, out: &mut Vec<Output>) {
+        if m.term < self.hard.term {
+            // Rule 1: reply false; our term tells the stale leader to step down.
+            let result = AppendResult::Conflict {
+                rejected_index: m.prev_log_index,
+                last_index: self.log.last_index(),
+                conflict: None,
+            };
+            self.reply_append(from, result, out);
+            return;
+        }
+        if self.is_leader() {
+            out.push(Output::Dropped(Dropped::SecondLeader));
+            return;
+        }
+        // A valid leader of our term: candidates step down (§5.2), and the
+        // election timer restarts.
+        if !matches!(self.role, Role::Follower) {
+            self.role = Role::Follower;
+        }
+        self.set_leader(Some(from), out);
+        out.push(self.election_timer(config));
+
+        // Rule 2: the consistency check on (prev index, prev term).
+        if self.log.term_at(m.prev_log_index) != Some(m.prev_log_term) {
+            let conflict = (m.prev_log_index <= self.log.last_index() && m.prev_log_index > self.log.snapshot_index())
+                .then(|| {
+                    let term = self.log.term_at(m.prev_log_index).expect("held");
+                    (term, self.log.first_index_of_term_at(m.prev_log_index))
+                });
+            let result = AppendResult::Conflict {
+                rejected_index: m.prev_log_index,
+                last_index: self.log.last_index(),
+                conflict,
+            };
+            self.reply_append(from, result, out);
+            return;
+        }
+        // Rules 3 and 4: skip entries already held, cut at the first
+        // conflict, append the rest. A committed entry is never cut.
+        let match_index = LogIndex(m.prev_log_index.0 + m.entries.len() as u64);
+        let mut index = m.prev_log_index;
+        let mut entries = m.entries.into_iter();
+        let mut fresh = Vec::new();
+        for entry in entries.by_ref() {
+            index = index.next();
+            match self.log.term_at(index) {
+                Some(t) if t == entry.term => continue,
+                Some(_) => {
+                    if index <= self.commit_index {
+                        out.push(Output::Dropped(Dropped::OutOfRange));
+                        return;
+                    }
+                    self.log.truncate_from(index);
+                    out.push(Output::Persist(Persist::Truncate { from: index }));
+                    fresh.push(entry);
+                    break;
+                }
+                None => {
+                    fresh.push(entry);
+                    break;
+                }
+            }
+        }
+        fresh.extend(entries);
+        self.append_own(fresh, out);
+        // Rule 5: commit what the leader committed, bounded by what we now
+        // know to match.
+        let commit = m.leader_commit.min(match_index);
+        self.commit_to(commit, out);
+        self.reply_append(from, AppendResult::Success { match_index }, out);
+    }
+
+    fn reply_append(&self, to: NodeId, result: AppendResult, out: &mut Vec<Output>) {
+        let response = AppendEntriesResponse { term: self.hard.term, result };
+        out.push(Output::Send { to, message: Message::AppendEntriesResponse(response) });
+    }
+
+    /// Leader side of an AppendEntries answer: advance the follower's match
+    /// point and commit, or back `next_index` up using the follower's hint.
+    pub(crate) fn on_append_response(
+        &mut self,
+        config: &Config,
+        from: NodeId,
+        m: AppendEntriesResponse,
+        out: &mut Vec<Output>,
+    ) {
+        if m.term < self.hard.term || !self.is_leader() {
+            out.push(Output::Dropped(Dropped::StaleResponse));
+            return;
+        }
+        let last = self.log.last_index();
+        match m.result {
+            AppendResult::Success { match_index } => {
+                if match_index > last {
+                    out.push(Output::Dropped(Dropped::OutOfRange));
+                    return;
+                }
+                let p = self.progress_mut(from);
+                p.match_index = p.match_index.max(match_index);
+                p.next_index = p.next_index.max(match_index.next());
+                p.mode = Mode::Replicate;
+                self.maybe_commit(config, out);
+                self.send_append(config, from, false, out);
+            }
+            AppendResult::Conflict { rejected_index, last_index, conflict } => {
+                let Some(next) = self.next_after_conflict(from, rejected_index, last_index, conflict) else {
+                    // An answer to an append we have since moved past.
+                    return;
+                };
+                let p = self.progress_mut(from);
+                p.next_index = next;
+                p.mode = Mode::Probe { sent: false };
+                self.send_append(config, from, false, out);
+            }
+        }
+    }
+
+    /// Where to probe next after a rejection at `rejected_index` (§5.3's
+    /// optimisation): past the follower's end if it is short; otherwise past
+    /// our last entry of the conflicting term, or at the first index of that
+    /// term in the follower's log if we have none. Always within
+    /// `match_index + 1 ..= rejected_index`, so it moves back at least one
+    /// step and never below what is known to match. `None` for a stale answer.
+    fn next_after_conflict(
+        &self,
+        from: NodeId,
+        rejected_index: LogIndex,
+        follower_last: LogIndex,
+        conflict: Option<(crate::types::Term, LogIndex)>,
+    ) -> Option<LogIndex> {
+        let Role::Leader { progress } = &self.role else { return None };
+        let p = progress.get(&from)?;
+        let expected = match p.mode {
+            Mode::Probe { .. } => rejected_index == p.next_index.prev(),
+            Mode::Replicate => rejected_index > p.match_index && rejected_index < p.next_index,
+        };
+        if !expected || rejected_index == LogIndex(0) {
+            return None;
+        }
+        let hint = if follower_last < rejected_index {
+            follower_last.next()
+        } else if let Some((term, first)) = conflict {
+            match self.log.last_index_of_term(term) {
+                Some(ours) => ours.next(),
+                None => first,
+            }
+        } else {
+            rejected_index
+        };
+        Some(hint.min(rejected_index).max(p.match_index.next()))
+    }
+
+    fn progress_mut(&mut self, peer: NodeId) -> &mut Progress {
+        match &mut self.role {
+            Role::Leader { progress } => progress.get_mut(&peer).expect("progress for every peer"),
+            _ => unreachable!("progress_mut outside the leader role"),
+        }
+    }
+
+    /// §5.3, §5.4.2: the leader commits the highest index held by a majority,
+    /// but only when that entry is of its own term (Figure 8); everything
+    /// before it commits with it.
+    pub(crate) fn maybe_commit(&mut self, config: &Config, out: &mut Vec<Output>) {
+        let Role::Leader { progress } = &self.role else { return };
+        let mut matched: Vec<LogIndex> = progress.values().map(|p| p.match_index).collect();
+        matched.push(self.log.last_index());
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let majority = matched[config.quorum() - 1];
+        if majority > self.commit_index && self.log.term_at(majority) == Some(self.hard.term) {
+            self.commit_to(majority, out);
+        }
+    }
+}
+
+/// Entries from `from` to at most `last`, bounded by the entry count and
+/// byte limits per message, but always at least one entry when any is due
+/// (a single large entry must still be sendable).
+fn take_entries(config: &Config, log: &crate::log::Log, from: LogIndex, last: LogIndex) -> Vec<crate::types::Entry> {
+    if from > last {
+        return Vec::new();
+    }
+    let mut bytes = 0;
+    let mut taken = Vec::new();
+    for entry in log.slice(from, last).iter().take(config.entries_per_append_max()) {
+        bytes += entry.size_bytes();
+        if !taken.is_empty() && bytes > config.message_bytes_max() {
+            break;
+        }
+        taken.push(entry.clone());
+    }
+    taken
+}
