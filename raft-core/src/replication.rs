@@ -71,6 +71,12 @@ impl State {
             out.push(Output::Dropped(Dropped::SecondLeader));
             return;
         }
+        if self.conflicts_with_committed(&m) {
+            // Only a broken leader asks to cut a committed entry (§5.4.3).
+            // Refused before anything changes, so the drop leaves no trace.
+            out.push(Output::Dropped(Dropped::OutOfRange));
+            return;
+        }
         // A valid leader of our term: candidates step down (§5.2), and the
         // election timer restarts.
         if !matches!(self.role, Role::Follower) {
@@ -127,6 +133,18 @@ impl State {
         let commit = m.leader_commit.min(match_index);
         self.commit_to(commit, out);
         self.reply_append(from, AppendResult::Success { match_index }, out);
+    }
+
+    /// Whether `m` passes the consistency check but holds an entry whose
+    /// term differs from that of an entry this node knows committed.
+    fn conflicts_with_committed(&self, m: &AppendEntries) -> bool {
+        if self.log.term_at(m.prev_log_index) != Some(m.prev_log_term) {
+            return false;
+        }
+        (m.prev_log_index.0 + 1..).zip(&m.entries).any(|(i, entry)| {
+            let index = LogIndex(i);
+            index <= self.commit_index && self.log.term_at(index).is_some_and(|t| t != entry.term)
+        })
     }
 
     fn reply_append(&self, to: NodeId, result: AppendResult, out: &mut Vec<Output>) {

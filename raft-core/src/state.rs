@@ -247,13 +247,18 @@ impl State {
             return;
         }
         let term = message.term();
-        if term > self.hard.term {
+        let newer_term = term > self.hard.term;
+        if newer_term {
             // §5.1: a higher term in any message makes this node a follower
             // of that term. An AppendEntries also names the leader.
             let leader = matches!(message, Message::AppendEntries(_)).then_some(from);
             self.become_follower(config, term, leader, out);
         }
         match message {
+            // An answer that carried a newer term has done its work: this
+            // node is now a follower of that term, which expects no answers.
+            // It is not reported as dropped, since it changed the state.
+            Message::RequestVoteResponse(_) | Message::AppendEntriesResponse(_) if newer_term => {}
             Message::RequestVote(m) => self.on_request_vote(config, from, m, out),
             Message::RequestVoteResponse(m) => self.on_vote_response(config, from, m, out),
             Message::AppendEntries(m) => self.on_append_entries(config, from, m, out),

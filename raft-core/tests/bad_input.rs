@@ -1,0 +1,137 @@
+//! Bad input from the network is dropped with a reason and changes nothing
+//! (DESIGN.md: "Bad input from the network is dropped and counted, never a
+//! panic"). Each case builds a node in the role that would see the input,
+//! feeds it, and checks the output is exactly `Dropped(reason)` and the
+//! state is unchanged. Also: the `Node` wrapper counts what was dropped.
+
+mod common;
+
+use common::*;
+use raft_core::{Config, Dropped, Entry, Input, Message, Node, State, Term, Timer};
+
+/// One node of each role of node 1 in a 3-node cluster, all in term 3,
+/// with the log [1, 1, 2] (the leader has its no-op after it).
+fn every_role() -> Vec<(&'static str, Config, State)> {
+    let c = config(1, 3);
+    let f = follower(&c, 3, None, &[1, 1, 2], 0);
+    let mut candidate = follower(&c, 2, None, &[1, 1, 2], 0);
+    step(&c, &mut candidate, Input::Timeout(Timer::Election));
+    let (l, _) = leader(&c, 3, &[1, 1, 2], 0);
+    vec![("follower", c.clone(), f), ("candidate", c.clone(), candidate), ("leader", c, l)]
+}
+
+/// A message from a node that is not a member, or that claims to come from
+/// the node itself, is dropped in every role, whatever it says.
+#[test]
+fn unknown_senders_are_dropped() {
+    let messages = [request_vote(9, 9, 9), append(9, 0, 0, vec![], 0), vote(9, true), append_ok(3, 1)];
+    for (_, c, state) in every_role() {
+        for from in [0, 1, 4, 99] {
+            for m in &messages {
+                let mut s = state.clone();
+                assert_dropped(&c, &mut s, receive(from, m.clone()), Dropped::UnknownSender);
+            }
+        }
+    }
+}
+
+/// AppendEntries whose entries are impossible for the leader it claims to
+/// be from: terms that go backwards, that precede `prevLogTerm`, that exceed
+/// the message's term, or a `prevLogTerm` above it; and index arithmetic
+/// that overflows. Dropped before anything, even the term update.
+#[test]
+fn malformed_appends_are_dropped_before_the_term_is_adopted() {
+    let malformed = [
+        ("entry terms decrease", append(5, 0, 0, vec![entry(1, 3), entry(2, 2)], 0)),
+        ("entry term below prevLogTerm", append(5, 2, 3, vec![entry(3, 2)], 0)),
+        ("entry term above the message's", append(5, 0, 0, vec![entry(1, 6)], 0)),
+        ("prevLogTerm above the message's", append(5, 2, 6, vec![], 0)),
+        ("index overflow", append(5, u64::MAX, 1, vec![entry(1, 1)], 0)),
+    ];
+    for (role, c, state) in every_role() {
+        for (what, m) in &malformed {
+            let mut s = state.clone();
+            let before = s.clone();
+            let outputs = step(&c, &mut s, receive(2, m.clone()));
+            assert_eq!(outputs, vec![raft_core::Output::Dropped(Dropped::OutOfRange)], "{role}: {what}");
+            assert_eq!(s, before, "{role}: {what}");
+        }
+    }
+}
+
+/// A RequestVote whose last log term exceeds its own term is impossible.
+#[test]
+fn impossible_vote_requests_are_dropped() {
+    for (_, c, state) in every_role() {
+        let mut s = state.clone();
+        assert_dropped(&c, &mut s, receive(2, request_vote(4, 3, 5)), Dropped::OutOfRange);
+    }
+}
+
+/// A leader told that a follower matches beyond the leader's own log has
+/// been lied to: dropped, no commit.
+#[test]
+fn an_acknowledgement_beyond_the_leaders_log_is_dropped() {
+    let c = config(1, 3);
+    let (mut s, _) = leader(&c, 3, &[1, 1, 2], 0);
+    assert_dropped(&c, &mut s, receive(2, append_ok(3, 5)), Dropped::OutOfRange);
+    assert_dropped(&c, &mut s, receive(2, append_ok(3, u64::MAX)), Dropped::OutOfRange);
+}
+
+/// §5.2 (Election Safety): there is at most one leader per term, so a
+/// leader that receives an AppendEntries of its own term distrusts it.
+#[test]
+fn a_second_leader_in_the_same_term_is_dropped() {
+    let c = config(1, 3);
+    let (mut s, _) = leader(&c, 3, &[1, 1, 2], 0);
+    assert_dropped(&c, &mut s, receive(2, append(3, 4, 3, vec![entry(5, 3)], 4)), Dropped::SecondLeader);
+    assert_dropped(&c, &mut s, receive(3, append(3, 0, 0, vec![], 0)), Dropped::SecondLeader);
+    assert!(s.is_leader());
+}
+
+/// Responses that arrive in a role that does not expect them, or from an
+/// older term, are stale.
+#[test]
+fn stale_responses_are_dropped() {
+    let c = config(1, 3);
+    let mut f = follower(&c, 3, None, &[1], 0);
+    assert_dropped(&c, &mut f, receive(2, append_ok(3, 1)), Dropped::StaleResponse);
+    assert_dropped(&c, &mut f, receive(2, append_ok(2, 1)), Dropped::StaleResponse);
+    assert_dropped(&c, &mut f, receive(2, vote(2, true)), Dropped::StaleResponse);
+}
+
+/// Garbage within the rules — a heartbeat whose prevLogIndex is far past
+/// anything held — is not bad input: it is an ordinary rejection.
+#[test]
+fn a_far_prev_index_is_a_rejection_not_a_crash() {
+    let c = config(2, 3);
+    let mut s = follower(&c, 3, None, &[1], 0);
+    let outputs = step(&c, &mut s, receive(1, append(3, u64::MAX - 1, 3, vec![Entry::noop(Term(3))], 0)));
+    assert_eq!(outputs.last(), Some(&send(1, append_conflict(3, u64::MAX - 1, 1, None))));
+    assert_eq!(terms_of(&s), vec![1]);
+}
+
+/// The `Node` wrapper counts every dropped input by reason.
+#[test]
+fn node_counts_drops_by_reason() {
+    let (mut node, _) = Node::new(config(1, 3));
+    let mut out = Vec::new();
+    node.step(receive(9, request_vote(1, 0, 0)), &mut out);
+    node.step(receive(2, append(1, 0, 0, vec![entry(1, 2)], 0)), &mut out);
+    node.step(Input::Timeout(Timer::Heartbeat), &mut out);
+    node.step(
+        receive(
+            2,
+            Message::RequestVote(raft_core::RequestVote {
+                term: Term(1),
+                last_log_index: raft_core::LogIndex(0),
+                last_log_term: Term(0),
+            }),
+        ),
+        &mut out,
+    );
+    let dropped = node.status().dropped;
+    assert_eq!((dropped.unknown_sender, dropped.out_of_range, dropped.stale_timer), (1, 1, 1));
+    assert_eq!(dropped.bad_messages(), 2);
+    assert_eq!(node.status().term, Term(1), "the valid request was handled");
+}

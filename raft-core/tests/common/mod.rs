@@ -1,0 +1,349 @@
+//! Builders and checks shared by raft-core's integration tests.
+//!
+//! Every test drives the core through [`step`] (or [`Harness::step`]), which
+//! checks the persist-before-send rule on every output list the core returns,
+//! so no test can see an output list that breaks it without failing.
+//!
+//! Nodes in arbitrary situations are built the way a real driver would build
+//! them: from a persisted hard state and log, through `State::recover`, and
+//! then moved into a role by feeding them inputs. No test reaches into the
+//! core's private fields.
+
+// Each test binary uses its own part of these helpers.
+#![allow(dead_code)]
+
+pub mod sim;
+
+use raft_core::{
+    AppendEntries, AppendEntriesResponse, AppendResult, Config, Entry, HardState, Input, Log, LogIndex, Message,
+    NodeId, Output, Persist, Proposal, ProposalId, RequestVote, RequestVoteResponse, State, Term, Timer,
+};
+
+/// Node `n`.
+pub fn id(n: u64) -> NodeId {
+    NodeId(n)
+}
+
+/// The members of an `n`-node cluster: nodes 1 to `n`.
+pub fn members(n: u64) -> Vec<NodeId> {
+    (1..=n).map(NodeId).collect()
+}
+
+/// The configuration of node `me` in an `n`-node cluster, with defaults.
+pub fn config(me: u64, n: u64) -> Config {
+    Config::new(NodeId(me), members(n)).expect("a valid test configuration")
+}
+
+/// The command entry a leader of `term` would have written at `index` in
+/// these tests. Its bytes name its place, so two entries with the same index
+/// and term are equal, as Log Matching requires of real logs.
+pub fn entry(index: u64, term: u64) -> Entry {
+    Entry::command(Term(term), format!("{index}@{term}"))
+}
+
+/// A log with one command entry per term given, at indexes 1, 2, ...
+pub fn log_of(terms: &[u64]) -> Vec<Entry> {
+    terms.iter().enumerate().map(|(i, &t)| entry(i as u64 + 1, t)).collect()
+}
+
+/// The terms of a state's log, first to last.
+pub fn terms_of(state: &State) -> Vec<u64> {
+    state.log().entries().iter().map(|e| e.term.0).collect()
+}
+
+/// A follower recovered from disk: current `term`, `voted_for`, a log whose
+/// entries have the given terms, and `commit` entries already applied (so
+/// its commit index is `commit`).
+pub fn follower(config: &Config, term: u64, voted_for: Option<u64>, log_terms: &[u64], commit: u64) -> State {
+    follower_with_log(config, term, voted_for, log_of(log_terms), commit)
+}
+
+/// As [`follower`], with the entries given.
+pub fn follower_with_log(
+    config: &Config,
+    term: u64,
+    voted_for: Option<u64>,
+    entries: Vec<Entry>,
+    commit: u64,
+) -> State {
+    let hard = HardState { term: Term(term), voted_for: voted_for.map(NodeId) };
+    let (state, outputs) = State::recover(config, hard, Log::from_entries(entries), LogIndex(commit))
+        .expect("a consistent persisted state");
+    assert_eq!(outputs, vec![election_timer(config)], "a recovered node only arms its election timer");
+    state
+}
+
+/// The election timer output of `config`.
+pub fn election_timer(config: &Config) -> Output {
+    let (min, max) = config.election_timeout();
+    Output::SetTimer { timer: Timer::Election, min, max }
+}
+
+/// The heartbeat timer output of `config`.
+pub fn heartbeat_timer(config: &Config) -> Output {
+    let interval = config.heartbeat_interval();
+    Output::SetTimer { timer: Timer::Heartbeat, min: interval, max: interval }
+}
+
+/// Persist-before-send (the step contract): once a `Send` appears in an
+/// output list, no `Persist` may follow it, so a driver that executes the
+/// list in order never sends a vote or an acknowledgement before the state
+/// it reports is durable. Checked on every output list the tests see.
+pub fn assert_persist_before_send(outputs: &[Output]) {
+    if let Some(first_send) = outputs.iter().position(|o| matches!(o, Output::Send { .. })) {
+        let late = outputs[first_send..].iter().find(|o| matches!(o, Output::Persist(_)));
+        assert!(late.is_none(), "a Persist follows a Send in one output list: {outputs:#?}");
+    }
+}
+
+/// Steps `state` in place through the in-place form and returns the outputs,
+/// after checking them with [`assert_persist_before_send`]. Also checks that
+/// the pure form `raft_core::step` gives the same result.
+pub fn step(config: &Config, state: &mut State, input: Input) -> Vec<Output> {
+    let (pure_state, pure_outputs) = raft_core::step(config, state.clone(), input.clone());
+    let mut outputs = Vec::new();
+    state.step(config, input, &mut outputs);
+    assert_persist_before_send(&outputs);
+    assert_eq!((&pure_state, &pure_outputs), (&*state, &outputs), "the pure and in-place forms disagree");
+    outputs
+}
+
+/// Feeds `input` and asserts that it was dropped for `reason` and left the
+/// state exactly as it was.
+pub fn assert_dropped(config: &Config, state: &mut State, input: Input, reason: raft_core::Dropped) {
+    let before = state.clone();
+    let outputs = step(config, state, input);
+    assert_eq!(outputs, vec![Output::Dropped(reason)]);
+    assert_eq!(*state, before, "a dropped input changed the state");
+}
+
+/// A message from peer `from`.
+pub fn receive(from: u64, message: Message) -> Input {
+    Input::Receive { from: NodeId(from), message }
+}
+
+/// A RequestVote.
+pub fn request_vote(term: u64, last_log_index: u64, last_log_term: u64) -> Message {
+    Message::RequestVote(RequestVote {
+        term: Term(term),
+        last_log_index: LogIndex(last_log_index),
+        last_log_term: Term(last_log_term),
+    })
+}
+
+/// A RequestVoteResponse.
+pub fn vote(term: u64, granted: bool) -> Message {
+    Message::RequestVoteResponse(RequestVoteResponse { term: Term(term), granted })
+}
+
+/// An AppendEntries.
+pub fn append(term: u64, prev_log_index: u64, prev_log_term: u64, entries: Vec<Entry>, leader_commit: u64) -> Message {
+    Message::AppendEntries(AppendEntries {
+        term: Term(term),
+        prev_log_index: LogIndex(prev_log_index),
+        prev_log_term: Term(prev_log_term),
+        entries,
+        leader_commit: LogIndex(leader_commit),
+    })
+}
+
+/// A successful AppendEntriesResponse.
+pub fn append_ok(term: u64, match_index: u64) -> Message {
+    Message::AppendEntriesResponse(AppendEntriesResponse {
+        term: Term(term),
+        result: AppendResult::Success { match_index: LogIndex(match_index) },
+    })
+}
+
+/// A rejected AppendEntriesResponse.
+pub fn append_conflict(term: u64, rejected_index: u64, last_index: u64, conflict: Option<(u64, u64)>) -> Message {
+    Message::AppendEntriesResponse(AppendEntriesResponse {
+        term: Term(term),
+        result: AppendResult::Conflict {
+            rejected_index: LogIndex(rejected_index),
+            last_index: LogIndex(last_index),
+            conflict: conflict.map(|(t, i)| (Term(t), LogIndex(i))),
+        },
+    })
+}
+
+/// A send output.
+pub fn send(to: u64, message: Message) -> Output {
+    Output::Send { to: NodeId(to), message }
+}
+
+/// A hard-state persist output.
+pub fn persist_hard(term: u64, voted_for: Option<u64>) -> Output {
+    Output::Persist(Persist::HardState(HardState { term: Term(term), voted_for: voted_for.map(NodeId) }))
+}
+
+/// An append persist output.
+pub fn persist_append(first: u64, entries: Vec<Entry>) -> Output {
+    Output::Persist(Persist::Append { first: LogIndex(first), entries })
+}
+
+/// A leader-change output.
+pub fn leader_changed(leader: Option<u64>, term: u64) -> Output {
+    Output::LeaderChanged { leader: leader.map(NodeId), term: Term(term) }
+}
+
+/// One proposal of `data` with id `id`.
+pub fn proposal(id: u64, data: &[u8]) -> Proposal {
+    Proposal { id: ProposalId(id), data: data.to_vec() }
+}
+
+/// The messages sent in `outputs`, in order.
+pub fn sends(outputs: &[Output]) -> Vec<(NodeId, Message)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send { to, message } => Some((*to, message.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The persist outputs, in order.
+pub fn persists(outputs: &[Output]) -> Vec<Persist> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Persist(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The committed commands delivered in `outputs`, as (index, term, data).
+pub fn delivered(outputs: &[Output]) -> Vec<(u64, u64, Vec<u8>)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Deliver(c) => Some(c),
+            _ => None,
+        })
+        .flatten()
+        .map(|c| (c.index.0, c.term.0, c.data.clone()))
+        .collect()
+}
+
+/// A node that has just become leader of `config`'s cluster: recovered at
+/// `term - 1` with the log given, timed out into an election for `term`, and
+/// granted the votes of the lowest-numbered peers it needs. Returns the
+/// state and the outputs of the step that made it leader.
+pub fn leader(config: &Config, term: u64, log_terms: &[u64], commit: u64) -> (State, Vec<Output>) {
+    let mut state = follower(config, term - 1, None, log_terms, commit);
+    let mut outputs = step(config, &mut state, Input::Timeout(Timer::Election));
+    let voters: Vec<NodeId> = config.peers().take(config.quorum() - 1).collect();
+    for voter in voters {
+        outputs = step(config, &mut state, receive(voter.0, vote(term, true)));
+    }
+    assert!(state.is_leader(), "the fixture failed to elect {:?}", config.id());
+    assert_eq!(state.term(), Term(term));
+    (state, outputs)
+}
+
+/// A small in-memory cluster on a perfect network (every message arrives,
+/// in order, at once), for scenario tests that need several real nodes.
+pub struct Harness {
+    /// The nodes' configurations, node `i + 1` at position `i`.
+    pub configs: Vec<Config>,
+    /// The nodes' states.
+    pub states: Vec<State>,
+    /// Messages sent and not yet delivered: (from, to, message).
+    pub in_flight: std::collections::VecDeque<(NodeId, NodeId, Message)>,
+    /// Every message delivered so far, in order: (from, to, message).
+    pub trace: Vec<(NodeId, NodeId, Message)>,
+    /// Per node, the commands delivered to its application.
+    pub applied: Vec<Vec<(u64, u64, Vec<u8>)>>,
+}
+
+impl Harness {
+    /// A cluster of the given states; `configs[i]` belongs to `states[i]`.
+    pub fn new(configs: Vec<Config>, states: Vec<State>) -> Harness {
+        let n = states.len();
+        Harness { configs, states, in_flight: Default::default(), trace: Vec::new(), applied: vec![Vec::new(); n] }
+    }
+
+    /// Feeds `input` to node `node` (1-based) and queues what it sends.
+    pub fn step(&mut self, node: u64, input: Input) -> Vec<Output> {
+        let i = (node - 1) as usize;
+        let outputs = step(&self.configs[i], &mut self.states[i], input);
+        for o in &outputs {
+            if let Output::Send { to, message } = o {
+                self.in_flight.push_back((NodeId(node), *to, message.clone()));
+            }
+        }
+        self.applied[i].extend(delivered(&outputs));
+        outputs
+    }
+
+    /// Queues messages a node produced outside [`Harness::step`].
+    pub fn queue_sends(&mut self, node: u64, outputs: &[Output]) {
+        for (to, message) in sends(outputs) {
+            self.in_flight.push_back((NodeId(node), to, message));
+        }
+    }
+
+    /// Delivers messages until none is in flight; at most `limit` of them.
+    pub fn run(&mut self, limit: usize) {
+        for _ in 0..limit {
+            let Some((from, to, message)) = self.in_flight.pop_front() else { return };
+            self.trace.push((from, to, message.clone()));
+            self.step(to.0, Input::Receive { from, message });
+        }
+        assert!(self.in_flight.is_empty(), "the network did not quiesce within {limit} messages");
+    }
+
+    /// The state of node `node` (1-based).
+    pub fn state(&self, node: u64) -> &State {
+        &self.states[(node - 1) as usize]
+    }
+}
+
+/// What a node has on disk: the record of its term and vote, and its log,
+/// changed only by the `Persist` outputs a driver executes. A crash keeps
+/// exactly this; `State::recover` starts from it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Disk {
+    /// The last term-and-vote record written.
+    pub hard: HardState,
+    /// The log entries written, at indexes 1, 2, ...
+    pub log: Vec<Entry>,
+}
+
+impl Disk {
+    /// Executes one persist, checking it against the contract: a truncation
+    /// removes entries that exist; an append lands just past the last entry.
+    pub fn apply(&mut self, persist: &Persist) {
+        match persist {
+            Persist::HardState(hard) => self.hard = *hard,
+            Persist::Truncate { from } => {
+                let len = self.log.len() as u64;
+                assert!(from.0 >= 1 && from.0 <= len, "truncation at {from:?} of a log of {len} entries");
+                self.log.truncate(from.0 as usize - 1);
+            }
+            Persist::Append { first, entries } => {
+                assert_eq!(first.0, self.log.len() as u64 + 1, "an append must land just past the last entry");
+                self.log.extend(entries.iter().cloned());
+            }
+        }
+    }
+
+    /// Executes every persist of an output list.
+    pub fn apply_all(&mut self, outputs: &[Output]) {
+        for o in outputs {
+            if let Output::Persist(p) = o {
+                self.apply(p);
+            }
+        }
+    }
+
+    /// A node restarted from this disk alone, having applied nothing.
+    pub fn recover(&self, config: &Config) -> State {
+        let (state, outputs) = State::recover(config, self.hard, Log::from_entries(self.log.clone()), LogIndex(0))
+            .expect("what the node persisted is recoverable");
+        assert_eq!(outputs, vec![election_timer(config)]);
+        state
+    }
+}
