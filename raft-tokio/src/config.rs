@@ -1,0 +1,225 @@
+//! How a node is configured: who the members are, where they listen, the
+//! protocol's parameters and where the node keeps its state.
+
+use raft_core::{Config, ConfigError, LogIndex, NodeId};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Parameters with sensible defaults (`RaftParams::default()`); change
+/// fields with struct update syntax:
+/// `RaftParams { seed: Some(7), ..RaftParams::default() }`.
+#[derive(Clone, Debug)]
+pub struct RaftParams {
+    /// The election timeout range; each timeout is drawn uniformly from it.
+    /// Default 150–300 ms (the Raft paper's recommendation).
+    pub election_timeout: (Duration, Duration),
+    /// How often a leader sends heartbeats. Default 50 ms; at most half the
+    /// minimum election timeout.
+    pub heartbeat_interval: Duration,
+    /// The seed of the RNG that draws timer durations. `None`: a seed is
+    /// made from the clock and the process id, and logged, so that a run
+    /// can be replayed.
+    pub seed: Option<u64>,
+    /// The cluster id every connection's handshake must carry. `None`: a
+    /// hash of the member list (ids and addresses), so that two clusters
+    /// with different members never mix even on the same ports.
+    pub cluster_id: Option<u64>,
+    /// The last log index the application has already applied (and kept,
+    /// e.g. in its own snapshot or database). On restart, only committed
+    /// entries after it are delivered again. Default 0: every committed
+    /// entry is delivered again after a restart.
+    pub applied_index: u64,
+    /// How long a proposal call waits for its entry to commit before it
+    /// reports [`crate::ProposeError::Timeout`]. Default 10 s.
+    pub proposal_timeout: Duration,
+    /// How many times a proposal refused by a node that was no longer
+    /// leader (or lost to a new leader's log) is proposed again before the
+    /// call reports the refusal. Default 5.
+    pub proposal_retries_max: u32,
+    /// Most entries in one AppendEntries. Default 1024 (raft-core's 64 would
+    /// need several round trips to replicate one batch of 256 proposals).
+    pub entries_per_append_max: usize,
+    /// Most payload bytes in one message; a larger proposal is refused.
+    /// Default 1 MiB. Frames may exceed it by [`FRAME_OVERHEAD_BYTES`].
+    pub message_bytes_max: usize,
+    /// Most entries sent to a follower ahead of its acknowledgements.
+    /// Default 8192.
+    pub inflight_entries_max: u64,
+    /// Most proposals a follower holds while it knows no leader. Default 4096.
+    pub pending_proposals_max: usize,
+    /// Most messages queued for one peer; when it is full (the peer is slow
+    /// or unreachable), further messages to it are dropped and counted, and
+    /// Raft retries. Default 4096.
+    pub send_queue_max: usize,
+    /// Most batches of committed entries waiting for the application to
+    /// read them. When it is full the node waits for the reader (so an
+    /// application that never reads must drop the receiver). Default 1024.
+    pub delivery_queue_max: usize,
+}
+
+/// Bytes a frame may carry beyond `message_bytes_max`: the encoding's
+/// per-entry and per-message overhead (a few bytes per entry, at most
+/// `entries_per_append_max` entries).
+pub const FRAME_OVERHEAD_BYTES: usize = 64 * 1024;
+
+impl Default for RaftParams {
+    fn default() -> Self {
+        RaftParams {
+            election_timeout: Config::ELECTION_TIMEOUT_DEFAULT,
+            heartbeat_interval: Config::HEARTBEAT_INTERVAL_DEFAULT,
+            seed: None,
+            cluster_id: None,
+            applied_index: 0,
+            proposal_timeout: Duration::from_secs(10),
+            proposal_retries_max: 5,
+            entries_per_append_max: 1024,
+            message_bytes_max: 1 << 20,
+            inflight_entries_max: 8192,
+            pending_proposals_max: 4096,
+            send_queue_max: 4096,
+            delivery_queue_max: 1024,
+        }
+    }
+}
+
+/// A node's configuration, in raft-lite's shape: the members' addresses,
+/// this node's address, parameters, and a data directory.
+#[derive(Debug)]
+pub struct RaftConfig {
+    pub(crate) members: Vec<(NodeId, String)>,
+    pub(crate) id: Option<NodeId>,
+    pub(crate) self_addr: String,
+    pub(crate) params: RaftParams,
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) listener: Option<std::net::TcpListener>,
+}
+
+/// A configuration that cannot work. Each variant is the caller's mistake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigurationError {
+    /// The node's own address is not in the member list.
+    SelfNotListed {
+        /// The address given for this node.
+        addr: String,
+    },
+    /// Two members share an address.
+    DuplicateAddress {
+        /// The address.
+        addr: String,
+    },
+    /// The protocol parameters are refused by raft-core.
+    Protocol(ConfigError),
+    /// A size bound is zero.
+    ZeroBound {
+        /// Its name.
+        name: &'static str,
+    },
+}
+
+impl fmt::Display for ConfigurationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigurationError::SelfNotListed { addr } => write!(f, "own address {addr} is not in the member list"),
+            ConfigurationError::DuplicateAddress { addr } => write!(f, "address {addr} is listed twice"),
+            ConfigurationError::Protocol(e) => write!(f, "{e}"),
+            ConfigurationError::ZeroBound { name } => write!(f, "{name} must be at least 1"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigurationError {}
+
+impl RaftConfig {
+    /// A configuration from the list of every member's address (this node's
+    /// included) and this node's address, as raft-lite takes it. Members
+    /// get node ids 1, 2, 3, ... in list order, so every node must be given
+    /// the same list in the same order. `data_dir: None` selects the
+    /// in-memory store: nothing survives a restart.
+    pub fn new(peers: Vec<String>, self_addr: String, params: RaftParams, data_dir: Option<PathBuf>) -> RaftConfig {
+        let members = peers.into_iter().enumerate().map(|(i, a)| (NodeId(i as u64 + 1), a)).collect();
+        RaftConfig { members, id: None, self_addr, params, data_dir, listener: None }
+    }
+
+    /// A configuration with explicit node ids: `members` lists every
+    /// member's id and address, `id` is this node's.
+    pub fn with_ids(
+        members: Vec<(NodeId, String)>,
+        id: NodeId,
+        params: RaftParams,
+        data_dir: Option<PathBuf>,
+    ) -> RaftConfig {
+        let self_addr = members.iter().find(|(m, _)| *m == id).map(|(_, a)| a.clone()).unwrap_or_default();
+        RaftConfig { members, id: Some(id), self_addr, params, data_dir, listener: None }
+    }
+
+    /// Uses an already-bound listener for this node's address instead of
+    /// binding it at start (tests bind port 0 and learn the port first).
+    pub fn with_listener(mut self, listener: std::net::TcpListener) -> RaftConfig {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &RaftParams {
+        &self.params
+    }
+
+    /// This node's id and the raft-core configuration.
+    pub(crate) fn core_config(&self) -> Result<(NodeId, Config), ConfigurationError> {
+        let mut addrs = std::collections::BTreeSet::new();
+        for (_, a) in &self.members {
+            if !addrs.insert(a.as_str()) {
+                return Err(ConfigurationError::DuplicateAddress { addr: a.clone() });
+            }
+        }
+        let id = match self.id {
+            Some(id) => id,
+            None => self
+                .members
+                .iter()
+                .find(|(_, a)| *a == self.self_addr)
+                .map(|(id, _)| *id)
+                .ok_or_else(|| ConfigurationError::SelfNotListed { addr: self.self_addr.clone() })?,
+        };
+        let p = &self.params;
+        for (name, n) in [("send_queue_max", p.send_queue_max), ("delivery_queue_max", p.delivery_queue_max)] {
+            if n == 0 {
+                return Err(ConfigurationError::ZeroBound { name });
+            }
+        }
+        let protocol = ConfigurationError::Protocol;
+        let config = Config::new(id, self.members.iter().map(|(m, _)| *m))
+            .and_then(|c| c.with_election_timeout(p.election_timeout.0, p.election_timeout.1))
+            .and_then(|c| c.with_heartbeat_interval(p.heartbeat_interval))
+            .and_then(|c| c.with_entries_per_append_max(p.entries_per_append_max))
+            .and_then(|c| c.with_message_bytes_max(p.message_bytes_max))
+            .and_then(|c| c.with_inflight_entries_max(p.inflight_entries_max))
+            .and_then(|c| c.with_pending_proposals_max(p.pending_proposals_max))
+            .map_err(protocol)?;
+        Ok((id, config))
+    }
+
+    /// The cluster id: the configured one, or a hash (FNV-1a) of the member
+    /// list.
+    pub(crate) fn cluster_id(&self) -> u64 {
+        if let Some(id) = self.params.cluster_id {
+            return id;
+        }
+        let mut members = self.members.clone();
+        members.sort();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for (id, addr) in &members {
+            for b in id.0.to_le_bytes().iter().chain(addr.as_bytes()).chain([0xff].iter()) {
+                hash ^= *b as u64;
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        hash
+    }
+
+    /// The applied index as raft-core takes it.
+    pub(crate) fn applied(&self) -> LogIndex {
+        LogIndex(self.params.applied_index)
+    }
+}

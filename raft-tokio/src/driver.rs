@@ -1,0 +1,267 @@
+//! The node loop: the one task that owns a node's raft-core state.
+//!
+//! It waits for a peer message, a proposal, or the next timer deadline;
+//! steps raft-core with it and with whatever else is ready (a bounded
+//! batch); makes every `Persist` of the batch durable with one write and one
+//! fsync (group commit); and only then executes the batch's other outputs
+//! in order: sends, timers, deliveries, answers. So no send overtakes the
+//! fsync of a persist that came before it, which is raft-core's one ordering
+//! rule (see its crate documentation). There is no Raft rule here.
+
+use crate::api::{LeaderInfo, NodeError};
+use crate::storage::Storage;
+use crate::transport::Transport;
+use crate::waiters::{ProposeRequest, Waiters};
+use raft_core::{Committed, Input, Message, Node, NodeId, Output, Persist, Status, Timer};
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, error};
+
+/// Most peer messages stepped in one batch. A batch shares one fsync, so a
+/// bigger one saves fsyncs under load; but the first message's answer waits
+/// for the whole batch to be stepped, so the batch stays short next to a
+/// disk write (stepping one message takes about a microsecond).
+const MESSAGES_PER_BATCH_MAX: usize = 512;
+/// Most proposals taken from the queue per batch: they become one
+/// `Input::Propose`, so one log append and one AppendEntries per follower.
+const PROPOSALS_PER_BATCH_MAX: usize = 1024;
+/// Most proposal bytes per batch: a follower forwards the batch as one
+/// message, which must fit in a frame.
+const PROPOSAL_BYTES_PER_BATCH_MAX: usize = 512 * 1024;
+/// How often proposals that waited too long are answered with a timeout.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The timers raft-core asked for, with their deadlines, and the seeded RNG
+/// that draws their durations from the ranges it gave.
+pub(crate) struct Timers {
+    election: Option<Instant>,
+    heartbeat: Option<Instant>,
+    sweep: Instant,
+    rng: ChaCha8Rng,
+}
+
+impl Timers {
+    pub fn new(rng: ChaCha8Rng) -> Timers {
+        Timers { election: None, heartbeat: None, sweep: Instant::now() + SWEEP_INTERVAL, rng }
+    }
+
+    fn slot(&mut self, timer: Timer) -> &mut Option<Instant> {
+        match timer {
+            Timer::Election => &mut self.election,
+            Timer::Heartbeat => &mut self.heartbeat,
+        }
+    }
+
+    fn set(&mut self, timer: Timer, min: Duration, max: Duration) {
+        let delay = if max > min { self.rng.random_range(min..=max) } else { min };
+        *self.slot(timer) = Some(Instant::now() + delay);
+    }
+
+    fn next_deadline(&self) -> Instant {
+        [self.election, self.heartbeat].into_iter().flatten().fold(self.sweep, Instant::min)
+    }
+
+    /// Clears and returns a timer whose deadline has passed.
+    fn take_expired(&mut self, now: Instant) -> Option<Timer> {
+        [Timer::Election, Timer::Heartbeat].into_iter().find(|&t| {
+            let slot = self.slot(t);
+            let due = slot.is_some_and(|d| d <= now);
+            if due {
+                *slot = None;
+            }
+            due
+        })
+    }
+}
+
+/// What the driver publishes for the API after every batch.
+pub(crate) struct Published {
+    pub status: watch::Sender<Status>,
+    pub leader: watch::Sender<LeaderInfo>,
+}
+
+pub(crate) struct Driver {
+    pub node: Node,
+    pub storage: Storage,
+    pub transport: Transport,
+    pub timers: Timers,
+    pub waiters: Waiters,
+    pub inbox: mpsc::Receiver<(NodeId, Message)>,
+    pub requests: mpsc::Receiver<ProposeRequest>,
+    pub deliveries: Option<mpsc::Sender<Vec<Committed>>>,
+    pub published: Published,
+    pub shutdown: watch::Receiver<bool>,
+    /// Outputs of the inputs stepped since the last flush.
+    pub outputs: Vec<Output>,
+    persists: Vec<Persist>,
+    rest: Vec<Output>,
+    proposal_bytes: usize,
+}
+
+impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        node: Node,
+        first_outputs: Vec<Output>,
+        storage: Storage,
+        transport: Transport,
+        timers: Timers,
+        waiters: Waiters,
+        inbox: mpsc::Receiver<(NodeId, Message)>,
+        requests: mpsc::Receiver<ProposeRequest>,
+        deliveries: mpsc::Sender<Vec<Committed>>,
+        published: Published,
+        shutdown: watch::Receiver<bool>,
+    ) -> Driver {
+        Driver {
+            node,
+            storage,
+            transport,
+            timers,
+            waiters,
+            inbox,
+            requests,
+            deliveries: Some(deliveries),
+            published,
+            shutdown,
+            outputs: first_outputs,
+            persists: Vec::new(),
+            rest: Vec::new(),
+            proposal_bytes: 0,
+        }
+    }
+
+    /// Runs until shutdown or a storage failure; then stops the transport
+    /// and closes the store.
+    pub async fn run(mut self) -> Result<(), NodeError> {
+        let result = self.drive().await;
+        if let Err(e) = &result {
+            error!(node = %self.node.config().id(), "node stopped: {e}");
+        }
+        self.transport.stop().await;
+        self.storage.close().await;
+        result
+    }
+
+    /// The loop: wait (unless outputs are left over, e.g. retried
+    /// proposals), take what else is ready, flush.
+    async fn drive(&mut self) -> Result<(), NodeError> {
+        let sleep = tokio::time::sleep_until(self.timers.next_deadline());
+        tokio::pin!(sleep);
+        loop {
+            if self.outputs.is_empty() && self.waiters.batch_len() == 0 {
+                sleep.as_mut().reset(self.timers.next_deadline());
+                tokio::select! {
+                    biased;
+                    _ = self.shutdown.changed() => return Ok(()),
+                    () = &mut sleep => self.on_deadlines(),
+                    Some((from, message)) = self.inbox.recv() => self.node.step(Input::Receive { from, message }, &mut self.outputs),
+                    Some(request) = self.requests.recv() => self.add_proposal(request),
+                }
+            }
+            self.take_ready();
+            self.flush().await?;
+        }
+    }
+
+    fn on_deadlines(&mut self) {
+        let now = Instant::now();
+        while let Some(timer) = self.timers.take_expired(now) {
+            self.node.step(Input::Timeout(timer), &mut self.outputs);
+        }
+        if self.timers.sweep <= now {
+            self.waiters.expire(now);
+            self.timers.sweep = now + SWEEP_INTERVAL;
+        }
+    }
+
+    fn add_proposal(&mut self, request: ProposeRequest) {
+        self.proposal_bytes += request.data.len();
+        self.waiters.add(request, Instant::now());
+    }
+
+    /// Steps the peer messages and proposals already waiting, each drain
+    /// bounded (see the constants), proposals as one input.
+    fn take_ready(&mut self) {
+        for _ in 0..MESSAGES_PER_BATCH_MAX {
+            let Ok((from, message)) = self.inbox.try_recv() else { break };
+            self.node.step(Input::Receive { from, message }, &mut self.outputs);
+        }
+        while self.waiters.batch_len() < PROPOSALS_PER_BATCH_MAX && self.proposal_bytes < PROPOSAL_BYTES_PER_BATCH_MAX {
+            let Ok(request) = self.requests.try_recv() else { break };
+            self.add_proposal(request);
+        }
+        if let Some(batch) = self.waiters.take_batch() {
+            self.node.step(Input::Propose(batch), &mut self.outputs);
+        }
+        self.proposal_bytes = 0;
+    }
+
+    /// Executes the batch's outputs: every persist first, in one write and
+    /// one fsync, then the rest in order.
+    async fn flush(&mut self) -> Result<(), NodeError> {
+        for o in self.outputs.drain(..) {
+            match o {
+                Output::Persist(p) => self.persists.push(p),
+                o => self.rest.push(o),
+            }
+        }
+        if !self.persists.is_empty() {
+            let batch = std::mem::take(&mut self.persists);
+            self.persists = self.storage.persist(batch).await.map_err(NodeError::Storage)?;
+        }
+        let mut rest = std::mem::take(&mut self.rest);
+        for o in rest.drain(..) {
+            self.execute(o).await;
+        }
+        self.rest = rest;
+        self.waiters.settle(self.node.state().delivered_index());
+        self.publish();
+        Ok(())
+    }
+
+    async fn execute(&mut self, output: Output) {
+        match output {
+            Output::Persist(_) => unreachable!("persists are taken out before"),
+            Output::Send { to, message } => self.transport.send(to, message),
+            Output::SetTimer { timer, min, max } => self.timers.set(timer, min, max),
+            Output::CancelTimer(timer) => *self.timers.slot(timer) = None,
+            Output::Deliver(committed) => {
+                self.waiters.on_delivered(&committed);
+                // A reader that is behind makes the node wait (bounded
+                // queue); a reader that is gone no longer gets entries.
+                if let Some(tx) = &self.deliveries {
+                    if tx.send(committed).await.is_err() {
+                        self.deliveries = None;
+                    }
+                }
+            }
+            Output::ProposalAccepted { id, term, index } => {
+                self.waiters.on_accepted(id, term, index, self.node.state())
+            }
+            Output::ProposalRejected { id, reason } => self.waiters.on_rejected(id, reason),
+            Output::LeaderChanged { leader, term } => {
+                debug!(node = %self.node.config().id(), ?leader, %term, "leader changed");
+            }
+            Output::Dropped(reason) => debug!(node = %self.node.config().id(), ?reason, "input dropped"),
+        }
+    }
+
+    fn publish(&mut self) {
+        let status = self.node.status();
+        let leader = LeaderInfo { leader: status.leader, term: status.term, role: status.role };
+        self.published.leader.send_if_modified(|l| {
+            let changed = *l != leader;
+            *l = leader;
+            changed
+        });
+        self.published.status.send_if_modified(|s| {
+            let changed = *s != status;
+            *s = status;
+            changed
+        });
+    }
+}

@@ -1,0 +1,338 @@
+//! Durable storage of a node's hard state and log.
+//!
+//! Two stores, chosen explicitly by the configuration: [`DiskStore`] (redb,
+//! one file `raft.redb` in the node's data directory) and an in-memory store
+//! for tests and benchmarks, which a restart loses.
+//!
+//! The disk store runs on its own thread, so that a write and its fsync
+//! never block a tokio worker (they would stall every other task on it, the
+//! other nodes' included when several share a process). The driver hands it
+//! the persists of one batch of inputs and awaits one reply: one redb write
+//! transaction, committed with `Durability::Immediate`, which is one fsync.
+
+use crate::record::{self, RecordError};
+use raft_core::{Entry, HardState, LogIndex, NodeId, Persist, RecoverError};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// The name of the store file inside the data directory.
+pub const STORE_FILE: &str = "raft.redb";
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const KEY_HARD_STATE: &str = "hard_state";
+const KEY_IDENTITY: &str = "identity";
+
+/// What a node finds in its store when it starts.
+#[derive(Debug, Default)]
+pub(crate) struct Recovered {
+    pub hard: HardState,
+    pub entries: Vec<Entry>,
+}
+
+/// Which node and cluster a store belongs to, written on first use and
+/// checked on every later start, so that a data directory is never used by
+/// the wrong node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreIdentity {
+    /// The cluster id.
+    pub cluster_id: u64,
+    /// The node id.
+    pub node_id: NodeId,
+}
+
+/// A store that could not be opened, read or written. The node stops.
+#[derive(Debug, Clone)]
+pub struct StorageError {
+    /// The store file.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub problem: StorageProblem,
+}
+
+/// What is wrong with a store.
+#[derive(Debug, Clone)]
+pub enum StorageProblem {
+    /// redb refused to open or read the file (a damaged header or page, a
+    /// file that is not a redb database, an I/O error, a lock held by
+    /// another process).
+    Unreadable(Arc<redb::Error>),
+    /// redb panicked while reading the file: it met a state its own
+    /// checks say it never writes.
+    ReaderPanicked(String),
+    /// A record failed its checksum or does not decode.
+    CorruptRecord {
+        /// `"log"` or `"meta"`.
+        table: &'static str,
+        /// The log index, or 0 for the meta table.
+        index: u64,
+        /// Why.
+        error: RecordError,
+    },
+    /// The log's indexes are not contiguous from 1.
+    LogGap {
+        /// The index expected next.
+        expected: LogIndex,
+        /// The index found.
+        found: LogIndex,
+    },
+    /// The stored state is one a correct node never writes (raft-core's
+    /// recovery check).
+    Inconsistent(RecoverError),
+    /// The store belongs to another node or cluster.
+    WrongIdentity {
+        /// What the store says.
+        stored: StoreIdentity,
+        /// What the configuration says.
+        configured: StoreIdentity,
+    },
+    /// A write or its fsync failed.
+    WriteFailed(Arc<redb::Error>),
+    /// The storage thread is gone (it panicked).
+    ThreadGone,
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "store {}: ", self.path.display())?;
+        match &self.problem {
+            StorageProblem::Unreadable(e) => write!(f, "cannot be opened or read: {e}"),
+            StorageProblem::ReaderPanicked(m) => write!(f, "is corrupt (redb panicked reading it: {m})"),
+            StorageProblem::CorruptRecord { table, index, error } => {
+                write!(f, "is corrupt: record {index} of table {table}: {error}")
+            }
+            StorageProblem::LogGap { expected, found } => {
+                write!(f, "is corrupt: the log jumps from index {} to {found}", expected.prev())
+            }
+            StorageProblem::Inconsistent(e) => write!(f, "holds an impossible state: {e}"),
+            StorageProblem::WrongIdentity { stored, configured } => write!(
+                f,
+                "belongs to node {} of cluster {:#x}, but this node is {} of cluster {:#x}",
+                stored.node_id, stored.cluster_id, configured.node_id, configured.cluster_id
+            ),
+            StorageProblem::WriteFailed(e) => write!(f, "write failed: {e}"),
+            StorageProblem::ThreadGone => write!(f, "the storage thread stopped unexpectedly"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+/// The redb store of one node.
+pub(crate) struct DiskStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl DiskStore {
+    /// Opens (or creates) the store in `dir` and reads everything back.
+    pub fn open(dir: &Path, identity: StoreIdentity) -> Result<(DiskStore, Recovered), StorageError> {
+        let path = dir.join(STORE_FILE);
+        let fail = |problem| StorageError { path: path.clone(), problem };
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return Err(fail(StorageProblem::Unreadable(Arc::new(redb::Error::Io(e)))));
+        }
+        // redb checks its own structures with assertions in debug builds; a
+        // damaged file must give an error naming it, not a crash.
+        let opened = std::panic::catch_unwind(|| -> Result<_, StorageError> {
+            let db = Database::create(&path).map_err(|e| fail(StorageProblem::Unreadable(Arc::new(e.into()))))?;
+            let store = DiskStore { db, path: path.clone() };
+            let recovered = store.load(identity)?;
+            Ok((store, recovered))
+        });
+        match opened {
+            Ok(result) => result,
+            Err(panic) => Err(fail(StorageProblem::ReaderPanicked(panic_message(&panic)))),
+        }
+    }
+
+    fn unreadable(&self, e: impl Into<redb::Error>) -> StorageError {
+        StorageError { path: self.path.clone(), problem: StorageProblem::Unreadable(Arc::new(e.into())) }
+    }
+
+    fn corrupt(&self, table: &'static str, index: u64, error: RecordError) -> StorageError {
+        StorageError { path: self.path.clone(), problem: StorageProblem::CorruptRecord { table, index, error } }
+    }
+
+    fn load(&self, identity: StoreIdentity) -> Result<Recovered, StorageError> {
+        self.check_identity(identity)?;
+        let txn = self.db.begin_read().map_err(|e| self.unreadable(e))?;
+        let mut recovered = Recovered::default();
+        let meta = txn.open_table(META).map_err(|e| self.unreadable(e))?;
+        if let Some(v) = meta.get(KEY_HARD_STATE).map_err(|e| self.unreadable(e))? {
+            recovered.hard = record::decode(v.value()).map_err(|e| self.corrupt("meta", 0, e))?;
+        }
+        let log = txn.open_table(LOG).map_err(|e| self.unreadable(e))?;
+        let mut expected = LogIndex(1);
+        for item in log.iter().map_err(|e| self.unreadable(e))? {
+            let (k, v) = item.map_err(|e| self.unreadable(e))?;
+            let found = LogIndex(k.value());
+            if found != expected {
+                let problem = StorageProblem::LogGap { expected, found };
+                return Err(StorageError { path: self.path.clone(), problem });
+            }
+            recovered.entries.push(record::decode(v.value()).map_err(|e| self.corrupt("log", found.0, e))?);
+            expected = expected.next();
+        }
+        Ok(recovered)
+    }
+
+    /// Writes the identity on first use; refuses a store of another node.
+    fn check_identity(&self, configured: StoreIdentity) -> Result<(), StorageError> {
+        let txn = self.db.begin_write().map_err(|e| self.unreadable(e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.unreadable(e))?;
+            txn.open_table(LOG).map_err(|e| self.unreadable(e))?;
+            let stored = meta.get(KEY_IDENTITY).map_err(|e| self.unreadable(e))?.map(|v| v.value().to_vec());
+            match stored {
+                Some(bytes) => {
+                    let stored: StoreIdentity = record::decode(&bytes).map_err(|e| self.corrupt("meta", 0, e))?;
+                    if stored != configured {
+                        let problem = StorageProblem::WrongIdentity { stored, configured };
+                        return Err(StorageError { path: self.path.clone(), problem });
+                    }
+                }
+                None => {
+                    meta.insert(KEY_IDENTITY, record::encode(&configured).as_slice())
+                        .map_err(|e| self.unreadable(e))?;
+                }
+            }
+        }
+        txn.commit().map_err(|e| self.unreadable(e))
+    }
+
+    /// Makes `batch` durable: one transaction, one fsync. Order within the
+    /// batch is kept (a truncation before the append that follows it).
+    pub fn write(&mut self, batch: &[Persist]) -> Result<(), StorageError> {
+        let failed = |e: redb::Error| StorageError {
+            path: self.path.clone(),
+            problem: StorageProblem::WriteFailed(Arc::new(e)),
+        };
+        let txn = self.db.begin_write().map_err(|e| failed(e.into()))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| failed(e.into()))?;
+            let mut log = txn.open_table(LOG).map_err(|e| failed(e.into()))?;
+            for p in batch {
+                match p {
+                    Persist::HardState(h) => {
+                        meta.insert(KEY_HARD_STATE, record::encode(h).as_slice()).map_err(|e| failed(e.into()))?;
+                    }
+                    Persist::Truncate { from } => {
+                        log.retain_in(from.0.., |_, _| false).map_err(|e| failed(e.into()))?;
+                    }
+                    Persist::Append { first, entries } => {
+                        for (i, e) in entries.iter().enumerate() {
+                            let value = record::encode(e);
+                            log.insert(first.0 + i as u64, value.as_slice()).map_err(|e| failed(e.into()))?;
+                        }
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(|e| failed(e.into()))
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+/// The in-memory store: it checks that appends are contiguous, as the disk
+/// store's readers would, and keeps nothing across a restart.
+#[derive(Default)]
+pub(crate) struct MemoryStore {
+    hard: HardState,
+    entries: Vec<Entry>,
+}
+
+impl MemoryStore {
+    fn write(&mut self, batch: Vec<Persist>) {
+        for p in batch {
+            match p {
+                Persist::HardState(h) => self.hard = h,
+                Persist::Truncate { from } => self.entries.truncate(from.0.saturating_sub(1) as usize),
+                Persist::Append { first, entries } => {
+                    assert_eq!(first.0, self.entries.len() as u64 + 1, "raft-core appends past the end");
+                    self.entries.extend(entries);
+                }
+            }
+        }
+        let _ = self.hard;
+    }
+}
+
+type Job = (Vec<Persist>, oneshot::Sender<Result<Vec<Persist>, StorageError>>);
+
+/// The store as the driver sees it.
+pub(crate) enum Storage {
+    /// Writes happen inline: there is nothing to wait for.
+    Memory(MemoryStore),
+    /// Writes go to the storage thread.
+    Disk { jobs: Option<std::sync::mpsc::Sender<Job>>, thread: Option<std::thread::JoinHandle<()>>, path: PathBuf },
+}
+
+impl Storage {
+    /// The in-memory store, empty.
+    pub fn memory() -> (Storage, Recovered) {
+        (Storage::Memory(MemoryStore::default()), Recovered::default())
+    }
+
+    /// Opens the disk store (blocking: call at start-up, not from a task's
+    /// hot path) and starts its thread.
+    pub fn disk(dir: &Path, identity: StoreIdentity, name: String) -> Result<(Storage, Recovered), StorageError> {
+        let (mut store, recovered) = DiskStore::open(dir, identity)?;
+        let path = store.path.clone();
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                for (batch, reply) in rx {
+                    let result = store.write(&batch).map(|()| batch);
+                    let _ = reply.send(result);
+                }
+            })
+            .map_err(|e| StorageError {
+                path: path.clone(),
+                problem: StorageProblem::WriteFailed(Arc::new(redb::Error::Io(e))),
+            })?;
+        Ok((Storage::Disk { jobs: Some(jobs), thread: Some(thread), path }, recovered))
+    }
+
+    /// Makes `batch` durable; returns it emptied so its allocation is reused.
+    pub async fn persist(&mut self, mut batch: Vec<Persist>) -> Result<Vec<Persist>, StorageError> {
+        match self {
+            Storage::Memory(m) => {
+                m.write(std::mem::take(&mut batch));
+                Ok(batch)
+            }
+            Storage::Disk { jobs, path, .. } => {
+                let gone = || StorageError { path: path.clone(), problem: StorageProblem::ThreadGone };
+                let (tx, rx) = oneshot::channel();
+                jobs.as_ref().ok_or_else(gone)?.send((batch, tx)).map_err(|_| gone())?;
+                let mut batch = rx.await.map_err(|_| gone())??;
+                batch.clear();
+                Ok(batch)
+            }
+        }
+    }
+
+    /// Stops the storage thread and waits until the file is closed, so that
+    /// a restarted node can open it again.
+    pub async fn close(&mut self) {
+        if let Storage::Disk { jobs, thread, .. } = self {
+            drop(jobs.take());
+            if let Some(t) = thread.take() {
+                let _ = tokio::task::spawn_blocking(move || t.join()).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! TCP between nodes: one connection per ordered pair of nodes.
+//!
+//! Each node dials every peer and only writes on the connections it dialed;
+//! it accepts its peers' connections and only reads from them. A writer task
+//! per peer owns a bounded queue of messages; it connects (with exponential
+//! backoff), shakes hands, then writes batches of queued messages with one
+//! system call per batch. When a peer is slow or unreachable its queue fills
+//! and further messages to it are dropped and counted: Raft retries, and an
+//! unbounded queue would only grow while the peer is away.
+//!
+//! A connection whose handshake or any frame is bad (does not decode, is
+//! over the size limit, names a node outside the cluster or another
+//! cluster) is logged, counted and closed. The node keeps running.
+
+use crate::wire::{self, Frame, FrameError, Hello};
+use raft_core::{Message, NodeId};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+/// The first reconnection delay; doubled after each failure.
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+/// The longest reconnection delay: a restarted peer is reached within this.
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// How long a new connection may take to say hello before it is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most messages one write system call carries: enough to amortise the call
+/// under load, few enough that the first message is not held back long.
+const MESSAGES_PER_WRITE_MAX: usize = 256;
+/// Most bytes gathered for one write before it is issued.
+const WRITE_BYTES_MAX: usize = 256 * 1024;
+/// Bytes read per read system call at most (and the read buffer's size).
+const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Counters of what the transport dropped. Readable at any time.
+#[derive(Debug, Default)]
+pub(crate) struct TransportCounters {
+    /// Connections closed because of a bad handshake or frame.
+    pub rejected_connections: AtomicU64,
+    /// Messages dropped because a peer's send queue was full.
+    pub send_queue_full: AtomicU64,
+    /// Messages dropped because they would not fit in one frame.
+    pub oversized_messages: AtomicU64,
+}
+
+/// What the transport needs to know about the cluster.
+#[derive(Clone)]
+pub(crate) struct TransportConfig {
+    pub id: NodeId,
+    pub cluster_id: u64,
+    pub members: BTreeMap<NodeId, String>,
+    pub frame_bytes_max: usize,
+    pub send_queue_max: usize,
+}
+
+/// The driver's handle on the transport: one queue per peer.
+pub(crate) struct Transport {
+    queues: BTreeMap<NodeId, mpsc::Sender<Message>>,
+    counters: Arc<TransportCounters>,
+    tasks: Vec<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Transport {
+    /// Starts the accept loop on `listener` and a writer per peer. Received
+    /// messages go to `inbox`.
+    pub fn start(
+        config: TransportConfig,
+        listener: TcpListener,
+        inbox: mpsc::Sender<(NodeId, Message)>,
+        counters: Arc<TransportCounters>,
+    ) -> Transport {
+        let (stop, stopped) = watch::channel(false);
+        let config = Arc::new(config);
+        let mut tasks =
+            vec![tokio::spawn(accept_loop(config.clone(), listener, inbox, counters.clone(), stopped.clone()))];
+        let mut queues = BTreeMap::new();
+        for (&peer, addr) in config.members.iter().filter(|(&m, _)| m != config.id) {
+            let (tx, rx) = mpsc::channel(config.send_queue_max);
+            queues.insert(peer, tx);
+            let writer = Writer { config: config.clone(), peer, addr: addr.clone(), counters: counters.clone() };
+            tasks.push(tokio::spawn(writer.run(rx, stopped.clone())));
+        }
+        Transport { queues, counters, tasks, stop }
+    }
+
+    /// Queues `message` for `to`; drops (and counts) it when the queue is full.
+    pub fn send(&self, to: NodeId, message: Message) {
+        if let Some(q) = self.queues.get(&to) {
+            if q.try_send(message).is_err() {
+                self.counters.send_queue_full.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Stops every task and waits for them, so that the port is free again.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        drop(self.queues);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn accept_loop(
+    config: Arc<TransportConfig>,
+    listener: TcpListener,
+    inbox: mpsc::Sender<(NodeId, Message)>,
+    counters: Arc<TransportCounters>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped.changed() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                let (config, inbox, counters, stopped) =
+                    (config.clone(), inbox.clone(), counters.clone(), stopped.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = serve(&config, stream, &inbox, stopped).await {
+                        counters.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                        warn!(node = %config.id, peer_addr = %addr, "closed an incoming connection: {e}");
+                    }
+                });
+            }
+            // Out of file descriptors and the like: wait rather than spin.
+            Err(e) => {
+                warn!(node = %config.id, "accept failed: {e}");
+                tokio::time::sleep(BACKOFF_MIN).await;
+            }
+        }
+    }
+}
+
+/// Why a connection was closed.
+#[derive(Debug)]
+enum ConnectionError {
+    Io(std::io::Error),
+    Frame(FrameError),
+    HandshakeTimeout,
+    ClosedBeforeHello,
+    Truncated,
+    PeerClosed,
+    ExpectedHello,
+    WrongCluster { theirs: u64 },
+    UnknownNode(NodeId),
+    NotForUs(NodeId),
+    UnexpectedPeer { expected: NodeId, found: NodeId },
+}
+
+impl std::fmt::Display for ConnectionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectionError::Io(e) => write!(f, "i/o error: {e}"),
+            ConnectionError::Frame(e) => write!(f, "bad frame: {e}"),
+            ConnectionError::HandshakeTimeout => write!(f, "no handshake within {HANDSHAKE_TIMEOUT:?}"),
+            ConnectionError::ClosedBeforeHello => write!(f, "closed before the handshake"),
+            ConnectionError::Truncated => write!(f, "closed in the middle of a frame"),
+            ConnectionError::PeerClosed => write!(f, "closed by the peer"),
+            ConnectionError::ExpectedHello => write!(f, "first frame is not a handshake"),
+            ConnectionError::WrongCluster { theirs } => write!(f, "handshake from cluster {theirs:#x}"),
+            ConnectionError::UnknownNode(n) => write!(f, "handshake from {n}, not a member of this cluster"),
+            ConnectionError::NotForUs(n) => write!(f, "handshake meant for {n}"),
+            ConnectionError::UnexpectedPeer { expected, found } => write!(f, "expected {expected}, reached {found}"),
+        }
+    }
+}
+
+impl From<std::io::Error> for ConnectionError {
+    fn from(e: std::io::Error) -> Self {
+        ConnectionError::Io(e)
+    }
+}
+
+/// Reads frames from a connection into a buffer, one read call for as many
+/// frames as arrived.
+struct FrameReader {
+    stream: tokio::net::tcp::OwnedReadHalf,
+    buf: Vec<u8>,
+    start: usize,
+    limit: usize,
+}
+
+impl FrameReader {
+    fn new(stream: tokio::net::tcp::OwnedReadHalf, limit: usize) -> FrameReader {
+        FrameReader { stream, buf: Vec::with_capacity(READ_BUFFER_BYTES), start: 0, limit }
+    }
+
+    /// The next frame; `Ok(None)` at a clean end of stream.
+    async fn next(&mut self) -> Result<Option<Frame>, ConnectionError> {
+        loop {
+            if let Some((frame, used)) =
+                wire::split_frame(&self.buf[self.start..], self.limit).map_err(ConnectionError::Frame)?
+            {
+                self.start += used;
+                return Ok(Some(frame));
+            }
+            // Keep the unread tail at the front so the buffer never grows
+            // beyond one frame plus one read.
+            self.buf.drain(..self.start);
+            self.start = 0;
+            self.buf.reserve(READ_BUFFER_BYTES);
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() { Ok(None) } else { Err(ConnectionError::Truncated) };
+            }
+        }
+    }
+}
+
+/// Serves one incoming connection: handshake, then messages into the inbox.
+async fn serve(
+    config: &TransportConfig,
+    stream: TcpStream,
+    inbox: &mpsc::Sender<(NodeId, Message)>,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
+    stream.set_nodelay(true)?;
+    let (read, mut write) = stream.into_split();
+    let mut reader = FrameReader::new(read, config.frame_bytes_max);
+    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next()).await {
+        Err(_) => return Err(ConnectionError::HandshakeTimeout),
+        Ok(r) => r?.ok_or(ConnectionError::ClosedBeforeHello)?,
+    };
+    let Frame::Hello(hello) = hello else { return Err(ConnectionError::ExpectedHello) };
+    check_hello(config, &hello)?;
+    let mut buf = Vec::new();
+    let ours = Hello { cluster_id: config.cluster_id, from: config.id, to: hello.from };
+    wire::encode_frame(&Frame::Hello(ours), &mut buf, config.frame_bytes_max).map_err(ConnectionError::Frame)?;
+    write.write_all(&buf).await?;
+    debug!(node = %config.id, peer = %hello.from, "accepted a connection");
+    loop {
+        let frame = tokio::select! {
+            _ = stopped.changed() => return Ok(()),
+            f = reader.next() => f?,
+        };
+        match frame {
+            None => return Ok(()),
+            Some(Frame::Message(m)) => {
+                if inbox.send((hello.from, m)).await.is_err() {
+                    return Ok(()); // the node stopped
+                }
+            }
+            Some(Frame::Hello(_)) => return Err(ConnectionError::ExpectedHello),
+        }
+    }
+}
+
+fn check_hello(config: &TransportConfig, hello: &Hello) -> Result<(), ConnectionError> {
+    if hello.cluster_id != config.cluster_id {
+        return Err(ConnectionError::WrongCluster { theirs: hello.cluster_id });
+    }
+    if hello.from == config.id || !config.members.contains_key(&hello.from) {
+        return Err(ConnectionError::UnknownNode(hello.from));
+    }
+    if hello.to != config.id {
+        return Err(ConnectionError::NotForUs(hello.to));
+    }
+    Ok(())
+}
+
+/// The task that owns the connection to one peer.
+struct Writer {
+    config: Arc<TransportConfig>,
+    peer: NodeId,
+    addr: String,
+    counters: Arc<TransportCounters>,
+}
+
+impl Writer {
+    async fn run(self, mut queue: mpsc::Receiver<Message>, mut stopped: watch::Receiver<bool>) {
+        let mut backoff = BACKOFF_MIN;
+        let mut failures = 0u32;
+        loop {
+            let connected = tokio::select! {
+                _ = stopped.changed() => return,
+                c = self.connect() => c,
+            };
+            match connected {
+                Ok(stream) => {
+                    info!(node = %self.config.id, peer = %self.peer, "connected to {}", self.addr);
+                    backoff = BACKOFF_MIN;
+                    failures = 0;
+                    let pumped = tokio::select! {
+                        _ = stopped.changed() => return,
+                        p = self.pump(stream, &mut queue) => p,
+                    };
+                    match pumped {
+                        Ok(()) => return, // the queue closed: the node stopped
+                        Err(e) => info!(node = %self.config.id, peer = %self.peer, "connection lost: {e}"),
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    // The first failure and then every twentieth are worth a
+                    // line; a peer that is down would otherwise flood the log.
+                    if failures == 1 || failures % 20 == 0 {
+                        debug!(node = %self.config.id, peer = %self.peer, "cannot reach {}: {e}", self.addr);
+                    }
+                    tokio::select! {
+                        _ = stopped.changed() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<TcpStream, ConnectionError> {
+        let stream = TcpStream::connect(self.addr.as_str()).await?;
+        stream.set_nodelay(true)?;
+        let mut buf = Vec::new();
+        let hello = Hello { cluster_id: self.config.cluster_id, from: self.config.id, to: self.peer };
+        wire::encode_frame(&Frame::Hello(hello), &mut buf, self.config.frame_bytes_max)
+            .map_err(ConnectionError::Frame)?;
+        let (read, mut write) = stream.into_split();
+        write.write_all(&buf).await?;
+        let mut reader = FrameReader::new(read, self.config.frame_bytes_max);
+        let answer = match tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next()).await {
+            Err(_) => return Err(ConnectionError::HandshakeTimeout),
+            Ok(r) => r?.ok_or(ConnectionError::ClosedBeforeHello)?,
+        };
+        let Frame::Hello(answer) = answer else { return Err(ConnectionError::ExpectedHello) };
+        if answer.cluster_id != self.config.cluster_id {
+            return Err(ConnectionError::WrongCluster { theirs: answer.cluster_id });
+        }
+        if answer.from != self.peer {
+            return Err(ConnectionError::UnexpectedPeer { expected: self.peer, found: answer.from });
+        }
+        let read = reader.stream;
+        Ok(read.reunite(write).expect("the two halves of one stream"))
+    }
+
+    /// Writes queued messages until the queue closes (`Ok`) or the
+    /// connection fails (`Err`; the batch being written is lost).
+    async fn pump(&self, mut stream: TcpStream, queue: &mut mpsc::Receiver<Message>) -> Result<(), ConnectionError> {
+        let mut buf = Vec::with_capacity(WRITE_BYTES_MAX);
+        let mut peek = [0u8; 1];
+        loop {
+            let first = tokio::select! {
+                m = queue.recv() => m,
+                // The peer never writes on this connection; a read that
+                // returns means it closed it (or broke the protocol).
+                r = stream.peek(&mut peek) => {
+                    r?;
+                    return Err(ConnectionError::PeerClosed);
+                }
+            };
+            let Some(first) = first else { return Ok(()) };
+            buf.clear();
+            self.encode(first, &mut buf);
+            // Bound: see MESSAGES_PER_WRITE_MAX and WRITE_BYTES_MAX.
+            for _ in 1..MESSAGES_PER_WRITE_MAX {
+                if buf.len() >= WRITE_BYTES_MAX {
+                    break;
+                }
+                match queue.try_recv() {
+                    Ok(m) => self.encode(m, &mut buf),
+                    Err(_) => break,
+                }
+            }
+            stream.write_all(&buf).await?;
+        }
+    }
+
+    fn encode(&self, message: Message, buf: &mut Vec<u8>) {
+        if let Err(e) = wire::encode_frame(&Frame::Message(message), buf, self.config.frame_bytes_max) {
+            self.counters.oversized_messages.fetch_add(1, Ordering::Relaxed);
+            warn!(node = %self.config.id, peer = %self.peer, "dropped a message that does not fit a frame: {e}");
+        }
+    }
+}
