@@ -30,7 +30,8 @@ pub struct Config {
 #[cfg(feature = "fault-injection")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Fault {
-    /// Grant a vote even when this term's vote went to another candidate.
+    /// Grant a vote even when this term's vote went to another candidate
+    /// (as a follower; candidates and leaders keep their own vote).
     GrantSecondVote,
 }
 

@@ -36,9 +36,12 @@ impl State {
     /// whose log is at least as up-to-date as ours. The vote is persisted
     /// before the answer is sent.
     pub(crate) fn on_request_vote(&mut self, config: &Config, from: NodeId, m: RequestVote, out: &mut Vec<Output>) {
+        // The injected fault breaks the rule in followers only: a candidate
+        // that gave its vote away would break the core's own invariants (a
+        // candidate votes for itself) and panic instead of misbehaving.
         let free = match self.hard.voted_for {
             None => true,
-            Some(v) => v == from || self.double_vote_fault(config),
+            Some(v) => v == from || (matches!(self.role, Role::Follower) && self.double_vote_fault(config)),
         };
         let granted = m.term == self.hard.term
             && free

@@ -1,1 +1,856 @@
-//! placeholder
+//! A seeded, deterministic simulator of a whole cluster over raft-core's
+//! `step`, with no tokio and no clock.
+//!
+//! Everything that happens is an event on a virtual clock (microseconds), in
+//! one queue ordered by time and then by the order events were scheduled:
+//! a message arriving, a timer firing, a node crashing or restarting, a
+//! partition starting or healing, a client proposing. One ChaCha8 generator,
+//! seeded from the run's seed, draws every random choice (timer durations
+//! from the ranges the core asks for, message delays, losses, duplicates,
+//! crashes), so a seed replays exactly.
+//!
+//! The driver executes each output list in order, as the step contract
+//! says: `Persist` goes to the node's [`Disk`], `Send` to the network,
+//! timers to the node's timer table (`SetTimer` replaces that kind's
+//! deadline; `CancelTimer` removes it). A crash may strike in the middle of
+//! an output list: what was executed stays, what was not is lost. A crashed
+//! node keeps only its disk and restarts through `State::recover`.
+//!
+//! After every step the simulator checks the paper's safety properties
+//! (Figure 3) over the whole history: Election Safety, Leader Append-Only,
+//! Log Matching, Leader Completeness and State Machine Safety; and the step
+//! contract: persist-before-send, the disk backing every vote and
+//! acknowledgement sent, memory matching disk, and drops changing nothing.
+//!
+//! A run has two phases. In the safety phase the network loses, duplicates,
+//! delays and reorders messages, partitions the cluster, and nodes crash and
+//! restart. In the liveness phase every fault stops and every node is up;
+//! within a bounded number of steps one leader must be elected, every
+//! client proposal of the phase must be committed, and every node must hold
+//! the same log and have delivered all of it.
+
+use super::{assert_persist_before_send, Disk};
+use raft_core::{
+    AppendResult, Config, Entry, Fault, Input, LogIndex, Message, NodeId, Output, Payload, Proposal, ProposalId, State,
+    Term, Timer,
+};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// A property the simulator checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Property {
+    /// At most one leader per term, over the whole run.
+    ElectionSafety,
+    /// A leader never overwrites or deletes entries in its log.
+    LeaderAppendOnly,
+    /// Two logs with an entry of the same index and term agree up to it.
+    LogMatching,
+    /// An entry committed in a term is in the log of every leader of a
+    /// later term.
+    LeaderCompleteness,
+    /// No two nodes deliver different commands at the same index.
+    StateMachineSafety,
+    /// The step contract between the core and its driver.
+    Contract,
+    /// Without faults, a leader is elected and the cluster converges.
+    Liveness,
+}
+
+/// A property that failed, and where.
+#[derive(Debug)]
+pub struct Violation {
+    /// Which property.
+    pub property: Property,
+    /// The number of steps taken when it was seen.
+    pub step: u64,
+    /// The virtual time, in microseconds.
+    pub time_us: u64,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} violated at step {} (t={}us): {}", self.property, self.step, self.time_us, self.detail)
+    }
+}
+
+/// What one run is asked to do.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Cluster size.
+    pub nodes: u64,
+    /// The seed of every random choice.
+    pub seed: u64,
+    /// How long the faulty safety phase lasts, in virtual microseconds.
+    pub safety_us: u64,
+    /// The most steps the liveness phase may take to converge.
+    pub liveness_steps_max: u64,
+    /// How many proposals clients make in the liveness phase.
+    pub liveness_proposals: usize,
+    /// A rule every node breaks on purpose, to show the checks catch it.
+    pub fault: Option<Fault>,
+    /// Print every step (for replaying one seed).
+    pub trace: bool,
+}
+
+impl Options {
+    /// The defaults for a cluster of `nodes` and one seed.
+    pub fn new(nodes: u64, seed: u64) -> Options {
+        Options {
+            nodes,
+            seed,
+            safety_us: 5_000_000,
+            liveness_steps_max: 20_000,
+            liveness_proposals: 5,
+            fault: None,
+            trace: false,
+        }
+    }
+}
+
+/// What a run did, for the report.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Steps taken in all.
+    pub steps: u64,
+    /// Steps taken in the liveness phase.
+    pub liveness_steps: u64,
+    /// Terms that had a leader.
+    pub leader_terms: usize,
+    /// Crashes injected.
+    pub crashes: u64,
+    /// Commands committed (the highest index delivered anywhere).
+    pub committed_index: u64,
+    /// Proposals accepted by a leader.
+    pub accepted: u64,
+}
+
+/// The faults in force; all zero in the liveness phase.
+#[derive(Clone, Copy, Debug)]
+struct Faults {
+    loss: f64,
+    duplicate: f64,
+    delay_max_us: u64,
+    /// Mean time between two chaos events (a crash or a partition).
+    chaos_every_us: u64,
+    /// Chance that a crash strikes in the middle of an output list.
+    mid_step_crash: f64,
+}
+
+impl Faults {
+    const NONE: Faults =
+        Faults { loss: 0.0, duplicate: 0.0, delay_max_us: 5_000, chaos_every_us: 0, mid_step_crash: 0.0 };
+
+    /// Fault rates for one seed, from mild to harsh, so that the seeds
+    /// together cover many mixes.
+    fn draw(rng: &mut ChaCha8Rng) -> Faults {
+        Faults {
+            loss: [0.0, 0.02, 0.1, 0.25][rng.random_range(0..4usize)],
+            duplicate: [0.0, 0.05, 0.2][rng.random_range(0..3usize)],
+            delay_max_us: [2_000, 20_000, 120_000][rng.random_range(0..3usize)],
+            chaos_every_us: [40_000, 150_000, 500_000][rng.random_range(0..3usize)],
+            mid_step_crash: [0.0, 0.002, 0.01][rng.random_range(0..3usize)],
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Event {
+    Arrive { from: NodeId, to: NodeId, message: Message },
+    Timer { node: usize, timer: Timer, generation: u64 },
+    Chaos,
+    Restart { node: usize },
+    Heal,
+    Propose { node: usize },
+    Retry { data: Vec<u8> },
+}
+
+/// One simulated machine: the core's state while it is up, its disk
+/// always.
+struct Machine {
+    config: Config,
+    state: Option<State>,
+    disk: Disk,
+    /// The armed timers: kind -> generation of the live deadline.
+    timers: BTreeMap<Timer, u64>,
+    /// Commands delivered in this lifetime, in order.
+    applied: Vec<(u64, Term, Vec<u8>)>,
+    /// Leader Completeness bookkeeping: the term this node leads and how
+    /// many committed entries have been found in its log.
+    verified: (Term, usize),
+}
+
+/// The simulator: the machines, the network, the clients, and the record
+/// of history that the properties are checked against.
+pub struct Sim {
+    options: Options,
+    rng: ChaCha8Rng,
+    now_us: u64,
+    sequence: u64,
+    events: BTreeMap<(u64, u64), Event>,
+    machines: Vec<Machine>,
+    faults: Faults,
+    liveness: bool,
+    /// Nodes on the minority side of a partition; empty when healed.
+    partitioned: BTreeSet<usize>,
+    timer_generation: u64,
+    outcome: Outcome,
+    // History, for the properties.
+    leaders: BTreeMap<Term, NodeId>,
+    /// Every (index, term) seen in any log: the term before it and the entry.
+    entries_seen: BTreeMap<(u64, Term), (Term, Entry)>,
+    /// The committed prefix, and for each index the lowest term of any
+    /// node that knew it committed (non-decreasing along the log).
+    committed: Vec<(Entry, Term)>,
+    /// Commands delivered anywhere, by index.
+    delivered: BTreeMap<u64, (Term, Vec<u8>)>,
+    delivered_data: BTreeSet<Vec<u8>>,
+    // Clients.
+    next_proposal: u64,
+    proposals: BTreeMap<ProposalId, Vec<u8>>,
+    accepted: Vec<(Vec<u8>, Term, LogIndex)>,
+    liveness_data: Vec<Vec<u8>>,
+}
+
+type Checked = Result<(), Violation>;
+
+impl Sim {
+    /// A cluster of `options.nodes` fresh nodes.
+    pub fn new(options: Options) -> Sim {
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        let faults = Faults::draw(&mut rng);
+        // Small batches and windows split what a leader sends into many
+        // messages, which makes more interleavings reachable (Figure 8's
+        // needs an earlier-term entry to travel without the leader's no-op).
+        let entries_per_append = [1, 2, 64][rng.random_range(0..3usize)];
+        let inflight = [1, 4, 4096][rng.random_range(0..3usize)];
+        let ids: Vec<NodeId> = (1..=options.nodes).map(NodeId).collect();
+        let machines = ids
+            .iter()
+            .map(|&id| {
+                let mut config = Config::new(id, ids.clone())
+                    .and_then(|c| c.with_entries_per_append_max(entries_per_append))
+                    .and_then(|c| c.with_inflight_entries_max(inflight))
+                    .expect("valid");
+                if let Some(fault) = options.fault {
+                    config = config.with_fault(fault);
+                }
+                Machine {
+                    config,
+                    state: None,
+                    disk: Disk::default(),
+                    timers: BTreeMap::new(),
+                    applied: Vec::new(),
+                    verified: (Term(0), 0),
+                }
+            })
+            .collect();
+        Sim {
+            options,
+            rng,
+            now_us: 0,
+            sequence: 0,
+            events: BTreeMap::new(),
+            machines,
+            faults,
+            liveness: false,
+            partitioned: BTreeSet::new(),
+            timer_generation: 0,
+            outcome: Outcome::default(),
+            leaders: BTreeMap::new(),
+            entries_seen: BTreeMap::new(),
+            committed: Vec::new(),
+            delivered: BTreeMap::new(),
+            delivered_data: BTreeSet::new(),
+            next_proposal: 1,
+            proposals: BTreeMap::new(),
+            accepted: Vec::new(),
+            liveness_data: Vec::new(),
+        }
+    }
+
+    /// Runs both phases; the first violation ends the run.
+    pub fn run(mut self) -> Result<Outcome, Violation> {
+        if self.options.trace {
+            println!("seed {}: faults {:?}", self.options.seed, self.faults);
+        }
+        for node in 0..self.machines.len() {
+            self.start(node)?;
+        }
+        let chaos = self.chaos_delay();
+        self.schedule(chaos, Event::Chaos);
+        let first_proposal = self.rng.random_range(1_000..50_000);
+        self.schedule(first_proposal, Event::Propose { node: 0 });
+        while let Some(((time, _), event)) = self.events.pop_first() {
+            if time > self.options.safety_us {
+                self.events.insert((time, 0), event);
+                break;
+            }
+            self.now_us = time;
+            self.handle(event)?;
+        }
+        self.now_us = self.options.safety_us;
+        self.start_liveness()?;
+        let start = self.outcome.steps;
+        while let Some(((time, _), event)) = self.events.pop_first() {
+            self.now_us = time;
+            self.handle(event)?;
+            self.outcome.liveness_steps = self.outcome.steps - start;
+            if self.outcome.liveness_steps % 16 == 0 && self.converged() {
+                self.outcome.leader_terms = self.leaders.len();
+                self.outcome.committed_index = self.delivered.keys().next_back().copied().unwrap_or(0);
+                return self.check_final().map(|()| self.outcome);
+            }
+            if self.outcome.liveness_steps > self.options.liveness_steps_max {
+                break;
+            }
+        }
+        let status: Vec<String> = self.machines.iter().map(|m| format!("{:?}", m.state)).collect();
+        Err(self.violation(
+            Property::Liveness,
+            format!(
+                "no convergence within {} steps without faults; proposals pending {:?}; nodes {status:#?}",
+                self.options.liveness_steps_max,
+                self.liveness_data.iter().filter(|d| !self.delivered_data.contains(*d)).collect::<Vec<_>>()
+            ),
+        ))
+    }
+
+    fn violation(&self, property: Property, detail: String) -> Violation {
+        Violation { property, step: self.outcome.steps, time_us: self.now_us, detail }
+    }
+
+    fn schedule(&mut self, delay_us: u64, event: Event) {
+        self.sequence += 1;
+        self.events.insert((self.now_us + delay_us, self.sequence), event);
+    }
+
+    fn chaos_delay(&mut self) -> u64 {
+        self.rng.random_range(1..=2 * self.faults.chaos_every_us.max(1))
+    }
+
+    /// Ends every fault: heals the network, restarts every node, and has
+    /// clients propose the phase's commands.
+    fn start_liveness(&mut self) -> Checked {
+        self.liveness = true;
+        self.faults = Faults::NONE;
+        self.partitioned.clear();
+        for node in 0..self.machines.len() {
+            if self.machines[node].state.is_none() {
+                self.start(node)?;
+            }
+        }
+        for k in 0..self.options.liveness_proposals {
+            let data = format!("live-{k}").into_bytes();
+            self.liveness_data.push(data.clone());
+            let delay = self.rng.random_range(1_000..500_000);
+            self.schedule(delay, Event::Retry { data });
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, event: Event) -> Checked {
+        match event {
+            Event::Arrive { from, to, message } => {
+                let node = (to.0 - 1) as usize;
+                let from_index = (from.0 - 1) as usize;
+                if self.partitioned.contains(&node) != self.partitioned.contains(&from_index) {
+                    return Ok(());
+                }
+                self.step(node, Input::Receive { from, message })
+            }
+            Event::Timer { node, timer, generation } => {
+                if self.machines[node].timers.get(&timer) != Some(&generation) {
+                    return Ok(()); // re-armed or cancelled since
+                }
+                self.machines[node].timers.remove(&timer);
+                self.step(node, Input::Timeout(timer))
+            }
+            Event::Chaos => {
+                if !self.liveness {
+                    self.chaos()?;
+                    let delay = self.chaos_delay();
+                    self.schedule(delay, Event::Chaos);
+                }
+                Ok(())
+            }
+            Event::Restart { node } => {
+                if self.machines[node].state.is_none() && !self.liveness {
+                    self.start(node)?;
+                }
+                Ok(())
+            }
+            Event::Heal => {
+                if !self.liveness {
+                    self.partitioned.clear();
+                }
+                Ok(())
+            }
+            Event::Propose { node } => {
+                if self.liveness {
+                    return Ok(());
+                }
+                let count = self.rng.random_range(1..=3);
+                let proposals = (0..count).map(|_| self.new_proposal(None)).collect();
+                self.step(node, Input::Propose(proposals))?;
+                let next = self.rng.random_range(0..self.machines.len());
+                let delay = self.rng.random_range(5_000..80_000);
+                self.schedule(delay, Event::Propose { node: next });
+                Ok(())
+            }
+            Event::Retry { data } => {
+                // A liveness-phase client: proposes its command at a random
+                // node, and again after a client timeout until it is
+                // delivered somewhere (a lost or refused proposal is retried).
+                if self.delivered_data.contains(&data) {
+                    return Ok(());
+                }
+                let node = self.rng.random_range(0..self.machines.len());
+                let proposal = self.new_proposal(Some(data.clone()));
+                self.step(node, Input::Propose(vec![proposal]))?;
+                self.schedule(1_000_000, Event::Retry { data });
+                Ok(())
+            }
+        }
+    }
+
+    fn new_proposal(&mut self, data: Option<Vec<u8>>) -> Proposal {
+        let id = ProposalId(self.next_proposal);
+        self.next_proposal += 1;
+        let data = data.unwrap_or_else(|| format!("p{}", id.0).into_bytes());
+        self.proposals.insert(id, data.clone());
+        Proposal { id, data }
+    }
+
+    /// A crash (and a later restart) or a partition (and a later heal).
+    fn chaos(&mut self) -> Checked {
+        let n = self.machines.len();
+        if self.rng.random_bool(0.5) {
+            // Leaders are the most interesting nodes to lose: half of the
+            // crashes strike the latest leader that is up, if any.
+            let leader = self.machines.iter().rposition(|m| m.state.as_ref().is_some_and(State::is_leader));
+            let node = match leader {
+                Some(leader) if self.rng.random_bool(0.5) => leader,
+                _ => self.rng.random_range(0..n),
+            };
+            if self.machines[node].state.is_some() {
+                self.crash(node);
+                let downtime = self.rng.random_range(10_000..1_000_000);
+                self.schedule(downtime, Event::Restart { node });
+            }
+        } else if self.partitioned.is_empty() {
+            // A minority (sometimes a lone node, sometimes two) is cut off;
+            // the leader is as likely as anyone to be in it.
+            let size = self.rng.random_range(1..=(n - 1) / 2);
+            let leader = self.machines.iter().position(|m| m.state.as_ref().is_some_and(State::is_leader));
+            if let Some(leader) = leader.filter(|_| self.rng.random_bool(0.5)) {
+                self.partitioned.insert(leader);
+            }
+            while self.partitioned.len() < size {
+                let node = self.rng.random_range(0..n);
+                self.partitioned.insert(node);
+            }
+            let duration = self.rng.random_range(50_000..1_500_000);
+            self.schedule(duration, Event::Heal);
+        }
+        Ok(())
+    }
+
+    fn crash(&mut self, node: usize) {
+        if self.options.trace {
+            println!("{:>9}us crash n{}", self.now_us, node + 1);
+        }
+        let m = &mut self.machines[node];
+        m.state = None;
+        m.timers.clear();
+        m.applied.clear();
+        m.verified = (Term(0), 0);
+        self.outcome.crashes += 1;
+    }
+
+    /// Starts (or restarts) a node from its disk alone.
+    fn start(&mut self, node: usize) -> Checked {
+        let m = &mut self.machines[node];
+        let (state, outputs) = if m.disk == Disk::default() {
+            State::new(&m.config)
+        } else {
+            let log = raft_core::Log::from_entries(m.disk.log.clone());
+            State::recover(&m.config, m.disk.hard, log, LogIndex(0)).map_err(|e| Violation {
+                property: Property::Contract,
+                step: self.outcome.steps,
+                time_us: self.now_us,
+                detail: format!("n{} cannot recover from its disk: {e}", node + 1),
+            })?
+        };
+        if self.options.trace {
+            println!("{:>9}us start n{} {state:?}", self.now_us, node + 1);
+        }
+        m.state = Some(state);
+        let entries = m.disk.log.clone();
+        self.check_log_matching(&entries, 0)?;
+        self.execute(node, outputs, None)?;
+        Ok(())
+    }
+
+    /// Feeds one input to a node that is up, executes its outputs (perhaps
+    /// crashing part-way), and checks every property.
+    fn step(&mut self, node: usize, input: Input) -> Checked {
+        let machine = &mut self.machines[node];
+        let Some(state) = machine.state.as_mut() else { return Ok(()) };
+        let before = state.clone();
+        let mut outputs = Vec::new();
+        if self.options.trace {
+            println!("{:>9}us n{} <- {input:?}", self.now_us, node + 1);
+        }
+        state.step(&machine.config, input, &mut outputs);
+        self.outcome.steps += 1;
+        if self.options.trace {
+            println!("{:>13}{state:?}\n{:>13}{outputs:?}", "", "");
+        }
+        assert_persist_before_send(&outputs);
+        let after = state.clone();
+        let crash_at = if self.rng.random_bool(self.faults.mid_step_crash) && !outputs.is_empty() {
+            Some(self.rng.random_range(0..outputs.len()))
+        } else {
+            None
+        };
+        let touched = first_touched(&outputs);
+        self.execute(node, outputs.clone(), crash_at)?;
+        self.check_step(node, &before, &after, &outputs, touched)
+    }
+
+    /// Executes an output list in order, as a driver must; with `crash_at`,
+    /// the node dies just before executing that output.
+    fn execute(&mut self, node: usize, outputs: Vec<Output>, crash_at: Option<usize>) -> Checked {
+        let me = NodeId(node as u64 + 1);
+        for (k, output) in outputs.into_iter().enumerate() {
+            if crash_at == Some(k) {
+                self.crash(node);
+                let downtime = self.rng.random_range(10_000..500_000);
+                self.schedule(downtime, Event::Restart { node });
+                return Ok(());
+            }
+            match output {
+                Output::Persist(p) => self.machines[node].disk.apply(&p),
+                Output::Send { to, message } => {
+                    self.check_backed_by_disk(node, to, &message)?;
+                    self.transmit(me, to, message);
+                }
+                Output::SetTimer { timer, min, max } => {
+                    self.timer_generation += 1;
+                    let generation = self.timer_generation;
+                    self.machines[node].timers.insert(timer, generation);
+                    let delay = self.rng.random_range(min.as_micros() as u64..=max.as_micros() as u64);
+                    self.schedule(delay, Event::Timer { node, timer, generation });
+                }
+                Output::CancelTimer(timer) => {
+                    self.machines[node].timers.remove(&timer);
+                }
+                Output::Deliver(commands) => {
+                    for c in commands {
+                        self.check_delivery(node, c.index.0, c.term, c.data)?;
+                    }
+                }
+                Output::ProposalAccepted { id, term, index } => {
+                    let data = self.proposals[&id].clone();
+                    self.accepted.push((data, term, index));
+                    self.outcome.accepted += 1;
+                }
+                Output::ProposalRejected { .. } | Output::LeaderChanged { .. } | Output::Dropped(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn transmit(&mut self, from: NodeId, to: NodeId, message: Message) {
+        if self.rng.random_bool(self.faults.loss) {
+            return;
+        }
+        let copies = if self.rng.random_bool(self.faults.duplicate) { 2 } else { 1 };
+        for _ in 0..copies {
+            let delay = self.rng.random_range(1..=self.faults.delay_max_us);
+            self.schedule(delay, Event::Arrive { from, to, message: message.clone() });
+        }
+    }
+
+    /// Persist-before-send, checked where it matters: when a vote request,
+    /// a vote or an acknowledgement leaves, the disk already says so.
+    fn check_backed_by_disk(&self, node: usize, to: NodeId, message: &Message) -> Checked {
+        let disk = &self.machines[node].disk;
+        let me = NodeId(node as u64 + 1);
+        let backed = match message {
+            Message::RequestVote(m) => disk.hard.term == m.term && disk.hard.voted_for == Some(me),
+            Message::RequestVoteResponse(m) if m.granted => disk.hard.term == m.term && disk.hard.voted_for == Some(to),
+            Message::AppendEntriesResponse(m) => match m.result {
+                AppendResult::Success { match_index } => {
+                    disk.hard.term == m.term && disk.log.len() as u64 >= match_index.0
+                }
+                AppendResult::Conflict { .. } => disk.hard.term == m.term,
+            },
+            other => disk.hard.term >= other.term(),
+        };
+        if backed {
+            Ok(())
+        } else {
+            Err(self.violation(
+                Property::Contract,
+                format!("n{} sent {message:?} to {to:?} before its disk ({:?}) backed it", node + 1, disk.hard),
+            ))
+        }
+    }
+
+    fn check_delivery(&mut self, node: usize, index: u64, term: Term, data: Vec<u8>) -> Checked {
+        let m = &self.machines[node];
+        let who = format!("n{}", node + 1);
+        if let Some(&(last, _, _)) = m.applied.last() {
+            if index <= last {
+                return Err(self.violation(
+                    Property::Contract,
+                    format!("{who} delivered index {index} after {last}: not in order or not once"),
+                ));
+            }
+        }
+        let state = m.state.as_ref().expect("up");
+        let held = state.log().get(LogIndex(index)).cloned();
+        if held != Some(Entry { term, payload: Payload::Command(data.clone()) })
+            || LogIndex(index) > state.commit_index()
+        {
+            return Err(self.violation(
+                Property::StateMachineSafety,
+                format!("{who} delivered {index}@{term:?} which is not its committed entry {held:?}"),
+            ));
+        }
+        match self.delivered.get(&index) {
+            Some((t, d)) if (*t, d) != (term, &data) => {
+                return Err(self.violation(
+                    Property::StateMachineSafety,
+                    format!("{who} delivered {:?} at {index}, another node delivered {:?}", (term, &data), (t, d)),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.delivered.insert(index, (term, data.clone()));
+            }
+        }
+        self.delivered_data.insert(data.clone());
+        self.machines[node].applied.push((index, term, data));
+        Ok(())
+    }
+
+    /// Log Matching, over all history: each (index, term) ever seen in any
+    /// log names one entry and one preceding term. By induction along the
+    /// log, two logs that share an (index, term) share everything before it.
+    fn check_log_matching(&mut self, entries: &[Entry], from: usize) -> Checked {
+        for i in from..entries.len() {
+            let previous = if i == 0 { Term(0) } else { entries[i - 1].term };
+            let key = (i as u64 + 1, entries[i].term);
+            match self.entries_seen.get(&key) {
+                Some((p, e)) if (*p, e) != (previous, &entries[i]) => {
+                    return Err(self.violation(
+                        Property::LogMatching,
+                        format!(
+                            "entry {key:?} is {:?} after term {previous:?}, elsewhere {e:?} after {p:?}",
+                            entries[i]
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.entries_seen.insert(key, (previous, entries[i].clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_step(
+        &mut self,
+        node: usize,
+        before: &State,
+        after: &State,
+        outputs: &[Output],
+        touched: Option<u64>,
+    ) -> Checked {
+        let who = format!("n{}", node + 1);
+        if outputs.iter().any(|o| matches!(o, Output::Dropped(_))) && before != after {
+            return Err(
+                self.violation(Property::Contract, format!("{who}: an input reported dropped changed the state"))
+            );
+        }
+        // After a crash part-way through the list, the disk holds less.
+        let up = self.machines[node].state.is_some();
+        let disk = &self.machines[node].disk;
+        if up && (after.hard_state() != disk.hard || after.log().entries() != &disk.log[..]) {
+            return Err(self.violation(Property::Contract, format!("{who}: memory and disk differ after a step")));
+        }
+        if after.is_leader() {
+            let leader = *self.leaders.entry(after.term()).or_insert(NodeId(node as u64 + 1));
+            if leader != NodeId(node as u64 + 1) {
+                return Err(self.violation(
+                    Property::ElectionSafety,
+                    format!("{leader:?} and {who} are both leaders of {:?}", after.term()),
+                ));
+            }
+            if before.is_leader() && before.term() == after.term() {
+                let old = before.log().entries();
+                let new = after.log().entries();
+                if new.len() < old.len() || new[..old.len()] != *old {
+                    return Err(self.violation(
+                        Property::LeaderAppendOnly,
+                        format!("leader {who} of {:?} changed its log from {old:?} to {new:?}", after.term()),
+                    ));
+                }
+            }
+        }
+        if let Some(first) = touched {
+            self.check_log_matching(after.log().entries(), first as usize - 1)?;
+        }
+        if after.commit_index() > before.commit_index() {
+            self.record_commit(node, after)?;
+        }
+        self.check_leader_completeness()
+    }
+
+    /// Extends the committed prefix with what `node` now knows committed,
+    /// and lowers the commit terms of earlier indexes to its term.
+    fn record_commit(&mut self, node: usize, state: &State) -> Checked {
+        let commit = state.commit_index().0 as usize;
+        let term = state.term();
+        for index in 1..=commit {
+            let entry = state.log().get(LogIndex(index as u64)).expect("committed entries are held").clone();
+            match self.committed.get_mut(index - 1) {
+                Some((e, t)) => {
+                    if *e != entry {
+                        let detail = format!("n{} committed {entry:?} at {index}, already committed {e:?}", node + 1);
+                        return Err(self.violation(Property::StateMachineSafety, detail));
+                    }
+                    *t = (*t).min(term);
+                }
+                None => self.committed.push((entry, term)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Leader Completeness: each leader of term T holds every entry known
+    /// committed by a node of a term up to T. Incremental: each leader's
+    /// log was checked up to `verified`, and Leader Append-Only keeps what
+    /// was checked.
+    fn check_leader_completeness(&mut self) -> Checked {
+        for node in 0..self.machines.len() {
+            let Some(state) = &self.machines[node].state else { continue };
+            if !state.is_leader() {
+                continue;
+            }
+            let (mut term, mut verified) = self.machines[node].verified;
+            if term != state.term() {
+                (term, verified) = (state.term(), 0);
+            }
+            while let Some((entry, commit_term)) = self.committed.get(verified) {
+                if *commit_term > term {
+                    break;
+                }
+                let held = state.log().get(LogIndex(verified as u64 + 1));
+                if held != Some(entry) {
+                    let detail = format!(
+                        "leader n{} of {term:?} lacks committed entry {} {entry:?} (has {held:?})",
+                        node + 1,
+                        verified + 1
+                    );
+                    return Err(self.violation(Property::LeaderCompleteness, detail));
+                }
+                verified += 1;
+            }
+            self.machines[node].verified = (term, verified);
+        }
+        Ok(())
+    }
+
+    /// Whether the cluster has converged: one leader that everyone follows
+    /// in its term, identical logs, everything committed and delivered
+    /// everywhere, and every liveness proposal delivered.
+    fn converged(&self) -> bool {
+        let Some(leader) = self.machines.iter().filter_map(|m| m.state.as_ref()).find(|s| s.is_leader()) else {
+            return false;
+        };
+        let last = leader.log().last_index();
+        let everyone_agrees = self.machines.iter().all(|m| {
+            m.state.as_ref().is_some_and(|s| {
+                s.term() == leader.term()
+                    && s.leader() == leader.leader()
+                    && s.log() == leader.log()
+                    && s.commit_index() == last
+                    && s.delivered_index() == last
+            })
+        });
+        everyone_agrees && self.liveness_data.iter().all(|d| self.delivered_data.contains(d))
+    }
+
+    /// At convergence: each node delivered, in this lifetime, exactly the
+    /// commands of the common log; and every proposal that a leader accepted
+    /// at (term, index) and that is in the final log there was committed
+    /// with its own data.
+    fn check_final(&self) -> Checked {
+        let log = self.machines[0].state.as_ref().expect("up").log();
+        let commands: Vec<(u64, Term, Vec<u8>)> = log
+            .entries()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match &e.payload {
+                Payload::Command(d) => Some((i as u64 + 1, e.term, d.clone())),
+                Payload::Noop => None,
+            })
+            .collect();
+        for (node, m) in self.machines.iter().enumerate() {
+            if m.applied != commands {
+                let detail =
+                    format!("n{} delivered {} commands, the log holds {}", node + 1, m.applied.len(), commands.len());
+                return Err(self.violation(Property::Liveness, detail));
+            }
+        }
+        for (data, term, index) in &self.accepted {
+            if let Some(entry) = log.get(*index) {
+                if entry.term == *term && entry.payload != Payload::Command(data.clone()) {
+                    let detail = format!("proposal {data:?} accepted at {index:?}@{term:?}, which holds {entry:?}");
+                    return Err(self.violation(Property::Contract, detail));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first log index an output list changes, if any.
+fn first_touched(outputs: &[Output]) -> Option<u64> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Persist(raft_core::Persist::Truncate { from }) => Some(from.0),
+            Output::Persist(raft_core::Persist::Append { first, .. }) => Some(first.0),
+            _ => None,
+        })
+        .min()
+}
+
+/// Runs one seed; on a violation or a panic, prints the seed and the
+/// command that replays it, then fails.
+pub fn run_seed(options: Options) -> Outcome {
+    let seed = options.seed;
+    let nodes = options.nodes;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Sim::new(options).run()));
+    let replay = format!(
+        "replay: SIM_SEED={seed} SIM_TRACE=1 cargo test -p raft-core --test simulator nodes_{nodes} -- --nocapture"
+    );
+    match result {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(violation)) => panic!("simulator seed {seed} ({nodes} nodes): {violation}\n{replay}"),
+        Err(panic) => {
+            eprintln!("simulator seed {seed} ({nodes} nodes) panicked\n{replay}");
+            std::panic::resume_unwind(panic)
+        }
+    }
+}
