@@ -371,3 +371,33 @@ fn s5_2_timers_of_another_role_are_dropped() {
     let (mut s, _) = leader(&c, 3, &[1], 0);
     assert_dropped(&c, &mut s, Input::Timeout(Timer::Election), Dropped::StaleTimer);
 }
+
+/// §5.1, §5.2: a candidate that meets a leader of a higher term follows it,
+/// with its vote of the old term gone and none cast in the new one.
+#[test]
+fn s5_1_candidate_follows_a_leader_of_a_higher_term() {
+    let c = config(1, 3);
+    let mut s = follower(&c, 2, None, &[1], 0);
+    step(&c, &mut s, Input::Timeout(Timer::Election));
+    let outputs = step(&c, &mut s, receive(3, append(5, 1, 1, vec![], 0)));
+    assert_eq!(
+        outputs,
+        vec![persist_hard(5, None), leader_changed(Some(3), 5), election_timer(&c), send(3, append_ok(5, 1))]
+    );
+    assert_eq!(s.hard_state().voted_for, None);
+}
+
+/// §5.1, §5.2: a candidate asked for its vote in a higher term adopts the
+/// term and, its own vote being of the old term, may grant it.
+#[test]
+fn s5_1_candidate_votes_in_a_higher_term() {
+    let c = config(1, 3);
+    let mut s = follower(&c, 2, None, &[1], 0);
+    step(&c, &mut s, Input::Timeout(Timer::Election));
+    let outputs = step(&c, &mut s, receive(2, request_vote(4, 1, 1)));
+    assert_eq!(
+        outputs,
+        vec![persist_hard(4, None), persist_hard(4, Some(2)), election_timer(&c), send(2, vote(4, true))]
+    );
+    assert_eq!(s.role_kind(), raft_core::RoleKind::Follower);
+}

@@ -1,6 +1,8 @@
 //! A three-node cluster on a perfect FIFO network: election, replication,
 //! forwarding and delivery, end to end.
 
+mod common;
+
 use raft_core::*;
 use std::collections::VecDeque;
 
@@ -22,6 +24,7 @@ impl Cluster {
     fn input(&mut self, node: usize, input: Input) {
         let mut out = Vec::new();
         self.states[node].step(&self.configs[node], input, &mut out);
+        common::assert_persist_before_send(&out);
         for o in out {
             match o {
                 Output::Send { to, message } => self.queue.push_back((self.configs[node].id(), to, message)),
