@@ -3,7 +3,7 @@
 
 use crate::config::{ConfigurationError, RaftConfig, FRAME_OVERHEAD_BYTES};
 use crate::driver::{Driver, Published, Timers};
-use crate::storage::{Storage, StorageError, StoreIdentity};
+use crate::storage::{Storage, StorageCounters, StorageError, StoreIdentity};
 use crate::transport::{Transport, TransportConfig, TransportCounters};
 use crate::waiters::{ProposeRequest, Waiters};
 use raft_core::{Committed, DropCounters, Log, LogIndex, Node, NodeId, RecoverError, RoleKind, Status, Term};
@@ -163,6 +163,10 @@ pub struct NodeStatus {
     pub dropped: DropCounters,
     /// What the transport dropped.
     pub transport: TransportDrops,
+    /// Batches of changes made durable (one fsync each with the disk store).
+    pub storage_writes: u64,
+    /// Total time spent making them durable, in microseconds.
+    pub storage_write_micros: u64,
     /// Whether the node has stopped.
     pub stopped: bool,
 }
@@ -232,6 +236,7 @@ pub struct RaftHandle {
     status: watch::Receiver<Status>,
     leader: watch::Receiver<LeaderInfo>,
     counters: Arc<TransportCounters>,
+    storage: Arc<StorageCounters>,
     shutdown: Arc<watch::Sender<bool>>,
     outcome: watch::Receiver<Outcome>,
 }
@@ -285,6 +290,8 @@ impl RaftHandle {
                 send_queue_full: c.send_queue_full.load(Ordering::Relaxed),
                 oversized_messages: c.oversized_messages.load(Ordering::Relaxed),
             },
+            storage_writes: self.storage.writes.load(Ordering::Relaxed),
+            storage_write_micros: self.storage.write_micros.load(Ordering::Relaxed),
             stopped: self.outcome.borrow().is_some(),
         }
     }
@@ -389,7 +396,7 @@ fn start_blocking(mut config: RaftConfig) -> Result<(RaftHandle, EntryReceiver),
     let local_addr = listener.local_addr().map_err(bind_error)?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
 
-    let identity = StoreIdentity { cluster_id, node_id: id };
+    let identity = StoreIdentity { cluster_id: config.params.cluster_id, node_id: id };
     let (storage, recovered) = match &config.data_dir {
         Some(dir) => Storage::disk(dir, identity, format!("raft-store-{id}")).map_err(StartError::Storage)?,
         None => Storage::memory(),
@@ -426,10 +433,11 @@ fn start_blocking(mut config: RaftConfig) -> Result<(RaftHandle, EntryReceiver),
     let (outcome_tx, outcome) = watch::channel(None);
     let timers = Timers::new(ChaCha8Rng::seed_from_u64(seed_for(id, p.seed)));
     let waiters = Waiters::new(p.proposal_retries_max, p.proposal_timeout);
+    let storage_counters = Arc::new(StorageCounters::default());
     let driver = Driver::new(
         node,
         first_outputs,
-        storage,
+        (storage, storage_counters.clone()),
         transport,
         timers,
         waiters,
@@ -453,6 +461,7 @@ fn start_blocking(mut config: RaftConfig) -> Result<(RaftHandle, EntryReceiver),
         status: status_rx,
         leader: leader_rx,
         counters,
+        storage: storage_counters,
         shutdown,
         outcome,
     };

@@ -9,12 +9,13 @@
 //! rule (see its crate documentation). There is no Raft rule here.
 
 use crate::api::{LeaderInfo, NodeError};
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageCounters};
 use crate::transport::Transport;
 use crate::waiters::{ProposeRequest, Waiters};
 use raft_core::{Committed, Input, Message, Node, NodeId, Output, Persist, Status, Timer};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -86,6 +87,7 @@ pub(crate) struct Published {
 pub(crate) struct Driver {
     pub node: Node,
     pub storage: Storage,
+    pub storage_counters: Arc<StorageCounters>,
     pub transport: Transport,
     pub timers: Timers,
     pub waiters: Waiters,
@@ -106,7 +108,7 @@ impl Driver {
     pub fn new(
         node: Node,
         first_outputs: Vec<Output>,
-        storage: Storage,
+        storage: (Storage, Arc<StorageCounters>),
         transport: Transport,
         timers: Timers,
         waiters: Waiters,
@@ -118,7 +120,8 @@ impl Driver {
     ) -> Driver {
         Driver {
             node,
-            storage,
+            storage: storage.0,
+            storage_counters: storage.1,
             transport,
             timers,
             waiters,
@@ -211,7 +214,8 @@ impl Driver {
         }
         if !self.persists.is_empty() {
             let batch = std::mem::take(&mut self.persists);
-            self.persists = self.storage.persist(batch).await.map_err(NodeError::Storage)?;
+            let counters = &self.storage_counters;
+            self.persists = self.storage.persist(batch, counters).await.map_err(NodeError::Storage)?;
         }
         let mut rest = std::mem::take(&mut self.rest);
         for o in rest.drain(..) {

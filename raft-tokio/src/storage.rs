@@ -38,8 +38,9 @@ pub(crate) struct Recovered {
 /// the wrong node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreIdentity {
-    /// The cluster id.
-    pub cluster_id: u64,
+    /// The cluster id, when it was configured explicitly (a derived one
+    /// changes with the members' addresses, which may move).
+    pub cluster_id: Option<u64>,
     /// The node id.
     pub node_id: NodeId,
 }
@@ -110,7 +111,7 @@ impl fmt::Display for StorageError {
             StorageProblem::Inconsistent(e) => write!(f, "holds an impossible state: {e}"),
             StorageProblem::WrongIdentity { stored, configured } => write!(
                 f,
-                "belongs to node {} of cluster {:#x}, but this node is {} of cluster {:#x}",
+                "belongs to node {} of cluster {:?}, but this node is {} of cluster {:?}",
                 stored.node_id, stored.cluster_id, configured.node_id, configured.cluster_id
             ),
             StorageProblem::WriteFailed(e) => write!(f, "write failed: {e}"),
@@ -180,26 +181,31 @@ impl DiskStore {
         Ok(recovered)
     }
 
-    /// Writes the identity on first use; refuses a store of another node.
+    /// Refuses a store of another node; writes the identity on first use
+    /// (only then: an existing store is not written before it is read).
     fn check_identity(&self, configured: StoreIdentity) -> Result<(), StorageError> {
+        let stored = {
+            let txn = self.db.begin_read().map_err(|e| self.unreadable(e))?;
+            match txn.open_table(META) {
+                Ok(meta) => meta.get(KEY_IDENTITY).map_err(|e| self.unreadable(e))?.map(|v| v.value().to_vec()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(self.unreadable(e)),
+            }
+        };
+        if let Some(bytes) = stored {
+            let stored: StoreIdentity = record::decode(&bytes).map_err(|e| self.corrupt("meta", 0, e))?;
+            let clusters_differ = matches!((stored.cluster_id, configured.cluster_id), (Some(a), Some(b)) if a != b);
+            if stored.node_id != configured.node_id || clusters_differ {
+                let problem = StorageProblem::WrongIdentity { stored, configured };
+                return Err(StorageError { path: self.path.clone(), problem });
+            }
+            return Ok(());
+        }
         let txn = self.db.begin_write().map_err(|e| self.unreadable(e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.unreadable(e))?;
             txn.open_table(LOG).map_err(|e| self.unreadable(e))?;
-            let stored = meta.get(KEY_IDENTITY).map_err(|e| self.unreadable(e))?.map(|v| v.value().to_vec());
-            match stored {
-                Some(bytes) => {
-                    let stored: StoreIdentity = record::decode(&bytes).map_err(|e| self.corrupt("meta", 0, e))?;
-                    if stored != configured {
-                        let problem = StorageProblem::WrongIdentity { stored, configured };
-                        return Err(StorageError { path: self.path.clone(), problem });
-                    }
-                }
-                None => {
-                    meta.insert(KEY_IDENTITY, record::encode(&configured).as_slice())
-                        .map_err(|e| self.unreadable(e))?;
-                }
-            }
+            meta.insert(KEY_IDENTITY, record::encode(&configured).as_slice()).map_err(|e| self.unreadable(e))?;
         }
         txn.commit().map_err(|e| self.unreadable(e))
     }
@@ -270,6 +276,14 @@ impl MemoryStore {
     }
 }
 
+/// How many batches were made durable and how long that took, including
+/// the hand-off to the storage thread.
+#[derive(Debug, Default)]
+pub(crate) struct StorageCounters {
+    pub writes: std::sync::atomic::AtomicU64,
+    pub write_micros: std::sync::atomic::AtomicU64,
+}
+
 type Job = (Vec<Persist>, oneshot::Sender<Result<Vec<Persist>, StorageError>>);
 
 /// The store as the driver sees it.
@@ -308,7 +322,20 @@ impl Storage {
     }
 
     /// Makes `batch` durable; returns it emptied so its allocation is reused.
-    pub async fn persist(&mut self, mut batch: Vec<Persist>) -> Result<Vec<Persist>, StorageError> {
+    pub async fn persist(
+        &mut self,
+        batch: Vec<Persist>,
+        counters: &StorageCounters,
+    ) -> Result<Vec<Persist>, StorageError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let start = std::time::Instant::now();
+        let result = self.write(batch).await;
+        counters.writes.fetch_add(1, Relaxed);
+        counters.write_micros.fetch_add(start.elapsed().as_micros() as u64, Relaxed);
+        result
+    }
+
+    async fn write(&mut self, mut batch: Vec<Persist>) -> Result<Vec<Persist>, StorageError> {
         match self {
             Storage::Memory(m) => {
                 m.write(std::mem::take(&mut batch));

@@ -1,0 +1,192 @@
+//! Throughput and commit latency of a cluster on loopback, in one process.
+//!
+//! `cargo run --release -p raft-tokio --example bench -- --nodes 3 --clients 64 --seconds 10 --storage disk`
+//!
+//! Every client is a task that proposes at the leader and waits for the
+//! commit before proposing again, so `clients` is the number of proposals in
+//! flight. Before the cluster runs, the bench measures this disk's fsync
+//! rate (4 KiB write + fsync, in the same temporary directory the nodes use)
+//! and the loopback round trip, the physical references for the latency.
+//! It prints one line.
+
+use clap::Parser;
+use raft_tokio::{NodeId, Raft, RaftConfig, RaftHandle, RaftParams, RoleKind};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    /// Nodes in the cluster.
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Concurrent clients (proposals in flight).
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// Seconds measured (after one second of warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// `memory` or `disk`.
+    #[arg(long, default_value = "memory")]
+    storage: String,
+    /// Bytes per proposal.
+    #[arg(long, default_value_t = 16)]
+    payload: usize,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// 4 KiB written and fsynced, 200 times: latency p50 (µs) and rate (/s).
+fn measure_fsync(dir: &std::path::Path) -> (u32, f64) {
+    let mut f = std::fs::File::create(dir.join("fsync-probe")).expect("probe file");
+    let block = [7u8; 4096];
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    for _ in 0..200 {
+        let t = Instant::now();
+        f.write_all(&block).unwrap();
+        f.sync_data().unwrap();
+        lat.push(t.elapsed().as_micros() as u32);
+    }
+    let rate = 200.0 / start.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    (percentile(&lat, 0.5), rate)
+}
+
+/// A 16-byte ping-pong over loopback TCP, 2000 times: p50 round trip (µs).
+fn measure_rtt() -> u32 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let echo = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut buf = [0u8; 16];
+        while s.read_exact(&mut buf).is_ok() {
+            s.write_all(&buf).unwrap();
+        }
+    });
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut buf = [0u8; 16];
+    let mut lat = Vec::new();
+    for _ in 0..2000 {
+        let t = Instant::now();
+        s.write_all(&buf).unwrap();
+        s.read_exact(&mut buf).unwrap();
+        lat.push(t.elapsed().as_micros() as u32);
+    }
+    drop(s);
+    echo.join().unwrap();
+    lat.sort_unstable();
+    percentile(&lat, 0.5)
+}
+
+async fn start_cluster(n: u64, data: Option<&std::path::Path>) -> Vec<RaftHandle> {
+    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let members: Vec<(NodeId, String)> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (NodeId(i as u64 + 1), l.local_addr().unwrap().to_string()))
+        .collect();
+    let mut handles = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let id = NodeId(i as u64 + 1);
+        let params = RaftParams { seed: Some(i as u64), ..RaftParams::default() };
+        let dir = data.map(|d| d.join(format!("n{}", id.0)));
+        let config = RaftConfig::with_ids(members.clone(), id, params, dir).with_listener(listener);
+        let (handle, mut entries) = Raft::start(config).await.expect("node starts");
+        // The application side: read every committed entry, as a real one would.
+        tokio::spawn(async move { while entries.recv_committed().await.is_some() {} });
+        handles.push(handle);
+    }
+    handles
+}
+
+async fn wait_for_leader(handles: &[RaftHandle]) -> RaftHandle {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(h) = handles.iter().find(|h| h.leader().role == RoleKind::Leader) {
+            return h.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no leader within 10 s");
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let disk = match args.storage.as_str() {
+        "disk" => true,
+        "memory" => false,
+        other => panic!("--storage must be memory or disk, not {other}"),
+    };
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let (fsync_p50, fsync_rate) = measure_fsync(tmp.path());
+    let rtt_p50 = measure_rtt();
+
+    let handles = start_cluster(args.nodes, disk.then(|| tmp.path())).await;
+    let leader = wait_for_leader(&handles).await;
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..args.clients {
+        let (leader, measuring, stop) = (leader.clone(), measuring.clone(), stop.clone());
+        let payload = vec![c as u8; args.payload];
+        clients.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let ok = leader.propose(payload.clone()).await.is_ok();
+                if measuring.load(Ordering::Relaxed) {
+                    if ok {
+                        lat.push(t.elapsed().as_micros() as u32);
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for c in clients {
+        let (l, e) = c.await.unwrap();
+        lat.extend(l);
+        errors += e;
+    }
+    lat.sort_unstable();
+    for h in &handles {
+        let _ = h.shutdown().await;
+    }
+    println!(
+        "nodes={} clients={} storage={} payload={}B seconds={:.1} committed/s={:.0} p50={}us p99={}us errors={} | fsync/s={:.0} fsync_p50={}us loopback_rtt_p50={}us",
+        args.nodes,
+        args.clients,
+        args.storage,
+        args.payload,
+        elapsed,
+        lat.len() as f64 / elapsed,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        errors,
+        fsync_rate,
+        fsync_p50,
+        rtt_p50,
+    );
+}

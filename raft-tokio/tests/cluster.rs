@@ -1,0 +1,103 @@
+//! Several nodes in one process, over real loopback TCP: election, total
+//! order of proposals from every node, restarts from the data directory.
+
+mod common;
+use common::{propose_many, Cluster};
+use raft_tokio::RoleKind;
+
+/// Every proposal a call reported committed is in `delivered` at the index
+/// the call returned.
+fn assert_all_present(delivered: &[(u64, Vec<u8>)], committed: &[(u64, Vec<u8>)]) {
+    for c in committed {
+        assert!(delivered.contains(c), "committed entry {c:?} missing after restart");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_and_every_nodes_proposals_in_one_order() {
+    let cluster = Cluster::start(3, true).await;
+    let leader = cluster.leader().await;
+    let terms: Vec<_> = cluster.nodes.iter().flatten().map(|n| n.leader().term).collect();
+    assert!(terms.iter().all(|&t| t == terms[0]), "all in the leader's term: {terms:?}");
+    let leaders = cluster.nodes.iter().flatten().filter(|n| n.leader().role == RoleKind::Leader).count();
+    assert_eq!(leaders, 1);
+
+    // Proposals from every node at once, so followers forward theirs.
+    let (a, b, c) = tokio::join!(
+        propose_many(cluster.node(0), "n1", 20),
+        propose_many(cluster.node(1), "n2", 20),
+        propose_many(cluster.node(2), "n3", 20),
+    );
+    let delivered = cluster.converge(60).await;
+    for committed in [&a, &b, &c] {
+        assert_all_present(&delivered, committed);
+    }
+    let status = cluster.node(leader).status();
+    assert!(status.commit_index.0 >= 61, "60 entries and the leader's no-op: {status:?}");
+    assert_eq!(status.applied_index, status.commit_index);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_then_the_leader_restart_and_nothing_committed_is_lost() {
+    let mut cluster = Cluster::start(3, true).await;
+    let leader = cluster.leader().await;
+    let mut committed = propose_many(cluster.node(leader), "before", 10).await;
+    cluster.converge(10).await;
+
+    let follower = (leader + 1) % 3;
+    cluster.stop(follower).await;
+    committed.extend(propose_many(cluster.node(leader), "follower-down", 10).await);
+    cluster.restart(follower, 0).await;
+    // Restarted with applied_index 0: it delivers the whole log again.
+    let delivered = cluster.converge(20).await;
+    assert_all_present(&delivered, &committed);
+
+    cluster.stop(leader).await;
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    committed.extend(propose_many(cluster.node(new_leader), "leader-down", 10).await);
+    cluster.restart(leader, 0).await;
+    let delivered = cluster.converge(30).await;
+    assert_all_present(&delivered, &committed);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_cluster_restart_loses_nothing() {
+    let mut cluster = Cluster::start(3, true).await;
+    let leader = cluster.leader().await;
+    let mut committed = propose_many(cluster.node(leader), "first-life", 15).await;
+    let before = cluster.converge(15).await;
+    for i in 0..3 {
+        cluster.stop(i).await;
+    }
+    for i in 0..3 {
+        cluster.restart(i, 0).await;
+    }
+    let after = cluster.converge(15).await;
+    assert_eq!(after, before, "the same entries at the same indexes after the restart");
+    let leader = cluster.leader().await;
+    committed.extend(propose_many(cluster.node((leader + 1) % 3), "second-life", 5).await);
+    let delivered = cluster.converge(20).await;
+    assert_all_present(&delivered, &committed);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_index_skips_what_the_application_already_has() {
+    let mut cluster = Cluster::start(3, true).await;
+    let leader = cluster.leader().await;
+    propose_many(cluster.node(leader), "x", 10).await;
+    let all = cluster.converge(10).await;
+    let follower = (leader + 1) % 3;
+    cluster.stop(follower).await;
+    let applied = all[5].0; // the sixth entry's index
+    cluster.restart(follower, applied).await;
+    let leader = cluster.leader().await;
+    propose_many(cluster.node(leader), "y", 1).await;
+    common::wait_until("the restarted node catches up", || cluster.delivered(follower).len() >= 5).await;
+    let again = cluster.delivered(follower);
+    assert_eq!(again[..4], all[6..], "only entries after the applied index are delivered again");
+    cluster.shutdown().await;
+}

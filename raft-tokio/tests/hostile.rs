@@ -1,0 +1,79 @@
+//! Bytes that are not our protocol, sent to a node's port: garbage, frames
+//! over the size limit, handshakes from outside the cluster. Each connection
+//! is closed, counted, and the node keeps serving.
+
+mod common;
+use common::{propose_many, Cluster, CLUSTER_ID};
+use raft_tokio::wire::{encode_frame, split_frame, Frame, Hello};
+use raft_tokio::NodeId;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn hello(cluster_id: u64, from: u64, to: u64) -> Vec<u8> {
+    let mut buf = Vec::new();
+    encode_frame(&Frame::Hello(Hello { cluster_id, from: NodeId(from), to: NodeId(to) }), &mut buf, 1 << 20).unwrap();
+    buf
+}
+
+/// Sends `first`, then (if the node answers it with a handshake) `then`,
+/// and expects the node to close the connection. Returns whether the node
+/// answered with a handshake.
+async fn expect_closed(addr: &str, first: &[u8], then: &[u8]) -> bool {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(first).await.unwrap();
+    let mut got = Vec::new();
+    let mut answered = false;
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 256];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            if !answered {
+                if let Ok(Some((Frame::Hello(h), _))) = split_frame(&got, 1 << 20) {
+                    assert_eq!(h.from, NodeId(1));
+                    answered = true;
+                    // The connection may already be closing; a failed write is fine.
+                    let _ = s.write_all(then).await;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the node kept the connection open after {:?}", &first[..first.len().min(12)]);
+    answered
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bytes_are_dropped_and_the_node_keeps_serving() {
+    let cluster = Cluster::start(3, false).await;
+    cluster.leader().await;
+    let target = cluster.node(0);
+    let addr = target.local_addr().to_string();
+    let before = target.status().transport.rejected_connections;
+
+    let garbage: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let oversized = u32::MAX.to_be_bytes();
+    // Garbage where the handshake should be, and a length far over the limit.
+    assert!(!expect_closed(&addr, &garbage, &[]).await);
+    assert!(!expect_closed(&addr, &oversized, &[]).await);
+    // Well-formed handshakes that must be refused: a node outside the
+    // cluster, another cluster, one meant for another node.
+    assert!(!expect_closed(&addr, &hello(CLUSTER_ID, 99, 1), &[]).await);
+    assert!(!expect_closed(&addr, &hello(CLUSTER_ID + 1, 2, 1), &[]).await);
+    assert!(!expect_closed(&addr, &hello(CLUSTER_ID, 2, 3), &[]).await);
+    // A valid handshake, then an oversized frame, or a frame of garbage.
+    assert!(expect_closed(&addr, &hello(CLUSTER_ID, 2, 1), &oversized).await);
+    let mut bad_frame = (garbage.len() as u32).to_be_bytes().to_vec();
+    bad_frame.extend_from_slice(&garbage);
+    assert!(expect_closed(&addr, &hello(CLUSTER_ID, 3, 1), &bad_frame).await);
+
+    common::wait_until("seven rejections counted", || target.status().transport.rejected_connections - before == 7)
+        .await;
+    // The cluster still commits, through the node that was attacked.
+    propose_many(target, "after", 5).await;
+    cluster.converge(5).await;
+    cluster.shutdown().await;
+}
