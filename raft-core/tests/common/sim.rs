@@ -113,7 +113,7 @@ impl Options {
 }
 
 /// What a run did, for the report.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
     /// Steps taken in all.
     pub steps: u64,
@@ -276,7 +276,14 @@ impl Sim {
     /// Runs both phases; the first violation ends the run.
     pub fn run(mut self) -> Result<Outcome, Violation> {
         if self.options.trace {
-            println!("seed {}: faults {:?}", self.options.seed, self.faults);
+            let c = &self.machines[0].config;
+            println!(
+                "seed {}: faults {:?}, entries per append {}, in flight {}",
+                self.options.seed,
+                self.faults,
+                c.entries_per_append_max(),
+                c.inflight_entries_max()
+            );
         }
         for node in 0..self.machines.len() {
             self.start(node)?;
