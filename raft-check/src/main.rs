@@ -1,1 +1,5 @@
-fn main() {}
+//! `raft-check`: see `raft-check --help`.
+
+fn main() {
+    std::process::exit(raft_check::cli::main());
+}

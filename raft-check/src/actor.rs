@@ -1,0 +1,428 @@
+//! The stateright [`Actor`] adapter over raft-core's step function.
+//!
+//! Every callback builds one raft-core [`Input`], calls [`State::step`] and
+//! maps the outputs to stateright commands. Raft's durable part (term, vote,
+//! log) is the actor's [`Storage`]: the `Persist` outputs of a step are
+//! applied to what was durable before the step and saved, so a node that
+//! crashes comes back through [`State::recover`] with exactly what it
+//! persisted. When a step changes nothing and asks for nothing, the state is
+//! left borrowed, which lets stateright prune the transition.
+//!
+//! Model clients (for the `kv` model, or `--proposals clients`) are actors of
+//! the same type, so that one [`ActorModel`](stateright::actor::ActorModel)
+//! holds both.
+
+use crate::kv::{self, ClientState, Command as KvCommand, Value};
+use raft_core::{
+    Config, Entry, HardState, Input, Log, LogIndex, Message, NodeId, Output, Persist, Proposal, ProposalId, State,
+    Timer,
+};
+use stateright::actor::{model_timeout, Actor, Id, Out};
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// The stateright id of raft node `id` (they are the same number).
+pub fn actor_id(id: NodeId) -> Id {
+    Id::from(id.0 as usize)
+}
+
+/// The raft node id of stateright actor `id` (the same number).
+pub fn node_id(id: Id) -> NodeId {
+    NodeId(usize::from(id) as u64)
+}
+
+/// Deliberate bugs in the adapter, for tests that show the checker catches
+/// them. The CLI never sets them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Switches {
+    /// On recovery, drop the vote from the persisted hard state: the bug of
+    /// stateright's own Raft example (a node may then vote twice in a term).
+    pub forget_vote_on_recovery: bool,
+    /// kv model: answer reads from the local state machine instead of
+    /// through the log (stale reads become possible).
+    pub reads_bypass_log: bool,
+}
+
+/// A message in the model: a Raft message between servers, or a register
+/// operation between a model client and a server.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Msg {
+    /// A raft-core message, server to server.
+    Raft(Message),
+    /// Client to server: write `Value` to the register.
+    Put(Value),
+    /// Server to client: the write is committed and applied.
+    PutOk,
+    /// Client to server: read the register.
+    Get,
+    /// Server to client: the value read.
+    GetOk(Value),
+}
+
+/// raft-core's `Message` has no `Ord`, which stateright needs to order
+/// actions. This key holds every field of a message (so that two messages
+/// are equal exactly when their keys are) in a type that derives `Ord`.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum MsgKey<'a> {
+    RequestVote(u64, u64, u64),
+    Vote(u64, bool),
+    Append(u64, u64, u64, &'a [Entry], u64),
+    AppendOk(u64, u64),
+    AppendConflict(u64, u64, u64, Option<(u64, u64)>),
+    Forward(u64, &'a [(ProposalId, Vec<u8>)]),
+    ForwardResponse(u64, Option<NodeId>, Vec<(ProposalId, Option<(u64, u64)>)>),
+    Put(Value),
+    PutOk,
+    Get,
+    GetOk(Value),
+}
+
+impl Msg {
+    fn key(&self) -> MsgKey<'_> {
+        use raft_core::AppendResult;
+        match self {
+            Msg::Raft(Message::RequestVote(m)) => MsgKey::RequestVote(m.term.0, m.last_log_index.0, m.last_log_term.0),
+            Msg::Raft(Message::RequestVoteResponse(m)) => MsgKey::Vote(m.term.0, m.granted),
+            Msg::Raft(Message::AppendEntries(m)) => {
+                MsgKey::Append(m.term.0, m.prev_log_index.0, m.prev_log_term.0, &m.entries, m.leader_commit.0)
+            }
+            Msg::Raft(Message::AppendEntriesResponse(m)) => match &m.result {
+                AppendResult::Success { match_index } => MsgKey::AppendOk(m.term.0, match_index.0),
+                AppendResult::Conflict { rejected_index, last_index, conflict } => {
+                    MsgKey::AppendConflict(m.term.0, rejected_index.0, last_index.0, conflict.map(|(t, i)| (t.0, i.0)))
+                }
+            },
+            Msg::Raft(Message::Forward(m)) => MsgKey::Forward(m.term.0, &m.proposals),
+            Msg::Raft(Message::ForwardResponse(m)) => MsgKey::ForwardResponse(
+                m.term.0,
+                m.leader_hint,
+                m.results.iter().map(|(id, r)| (*id, r.map(|(t, i)| (t.0, i.0)))).collect(),
+            ),
+            Msg::Put(v) => MsgKey::Put(*v),
+            Msg::PutOk => MsgKey::PutOk,
+            Msg::Get => MsgKey::Get,
+            Msg::GetOk(v) => MsgKey::GetOk(*v),
+        }
+    }
+}
+
+impl PartialOrd for Msg {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Msg {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl fmt::Debug for Msg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Msg::Raft(m) => write!(f, "{m:?}"),
+            Msg::Put(v) => write!(f, "Put({v})"),
+            Msg::PutOk => write!(f, "PutOk"),
+            Msg::Get => write!(f, "Get"),
+            Msg::GetOk(v) => write!(f, "GetOk({v})"),
+        }
+    }
+}
+
+/// What a server keeps on disk: its hard state and its log.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Durable {
+    /// Term and vote, one atomic record.
+    pub hard: HardState,
+    /// The log.
+    pub log: Log,
+}
+
+impl Durable {
+    /// The durable part of a state, as a correct driver would have stored it.
+    pub fn of(state: &State) -> Durable {
+        Durable { hard: state.hard_state(), log: state.log().clone() }
+    }
+
+    /// Applies one persist output, as a disk would.
+    pub fn apply(&mut self, persist: &Persist) {
+        match persist {
+            Persist::HardState(hard) => self.hard = *hard,
+            Persist::Truncate { from } => self.log.truncate_from(*from),
+            Persist::Append { first, entries } => {
+                assert_eq!(*first, self.log.last_index().next(), "append not at the end of the stored log");
+                self.log.extend(entries.iter().cloned());
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Durable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} log {:?}", self.hard, self.log)
+    }
+}
+
+/// A server's state in the model: raft-core's state plus what the model
+/// observes about it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ServerState {
+    /// raft-core's state.
+    pub raft: State,
+    /// Set when a step of this node, as leader, removed or changed an entry
+    /// of its own log within one term (Leader Append-Only broken). Checked
+    /// on each step because a single state cannot show what the log was
+    /// before; it stays `false` in every correct run, so it adds no states.
+    pub overwrote_as_leader: bool,
+    /// kv model: the register as applied from the committed log.
+    pub register: Value,
+    /// kv model: the clients whose request this server proposed and has not
+    /// answered yet.
+    pub awaiting: BTreeSet<u8>,
+}
+
+impl fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.raft)?;
+        if self.register != 0 || !self.awaiting.is_empty() {
+            write!(f, " reg {} awaiting {:?}", self.register, self.awaiting)?;
+        }
+        if self.overwrote_as_leader {
+            write!(f, " OVERWROTE-AS-LEADER")?;
+        }
+        Ok(())
+    }
+}
+
+/// An actor's state: a server's or a client's.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum NodeState {
+    /// A Raft server.
+    Server(ServerState),
+    /// A model client.
+    Client(ClientState),
+}
+
+impl NodeState {
+    /// The server state, if this is a server.
+    pub fn server(&self) -> Option<&ServerState> {
+        match self {
+            NodeState::Server(s) => Some(s),
+            NodeState::Client(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeState::Server(s) => write!(f, "{s:?}"),
+            NodeState::Client(c) => write!(f, "{c:?}"),
+        }
+    }
+}
+
+/// A Raft server: its raft-core configuration and how the model drives it.
+#[derive(Clone)]
+pub struct Server {
+    /// raft-core's configuration for this node (kept here, not in the state).
+    pub config: Config,
+    /// A command this node proposes when it first starts (raft-lite's model).
+    pub propose_at_start: Option<Vec<u8>>,
+    /// Whether the leader's heartbeat timer is modelled (see
+    /// `ModelConfig::heartbeats`).
+    pub heartbeats: bool,
+    /// Deliberate bugs, for tests.
+    pub switches: Switches,
+}
+
+/// An actor of the model.
+#[derive(Clone)]
+pub enum Node {
+    /// A Raft server.
+    Server(Server),
+    /// A model client.
+    Client(kv::Client),
+}
+
+impl Actor for Node {
+    type Msg = Msg;
+    type State = NodeState;
+    type Timer = Timer;
+    type Storage = Durable;
+    type Random = ();
+
+    fn on_start(&self, id: Id, storage: &Option<Durable>, o: &mut Out<Self>) -> NodeState {
+        match self {
+            Node::Server(server) => NodeState::Server(server.start(storage, o)),
+            Node::Client(client) => NodeState::Client(client.start(id, storage.is_some(), o)),
+        }
+    }
+
+    fn on_msg(&self, id: Id, state: &mut Cow<NodeState>, src: Id, msg: Msg, o: &mut Out<Self>) {
+        match (self, &**state) {
+            (Node::Server(server), NodeState::Server(s)) => {
+                if let Some(next) = server.on_msg(s, src, msg, o) {
+                    *state = Cow::Owned(NodeState::Server(next));
+                }
+            }
+            (Node::Client(client), NodeState::Client(c)) => {
+                if let Some(next) = client.on_msg(id, c, msg, o) {
+                    *state = Cow::Owned(NodeState::Client(next));
+                }
+            }
+            _ => unreachable!("actor and state kinds differ"),
+        }
+    }
+
+    fn on_timeout(&self, _id: Id, state: &mut Cow<NodeState>, timer: &Timer, o: &mut Out<Self>) {
+        if let (Node::Server(server), NodeState::Server(s)) = (self, &**state) {
+            if let Some(next) = server.step(s, Input::Timeout(*timer), o) {
+                *state = Cow::Owned(NodeState::Server(next));
+            }
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Node::Server(_) => String::new(),
+            Node::Client(_) => "client".to_string(),
+        }
+    }
+}
+
+impl Server {
+    /// A fresh start (no storage yet) or a recovery from storage.
+    fn start(&self, storage: &Option<Durable>, o: &mut Out<Node>) -> ServerState {
+        let (raft, outputs) = match storage {
+            None => State::new(&self.config),
+            Some(durable) => {
+                let mut hard = durable.hard;
+                if self.switches.forget_vote_on_recovery {
+                    hard.voted_for = None;
+                }
+                State::recover(&self.config, hard, durable.log.clone(), LogIndex(0))
+                    .expect("storage holds only what a correct node persisted")
+            }
+        };
+        let mut state = ServerState { raft, overwrote_as_leader: false, register: 0, awaiting: BTreeSet::new() };
+        let mut durable = Durable::of(&state.raft);
+        if storage.is_none() {
+            // Save the empty durable state, so that a crash before the first
+            // persist recovers (and does not start, and propose, anew).
+            o.save(durable.clone());
+        }
+        self.execute(&mut state, &mut durable, outputs, o);
+        if let (None, Some(data)) = (storage, &self.propose_at_start) {
+            let proposal = Proposal { id: ProposalId(1), data: data.clone() };
+            let mut outputs = Vec::new();
+            state.raft.step(&self.config, Input::Propose(vec![proposal]), &mut outputs);
+            self.execute(&mut state, &mut durable, outputs, o);
+        }
+        state
+    }
+
+    fn on_msg(&self, s: &ServerState, src: Id, msg: Msg, o: &mut Out<Node>) -> Option<ServerState> {
+        match msg {
+            Msg::Raft(message) => self.step(s, Input::Receive { from: node_id(src), message }, o),
+            Msg::Put(value) => {
+                let client = usize::from(src) as u8;
+                self.client_request(s, client, KvCommand::Write { client, value }, o)
+            }
+            Msg::Get if self.switches.reads_bypass_log => {
+                o.send(src, Msg::GetOk(s.register));
+                None
+            }
+            Msg::Get => {
+                let client = usize::from(src) as u8;
+                self.client_request(s, client, KvCommand::Read { client }, o)
+            }
+            Msg::PutOk | Msg::GetOk(_) => None,
+        }
+    }
+
+    fn client_request(
+        &self,
+        s: &ServerState,
+        client: u8,
+        command: KvCommand,
+        o: &mut Out<Node>,
+    ) -> Option<ServerState> {
+        let proposal = Proposal { id: ProposalId(u64::from(client)), data: command.encode() };
+        let mut next = self.step(s, Input::Propose(vec![proposal]), o).unwrap_or_else(|| s.clone());
+        next.awaiting.insert(client);
+        Some(next)
+    }
+
+    /// Steps raft-core with one input. `None` when the state is unchanged
+    /// (the caller then leaves it borrowed).
+    pub(crate) fn step(&self, s: &ServerState, input: Input, o: &mut Out<Node>) -> Option<ServerState> {
+        let mut next = s.clone();
+        let mut outputs = Vec::new();
+        next.raft.step(&self.config, input, &mut outputs);
+        if s.raft.is_leader() && next.raft.is_leader() && s.raft.term() == next.raft.term() {
+            let before = s.raft.log().entries();
+            let after = next.raft.log().entries();
+            if after.len() < before.len() || after[..before.len()] != *before {
+                next.overwrote_as_leader = true;
+            }
+        }
+        let mut durable = Durable::of(&s.raft);
+        self.execute(&mut next, &mut durable, outputs, o);
+        (next != *s).then_some(next)
+    }
+
+    /// Executes outputs in order: persists go to `durable` (saved once, as
+    /// one atomic write, before any send of the same step is executed),
+    /// sends to the network, timers to stateright's timers, deliveries to
+    /// the kv state machine.
+    fn execute(&self, state: &mut ServerState, durable: &mut Durable, outputs: Vec<Output>, o: &mut Out<Node>) {
+        let persisted = outputs.iter().any(|out| matches!(out, Output::Persist(_)));
+        for output in &outputs {
+            if let Output::Persist(p) = output {
+                durable.apply(p);
+            }
+        }
+        if persisted {
+            o.save(durable.clone());
+        }
+        for output in outputs {
+            match output {
+                Output::Persist(_) => {}
+                Output::Send { to, message } => o.send(actor_id(to), Msg::Raft(message)),
+                Output::SetTimer { timer: Timer::Heartbeat, .. } if !self.heartbeats => {}
+                Output::SetTimer { timer, .. } => o.set_timer(timer, model_timeout()),
+                Output::CancelTimer(timer) => o.cancel_timer(timer),
+                Output::Deliver(committed) => {
+                    for c in committed {
+                        apply_command(state, &c.data, o);
+                    }
+                }
+                Output::LeaderChanged { .. }
+                | Output::ProposalAccepted { .. }
+                | Output::ProposalRejected { .. }
+                | Output::Dropped(_) => {}
+            }
+        }
+    }
+}
+
+/// Applies one committed command to the kv state machine, answering the
+/// client if this server proposed it.
+fn apply_command(state: &mut ServerState, data: &[u8], o: &mut Out<Node>) {
+    match KvCommand::decode(data) {
+        Some(KvCommand::Write { client, value }) => {
+            state.register = value;
+            if state.awaiting.remove(&client) {
+                o.send(Id::from(usize::from(client)), Msg::PutOk);
+            }
+        }
+        Some(KvCommand::Read { client }) if state.awaiting.remove(&client) => {
+            o.send(Id::from(usize::from(client)), Msg::GetOk(state.register));
+        }
+        Some(KvCommand::Read { .. }) | None => {}
+    }
+}

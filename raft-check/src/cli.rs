@@ -1,0 +1,322 @@
+//! The command line, compatible with raft-lite's checker: `-m check`,
+//! `-m simulate`, `-m explore`. Each mode is one arm of [`run`], so that a
+//! new mode is one variant of [`Mode`] and one function.
+
+use crate::model::{ModelConfig, ModelKind, NetworkKind, Proposals, RaftModel, RaftState};
+use crate::replay;
+use crate::symmetry;
+use clap::{Parser, ValueEnum};
+use stateright::report::{ReportData, ReportDiscovery, Reporter};
+use stateright::{Checker, Expectation, HasDiscoveries, Model, Path};
+use std::collections::BTreeMap;
+use std::io::Write;
+
+/// What to do with the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Model-check: breadth-first to `--depth`, or exhaustively within the bounds.
+    Check,
+    /// Random walks (`--seed`, `--runs`, `--steps`), for models too big to exhaust.
+    Simulate,
+    /// Serve stateright's explorer on `--addr`.
+    Explore,
+}
+
+/// Whether to apply symmetry reduction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Symmetry {
+    /// On for exhaustive checks and simulations of servers-only models.
+    Auto,
+    /// Never.
+    Off,
+}
+
+/// Model-check raft-core with stateright.
+#[derive(Parser, Debug)]
+#[command(name = "raft-check", version, about, long_about = None)]
+pub struct Args {
+    /// Mode.
+    #[arg(short = 'm', long, value_enum, default_value = "check")]
+    pub mode: Mode,
+    /// Which model: raft (the paper's properties) or kv (plus linearizability).
+    #[arg(long, value_enum, default_value = "raft")]
+    pub model: ModelKind,
+    /// Check breadth-first to this depth. Stateright counts the initial state
+    /// as depth 1, so depth N reaches paths of N-1 actions: states of depth N
+    /// are generated and counted in `unique` but neither checked nor expanded;
+    /// properties are checked on every state of depth N-1 or less (at most
+    /// N-2 actions). Without --depth: exhaustive within the bounds,
+    /// depth-first.
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Number of Raft servers.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Network semantics.
+    #[arg(long, value_enum, default_value = "unordered_nonduplicating")]
+    pub network: NetworkKind,
+    /// The network may also lose messages.
+    #[arg(long)]
+    pub lossy: bool,
+    /// How many servers may be down at once (each recovers from its storage).
+    #[arg(long, default_value_t = 1)]
+    pub crashes: usize,
+    /// Where commands come from in the raft model (the kv model always has clients).
+    #[arg(long, value_enum, default_value = "start")]
+    pub proposals: Proposals,
+    /// Number of model clients (kv model, or --proposals clients).
+    #[arg(long, default_value_t = 2)]
+    pub clients: usize,
+    /// Bound: states where a server's term exceeds this are not explored.
+    #[arg(long, default_value_t = 2)]
+    pub max_term: u64,
+    /// Bound: states where a server's log holds more entries are not explored.
+    #[arg(long, default_value_t = 3)]
+    pub max_log: usize,
+    /// Whether leaders' heartbeat timers fire (they carry the commit index
+    /// to followers and retry lost appends).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub heartbeats: bool,
+    /// Checker threads (default: the cores available).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Symmetry reduction (servers are interchangeable). Stateright applies
+    /// it only to depth-first checks and simulations.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub symmetry: Symmetry,
+    /// Simulate: the seed of the first walk.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Simulate: how many walks.
+    #[arg(long, default_value_t = 1000)]
+    pub runs: usize,
+    /// Simulate: the most actions per walk.
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// Explore: the address to serve on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub addr: String,
+    /// Also fail (exit 1) when a Sometimes property has no example.
+    #[arg(long)]
+    pub require_examples: bool,
+}
+
+impl Args {
+    /// The model these arguments describe, or why they describe none.
+    pub fn model_config(&self) -> Result<ModelConfig, String> {
+        if self.nodes == 0 || self.nodes > 26 {
+            return Err(format!("--nodes must be between 1 and 26, not {}", self.nodes));
+        }
+        if self.crashes > self.nodes {
+            return Err(format!("--crashes {} exceeds --nodes {}", self.crashes, self.nodes));
+        }
+        let needs_clients = self.model == ModelKind::Kv || self.proposals == Proposals::Clients;
+        if needs_clients && self.clients == 0 {
+            return Err("this model needs --clients of at least 1".to_string());
+        }
+        if self.depth == Some(0) {
+            return Err("--depth must be at least 1 (the initial state)".to_string());
+        }
+        Ok(ModelConfig {
+            kind: self.model,
+            servers: self.nodes,
+            proposals: self.proposals,
+            clients: self.clients,
+            network: self.network,
+            lossy: self.lossy,
+            crashes: self.crashes,
+            max_term: self.max_term,
+            max_log: self.max_log,
+            heartbeats: self.heartbeats,
+            ..ModelConfig::default()
+        })
+    }
+
+    fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+/// Parses the process arguments and runs; returns the exit status: 0 when
+/// every Always holds, 1 when one fails (or, with --require-examples, a
+/// Sometimes has no example), 2 for bad arguments.
+pub fn main() -> i32 {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let config = match args.model_config() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return 2;
+        }
+    };
+    run(&args, config, &mut std::io::stdout())
+}
+
+/// Runs the mode of `args` on the model of `config`, writing the report to `out`.
+pub fn run(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i32 {
+    match args.mode {
+        Mode::Check => check(args, config, out),
+        Mode::Simulate => simulate(args, config, out),
+        Mode::Explore => explore(args, config, out),
+    }
+}
+
+fn check(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i32 {
+    let symmetric = config.servers_only() && args.symmetry == Symmetry::Auto;
+    let builder = config.into_model().checker().threads(args.threads());
+    let mut reporter = Report { out, depth: args.depth, verdicts: BTreeMap::new() };
+    match args.depth {
+        Some(depth) => {
+            let _ = writeln!(reporter.out, "Checking breadth-first to depth {depth} (the initial state is depth 1).");
+            builder.target_max_depth(depth).spawn_bfs().join_and_report(&mut reporter);
+        }
+        None if symmetric => {
+            let _ = writeln!(
+                reporter.out,
+                "Checking exhaustively within the bounds, depth-first, with symmetry reduction."
+            );
+            builder.symmetry_fn(symmetry::representative).spawn_dfs().join_and_report(&mut reporter);
+        }
+        None => {
+            let _ = writeln!(reporter.out, "Checking exhaustively within the bounds, depth-first.");
+            builder.spawn_dfs().join_and_report(&mut reporter);
+        }
+    }
+    reporter.exit_status(args.require_examples)
+}
+
+fn simulate(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i32 {
+    let model = config.into_model();
+    let _ = writeln!(
+        out,
+        "Simulating {} random walks of at most {} actions from seed {}.",
+        args.runs, args.steps, args.seed
+    );
+    let every = (args.runs / 10).max(1);
+    let outcome = crate::simulate::simulate(&model, args.seed, args.runs, args.steps, |run, states, unique| {
+        if run % every == 0 {
+            let _ = writeln!(out, "Simulating. runs={run}, states={states}, unique={unique}");
+        }
+    });
+    let mut reporter = Report { out, depth: None, verdicts: BTreeMap::new() };
+    let discoveries = outcome
+        .discoveries
+        .into_iter()
+        .map(|(name, path)| (name, ReportDiscovery { path, classification: classify(&model, name) }))
+        .collect();
+    reporter.report_checking(ReportData {
+        total_states: outcome.states,
+        unique_states: outcome.unique,
+        max_depth: outcome.depth,
+        duration: std::time::Duration::from_secs(outcome.seconds),
+        done: true,
+    });
+    reporter.report_discoveries(&model, discoveries);
+    reporter.exit_status(args.require_examples)
+}
+
+fn explore(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i32 {
+    let _ = writeln!(out, "Serving the explorer on http://{}", args.addr);
+    let _ = out.flush();
+    config.into_model().checker().threads(args.threads()).serve(args.addr.as_str());
+    0
+}
+
+fn classify(model: &RaftModel, name: &str) -> stateright::DiscoveryClassification {
+    let property = model.properties().into_iter().find(|p| p.name == name).expect("a property of the model");
+    match property.expectation {
+        Expectation::Sometimes => stateright::DiscoveryClassification::Example,
+        _ => stateright::DiscoveryClassification::Counterexample,
+    }
+}
+
+/// Prints stateright's progress and `Done.` lines unchanged, then one line
+/// per property with its verdict, then each path found with its raft-core
+/// replay.
+struct Report<'a, W: Write> {
+    out: &'a mut W,
+    depth: Option<usize>,
+    /// Per property: (is an Always, was it discovered).
+    verdicts: BTreeMap<&'static str, (bool, bool)>,
+}
+
+impl<W: Write> Report<'_, W> {
+    fn exit_status(&self, require_examples: bool) -> i32 {
+        let failed =
+            self.verdicts.values().any(|&(always, found)| if always { found } else { require_examples && !found });
+        i32::from(failed)
+    }
+}
+
+impl<W: Write + Send> Reporter<RaftModel> for Report<'_, W> {
+    fn report_checking(&mut self, data: ReportData) {
+        if data.done {
+            let _ = writeln!(
+                self.out,
+                "Done. states={}, unique={}, depth={}, sec={}",
+                data.total_states,
+                data.unique_states,
+                data.max_depth,
+                data.duration.as_secs()
+            );
+        } else {
+            let _ = writeln!(
+                self.out,
+                "Checking. states={}, unique={}, depth={}",
+                data.total_states, data.unique_states, data.max_depth
+            );
+        }
+        let _ = self.out.flush();
+    }
+
+    fn report_discoveries(
+        &mut self,
+        model: &RaftModel,
+        discoveries: BTreeMap<&'static str, ReportDiscovery<RaftModel>>,
+    ) {
+        let within = match self.depth {
+            Some(d) => format!("to depth {d}"),
+            None => "within the bounds".to_string(),
+        };
+        for p in model.properties() {
+            let found = discoveries.get(p.name);
+            let always = p.expectation != Expectation::Sometimes;
+            self.verdicts.insert(p.name, (always, found.is_some()));
+            let verdict = match (always, found) {
+                (true, None) => format!("holds {within}"),
+                (true, Some(d)) => format!("FAILS: counterexample Path[{}]", path_len(&d.path)),
+                (false, Some(d)) => format!("example found: Path[{}]", path_len(&d.path)),
+                (false, None) => format!("no example {within}"),
+            };
+            let kind = if always { "Always" } else { "Sometimes" };
+            let _ = writeln!(self.out, "{kind:<9} {:<28} {verdict}", p.name);
+        }
+        for (name, d) in discoveries {
+            let _ = write!(self.out, "Discovered \"{name}\" {} {}", d.classification, d.path);
+            let _ = writeln!(self.out, "Action index path: {}", d.path.encode(model));
+            let steps = replay::steps_of_path(model, &d.path);
+            let _ = writeln!(self.out, "raft-core inputs:");
+            for step in &steps {
+                let _ = writeln!(self.out, "  {step}");
+            }
+            let _ = writeln!(self.out, "Replay: {}", replay::to_json(&steps));
+        }
+        let _ = self.out.flush();
+    }
+}
+
+fn path_len(path: &Path<RaftState, <RaftModel as Model>::Action>) -> usize {
+    path.clone().into_actions().len()
+}
+
+/// Stops a check as soon as one of `names` is discovered (for tests that
+/// look for one counterexample).
+pub fn until_any(names: &[&'static str]) -> HasDiscoveries {
+    HasDiscoveries::AnyOf(names.iter().copied().collect())
+}

@@ -1,0 +1,259 @@
+//! The model: servers (and optionally clients) on a stateright network,
+//! the history the properties need, and the bounds that keep it finite.
+
+use crate::actor::{Msg, Node, NodeState, Server, Switches};
+use crate::kv::{self, Op, Value};
+use crate::properties;
+use raft_core::{Config, Message, NodeId, Term};
+use stateright::actor::{ActorModel, ActorModelState, Envelope, Id, LossyNetwork, Network};
+use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
+use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+use std::collections::BTreeSet;
+
+/// Which model to check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelKind {
+    /// Raft servers; the paper's properties.
+    Raft,
+    /// Raft servers and clients of a replicated register; the paper's
+    /// properties and linearizability.
+    Kv,
+}
+
+/// Where client commands come from in the raft model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Proposals {
+    /// Each server proposes one value when it first starts (raft-lite's model).
+    Start,
+    /// Model client actors, one write each.
+    Clients,
+    /// No commands: elections and no-op entries only.
+    None,
+}
+
+/// The network semantics, named as stateright names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkKind {
+    /// Messages race one another and each is delivered at most once.
+    #[value(name = "unordered_nonduplicating")]
+    UnorderedNonduplicating,
+    /// Messages race one another and may be delivered more than once.
+    #[value(name = "unordered_duplicating")]
+    UnorderedDuplicating,
+    /// Each directed flow between two actors is FIFO.
+    #[value(name = "ordered")]
+    Ordered,
+}
+
+/// Everything that defines one model. The raft-core configurations are
+/// built from it and live in the actors, never in the states.
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    /// Which model.
+    pub kind: ModelKind,
+    /// Number of Raft servers.
+    pub servers: usize,
+    /// Where commands come from (raft model; the kv model always has clients).
+    pub proposals: Proposals,
+    /// Number of model clients (kv model, or `Proposals::Clients`).
+    pub clients: usize,
+    /// Network semantics.
+    pub network: NetworkKind,
+    /// Whether the network may lose messages.
+    pub lossy: bool,
+    /// How many servers may be down at once (each may recover).
+    pub crashes: usize,
+    /// Bound: no state where a server's term exceeds this.
+    pub max_term: u64,
+    /// Bound: no state where a server's log holds more entries than this.
+    pub max_log: usize,
+    /// Whether leaders' heartbeat timers fire. Heartbeats carry the commit
+    /// index to followers and retry lost appends; without them followers
+    /// learn commits only with the next append, and the state space is
+    /// much smaller.
+    pub heartbeats: bool,
+    /// Deliberate adapter bugs, for tests.
+    pub switches: Switches,
+    /// Adjusts every raft-core configuration (tests use it to inject a fault).
+    pub config_hook: Option<fn(Config) -> Config>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            kind: ModelKind::Raft,
+            servers: 3,
+            proposals: Proposals::Start,
+            clients: 2,
+            network: NetworkKind::UnorderedNonduplicating,
+            lossy: false,
+            crashes: 1,
+            max_term: 2,
+            max_log: 3,
+            heartbeats: true,
+            switches: Switches::default(),
+            config_hook: None,
+        }
+    }
+}
+
+/// The model type checked by every mode.
+pub type RaftModel = ActorModel<Node, ModelConfig, History>;
+/// One state of the model.
+pub type RaftState = ActorModelState<Node, History>;
+
+/// What the properties need beyond the current state (stateright's
+/// auxiliary history, updated as messages are sent and received).
+#[derive(Clone, Debug, Default, PartialEq, Hash)]
+pub struct History {
+    /// Every (term, leader) that ever sent an AppendEntries. Every new
+    /// leader sends one to each peer in the step that elects it, so this is
+    /// every leader ever elected (in clusters of two or more), including
+    /// leaders that have since crashed and lost their volatile state.
+    pub leaders: BTreeSet<(Term, NodeId)>,
+    /// kv model: the clients' operations, for the linearizability check.
+    pub register: Option<LinearizabilityTester<Id, Register<Value>>>,
+}
+
+/// The command server `i` proposes at start: one ASCII letter, `a` for node 0.
+pub fn start_value(i: usize) -> Vec<u8> {
+    vec![b'a' + (i % 26) as u8]
+}
+
+impl ModelConfig {
+    /// The raft-core configuration of server `i`.
+    pub fn raft_config(&self, i: usize) -> Config {
+        let members = (0..self.servers).map(|j| NodeId(j as u64));
+        let config = Config::new(NodeId(i as u64), members).expect("valid member set");
+        match self.config_hook {
+            Some(hook) => hook(config),
+            None => config,
+        }
+    }
+
+    /// The number of client actors in this model.
+    pub fn client_count(&self) -> usize {
+        match (self.kind, self.proposals) {
+            (ModelKind::Kv, _) | (ModelKind::Raft, Proposals::Clients) => self.clients,
+            _ => 0,
+        }
+    }
+
+    /// Whether every actor is a server (then the model is symmetric under
+    /// renaming servers).
+    pub fn servers_only(&self) -> bool {
+        self.client_count() == 0
+    }
+
+    /// Builds the stateright model.
+    pub fn into_model(self) -> RaftModel {
+        let proposes_at_start = self.kind == ModelKind::Raft && self.proposals == Proposals::Start;
+        let servers: Vec<Node> = (0..self.servers)
+            .map(|i| {
+                Node::Server(Server {
+                    config: self.raft_config(i),
+                    propose_at_start: proposes_at_start.then(|| start_value(i)),
+                    heartbeats: self.heartbeats,
+                    switches: self.switches,
+                })
+            })
+            .collect();
+        let ops = match self.kind {
+            ModelKind::Raft => vec![Op::Write],
+            ModelKind::Kv => vec![Op::Write, Op::Read],
+        };
+        let server_count = self.servers;
+        let clients: Vec<Node> = (0..self.client_count())
+            .map(|_| Node::Client(kv::Client { ops: ops.clone(), servers: server_count }))
+            .collect();
+        let network = match self.network {
+            NetworkKind::UnorderedNonduplicating => Network::new_unordered_nonduplicating([]),
+            NetworkKind::UnorderedDuplicating => Network::new_unordered_duplicating([]),
+            NetworkKind::Ordered => Network::new_ordered([]),
+        };
+        let history = History {
+            leaders: BTreeSet::new(),
+            register: (self.kind == ModelKind::Kv).then(|| LinearizabilityTester::new(Register(0))),
+        };
+        let lossy = if self.lossy { LossyNetwork::Yes } else { LossyNetwork::No };
+        let crashes = self.crashes;
+        let model = ActorModel::new(self, history)
+            .actors(servers)
+            .actors(clients)
+            .init_network(network)
+            .lossy_network(lossy)
+            .max_crashes(crashes)
+            .record_msg_out(record_out)
+            .record_msg_in(record_in)
+            .within_boundary(within_boundary);
+        properties::add_all(model)
+    }
+}
+
+fn record_out(_cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
+    match env.msg {
+        Msg::Raft(Message::AppendEntries(m)) => {
+            let leader = (m.term, NodeId(usize::from(env.src) as u64));
+            if history.leaders.contains(&leader) {
+                return None;
+            }
+            let mut next = history.clone();
+            next.leaders.insert(leader);
+            Some(next)
+        }
+        Msg::Put(value) => invoke(history, env.src, RegisterOp::Write(*value)),
+        Msg::Get => invoke(history, env.src, RegisterOp::Read),
+        _ => None,
+    }
+}
+
+fn record_in(_cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
+    let ret = match env.msg {
+        Msg::PutOk => RegisterRet::WriteOk,
+        Msg::GetOk(v) => RegisterRet::ReadOk(*v),
+        _ => return None,
+    };
+    let mut next = history.clone();
+    // An invalid history (an answer nobody asked for) makes the tester
+    // report inconsistency, which the property then shows.
+    let _ = next.register.as_mut()?.on_return(env.dst, ret);
+    Some(next)
+}
+
+fn invoke(history: &History, client: Id, op: RegisterOp<Value>) -> Option<History> {
+    let mut next = history.clone();
+    let _ = next.register.as_mut()?.on_invoke(client, op);
+    Some(next)
+}
+
+/// The bounds that make every model finite: no term above `max_term`, no
+/// log longer than `max_log`, and at most one copy of any message in flight
+/// (a leader's heartbeat timer can fire at any time; a second identical
+/// heartbeat in flight adds nothing a first one cannot do, and redelivery
+/// is what `unordered_duplicating` is for).
+pub fn within_boundary(cfg: &ModelConfig, state: &RaftState) -> bool {
+    let servers_ok = state
+        .actor_states
+        .iter()
+        .filter_map(|s| s.server())
+        .all(|s| s.raft.term().0 <= cfg.max_term && s.raft.log().len() <= cfg.max_log);
+    servers_ok && no_duplicate_in_flight(&state.network)
+}
+
+fn no_duplicate_in_flight(network: &Network<Msg>) -> bool {
+    match network {
+        Network::UnorderedNonDuplicating(multiset) => multiset.values().all(|&n| n <= 1),
+        Network::UnorderedDuplicating(..) => true,
+        Network::Ordered(flows) => flows
+            .values()
+            .all(|flow| flow.iter().enumerate().all(|(i, m)| !flow.iter().skip(i + 1).any(|other| other == m))),
+    }
+}
+
+/// The node states of the servers that are up, with their ids.
+pub fn live_servers(state: &RaftState) -> impl Iterator<Item = (usize, &crate::actor::ServerState)> {
+    state.actor_states.iter().enumerate().filter(|(i, _)| !state.crashed[*i]).filter_map(|(i, s)| match &**s {
+        NodeState::Server(s) => Some((i, s)),
+        NodeState::Client(_) => None,
+    })
+}

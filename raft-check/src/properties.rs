@@ -1,0 +1,251 @@
+//! The properties, named as in the Raft paper (§5, Figure 3), checked on
+//! every state. Each `Always` is paired with a `Sometimes` that shows the
+//! states it constrains are reached, so that a model that never gets there
+//! cannot pass vacuously:
+//!
+//! | Always                | non-vacuous because, Sometimes          |
+//! |-----------------------|-----------------------------------------|
+//! | Election Safety       | Election Liveness                       |
+//! | Log Matching          | Commit Known To Two Servers             |
+//! | State Machine Safety  | Commit Known To Two Servers             |
+//! | Leader Completeness   | Leader Change After Commit              |
+//! | Leader Append-Only    | Log Liveness                            |
+//! | Persist Before Send   | Acknowledgement In Flight               |
+//! | Linearizable (kv)     | Read Completed (kv)                     |
+//!
+//! plus `Sometimes` Leader Elected After Crash.
+//!
+//! Crashed servers have lost their volatile state: their in-memory state is
+//! ignored and their storage stands for them.
+
+use crate::actor::{Durable, Msg, NodeState, ServerState};
+use crate::model::{live_servers, ModelKind, RaftModel, RaftState};
+use raft_core::{AppendResult, Log, LogIndex, Message, Payload};
+use stateright::semantics::ConsistencyTester;
+use stateright::Expectation;
+
+/// At most one leader can be elected in a given term (§5.2).
+pub const ELECTION_SAFETY: &str = "Election Safety";
+/// If two logs contain an entry with the same index and term, the logs are
+/// identical in all entries up through that index (§5.3).
+pub const LOG_MATCHING: &str = "Log Matching";
+/// An entry committed in a term is in the log of every leader of a later term (§5.4).
+pub const LEADER_COMPLETENESS: &str = "Leader Completeness";
+/// No two servers apply different entries at the same index (§5.4.3).
+pub const STATE_MACHINE_SAFETY: &str = "State Machine Safety";
+/// A leader never overwrites or deletes entries in its log; it only appends (§5.3).
+pub const LEADER_APPEND_ONLY: &str = "Leader Append-Only";
+/// Every vote, vote request and append acknowledgement in flight is backed
+/// by its sender's storage, and every live server's storage holds its
+/// in-memory term, vote and log.
+pub const PERSIST_BEFORE_SEND: &str = "Persist Before Send";
+/// kv model: the clients' reads and writes are linearizable.
+pub const LINEARIZABLE: &str = "Linearizable";
+/// Sometimes a leader is elected.
+pub const ELECTION_LIVENESS: &str = "Election Liveness";
+/// Sometimes a client command is committed.
+pub const LOG_LIVENESS: &str = "Log Liveness";
+/// Sometimes, while a server is down, a leader of a later term than the one
+/// it persisted is elected.
+pub const LEADER_AFTER_CRASH: &str = "Leader Elected After Crash";
+/// Sometimes two live servers both know an entry is committed.
+pub const COMMIT_ON_TWO: &str = "Commit Known To Two Servers";
+/// Sometimes a leader of a later term meets an entry committed in an earlier term.
+pub const LEADER_CHANGE_AFTER_COMMIT: &str = "Leader Change After Commit";
+/// Sometimes a granted vote or an append acknowledgement is in flight.
+pub const ACK_IN_FLIGHT: &str = "Acknowledgement In Flight";
+/// kv model: sometimes a client's read completes.
+pub const READ_COMPLETED: &str = "Read Completed";
+
+/// Adds every property that applies to the model's kind.
+pub fn add_all(model: RaftModel) -> RaftModel {
+    let kv = model.cfg.kind == ModelKind::Kv;
+    let model = model
+        .property(Expectation::Always, ELECTION_SAFETY, election_safety)
+        .property(Expectation::Always, LOG_MATCHING, log_matching)
+        .property(Expectation::Always, LEADER_COMPLETENESS, leader_completeness)
+        .property(Expectation::Always, STATE_MACHINE_SAFETY, state_machine_safety)
+        .property(Expectation::Always, LEADER_APPEND_ONLY, leader_append_only)
+        .property(Expectation::Always, PERSIST_BEFORE_SEND, persist_before_send);
+    let model = if kv { model.property(Expectation::Always, LINEARIZABLE, linearizable) } else { model };
+    let model = model
+        .property(Expectation::Sometimes, ELECTION_LIVENESS, election_liveness)
+        .property(Expectation::Sometimes, LOG_LIVENESS, log_liveness)
+        .property(Expectation::Sometimes, LEADER_AFTER_CRASH, leader_after_crash)
+        .property(Expectation::Sometimes, COMMIT_ON_TWO, commit_on_two)
+        .property(Expectation::Sometimes, LEADER_CHANGE_AFTER_COMMIT, leader_change_after_commit)
+        .property(Expectation::Sometimes, ACK_IN_FLIGHT, ack_in_flight);
+    if kv {
+        model.property(Expectation::Sometimes, READ_COMPLETED, read_completed)
+    } else {
+        model
+    }
+}
+
+/// Leaders ever elected come from the history (a leader that crashed still
+/// counts); live leaders are added for clusters of one, which send nothing.
+fn election_safety(_: &RaftModel, state: &RaftState) -> bool {
+    let mut leaders: Vec<(u64, u64)> = state.history.leaders.iter().map(|(t, n)| (t.0, n.0)).collect();
+    for (i, s) in live_servers(state) {
+        if s.raft.is_leader() {
+            leaders.push((s.raft.term().0, i as u64));
+        }
+    }
+    leaders.sort_unstable();
+    leaders.dedup();
+    leaders.windows(2).all(|w| w[0].0 != w[1].0)
+}
+
+/// The log of every server: in memory when up, on disk when down.
+fn server_logs(state: &RaftState) -> Vec<&Log> {
+    let mut logs = Vec::new();
+    for (i, s) in state.actor_states.iter().enumerate() {
+        if let NodeState::Server(s) = &**s {
+            if !state.crashed[i] {
+                logs.push(s.raft.log());
+            } else if let Some(durable) = &state.actor_storages[i] {
+                logs.push(&durable.log);
+            }
+        }
+    }
+    logs
+}
+
+fn log_matching(_: &RaftModel, state: &RaftState) -> bool {
+    let logs = server_logs(state);
+    for (k, a) in logs.iter().enumerate() {
+        for b in &logs[k + 1..] {
+            let common = a.len().min(b.len());
+            // The highest index where both hold an entry of the same term
+            // must have identical logs up to it.
+            let last_same_term = (0..common).rev().find(|&i| a.entries()[i].term == b.entries()[i].term);
+            if let Some(i) = last_same_term {
+                if a.entries()[..=i] != b.entries()[..=i] {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// The committed prefix of a server's log, as it knows it.
+fn committed(s: &ServerState) -> &[raft_core::Entry] {
+    let commit = s.raft.commit_index().0 as usize;
+    &s.raft.log().entries()[..commit]
+}
+
+/// A server learns its commit index from the leader of a term no later than
+/// its own; so for a leader whose term is at least that server's, Leader
+/// Completeness (with Leader Append-Only for the leader's own term) says
+/// the leader holds that committed prefix. Servers of a later term may know
+/// commits the (stale) leader does not, and are skipped.
+fn leader_completeness(_: &RaftModel, state: &RaftState) -> bool {
+    for (_, leader) in live_servers(state).filter(|(_, s)| s.raft.is_leader()) {
+        for (_, other) in live_servers(state) {
+            if other.raft.term() > leader.raft.term() {
+                continue;
+            }
+            let prefix = committed(other);
+            let held = leader.raft.log().entries();
+            if held.len() < prefix.len() || held[..prefix.len()] != *prefix {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn state_machine_safety(_: &RaftModel, state: &RaftState) -> bool {
+    let prefixes: Vec<_> = live_servers(state).map(|(_, s)| committed(s)).collect();
+    for (k, a) in prefixes.iter().enumerate() {
+        for b in &prefixes[k + 1..] {
+            let n = a.len().min(b.len());
+            if a[..n] != b[..n] {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn leader_append_only(_: &RaftModel, state: &RaftState) -> bool {
+    live_servers(state).all(|(_, s)| !s.overwrote_as_leader)
+}
+
+fn persist_before_send(_: &RaftModel, state: &RaftState) -> bool {
+    for (i, s) in live_servers(state) {
+        if state.actor_storages[i].as_ref() != Some(&Durable::of(&s.raft)) {
+            return false;
+        }
+    }
+    state.network.iter_all().all(|env| {
+        let Msg::Raft(message) = env.msg else { return true };
+        let Some(Some(durable)) = state.actor_storages.get(usize::from(env.src)) else { return false };
+        let hard = durable.hard;
+        let dst = raft_core::NodeId(usize::from(env.dst) as u64);
+        let src = raft_core::NodeId(usize::from(env.src) as u64);
+        match message {
+            // A later stored term backs any message of an earlier term: the
+            // sender can never act in that term again.
+            Message::RequestVoteResponse(m) if m.granted => {
+                hard.term > m.term || (hard.term == m.term && hard.voted_for == Some(dst))
+            }
+            Message::RequestVote(m) => hard.term > m.term || (hard.term == m.term && hard.voted_for == Some(src)),
+            Message::AppendEntriesResponse(m) => match m.result {
+                AppendResult::Success { match_index } => {
+                    hard.term > m.term || (hard.term >= m.term && durable.log.last_index() >= match_index)
+                }
+                AppendResult::Conflict { .. } => true,
+            },
+            _ => true,
+        }
+    })
+}
+
+fn linearizable(_: &RaftModel, state: &RaftState) -> bool {
+    state.history.register.as_ref().is_none_or(|tester| tester.is_consistent())
+}
+
+fn election_liveness(_: &RaftModel, state: &RaftState) -> bool {
+    live_servers(state).any(|(_, s)| s.raft.is_leader())
+}
+
+fn log_liveness(_: &RaftModel, state: &RaftState) -> bool {
+    live_servers(state).any(|(_, s)| committed(s).iter().any(|e| matches!(e.payload, Payload::Command(_))))
+}
+
+fn leader_after_crash(_: &RaftModel, state: &RaftState) -> bool {
+    let down_terms: Vec<_> = (0..state.crashed.len())
+        .filter(|&i| state.crashed[i])
+        .filter_map(|i| state.actor_storages[i].as_ref().map(|d| d.hard.term))
+        .collect();
+    live_servers(state).any(|(_, s)| s.raft.is_leader() && down_terms.iter().any(|&t| s.raft.term() > t))
+}
+
+fn commit_on_two(_: &RaftModel, state: &RaftState) -> bool {
+    live_servers(state).filter(|(_, s)| s.raft.commit_index() >= LogIndex(1)).count() >= 2
+}
+
+fn leader_change_after_commit(_: &RaftModel, state: &RaftState) -> bool {
+    live_servers(state).filter(|(_, s)| s.raft.is_leader()).any(|(_, leader)| {
+        live_servers(state).any(|(_, other)| {
+            other.raft.term() <= leader.raft.term() && committed(other).iter().any(|e| e.term < leader.raft.term())
+        })
+    })
+}
+
+fn ack_in_flight(_: &RaftModel, state: &RaftState) -> bool {
+    state.network.iter_all().any(|env| match env.msg {
+        Msg::Raft(Message::RequestVoteResponse(m)) => m.granted,
+        Msg::Raft(Message::AppendEntriesResponse(m)) => matches!(m.result, AppendResult::Success { .. }),
+        _ => false,
+    })
+}
+
+fn read_completed(model: &RaftModel, state: &RaftState) -> bool {
+    state.actor_states.iter().any(|s| match &**s {
+        NodeState::Client(c) => c.next == 2 && model.cfg.kind == ModelKind::Kv,
+        NodeState::Server(_) => false,
+    })
+}

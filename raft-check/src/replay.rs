@@ -1,0 +1,196 @@
+//! Counterexamples as raft-core inputs, and a helper that replays them
+//! against raft-core's `step` with no model checker involved.
+//!
+//! [`steps_of_path`] turns a path the checker found into the sequence of
+//! [`Step`]s that each server saw: its start, every input (message received,
+//! timer fired, proposal), its crashes and recoveries. The CLI prints that
+//! sequence as JSON; paste it into a test and call [`replay_json`] to get a
+//! [`Cluster`] whose states the test can assert on. The replay drives each
+//! node as raft-tokio would: persists applied to a per-node store before
+//! anything else, and recovery from that store alone.
+
+use crate::actor::{node_id, Durable, Msg, Node};
+use crate::kv::Command as KvCommand;
+use crate::model::{RaftModel, RaftState};
+use raft_core::{Config, Input, LogIndex, NodeId, Output, Proposal, ProposalId, State, Term};
+use serde::{Deserialize, Serialize};
+use stateright::actor::ActorModelAction;
+use stateright::Path;
+use std::fmt;
+
+/// What happens to one server in one step of a replay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// The node starts for the first time (`State::new`).
+    Start,
+    /// One input to `step`.
+    Input(Input),
+    /// The node crashes: its volatile state is gone, its storage stays.
+    Crash,
+    /// The node restarts from its storage (`State::recover`).
+    Recover,
+}
+
+/// One step of a replay: which server, and what happens to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// The server.
+    pub node: NodeId,
+    /// What happens.
+    pub event: Event,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.event {
+            Event::Start => write!(f, "{} start", self.node),
+            Event::Crash => write!(f, "{} crash", self.node),
+            Event::Recover => write!(f, "{} recover", self.node),
+            Event::Input(Input::Receive { from, message }) => write!(f, "{} <- {from}: {message:?}", self.node),
+            Event::Input(Input::Timeout(timer)) => write!(f, "{} timeout {timer:?}", self.node),
+            Event::Input(Input::Propose(ps)) => {
+                let data: Vec<_> = ps.iter().map(|p| String::from_utf8_lossy(&p.data).into_owned()).collect();
+                write!(f, "{} propose {data:?}", self.node)
+            }
+        }
+    }
+}
+
+type Action = ActorModelAction<Msg, raft_core::Timer, ()>;
+
+/// The raft-core steps behind a path of the model, in order.
+pub fn steps_of_path(model: &RaftModel, path: &Path<RaftState, Action>) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (i, actor) in model.actors.iter().enumerate() {
+        if let Node::Server(server) = actor {
+            let node = NodeId(i as u64);
+            steps.push(Step { node, event: Event::Start });
+            if let Some(data) = &server.propose_at_start {
+                let proposal = Proposal { id: ProposalId(1), data: data.clone() };
+                steps.push(Step { node, event: Event::Input(Input::Propose(vec![proposal])) });
+            }
+        }
+    }
+    for action in path.clone().into_actions() {
+        let (id, event) = match action {
+            ActorModelAction::Deliver { src, dst, msg } => {
+                let Some(Node::Server(server)) = model.actors.get(usize::from(dst)) else { continue };
+                let client = usize::from(src) as u8;
+                let input = match msg {
+                    Msg::Raft(message) => Input::Receive { from: node_id(src), message },
+                    Msg::Put(value) => propose(KvCommand::Write { client, value }),
+                    Msg::Get if !server.switches.reads_bypass_log => propose(KvCommand::Read { client }),
+                    Msg::Get | Msg::PutOk | Msg::GetOk(_) => continue,
+                };
+                (dst, Event::Input(input))
+            }
+            ActorModelAction::Timeout(id, timer) => (id, Event::Input(Input::Timeout(timer))),
+            ActorModelAction::Crash(id) => (id, Event::Crash),
+            ActorModelAction::Recover(id) => (id, Event::Recover),
+            ActorModelAction::Drop(_) | ActorModelAction::SelectRandom { .. } => continue,
+        };
+        if matches!(model.actors.get(usize::from(id)), Some(Node::Server(_))) {
+            steps.push(Step { node: node_id(id), event });
+        }
+    }
+    steps
+}
+
+fn propose(command: KvCommand) -> Input {
+    let client = match command {
+        KvCommand::Write { client, .. } | KvCommand::Read { client } => client,
+    };
+    Input::Propose(vec![Proposal { id: ProposalId(u64::from(client)), data: command.encode() }])
+}
+
+/// The servers after a replay.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// Each server's configuration.
+    pub configs: Vec<Config>,
+    /// Each server's state; `None` while crashed or before its start.
+    pub states: Vec<Option<State>>,
+    /// Each server's storage, as its persists left it.
+    pub storage: Vec<Durable>,
+    /// The outputs of the last step of each server.
+    pub last_outputs: Vec<Vec<Output>>,
+}
+
+impl Cluster {
+    /// The live leaders, as (term, node), sorted.
+    pub fn leaders(&self) -> Vec<(Term, NodeId)> {
+        let mut leaders: Vec<_> = self
+            .states
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().filter(|s| s.is_leader()).map(|s| (s.term(), NodeId(i as u64))))
+            .collect();
+        leaders.sort();
+        leaders
+    }
+}
+
+/// Replays `steps` on fresh servers with these configurations (server `i`
+/// has `configs[i]`). With `forget_vote_on_recovery`, recovery drops the
+/// persisted vote (the adapter bug the checker must catch).
+///
+/// # Panics
+/// When a step names a node that is down, or not started, and needs it up.
+pub fn replay(configs: Vec<Config>, steps: &[Step], forget_vote_on_recovery: bool) -> Cluster {
+    let n = configs.len();
+    let empty = Durable { hard: Default::default(), log: Default::default() };
+    let mut cluster =
+        Cluster { configs, states: vec![None; n], storage: vec![empty; n], last_outputs: vec![Vec::new(); n] };
+    for step in steps {
+        let i = step.node.0 as usize;
+        let config = &cluster.configs[i];
+        let outputs = match &step.event {
+            Event::Start => {
+                let (state, outputs) = State::new(config);
+                cluster.states[i] = Some(state);
+                outputs
+            }
+            Event::Crash => {
+                cluster.states[i] = None;
+                Vec::new()
+            }
+            Event::Recover => {
+                let mut hard = cluster.storage[i].hard;
+                if forget_vote_on_recovery {
+                    hard.voted_for = None;
+                }
+                let log = cluster.storage[i].log.clone();
+                let (state, outputs) = State::recover(config, hard, log, LogIndex(0)).expect("recoverable storage");
+                cluster.states[i] = Some(state);
+                outputs
+            }
+            Event::Input(input) => {
+                let state = cluster.states[i].as_mut().unwrap_or_else(|| panic!("{} is down at: {step}", step.node));
+                let mut outputs = Vec::new();
+                state.step(config, input.clone(), &mut outputs);
+                outputs
+            }
+        };
+        for output in &outputs {
+            if let Output::Persist(p) = output {
+                cluster.storage[i].apply(p);
+            }
+        }
+        cluster.last_outputs[i] = outputs;
+    }
+    cluster
+}
+
+/// Replays steps given as the JSON the CLI prints after `Replay:`.
+///
+/// # Panics
+/// On JSON that is not a list of steps.
+pub fn replay_json(configs: Vec<Config>, json: &str, forget_vote_on_recovery: bool) -> Cluster {
+    let steps: Vec<Step> = serde_json::from_str(json).expect("a JSON list of replay steps");
+    replay(configs, &steps, forget_vote_on_recovery)
+}
+
+/// The JSON form of `steps`, on one line.
+pub fn to_json(steps: &[Step]) -> String {
+    serde_json::to_string(steps).expect("steps serialize")
+}

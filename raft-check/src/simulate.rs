@@ -1,0 +1,87 @@
+//! Random walks through the model, for models too big to exhaust.
+//!
+//! Stateright's own simulation checker draws from an RNG that is not
+//! reproducible across versions and has no run count, so this is a small
+//! walker of our own: `runs` walks of at most `steps` actions each, every
+//! choice drawn from one ChaCha RNG seeded with `seed`, every property
+//! checked on every state. The same seed gives the same walks.
+
+use crate::model::{RaftModel, RaftState};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use stateright::{Expectation, Model, Path};
+use std::collections::{BTreeMap, HashSet};
+use std::hash::BuildHasher;
+use std::time::Instant;
+
+/// What a simulation found.
+pub struct Outcome {
+    /// States visited (with repeats).
+    pub states: usize,
+    /// Distinct states visited.
+    pub unique: usize,
+    /// The longest walk, in states (the initial state counts as 1, as in stateright).
+    pub depth: usize,
+    /// Seconds taken.
+    pub seconds: u64,
+    /// The first path found for each property that was discovered.
+    pub discoveries: BTreeMap<&'static str, Path<RaftState, <RaftModel as Model>::Action>>,
+}
+
+/// Runs `runs` random walks of at most `steps` actions from `seed`,
+/// calling `progress` after each run.
+pub fn simulate(
+    model: &RaftModel,
+    seed: u64,
+    runs: usize,
+    steps: usize,
+    mut progress: impl FnMut(usize, usize, usize),
+) -> Outcome {
+    let start = Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let properties = model.properties();
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut seen = HashSet::new();
+    let mut discoveries = BTreeMap::new();
+    let (mut states, mut depth) = (0, 0);
+    let mut actions = Vec::new();
+    for run in 0..runs {
+        let mut state = model.init_states().remove(0);
+        let mut path_actions = Vec::new();
+        for _ in 0..=steps {
+            states += 1;
+            seen.insert(hasher.hash_one(&state));
+            for p in &properties {
+                let holds = (p.condition)(model, &state);
+                let found = match p.expectation {
+                    Expectation::Sometimes => holds,
+                    _ => !holds,
+                };
+                if found && !discoveries.contains_key(p.name) {
+                    let init = model.init_states().remove(0);
+                    if let Some(path) = Path::from_actions(model, init, &path_actions) {
+                        discoveries.insert(p.name, path);
+                    }
+                }
+            }
+            actions.clear();
+            model.actions(&state, &mut actions);
+            let next = loop {
+                if actions.is_empty() {
+                    break None;
+                }
+                let k = (rng.next_u64() % actions.len() as u64) as usize;
+                let action = actions.swap_remove(k);
+                if let Some(next) = model.next_state(&state, action.clone()).filter(|s| model.within_boundary(s)) {
+                    break Some((action, next));
+                }
+            };
+            let Some((action, next)) = next else { break };
+            path_actions.push(action);
+            state = next;
+        }
+        depth = depth.max(path_actions.len() + 1);
+        progress(run + 1, states, seen.len());
+    }
+    Outcome { states, unique: seen.len(), depth, seconds: start.elapsed().as_secs(), discoveries }
+}
