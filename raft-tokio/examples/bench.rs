@@ -59,6 +59,25 @@ fn measure_fsync(dir: &std::path::Path) -> (u32, f64) {
     (percentile(&lat, 0.5), rate)
 }
 
+/// While the cluster runs: one 4 KiB write + fsync every 20 ms on a file of
+/// its own, until `stop`; the p50 (µs) says what the disk did meanwhile
+/// (at ~2% of the cluster's fsync rate, it hardly adds load).
+fn sample_fsync_during(dir: std::path::PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u32> {
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::create(dir.join("fsync-sampler")).expect("sampler file");
+        let mut lat = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            f.write_all(&[3u8; 4096]).unwrap();
+            f.sync_data().unwrap();
+            lat.push(t.elapsed().as_micros() as u32);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lat.sort_unstable();
+        percentile(&lat, 0.5)
+    })
+}
+
 /// A 16-byte ping-pong over loopback TCP, 2000 times: p50 round trip (µs).
 fn measure_rtt() -> u32 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -157,10 +176,24 @@ async fn main() {
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let writes_before: Vec<_> = handles.iter().map(|h| h.status()).collect();
+    let sampler_stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_fsync_during(tmp.path().to_path_buf(), sampler_stop.clone());
     measuring.store(true, Ordering::Relaxed);
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     measuring.store(false, Ordering::Relaxed);
+    sampler_stop.store(true, Ordering::Relaxed);
+    let fsync_during_p50 = sampler.join().unwrap();
+    // Mean time per durable write (one fsync with the disk store), over
+    // every node, during the measured window.
+    let (mut writes, mut micros) = (0, 0);
+    for (h, before) in handles.iter().zip(&writes_before) {
+        let after = h.status();
+        writes += after.storage_writes - before.storage_writes;
+        micros += after.storage_write_micros - before.storage_write_micros;
+    }
+    let write_mean = micros.checked_div(writes).unwrap_or(0);
     let elapsed = start.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let mut lat = Vec::new();
@@ -175,7 +208,7 @@ async fn main() {
         let _ = h.shutdown().await;
     }
     println!(
-        "nodes={} clients={} storage={} payload={}B seconds={:.1} committed/s={:.0} p50={}us p99={}us errors={} | fsync/s={:.0} fsync_p50={}us loopback_rtt_p50={}us",
+        "nodes={} clients={} storage={} payload={}B seconds={:.1} committed/s={:.0} p50={}us p99={}us errors={} write_mean={}us writes/s={:.0} | fsync/s={:.0} fsync_p50={}us fsync_p50_during_run={}us loopback_rtt_p50={}us",
         args.nodes,
         args.clients,
         args.storage,
@@ -185,8 +218,11 @@ async fn main() {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         errors,
+        write_mean,
+        writes as f64 / elapsed,
         fsync_rate,
         fsync_p50,
+        fsync_during_p50,
         rtt_p50,
     );
 }

@@ -10,9 +10,9 @@
 
 use crate::api::{LeaderInfo, NodeError};
 use crate::storage::{Storage, StorageCounters};
-use crate::transport::Transport;
+use crate::transport::{Inbound, Transport};
 use crate::waiters::{ProposeRequest, Waiters};
-use raft_core::{Committed, Input, Message, Node, NodeId, Output, Persist, Status, Timer};
+use raft_core::{Committed, Input, Node, Output, Persist, Status, Timer};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
@@ -29,9 +29,9 @@ const MESSAGES_PER_BATCH_MAX: usize = 512;
 /// Most proposals taken from the queue per batch: they become one
 /// `Input::Propose`, so one log append and one AppendEntries per follower.
 const PROPOSALS_PER_BATCH_MAX: usize = 1024;
-/// Most proposal bytes per batch: a follower forwards the batch as one
-/// message, which must fit in a frame.
-const PROPOSAL_BYTES_PER_BATCH_MAX: usize = 512 * 1024;
+/// Bytes a proposal counts against the batch's byte bound beyond its data:
+/// its id and length as encoded in a Forward (at most 14) and then some.
+const PROPOSAL_OVERHEAD_BYTES: usize = 16;
 /// How often proposals that waited too long are answered with a timeout.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -56,9 +56,9 @@ impl Timers {
         }
     }
 
-    fn set(&mut self, timer: Timer, min: Duration, max: Duration) {
+    fn set(&mut self, timer: Timer, min: Duration, max: Duration, now: Instant) {
         let delay = if max > min { self.rng.random_range(min..=max) } else { min };
-        *self.slot(timer) = Some(Instant::now() + delay);
+        *self.slot(timer) = Some(now + delay);
     }
 
     fn next_deadline(&self) -> Instant {
@@ -91,7 +91,7 @@ pub(crate) struct Driver {
     pub transport: Transport,
     pub timers: Timers,
     pub waiters: Waiters,
-    pub inbox: mpsc::Receiver<(NodeId, Message)>,
+    pub inbox: mpsc::Receiver<Inbound>,
     pub requests: mpsc::Receiver<ProposeRequest>,
     pub deliveries: Option<mpsc::Sender<Vec<Committed>>>,
     pub published: Published,
@@ -101,6 +101,8 @@ pub(crate) struct Driver {
     persists: Vec<Persist>,
     rest: Vec<Output>,
     proposal_bytes: usize,
+    /// Shutdown was asked for while a delivery waited.
+    stopping: bool,
 }
 
 impl Driver {
@@ -112,7 +114,7 @@ impl Driver {
         transport: Transport,
         timers: Timers,
         waiters: Waiters,
-        inbox: mpsc::Receiver<(NodeId, Message)>,
+        inbox: mpsc::Receiver<Inbound>,
         requests: mpsc::Receiver<ProposeRequest>,
         deliveries: mpsc::Sender<Vec<Committed>>,
         published: Published,
@@ -134,6 +136,7 @@ impl Driver {
             persists: Vec::new(),
             rest: Vec::new(),
             proposal_bytes: 0,
+            stopping: false,
         }
     }
 
@@ -161,12 +164,22 @@ impl Driver {
                     biased;
                     _ = self.shutdown.changed() => return Ok(()),
                     () = &mut sleep => self.on_deadlines(),
-                    Some((from, message)) = self.inbox.recv() => self.node.step(Input::Receive { from, message }, &mut self.outputs),
+                    Some(inbound) = self.inbox.recv() => self.on_inbound(inbound),
                     Some(request) = self.requests.recv() => self.add_proposal(request),
                 }
             }
             self.take_ready();
             self.flush().await?;
+            if self.stopping {
+                return Ok(());
+            }
+        }
+    }
+
+    fn on_inbound(&mut self, inbound: Inbound) {
+        match inbound {
+            Inbound::Message(from, message) => self.node.step(Input::Receive { from, message }, &mut self.outputs),
+            Inbound::Unsent(ids) => self.waiters.on_unsent(ids),
         }
     }
 
@@ -182,7 +195,7 @@ impl Driver {
     }
 
     fn add_proposal(&mut self, request: ProposeRequest) {
-        self.proposal_bytes += request.data.len();
+        self.proposal_bytes += request.data.len() + PROPOSAL_OVERHEAD_BYTES;
         self.waiters.add(request, Instant::now());
     }
 
@@ -190,10 +203,13 @@ impl Driver {
     /// bounded (see the constants), proposals as one input.
     fn take_ready(&mut self) {
         for _ in 0..MESSAGES_PER_BATCH_MAX {
-            let Ok((from, message)) = self.inbox.try_recv() else { break };
-            self.node.step(Input::Receive { from, message }, &mut self.outputs);
+            let Ok(inbound) = self.inbox.try_recv() else { break };
+            self.on_inbound(inbound);
         }
-        while self.waiters.batch_len() < PROPOSALS_PER_BATCH_MAX && self.proposal_bytes < PROPOSAL_BYTES_PER_BATCH_MAX {
+        // The byte bound: a follower forwards the whole batch as one message,
+        // which must fit in a frame (raft-core's message_bytes_max).
+        let bytes_max = self.node.config().message_bytes_max();
+        while self.waiters.batch_len() < PROPOSALS_PER_BATCH_MAX && self.proposal_bytes < bytes_max {
             let Ok(request) = self.requests.try_recv() else { break };
             self.add_proposal(request);
         }
@@ -231,15 +247,17 @@ impl Driver {
         match output {
             Output::Persist(_) => unreachable!("persists are taken out before"),
             Output::Send { to, message } => self.transport.send(to, message),
-            Output::SetTimer { timer, min, max } => self.timers.set(timer, min, max),
+            Output::SetTimer { timer, min, max } => self.timers.set(timer, min, max, Instant::now()),
             Output::CancelTimer(timer) => *self.timers.slot(timer) = None,
             Output::Deliver(committed) => {
                 self.waiters.on_delivered(&committed);
                 // A reader that is behind makes the node wait (bounded
                 // queue); a reader that is gone no longer gets entries.
+                // A shutdown while waiting ends the wait (the node stops).
                 if let Some(tx) = &self.deliveries {
-                    if tx.send(committed).await.is_err() {
-                        self.deliveries = None;
+                    tokio::select! {
+                        sent = tx.send(committed) => if sent.is_err() { self.deliveries = None },
+                        _ = self.shutdown.changed() => self.stopping = true,
                     }
                 }
             }
@@ -267,5 +285,32 @@ impl Driver {
             *s = status;
             changed
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn draws(seed: u64) -> Vec<Duration> {
+        let mut timers = Timers::new(ChaCha8Rng::seed_from_u64(seed));
+        let now = Instant::now();
+        (0..20)
+            .map(|_| {
+                timers.set(Timer::Election, Duration::from_millis(150), Duration::from_millis(300), now);
+                timers.election.unwrap() - now
+            })
+            .collect()
+    }
+
+    #[test]
+    fn timer_durations_are_in_range_and_replayable_from_the_seed() {
+        let a = draws(42);
+        assert_eq!(a, draws(42), "the same seed draws the same durations");
+        assert_ne!(a, draws(43));
+        for d in &a {
+            assert!(*d >= Duration::from_millis(150) && *d <= Duration::from_millis(300), "{d:?}");
+        }
     }
 }

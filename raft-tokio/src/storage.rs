@@ -252,27 +252,34 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// The in-memory store: it checks that appends are contiguous, as the disk
-/// store's readers would, and keeps nothing across a restart.
+/// The in-memory store. raft-core keeps the whole log in memory already
+/// and nothing here survives a restart, so it keeps only what it needs to
+/// check the persists it is given: the last index (appends are contiguous,
+/// truncations within the log) and the hard state.
 #[derive(Default)]
 pub(crate) struct MemoryStore {
     hard: HardState,
-    entries: Vec<Entry>,
+    last_index: u64,
 }
 
 impl MemoryStore {
     fn write(&mut self, batch: Vec<Persist>) {
         for p in batch {
             match p {
-                Persist::HardState(h) => self.hard = h,
-                Persist::Truncate { from } => self.entries.truncate(from.0.saturating_sub(1) as usize),
+                Persist::HardState(h) => {
+                    assert!(h.term >= self.hard.term, "raft-core lowered the term");
+                    self.hard = h;
+                }
+                Persist::Truncate { from } => {
+                    assert!(from.0 >= 1 && from.0 <= self.last_index + 1, "raft-core truncates outside the log");
+                    self.last_index = from.0 - 1;
+                }
                 Persist::Append { first, entries } => {
-                    assert_eq!(first.0, self.entries.len() as u64 + 1, "raft-core appends past the end");
-                    self.entries.extend(entries);
+                    assert_eq!(first.0, self.last_index + 1, "raft-core appends past the end");
+                    self.last_index += entries.len() as u64;
                 }
             }
         }
-        let _ = self.hard;
     }
 }
 

@@ -13,7 +13,7 @@
 //! cluster) is logged, counted and closed. The node keeps running.
 
 use crate::wire::{self, Frame, FrameError, Hello};
-use raft_core::{Message, NodeId};
+use raft_core::{Message, NodeId, ProposalId};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,6 +59,15 @@ pub(crate) struct TransportConfig {
     pub send_queue_max: usize,
 }
 
+/// What the transport hands the node loop.
+pub(crate) enum Inbound {
+    /// A message from a peer.
+    Message(NodeId, Message),
+    /// Proposals forwarded to a peer that were never written to a
+    /// connection (it was down): proposing them again cannot duplicate them.
+    Unsent(Vec<ProposalId>),
+}
+
 /// The driver's handle on the transport: one queue per peer.
 pub(crate) struct Transport {
     queues: BTreeMap<NodeId, mpsc::Sender<Message>>,
@@ -73,18 +82,24 @@ impl Transport {
     pub fn start(
         config: TransportConfig,
         listener: TcpListener,
-        inbox: mpsc::Sender<(NodeId, Message)>,
+        inbox: mpsc::Sender<Inbound>,
         counters: Arc<TransportCounters>,
     ) -> Transport {
         let (stop, stopped) = watch::channel(false);
         let config = Arc::new(config);
         let mut tasks =
-            vec![tokio::spawn(accept_loop(config.clone(), listener, inbox, counters.clone(), stopped.clone()))];
+            vec![tokio::spawn(accept_loop(config.clone(), listener, inbox.clone(), counters.clone(), stopped.clone()))];
         let mut queues = BTreeMap::new();
         for (&peer, addr) in config.members.iter().filter(|(&m, _)| m != config.id) {
             let (tx, rx) = mpsc::channel(config.send_queue_max);
             queues.insert(peer, tx);
-            let writer = Writer { config: config.clone(), peer, addr: addr.clone(), counters: counters.clone() };
+            let writer = Writer {
+                config: config.clone(),
+                peer,
+                addr: addr.clone(),
+                counters: counters.clone(),
+                inbox: inbox.clone(),
+            };
             tasks.push(tokio::spawn(writer.run(rx, stopped.clone())));
         }
         Transport { queues, counters, tasks, stop }
@@ -112,23 +127,30 @@ impl Transport {
 async fn accept_loop(
     config: Arc<TransportConfig>,
     listener: TcpListener,
-    inbox: mpsc::Sender<(NodeId, Message)>,
+    inbox: mpsc::Sender<Inbound>,
     counters: Arc<TransportCounters>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    // The connections' tasks, so that a stopped node has closed every
+    // connection (and its peers see it) before `Transport::stop` returns.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
-            _ = stopped.changed() => return,
+            _ = stopped.changed() => break,
+            Some(_) = connections.join_next() => continue,
             a = listener.accept() => a,
         };
         match accepted {
             Ok((stream, addr)) => {
-                let (config, inbox, counters, stopped) =
-                    (config.clone(), inbox.clone(), counters.clone(), stopped.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = serve(&config, stream, &inbox, stopped).await {
-                        counters.rejected_connections.fetch_add(1, Ordering::Relaxed);
-                        warn!(node = %config.id, peer_addr = %addr, "closed an incoming connection: {e}");
+                let (config, inbox, counters) = (config.clone(), inbox.clone(), counters.clone());
+                connections.spawn(async move {
+                    match serve(&config, stream, &inbox).await {
+                        Ok(()) => {}
+                        Err(e) if e.is_peer_fault() => {
+                            counters.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                            warn!(node = %config.id, peer_addr = %addr, "closed an incoming connection: {e}");
+                        }
+                        Err(e) => debug!(node = %config.id, peer_addr = %addr, "incoming connection ended: {e}"),
                     }
                 });
             }
@@ -139,6 +161,7 @@ async fn accept_loop(
             }
         }
     }
+    connections.shutdown().await;
 }
 
 /// Why a connection was closed.
@@ -172,6 +195,14 @@ impl std::fmt::Display for ConnectionError {
             ConnectionError::NotForUs(n) => write!(f, "handshake meant for {n}"),
             ConnectionError::UnexpectedPeer { expected, found } => write!(f, "expected {expected}, reached {found}"),
         }
+    }
+}
+
+impl ConnectionError {
+    /// Whether the peer broke the protocol (counted as a rejection), rather
+    /// than the connection failing (a crash, a reset).
+    fn is_peer_fault(&self) -> bool {
+        !matches!(self, ConnectionError::Io(_) | ConnectionError::Truncated | ConnectionError::PeerClosed)
     }
 }
 
@@ -220,8 +251,7 @@ impl FrameReader {
 async fn serve(
     config: &TransportConfig,
     stream: TcpStream,
-    inbox: &mpsc::Sender<(NodeId, Message)>,
-    mut stopped: watch::Receiver<bool>,
+    inbox: &mpsc::Sender<Inbound>,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
@@ -238,14 +268,10 @@ async fn serve(
     write.write_all(&buf).await?;
     debug!(node = %config.id, peer = %hello.from, "accepted a connection");
     loop {
-        let frame = tokio::select! {
-            _ = stopped.changed() => return Ok(()),
-            f = reader.next() => f?,
-        };
-        match frame {
+        match reader.next().await? {
             None => return Ok(()),
             Some(Frame::Message(m)) => {
-                if inbox.send((hello.from, m)).await.is_err() {
+                if inbox.send(Inbound::Message(hello.from, m)).await.is_err() {
                     return Ok(()); // the node stopped
                 }
             }
@@ -273,6 +299,7 @@ struct Writer {
     peer: NodeId,
     addr: String,
     counters: Arc<TransportCounters>,
+    inbox: mpsc::Sender<Inbound>,
 }
 
 impl Writer {
@@ -297,8 +324,10 @@ impl Writer {
                         Ok(()) => return, // the queue closed: the node stopped
                         Err(e) => info!(node = %self.config.id, peer = %self.peer, "connection lost: {e}"),
                     }
+                    self.discard_queued(&mut queue);
                 }
                 Err(e) => {
+                    self.discard_queued(&mut queue);
                     failures += 1;
                     // The first failure and then every twentieth are worth a
                     // line; a peer that is down would otherwise flood the log.
@@ -312,6 +341,26 @@ impl Writer {
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
+        }
+    }
+
+    /// While the peer cannot be reached, queued messages are dropped rather
+    /// than sent stale later (Raft retries what matters). Forwarded
+    /// proposals among them go back to the node loop, which may propose
+    /// them again: they never left this node.
+    fn discard_queued(&self, queue: &mut mpsc::Receiver<Message>) {
+        let mut unsent = Vec::new();
+        // Bound: the queue holds at most send_queue_max messages.
+        for _ in 0..self.config.send_queue_max {
+            match queue.try_recv() {
+                Ok(Message::Forward(f)) => unsent.extend(f.proposals.into_iter().map(|(id, _)| id)),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        // If the loop's inbox is full the proposals time out instead.
+        if !unsent.is_empty() && self.inbox.try_send(Inbound::Unsent(unsent)).is_err() {
+            debug!(node = %self.config.id, peer = %self.peer, "could not return unsent proposals");
         }
     }
 
@@ -347,13 +396,16 @@ impl Writer {
         let mut peek = [0u8; 1];
         loop {
             let first = tokio::select! {
-                m = queue.recv() => m,
+                // Closure first: a message is not written to a connection
+                // the peer has already closed when that can be seen.
+                biased;
                 // The peer never writes on this connection; a read that
                 // returns means it closed it (or broke the protocol).
                 r = stream.peek(&mut peek) => {
                     r?;
                     return Err(ConnectionError::PeerClosed);
                 }
+                m = queue.recv() => m,
             };
             let Some(first) = first else { return Ok(()) };
             buf.clear();

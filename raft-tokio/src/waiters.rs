@@ -61,6 +61,9 @@ pub(crate) struct Waiters {
     batch: Vec<Proposal>,
     unanswered: HashMap<ProposalId, Waiter>,
     accepted: BTreeMap<LogIndex, (Term, Waiter)>,
+    /// Proposals that never left this node, to propose again at the next
+    /// sweep (not counted as attempts: they cannot be duplicates).
+    parked: Vec<Waiter>,
 }
 
 impl Waiters {
@@ -72,6 +75,7 @@ impl Waiters {
             batch: Vec::new(),
             unanswered: HashMap::new(),
             accepted: BTreeMap::new(),
+            parked: Vec::new(),
         }
     }
 
@@ -157,8 +161,26 @@ impl Waiters {
         }
     }
 
-    /// Resolves every proposal past its deadline with `Timeout`.
+    /// Forwarded proposals the transport could not send.
+    pub fn on_unsent(&mut self, ids: Vec<ProposalId>) {
+        for id in ids {
+            if let Some(w) = self.unanswered.remove(&id) {
+                self.parked.push(w);
+            }
+        }
+    }
+
+    /// The sweep: resolves every proposal past its deadline with `Timeout`,
+    /// and proposes the parked ones again. Paced by the sweep interval, so
+    /// that a follower that still names a dead leader does not spin.
     pub fn expire(&mut self, now: Instant) {
+        for w in std::mem::take(&mut self.parked) {
+            if w.deadline <= now {
+                w.resolve(Err(ProposeError::Timeout));
+            } else {
+                self.enqueue(w);
+            }
+        }
         let late: Vec<ProposalId> =
             self.unanswered.iter().filter(|(_, w)| w.deadline <= now).map(|(id, _)| *id).collect();
         for id in late {
@@ -173,5 +195,94 @@ impl Waiters {
                 w.resolve(Err(ProposeError::Timeout));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft_core::{Config, NodeId};
+    use std::time::Duration;
+
+    fn request() -> (ProposeRequest, oneshot::Receiver<Result<LogIndex, ProposeError>>) {
+        let (tx, rx) = oneshot::channel();
+        (ProposeRequest { data: b"x".to_vec(), reply: Some(tx) }, rx)
+    }
+
+    fn fresh_state() -> State {
+        State::new(&Config::new(NodeId(1), [NodeId(1), NodeId(2), NodeId(3)]).unwrap()).0
+    }
+
+    fn committed(index: u64, term: u64) -> Committed {
+        Committed { index: LogIndex(index), term: Term(term), data: b"x".to_vec() }
+    }
+
+    #[test]
+    fn not_leader_is_retried_under_a_new_id_then_commits() {
+        let mut w = Waiters::new(2, Duration::from_secs(10));
+        let (req, mut rx) = request();
+        w.add(req, Instant::now());
+        let first = w.take_batch().unwrap();
+        w.on_rejected(first[0].id, Rejection::NotLeader { leader_hint: None });
+        let second = w.take_batch().expect("proposed again");
+        assert_ne!(second[0].id, first[0].id);
+        assert_eq!(second[0].data, b"x");
+        w.on_accepted(second[0].id, Term(2), LogIndex(5), &fresh_state());
+        assert!(rx.try_recv().is_err(), "accepted is not committed");
+        w.on_delivered(&[committed(5, 2)]);
+        assert_eq!(rx.try_recv().unwrap(), Ok(LogIndex(5)));
+    }
+
+    #[test]
+    fn retries_are_bounded() {
+        let mut w = Waiters::new(1, Duration::from_secs(10));
+        let (req, mut rx) = request();
+        w.add(req, Instant::now());
+        for _ in 0..2 {
+            let batch = w.take_batch().unwrap();
+            w.on_rejected(batch[0].id, Rejection::NotLeader { leader_hint: Some(NodeId(3)) });
+        }
+        assert!(w.take_batch().is_none());
+        assert_eq!(rx.try_recv().unwrap(), Err(ProposeError::NotLeader { leader_hint: Some(NodeId(3)) }));
+    }
+
+    #[test]
+    fn an_entry_of_another_term_at_its_index_means_lost_and_retried() {
+        let mut w = Waiters::new(1, Duration::from_secs(10));
+        let (req, mut rx) = request();
+        w.add(req, Instant::now());
+        let batch = w.take_batch().unwrap();
+        w.on_accepted(batch[0].id, Term(2), LogIndex(5), &fresh_state());
+        w.on_delivered(&[committed(5, 3)]);
+        assert!(w.take_batch().is_some(), "proposed again: it can no longer commit at 5");
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_skipped_index_settles_as_lost() {
+        let mut w = Waiters::new(0, Duration::from_secs(10));
+        let (req, mut rx) = request();
+        w.add(req, Instant::now());
+        let batch = w.take_batch().unwrap();
+        w.on_accepted(batch[0].id, Term(2), LogIndex(5), &fresh_state());
+        // Index 5 committed as a no-op (never delivered): the node's
+        // delivered index passes it.
+        w.settle(LogIndex(4));
+        assert!(rx.try_recv().is_err());
+        w.settle(LogIndex(6));
+        assert_eq!(rx.try_recv().unwrap(), Err(ProposeError::Lost));
+    }
+
+    #[test]
+    fn unanswered_proposals_time_out() {
+        let mut w = Waiters::new(3, Duration::from_millis(100));
+        let start = Instant::now();
+        let (req, mut rx) = request();
+        w.add(req, start);
+        w.take_batch();
+        w.expire(start + Duration::from_millis(99));
+        assert!(rx.try_recv().is_err());
+        w.expire(start + Duration::from_millis(100));
+        assert_eq!(rx.try_recv().unwrap(), Err(ProposeError::Timeout));
     }
 }

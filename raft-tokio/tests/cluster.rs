@@ -101,3 +101,43 @@ async fn applied_index_skips_what_the_application_already_has() {
     assert_eq!(again[..4], all[6..], "only entries after the applied index are delivered again");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_made_during_an_election_is_not_lost() {
+    let mut cluster = Cluster::start(3, false).await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    cluster.stop(leader).await;
+    // Let the follower's transport see the closed connection (a few ms):
+    // a Forward written into a connection in the instant the peer closes it
+    // is lost with it, and its fate is unknown (the call would time out).
+    // Well before the election timeout (150 ms or more), the follower still
+    // names the old leader: its proposal is handed back unsent, held until
+    // a new leader is known, and then forwarded, never silently dropped.
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    assert!(cluster.node(follower).leader().leader.is_some_and(|l| l.0 as usize == leader + 1));
+    let index = cluster.node(follower).propose(b"mid-election".to_vec()).await.expect("commits");
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    let delivered = cluster.converge(1).await;
+    assert_eq!(delivered, vec![(index.0, b"mid-election".to_vec())]);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_shutdown_proposals_fail_and_the_receiver_ends() {
+    let (node, mut entries) = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let config = raft_tokio::RaftConfig::new(vec![addr.clone()], addr, raft_tokio::RaftParams::default(), None)
+            .with_listener(listener);
+        raft_tokio::Raft::start(config).await.unwrap()
+    };
+    let index = node.propose(b"one".to_vec()).await.unwrap();
+    assert_eq!(entries.recv_committed().await.unwrap().index, index);
+    node.shutdown().await.unwrap();
+    assert!(node.status().stopped);
+    assert_eq!(node.propose(b"two".to_vec()).await, Err(raft_tokio::ProposeError::Stopped));
+    assert_eq!(node.proposer().send(b"three".to_vec()), Err(raft_tokio::ProposeError::Stopped));
+    assert!(entries.recv().await.is_none());
+}
