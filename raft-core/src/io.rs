@@ -100,8 +100,9 @@ pub enum Dropped {
     /// An index beyond what this node holds or sent, or entries whose terms
     /// go backwards or exceed the message's term.
     OutOfRange,
-    /// A second leader claims the same term as this leader: impossible in a
-    /// correct cluster, so the message is distrusted.
+    /// A second leader claims the same term as this leader, or as the
+    /// leader this follower already follows: impossible in a correct
+    /// cluster, so the message is distrusted.
     SecondLeader,
     /// A timer fired that the node's role does not use (a late timeout
     /// after a role change).

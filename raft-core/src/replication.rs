@@ -67,7 +67,10 @@ impl State {
             self.reply_append(from, result, out);
             return;
         }
-        if self.is_leader() {
+        // One leader per term (§5.2): an append of this term from anyone but
+        // the leader already known for it is distrusted, by a leader and by
+        // a follower alike.
+        if self.is_leader() || self.leader.is_some_and(|leader| leader != from) {
             out.push(Output::Dropped(Dropped::SecondLeader));
             return;
         }

@@ -135,3 +135,20 @@ fn node_counts_drops_by_reason() {
     assert_eq!(dropped.bad_messages(), 2);
     assert_eq!(node.status().term, Term(1), "the valid request was handled");
 }
+
+/// §5.2 (Election Safety), seen from a follower: it already follows the
+/// leader of its term, so an AppendEntries of that term from another node
+/// is from a second leader. It is dropped, and the entries it carries do
+/// not replace the real leader's.
+#[test]
+fn a_follower_drops_a_second_leader_of_its_term() {
+    let c = config(1, 3);
+    let mut s = follower(&c, 3, None, &[1], 0);
+    step(&c, &mut s, receive(2, append(3, 1, 1, vec![entry(2, 3)], 0)));
+    assert_eq!(s.leader(), Some(id(2)));
+    assert_dropped(&c, &mut s, receive(3, append(3, 1, 1, vec![Entry::noop(Term(3))], 0)), Dropped::SecondLeader);
+    assert_eq!(s.log().entries(), &[entry(1, 1), entry(2, 3)][..]);
+    // A leader of a later term is followed as usual.
+    step(&c, &mut s, receive(3, append(4, 2, 3, vec![], 0)));
+    assert_eq!(s.leader(), Some(id(3)));
+}
