@@ -213,7 +213,8 @@ impl Driver {
             let Ok(request) = self.requests.try_recv() else { break };
             self.add_proposal(request);
         }
-        if let Some(batch) = self.waiters.take_batch() {
+        // Bound: the drain above took at most PROPOSALS_PER_BATCH_MAX.
+        while let Some(batch) = self.waiters.take_batch(bytes_max, PROPOSAL_OVERHEAD_BYTES) {
             self.node.step(Input::Propose(batch), &mut self.outputs);
         }
         self.proposal_bytes = 0;

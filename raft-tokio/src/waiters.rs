@@ -84,9 +84,24 @@ impl Waiters {
         self.batch.len()
     }
 
-    /// Takes the proposals to step, if any.
-    pub fn take_batch(&mut self) -> Option<Vec<Proposal>> {
-        (!self.batch.is_empty()).then(|| std::mem::take(&mut self.batch))
+    /// Takes proposals to step as one input, if any: as many as fit in
+    /// `bytes_max`, counting `overhead` bytes each (always at least one).
+    pub fn take_batch(&mut self, bytes_max: usize, overhead: usize) -> Option<Vec<Proposal>> {
+        let mut bytes = 0;
+        let fit = self
+            .batch
+            .iter()
+            .position(|p| {
+                bytes += p.data.len() + overhead;
+                bytes > bytes_max
+            })
+            .unwrap_or(self.batch.len())
+            .max(1);
+        if fit >= self.batch.len() {
+            return (!self.batch.is_empty()).then(|| std::mem::take(&mut self.batch));
+        }
+        let rest = self.batch.split_off(fit);
+        Some(std::mem::replace(&mut self.batch, rest))
     }
 
     /// A new proposal from the API.
@@ -222,9 +237,9 @@ mod tests {
         let mut w = Waiters::new(2, Duration::from_secs(10));
         let (req, mut rx) = request();
         w.add(req, Instant::now());
-        let first = w.take_batch().unwrap();
+        let first = w.take_batch(usize::MAX, 0).unwrap();
         w.on_rejected(first[0].id, Rejection::NotLeader { leader_hint: None });
-        let second = w.take_batch().expect("proposed again");
+        let second = w.take_batch(usize::MAX, 0).expect("proposed again");
         assert_ne!(second[0].id, first[0].id);
         assert_eq!(second[0].data, b"x");
         w.on_accepted(second[0].id, Term(2), LogIndex(5), &fresh_state());
@@ -234,15 +249,28 @@ mod tests {
     }
 
     #[test]
+    fn batches_are_cut_to_the_byte_bound_but_never_empty() {
+        let mut w = Waiters::new(0, Duration::from_secs(10));
+        for len in [10, 10, 10, 50] {
+            w.add(ProposeRequest { data: vec![0; len], reply: None }, Instant::now());
+        }
+        let sizes = |b: Vec<Proposal>| b.iter().map(|p| p.data.len()).collect::<Vec<_>>();
+        assert_eq!(sizes(w.take_batch(40, 4).unwrap()), vec![10, 10]);
+        assert_eq!(sizes(w.take_batch(40, 4).unwrap()), vec![10]);
+        assert_eq!(sizes(w.take_batch(40, 4).unwrap()), vec![50], "one proposal over the bound still goes");
+        assert!(w.take_batch(40, 4).is_none());
+    }
+
+    #[test]
     fn retries_are_bounded() {
         let mut w = Waiters::new(1, Duration::from_secs(10));
         let (req, mut rx) = request();
         w.add(req, Instant::now());
         for _ in 0..2 {
-            let batch = w.take_batch().unwrap();
+            let batch = w.take_batch(usize::MAX, 0).unwrap();
             w.on_rejected(batch[0].id, Rejection::NotLeader { leader_hint: Some(NodeId(3)) });
         }
-        assert!(w.take_batch().is_none());
+        assert!(w.take_batch(usize::MAX, 0).is_none());
         assert_eq!(rx.try_recv().unwrap(), Err(ProposeError::NotLeader { leader_hint: Some(NodeId(3)) }));
     }
 
@@ -251,10 +279,10 @@ mod tests {
         let mut w = Waiters::new(1, Duration::from_secs(10));
         let (req, mut rx) = request();
         w.add(req, Instant::now());
-        let batch = w.take_batch().unwrap();
+        let batch = w.take_batch(usize::MAX, 0).unwrap();
         w.on_accepted(batch[0].id, Term(2), LogIndex(5), &fresh_state());
         w.on_delivered(&[committed(5, 3)]);
-        assert!(w.take_batch().is_some(), "proposed again: it can no longer commit at 5");
+        assert!(w.take_batch(usize::MAX, 0).is_some(), "proposed again: it can no longer commit at 5");
         assert!(rx.try_recv().is_err());
     }
 
@@ -263,7 +291,7 @@ mod tests {
         let mut w = Waiters::new(0, Duration::from_secs(10));
         let (req, mut rx) = request();
         w.add(req, Instant::now());
-        let batch = w.take_batch().unwrap();
+        let batch = w.take_batch(usize::MAX, 0).unwrap();
         w.on_accepted(batch[0].id, Term(2), LogIndex(5), &fresh_state());
         // Index 5 committed as a no-op (never delivered): the node's
         // delivered index passes it.
@@ -279,7 +307,7 @@ mod tests {
         let start = Instant::now();
         let (req, mut rx) = request();
         w.add(req, start);
-        w.take_batch();
+        w.take_batch(usize::MAX, 0);
         w.expire(start + Duration::from_millis(99));
         assert!(rx.try_recv().is_err());
         w.expire(start + Duration::from_millis(100));
