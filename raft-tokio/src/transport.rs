@@ -28,7 +28,8 @@ use tracing::{debug, info, warn};
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 /// The longest reconnection delay: a restarted peer is reached within this.
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
-/// How long a new connection may take to say hello before it is dropped.
+/// How long a new connection may take to connect and say hello before it
+/// is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most messages one write system call carries: enough to amortise the call
 /// under load, few enough that the first message is not held back long.
@@ -365,7 +366,11 @@ impl Writer {
     }
 
     async fn connect(&self) -> Result<TcpStream, ConnectionError> {
-        let stream = TcpStream::connect(self.addr.as_str()).await?;
+        // A peer whose host drops packets would hold a connect for minutes.
+        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(self.addr.as_str())).await {
+            Ok(connected) => connected?,
+            Err(_) => return Err(ConnectionError::HandshakeTimeout),
+        };
         stream.set_nodelay(true)?;
         let mut buf = Vec::new();
         let hello = Hello { cluster_id: self.config.cluster_id, from: self.config.id, to: self.peer };
