@@ -39,6 +39,11 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+/// How long a liveness-phase client waits for its command to be delivered
+/// before proposing it again: several election timeouts, so that a retry
+/// is rare while the cluster is healthy.
+const CLIENT_RETRY_US: u64 = 1_000_000;
+
 /// A property the simulator checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Property {
@@ -419,7 +424,7 @@ impl Sim {
                 let node = self.rng.random_range(0..self.machines.len());
                 let proposal = self.new_proposal(Some(data.clone()));
                 self.step(node, Input::Propose(vec![proposal]))?;
-                self.schedule(1_000_000, Event::Retry { data });
+                self.schedule(CLIENT_RETRY_US, Event::Retry { data });
                 Ok(())
             }
         }
