@@ -33,6 +33,10 @@ pub enum Fault {
     /// Grant a vote even when this term's vote went to another candidate
     /// (as a follower; candidates and leaders keep their own vote).
     GrantSecondVote,
+    /// Serve reads without a leadership check: a leader answers reads from
+    /// its commit index without asking a majority (a deposed leader then
+    /// serves stale reads).
+    ServeReadsWithoutQuorum,
 }
 
 impl fmt::Debug for Config {

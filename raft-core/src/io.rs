@@ -1,7 +1,7 @@
 //! What goes into `step` and what comes out of it.
 
 use crate::message::Message;
-use crate::types::{Entry, HardState, LogIndex, NodeId, ProposalId, Term};
+use crate::types::{Entry, HardState, LogIndex, NodeId, ProposalId, ReadId, Term};
 use core::time::Duration;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,10 @@ pub enum Input {
     Timeout(Timer),
     /// Client proposals, handled together so that they travel in one append.
     Propose(Vec<Proposal>),
+    /// Linearizable read requests (ReadIndex, thesis §6.4), handled together
+    /// so that they share one leadership check. Each is answered with
+    /// [`Output::ReadReady`] or [`Output::ReadRejected`].
+    Read(Vec<ReadId>),
 }
 
 /// A client proposal: opaque bytes and the caller's id for the answer.
@@ -159,6 +163,22 @@ pub enum Output {
         /// The proposal's id.
         id: ProposalId,
         /// Why.
+        reason: Rejection,
+    },
+    /// A read may be served: once the application has applied every entry
+    /// delivered up to `index` (all of them are delivered before this
+    /// output), reading its state machine is linearizable.
+    ReadReady {
+        /// The read's id.
+        id: ReadId,
+        /// Its read index.
+        index: LogIndex,
+    },
+    /// A read made at this node could not be confirmed; retry it.
+    ReadRejected {
+        /// The read's id.
+        id: ReadId,
+        /// Why (always `NotLeader`, with the leader this node knows of).
         reason: Rejection,
     },
     /// The input was ignored (see [`Dropped`]).

@@ -59,8 +59,8 @@
 //!
 //! ## What is not here yet
 //!
-//! Log compaction (the [`Log`] already starts after a snapshot index),
-//! membership changes, and linearizable reads (ReadIndex) are later work.
+//! Log compaction (the [`Log`] already starts after a snapshot index) and
+//! membership changes are later work.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -71,6 +71,7 @@ mod log;
 mod message;
 mod node;
 mod proposals;
+mod read;
 mod replication;
 mod state;
 mod types;
@@ -81,12 +82,13 @@ pub use config::{Config, ConfigError};
 pub use io::{Committed, Dropped, Input, Output, Persist, Proposal, Rejection, Timer};
 pub use log::Log;
 pub use message::{
-    AppendEntries, AppendEntriesResponse, AppendResult, Forward, ForwardResponse, Message, RequestVote,
-    RequestVoteResponse,
+    AppendEntries, AppendEntriesResponse, AppendResult, Forward, ForwardResponse, LeadershipCheck,
+    LeadershipCheckResponse, Message, ReadIndexRequest, ReadIndexResponse, RequestVote, RequestVoteResponse,
 };
 pub use node::{DropCounters, Node, Status};
+pub use read::Reads;
 pub use state::{Mode, Progress, RecoverError, Role, RoleKind, State};
-pub use types::{Entry, HardState, LogIndex, NodeId, Payload, ProposalId, Term};
+pub use types::{Entry, HardState, LogIndex, NodeId, Payload, ProposalId, ReadId, Term};
 
 /// The pure form of the step function: consumes a state and an input,
 /// returns the next state and the outputs to execute in order.

@@ -1,7 +1,7 @@
 //! The messages nodes exchange. One variant per message, so that "a vote
 //! carries a term" is a compile-time fact.
 
-use crate::types::{Entry, LogIndex, NodeId, ProposalId, Term};
+use crate::types::{Entry, LogIndex, NodeId, ProposalId, ReadId, Term};
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,54 @@ pub enum Message {
     Forward(Forward),
     /// The leader's answer to a `Forward`: where each proposal went.
     ForwardResponse(ForwardResponse),
+    /// A leader confirms it still leads before serving reads (thesis §6.4).
+    LeadershipCheck(LeadershipCheck),
+    /// The answer to a `LeadershipCheck`.
+    LeadershipCheckResponse(LeadershipCheckResponse),
+    /// A follower asks the leader for a read index (thesis §6.4).
+    ReadIndexRequest(ReadIndexRequest),
+    /// The leader's answer to a `ReadIndexRequest`.
+    ReadIndexResponse(ReadIndexResponse),
+}
+
+/// A leader asks its followers to confirm that it still leads, for the
+/// reads it holds. Rounds are numbered within a term.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeadershipCheck {
+    /// The leader's term.
+    pub term: Term,
+    /// The round.
+    pub round: u64,
+}
+
+/// A follower's answer to a [`LeadershipCheck`].
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeadershipCheckResponse {
+    /// The follower's current term.
+    pub term: Term,
+    /// The round answered.
+    pub round: u64,
+}
+
+/// A follower's read requests, sent to the leader it knows.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReadIndexRequest {
+    /// The sender's current term.
+    pub term: Term,
+    /// The reads, by the ids their origin gave them.
+    pub ids: Vec<ReadId>,
+}
+
+/// The leader's answer to a [`ReadIndexRequest`].
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReadIndexResponse {
+    /// The responder's current term.
+    pub term: Term,
+    /// The leader the responder knows of, for reads it refused.
+    pub leader_hint: Option<NodeId>,
+    /// For each read: its read index, or `None` when the responder could
+    /// not confirm its leadership.
+    pub results: Vec<(ReadId, Option<LogIndex>)>,
 }
 
 /// Arguments of RequestVote (Figure 2).
@@ -121,6 +169,10 @@ impl Message {
             Message::AppendEntriesResponse(m) => m.term,
             Message::Forward(m) => m.term,
             Message::ForwardResponse(m) => m.term,
+            Message::LeadershipCheck(m) => m.term,
+            Message::LeadershipCheckResponse(m) => m.term,
+            Message::ReadIndexRequest(m) => m.term,
+            Message::ReadIndexResponse(m) => m.term,
         }
     }
 
@@ -158,6 +210,10 @@ impl fmt::Debug for Message {
                 write!(f, "Forward({}, {:?})", m.term, m.proposals.iter().map(|p| p.0).collect::<Vec<_>>())
             }
             Message::ForwardResponse(m) => write!(f, "ForwardResponse({}, {:?})", m.term, m.results),
+            Message::LeadershipCheck(m) => write!(f, "Check({}, round {})", m.term, m.round),
+            Message::LeadershipCheckResponse(m) => write!(f, "CheckOk({}, round {})", m.term, m.round),
+            Message::ReadIndexRequest(m) => write!(f, "ReadIndex({}, {:?})", m.term, m.ids),
+            Message::ReadIndexResponse(m) => write!(f, "ReadIndexResponse({}, {:?})", m.term, m.results),
         }
     }
 }

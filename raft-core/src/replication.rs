@@ -17,6 +17,7 @@ impl State {
         for peer in config.peers() {
             self.send_append(config, peer, true, out);
         }
+        self.resend_unconfirmed_round(config, out);
     }
 
     /// Leader: sends new entries to every follower that can take them now.
@@ -248,6 +249,7 @@ impl State {
         let majority = matched[config.quorum() - 1];
         if majority > self.commit_index && self.log.term_at(majority) == Some(self.hard.term) {
             self.commit_to(majority, out);
+            self.fix_read_indexes(config, out);
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::io::{Committed, Dropped, Input, Output, Persist, Proposal, Timer};
 use crate::log::Log;
 use crate::message::Message;
+use crate::read::Reads;
 use crate::types::{Entry, HardState, LogIndex, NodeId, Payload, Term};
 use core::fmt;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,7 @@ pub struct State {
     pub(crate) commit_index: LogIndex,
     pub(crate) delivered_index: LogIndex,
     pub(crate) pending: Vec<Proposal>,
+    pub(crate) reads: Reads,
 }
 
 /// A node's role, with the bookkeeping only that role needs.
@@ -127,6 +129,7 @@ impl State {
             commit_index: LogIndex(0),
             delivered_index: LogIndex(0),
             pending: Vec::new(),
+            reads: Reads::default(),
         };
         let outputs = vec![state.election_timer(config)];
         (state, outputs)
@@ -161,6 +164,7 @@ impl State {
             commit_index: applied,
             delivered_index: applied,
             pending: Vec::new(),
+            reads: Reads::default(),
         };
         let outputs = vec![state.election_timer(config)];
         Ok((state, outputs))
@@ -174,7 +178,10 @@ impl State {
             Input::Receive { from, message } => self.receive(config, from, message, out),
             Input::Timeout(timer) => self.timeout(config, timer, out),
             Input::Propose(proposals) => self.propose(config, proposals, out),
+            Input::Read(ids) => self.read(config, ids, out),
         }
+        // A node that stopped leading refuses the reads it was confirming.
+        self.abandon_leader_reads(config, out);
         // A follower that has learned of a leader forwards what it held.
         // Done last, so that every persist of this step precedes the send.
         if let Some(leader) = self.leader.filter(|&l| l != config.id()) {
@@ -250,21 +257,30 @@ impl State {
         let newer_term = term > self.hard.term;
         if newer_term {
             // §5.1: a higher term in any message makes this node a follower
-            // of that term. An AppendEntries also names the leader.
-            let leader = matches!(message, Message::AppendEntries(_)).then_some(from);
+            // of that term. An AppendEntries or a LeadershipCheck also names
+            // the leader.
+            let names_leader = matches!(message, Message::AppendEntries(_) | Message::LeadershipCheck(_));
+            let leader = names_leader.then_some(from);
             self.become_follower(config, term, leader, out);
         }
         match message {
             // An answer that carried a newer term has done its work: this
             // node is now a follower of that term, which expects no answers.
             // It is not reported as dropped, since it changed the state.
-            Message::RequestVoteResponse(_) | Message::AppendEntriesResponse(_) if newer_term => {}
+            Message::RequestVoteResponse(_)
+            | Message::AppendEntriesResponse(_)
+            | Message::LeadershipCheckResponse(_)
+                if newer_term => {}
             Message::RequestVote(m) => self.on_request_vote(config, from, m, out),
             Message::RequestVoteResponse(m) => self.on_vote_response(config, from, m, out),
             Message::AppendEntries(m) => self.on_append_entries(config, from, m, out),
             Message::AppendEntriesResponse(m) => self.on_append_response(config, from, m, out),
             Message::Forward(m) => self.on_forward(config, from, m, out),
             Message::ForwardResponse(m) => self.on_forward_response(m, out),
+            Message::LeadershipCheck(m) => self.on_leadership_check(config, from, m, out),
+            Message::LeadershipCheckResponse(m) => self.on_leadership_check_response(config, from, m, out),
+            Message::ReadIndexRequest(m) => self.on_read_index_request(config, from, m, out),
+            Message::ReadIndexResponse(m) => self.on_read_index_response(m, out),
         }
     }
 
@@ -367,11 +383,14 @@ impl State {
         if !delivered.is_empty() {
             out.push(Output::Deliver(delivered));
         }
+        self.release_applied_reads(out);
     }
 
     #[cfg(debug_assertions)]
     fn check_invariants(&self, config: &Config) {
         assert!(self.delivered_index <= self.commit_index, "delivered past commit");
+        assert!(self.is_leader() || self.reads.leader_part_is_empty(), "a non-leader holds leader reads");
+        assert!(self.reads.applying_all_above(self.delivered_index), "a read ready to serve was held back");
         assert!(self.commit_index <= self.log.last_index(), "commit past the log's end");
         assert!(self.log.last_term() <= self.hard.term, "log term above current term");
         assert!(self.pending.len() <= config.pending_proposals_max(), "pending queue over its bound");
@@ -431,6 +450,9 @@ impl fmt::Debug for State {
         }
         if !self.pending.is_empty() {
             write!(f, " pending {}", self.pending.len())?;
+        }
+        if !self.reads.is_empty() {
+            write!(f, " {:?}", self.reads)?;
         }
         Ok(())
     }

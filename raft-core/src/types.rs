@@ -23,6 +23,12 @@ pub struct LogIndex(pub u64);
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ProposalId(pub u64);
 
+/// An identifier the caller attaches to a read request so that it can match
+/// the answer (`Output::ReadReady` / `Output::ReadRejected`) to it. Unique
+/// only within its origin node.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ReadId(pub u64);
+
 impl Term {
     /// The term after this one.
     pub fn next(self) -> Term {
@@ -59,6 +65,7 @@ compact_debug!(NodeId, "n");
 compact_debug!(Term, "t");
 compact_debug!(LogIndex, "i");
 compact_debug!(ProposalId, "p");
+compact_debug!(ReadId, "r");
 
 /// What an entry carries.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::sim::{run_seed, Options, Outcome, Property, Sim};
+use common::sim::{run_seed, Options, Outcome, Property, Sim, Violation};
 use raft_core::Fault;
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -36,10 +36,12 @@ fn run_many(nodes: u64) -> Vec<Outcome> {
     let terms: usize = outcomes.iter().map(|o| o.leader_terms).sum();
     let committed: u64 = outcomes.iter().map(|o| o.committed_index).sum();
     let accepted: u64 = outcomes.iter().map(|o| o.accepted).sum();
+    let reads: u64 = outcomes.iter().map(|o| o.reads_served).sum();
+    assert!(reads > 0, "no read was ever served: the read path is not exercised");
     println!(
         "simulator, {nodes} nodes: {} seeds ({}..={}), {steps} steps ({liveness} in liveness phases), \
          {crashes} crashes, {terms} terms with a leader, {accepted} proposals accepted, \
-         {committed} log indexes committed",
+         {reads} reads served, {committed} log indexes committed",
         seeds.len(),
         seeds.first().unwrap_or(&0),
         seeds.last().unwrap_or(&0),
@@ -61,27 +63,39 @@ fn nodes_5_safety_under_faults_then_liveness() {
     assert!(outcomes.iter().all(|o| o.leader_terms > 0 && o.committed_index > 0));
 }
 
-/// The simulator can fail: when every node may grant a second vote in a
-/// term (`Fault::GrantSecondVote`), some seed among the first 200 must
-/// show two leaders in one term.
-#[test]
-fn simulator_finds_two_leaders_when_votes_are_granted_twice() {
-    let mut found = None;
+/// The first seed among the first 200 whose run violates `property` with
+/// `fault` injected (panics if none does).
+fn find_violation(fault: Fault, property: Property) -> (u64, Violation) {
     let mut other = Vec::new();
     for seed in 0..200 {
-        let options = Options { fault: Some(Fault::GrantSecondVote), ..Options::new(3, seed) };
+        let options = Options { fault: Some(fault), ..Options::new(3, seed) };
         match Sim::new(options).run() {
-            Err(v) if v.property == Property::ElectionSafety => {
-                found = Some((seed, v));
-                break;
-            }
+            Err(v) if v.property == property => return (seed, v),
             Err(v) => other.push((seed, v.property)),
             Ok(_) => {}
         }
     }
-    let (seed, violation) = found.unwrap_or_else(|| panic!("no Election Safety violation found; other: {other:?}"));
+    panic!("with {fault:?}, no {property:?} violation in 200 seeds; other violations: {other:?}");
+}
+
+/// The simulator can fail: when every node may grant a second vote in a
+/// term (`Fault::GrantSecondVote`), some seed must show two leaders in one
+/// term.
+#[test]
+fn simulator_finds_two_leaders_when_votes_are_granted_twice() {
+    let (seed, violation) = find_violation(Fault::GrantSecondVote, Property::ElectionSafety);
     println!("with GrantSecondVote, seed {seed}: {violation}");
     assert!(violation.detail.contains("both leaders"), "{violation}");
+}
+
+/// The read check can fail: a leader that serves reads without confirming
+/// its leadership with a majority (`Fault::ServeReadsWithoutQuorum`) must
+/// be caught serving a stale read.
+#[test]
+fn simulator_finds_stale_reads_without_a_leadership_check() {
+    let (seed, violation) = find_violation(Fault::ServeReadsWithoutQuorum, Property::LinearizableReads);
+    println!("with ServeReadsWithoutQuorum, seed {seed}: {violation}");
+    assert!(violation.detail.contains("entries were committed when it was issued"), "{violation}");
 }
 
 /// A seed replays exactly: two runs of one seed take the same steps to the

@@ -31,8 +31,8 @@
 
 use super::{assert_persist_before_send, Disk};
 use raft_core::{
-    AppendResult, Config, Entry, Fault, Input, LogIndex, Message, NodeId, Output, Payload, Proposal, ProposalId, State,
-    Term, Timer,
+    AppendResult, Config, Entry, Fault, Input, LogIndex, Message, NodeId, Output, Payload, Proposal, ProposalId,
+    ReadId, State, Term, Timer,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -58,6 +58,9 @@ pub enum Property {
     LeaderCompleteness,
     /// No two nodes deliver different commands at the same index.
     StateMachineSafety,
+    /// A read (ReadIndex) is served at an index that covers every entry
+    /// committed anywhere before the read was issued.
+    LinearizableReads,
     /// The step contract between the core and its driver.
     Contract,
     /// Without faults, a leader is elected and the cluster converges.
@@ -132,6 +135,8 @@ pub struct Outcome {
     pub committed_index: u64,
     /// Proposals accepted by a leader.
     pub accepted: u64,
+    /// Reads served (ReadReady).
+    pub reads_served: u64,
 }
 
 /// The faults in force; all zero in the liveness phase.
@@ -219,6 +224,10 @@ pub struct Sim {
     proposals: BTreeMap<ProposalId, Vec<u8>>,
     accepted: Vec<(Vec<u8>, Term, LogIndex)>,
     liveness_data: Vec<Vec<u8>>,
+    /// Reads issued and not yet answered: the committed prefix's length
+    /// when each was issued.
+    reads: BTreeMap<ReadId, u64>,
+    next_read: u64,
 }
 
 type Checked = Result<(), Violation>;
@@ -275,6 +284,8 @@ impl Sim {
             proposals: BTreeMap::new(),
             accepted: Vec::new(),
             liveness_data: Vec::new(),
+            reads: BTreeMap::new(),
+            next_read: 1,
         }
     }
 
@@ -409,6 +420,13 @@ impl Sim {
                 let count = self.rng.random_range(1..=3);
                 let proposals = (0..count).map(|_| self.new_proposal(None)).collect();
                 self.step(node, Input::Propose(proposals))?;
+                if self.rng.random_bool(0.5) {
+                    let reader = self.rng.random_range(0..self.machines.len());
+                    let id = ReadId(self.next_read);
+                    self.next_read += 1;
+                    self.reads.insert(id, self.committed.len() as u64);
+                    self.step(reader, Input::Read(vec![id]))?;
+                }
                 let next = self.rng.random_range(0..self.machines.len());
                 let delay = self.rng.random_range(5_000..80_000);
                 self.schedule(delay, Event::Propose { node: next });
@@ -571,6 +589,20 @@ impl Sim {
                     let data = self.proposals[&id].clone();
                     self.accepted.push((data, term, index));
                     self.outcome.accepted += 1;
+                }
+                Output::ReadReady { id, index } => {
+                    let committed_at_issue = self.reads.remove(&id).expect("a read issued here");
+                    if index.0 < committed_at_issue {
+                        let detail = format!(
+                            "n{} served read {id:?} at {index:?}, but {committed_at_issue} entries were committed when it was issued",
+                            node + 1
+                        );
+                        return Err(self.violation(Property::LinearizableReads, detail));
+                    }
+                    self.outcome.reads_served += 1;
+                }
+                Output::ReadRejected { id, .. } => {
+                    self.reads.remove(&id);
                 }
                 Output::ProposalRejected { .. } | Output::LeaderChanged { .. } | Output::Dropped(_) => {}
             }

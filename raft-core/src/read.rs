@@ -1,0 +1,345 @@
+//! Linearizable reads without writing to the log: the ReadIndex protocol
+//! (Ongaro's thesis, §6.4).
+//!
+//! A read is served once the reading node's state machine has applied up to
+//! a *read index*, which the leader fixes as follows:
+//! 1. the leader must have committed an entry of its own term (its no-op),
+//!    so that its commit index is at least that of any earlier leader;
+//! 2. it takes its commit index as the read index;
+//! 3. it confirms it is still the leader with a round of
+//!    `LeadershipCheck` messages *sent after the read arrived*, answered by a
+//!    majority; a deposed leader cannot gather one.
+//!
+//! Rounds are numbered; a read waits for the first round sent after it
+//! arrived, so many reads share one round. A round that loses messages is
+//! sent again with the next heartbeat. A follower asks the leader for a read
+//! index (`ReadIndexRequest`) and serves the read once it has delivered up
+//! to it. Reads are volatile: a node that steps down refuses the reads it
+//! was confirming, and a restart forgets them (the client retries).
+
+use crate::config::Config;
+use crate::io::{Output, Rejection};
+use crate::message::{LeadershipCheck, LeadershipCheckResponse, Message, ReadIndexRequest, ReadIndexResponse};
+use crate::state::State;
+use crate::types::{LogIndex, NodeId, ReadId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The read requests a node holds.
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Reads {
+    /// Leader: the last leadership-check round sent this term (0: none).
+    round: u64,
+    /// Leader: the highest round each peer has answered this term.
+    acked: BTreeMap<NodeId, u64>,
+    /// Leader: reads waiting for a read index or for their round.
+    waiting: Vec<WaitingRead>,
+    /// Any node: reads with a confirmed read index, waiting until this node
+    /// has delivered up to it.
+    applying: Vec<(ReadId, LogIndex)>,
+    /// Follower: reads sent to a leader and not yet answered, with the
+    /// leader asked. Only these are answered when a response comes (a
+    /// duplicated or late response is ignored); all are refused when the
+    /// known leader changes, since the old one may never answer.
+    asked: Vec<(ReadId, NodeId)>,
+}
+
+/// A read the leader is confirming.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct WaitingRead {
+    id: ReadId,
+    /// The node that asked (this node for a local read).
+    origin: NodeId,
+    /// The round that must be confirmed before the read is served.
+    round: u64,
+    /// The read index, once the leader has committed in its term.
+    index: Option<LogIndex>,
+}
+
+impl core::fmt::Debug for Reads {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "reads(round {}, waiting {}, applying {})", self.round, self.waiting.len(), self.applying.len())
+    }
+}
+
+impl Reads {
+    /// Whether no read is held.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty() && self.applying.is_empty() && self.asked.is_empty()
+    }
+
+    /// Whether the leader-only part is reset.
+    pub(crate) fn leader_part_is_empty(&self) -> bool {
+        self.waiting.is_empty() && self.round == 0 && self.acked.is_empty()
+    }
+
+    /// Whether every read waiting to be served needs more than `delivered`.
+    pub(crate) fn applying_all_above(&self, delivered: LogIndex) -> bool {
+        self.applying.iter().all(|&(_, index)| index > delivered)
+    }
+}
+
+impl State {
+    /// Read requests made at this node.
+    pub(crate) fn read(&mut self, config: &Config, ids: Vec<ReadId>, out: &mut Vec<Output>) {
+        if self.is_leader() {
+            self.leader_read(config, config.id(), ids, out);
+        } else if let Some(leader) = self.leader {
+            // Bounded like the proposal queue: a leader that never answers
+            // must not make this list grow without end.
+            let room = config.pending_proposals_max().saturating_sub(self.reads.asked.len());
+            let mut ids = ids;
+            for id in ids.split_off(room.min(ids.len())) {
+                out.push(Output::ReadRejected { id, reason: Rejection::QueueFull });
+            }
+            if ids.is_empty() {
+                return;
+            }
+            self.reads.asked.extend(ids.iter().map(|&id| (id, leader)));
+            let request = ReadIndexRequest { term: self.hard.term, ids };
+            out.push(Output::Send { to: leader, message: Message::ReadIndexRequest(request) });
+        } else {
+            for id in ids {
+                out.push(Output::ReadRejected { id, reason: Rejection::NotLeader { leader_hint: None } });
+            }
+        }
+    }
+
+    /// A follower asks this node, which it thinks leads, for a read index.
+    pub(crate) fn on_read_index_request(
+        &mut self,
+        config: &Config,
+        from: NodeId,
+        m: ReadIndexRequest,
+        out: &mut Vec<Output>,
+    ) {
+        if self.is_leader() {
+            self.leader_read(config, from, m.ids, out);
+        } else {
+            let results = m.ids.into_iter().map(|id| (id, None)).collect();
+            let response = ReadIndexResponse { term: self.hard.term, leader_hint: self.leader, results };
+            out.push(Output::Send { to: from, message: Message::ReadIndexResponse(response) });
+        }
+    }
+
+    /// The leader's answer to this node's read index request.
+    pub(crate) fn on_read_index_response(&mut self, m: ReadIndexResponse, out: &mut Vec<Output>) {
+        for (id, index) in m.results {
+            let Some(position) = self.reads.asked.iter().position(|&(asked, _)| asked == id) else {
+                continue; // a duplicate, or an answer to a read already refused
+            };
+            self.reads.asked.remove(position);
+            match index {
+                Some(index) => self.reads.applying.push((id, index)),
+                None => {
+                    out.push(Output::ReadRejected { id, reason: Rejection::NotLeader { leader_hint: m.leader_hint } })
+                }
+            }
+        }
+        self.release_applied_reads(out);
+    }
+
+    /// Leader: registers reads. With an entry of this term committed, the
+    /// read index is the commit index now and the read waits for the next
+    /// round, which starts at once unless one is in flight. Otherwise the
+    /// read waits for the commit (see `fix_read_indexes`).
+    fn leader_read(&mut self, config: &Config, origin: NodeId, ids: Vec<ReadId>, out: &mut Vec<Output>) {
+        let fixed = self.committed_in_term();
+        let (index, round) = if fixed { (Some(self.commit_index), self.reads.round + 1) } else { (None, u64::MAX) };
+        self.reads.waiting.extend(ids.into_iter().map(|id| WaitingRead { id, origin, round, index }));
+        if fixed {
+            self.release_confirmed_reads(config, out);
+        }
+    }
+
+    fn committed_in_term(&self) -> bool {
+        self.log.term_at(self.commit_index) == Some(self.hard.term)
+    }
+
+    /// Leader: sends a new leadership-check round to every peer.
+    fn start_round(&mut self, config: &Config, out: &mut Vec<Output>) {
+        self.reads.round += 1;
+        self.send_round(config, out);
+    }
+
+    fn send_round(&self, config: &Config, out: &mut Vec<Output>) {
+        let check = LeadershipCheck { term: self.hard.term, round: self.reads.round };
+        for to in config.peers() {
+            out.push(Output::Send { to, message: Message::LeadershipCheck(check.clone()) });
+        }
+    }
+
+    /// Leader, on its heartbeat: an unconfirmed round may have lost
+    /// messages; send it again.
+    pub(crate) fn resend_unconfirmed_round(&mut self, config: &Config, out: &mut Vec<Output>) {
+        if !self.reads.waiting.is_empty() && self.confirmed_round(config) < self.reads.round {
+            self.send_round(config, out);
+        }
+    }
+
+    /// The highest round a majority (this leader included) has answered.
+    fn confirmed_round(&self, config: &Config) -> u64 {
+        let mut rounds: Vec<u64> = config.peers().map(|p| self.reads.acked.get(&p).copied().unwrap_or(0)).collect();
+        rounds.push(self.reads.round);
+        rounds.sort_unstable_by(|a, b| b.cmp(a));
+        if skip_quorum_fault(config) {
+            return self.reads.round;
+        }
+        rounds[config.quorum() - 1]
+    }
+
+    /// A follower answers a leadership check: the sender leads this term.
+    pub(crate) fn on_leadership_check(
+        &mut self,
+        config: &Config,
+        from: NodeId,
+        m: LeadershipCheck,
+        out: &mut Vec<Output>,
+    ) {
+        if m.term == self.hard.term {
+            if self.is_leader() {
+                out.push(Output::Dropped(crate::io::Dropped::SecondLeader));
+                return;
+            }
+            if self.leader.is_some_and(|l| l != from) {
+                out.push(Output::Dropped(crate::io::Dropped::SecondLeader));
+                return;
+            }
+            self.role = crate::state::Role::Follower;
+            self.set_leader(Some(from), out);
+            out.push(self.election_timer(config));
+        }
+        let response = LeadershipCheckResponse { term: self.hard.term, round: m.round };
+        out.push(Output::Send { to: from, message: Message::LeadershipCheckResponse(response) });
+    }
+
+    /// Leader: a peer confirmed a round.
+    pub(crate) fn on_leadership_check_response(
+        &mut self,
+        config: &Config,
+        from: NodeId,
+        m: LeadershipCheckResponse,
+        out: &mut Vec<Output>,
+    ) {
+        if m.term < self.hard.term || !self.is_leader() || m.round > self.reads.round {
+            out.push(Output::Dropped(crate::io::Dropped::StaleResponse));
+            return;
+        }
+        let acked = self.reads.acked.entry(from).or_insert(0);
+        *acked = (*acked).max(m.round);
+        self.release_confirmed_reads(config, out);
+    }
+
+    /// Leader: once the no-op of its term is committed, held reads get
+    /// their read index (the commit index now, which covers every write
+    /// committed before they arrived) and wait for a round started after
+    /// that: confirming leadership before the index was fixed would not
+    /// prove that no newer leader committed writes in between.
+    pub(crate) fn fix_read_indexes(&mut self, config: &Config, out: &mut Vec<Output>) {
+        if !self.committed_in_term() || self.reads.waiting.iter().all(|r| r.index.is_some()) {
+            return;
+        }
+        let (commit, round) = (self.commit_index, self.reads.round + 1);
+        for r in self.reads.waiting.iter_mut().filter(|r| r.index.is_none()) {
+            r.index = Some(commit);
+            r.round = round;
+        }
+        self.release_confirmed_reads(config, out);
+    }
+
+    /// Leader: serves (or answers for) every read whose round is confirmed
+    /// and whose read index is fixed, then starts the next round if reads
+    /// are waiting for one.
+    fn release_confirmed_reads(&mut self, config: &Config, out: &mut Vec<Output>) {
+        let confirmed = self.confirmed_round(config);
+        let me = config.id();
+        let mut remote: BTreeMap<NodeId, Vec<(ReadId, Option<LogIndex>)>> = BTreeMap::new();
+        let (ready, waiting): (Vec<WaitingRead>, Vec<WaitingRead>) = core::mem::take(&mut self.reads.waiting)
+            .into_iter()
+            .partition(|r| r.round <= confirmed && r.index.is_some());
+        self.reads.waiting = waiting;
+        for r in ready {
+            let index = r.index.expect("partitioned on index");
+            if r.origin == me {
+                self.reads.applying.push((r.id, index));
+            } else {
+                remote.entry(r.origin).or_default().push((r.id, Some(index)));
+            }
+        }
+        for (to, results) in remote {
+            let response = ReadIndexResponse { term: self.hard.term, leader_hint: Some(me), results };
+            out.push(Output::Send { to, message: Message::ReadIndexResponse(response) });
+        }
+        self.release_applied_reads(out);
+        // Reads waiting for a round not yet sent: send it, unless one is in
+        // flight (they will share the next). A one-node cluster confirms
+        // its own round at once.
+        let due = |reads: &Reads| reads.waiting.iter().any(|r| r.round == reads.round + 1);
+        if due(&self.reads) && confirmed == self.reads.round {
+            self.start_round(config, out);
+            if self.confirmed_round(config) == self.reads.round {
+                self.release_confirmed_reads(config, out);
+            }
+        }
+    }
+
+    /// Any node: serves the reads whose read index it has delivered.
+    pub(crate) fn release_applied_reads(&mut self, out: &mut Vec<Output>) {
+        if self.reads.applying.is_empty() {
+            return;
+        }
+        let delivered = self.delivered_index;
+        self.reads.applying.retain(|&(id, index)| {
+            let ready = index <= delivered;
+            if ready {
+                out.push(Output::ReadReady { id, index });
+            }
+            !ready
+        });
+    }
+
+    /// At the end of a step: a node that is no longer leader refuses the
+    /// reads it was confirming (the origin retries), and forgets its rounds.
+    pub(crate) fn abandon_leader_reads(&mut self, config: &Config, out: &mut Vec<Output>) {
+        let leader = self.leader;
+        if self.reads.asked.iter().any(|&(_, asked)| Some(asked) != leader) {
+            let hint = leader.filter(|&l| l != config.id());
+            self.reads.asked.retain(|&(id, asked)| {
+                let keep = Some(asked) == leader;
+                if !keep {
+                    out.push(Output::ReadRejected { id, reason: Rejection::NotLeader { leader_hint: hint } });
+                }
+                keep
+            });
+        }
+        if self.is_leader() || self.reads.leader_part_is_empty() {
+            return;
+        }
+        let me = config.id();
+        let hint = self.leader;
+        let mut remote: BTreeMap<NodeId, Vec<(ReadId, Option<LogIndex>)>> = BTreeMap::new();
+        for r in core::mem::take(&mut self.reads.waiting) {
+            if r.origin == me {
+                out.push(Output::ReadRejected { id: r.id, reason: Rejection::NotLeader { leader_hint: hint } });
+            } else {
+                remote.entry(r.origin).or_default().push((r.id, None));
+            }
+        }
+        for (to, results) in remote {
+            let response = ReadIndexResponse { term: self.hard.term, leader_hint: hint, results };
+            out.push(Output::Send { to, message: Message::ReadIndexResponse(response) });
+        }
+        self.reads.round = 0;
+        self.reads.acked.clear();
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+fn skip_quorum_fault(config: &Config) -> bool {
+    config.fault() == Some(crate::config::Fault::ServeReadsWithoutQuorum)
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn skip_quorum_fault(_config: &Config) -> bool {
+    false
+}
