@@ -1,0 +1,187 @@
+//! The cluster file of `raft-kv serve`: TOML, one `[[node]]` table per node.
+//!
+//! ```toml
+//! cluster_id = "demo"
+//! [[node]]
+//! id = 1
+//! raft = "127.0.0.1:7001"
+//! http = "127.0.0.1:8001"
+//! ```
+//!
+//! Every refusal names the line and says why.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use toml::Spanned;
+
+/// One node of the cluster file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeEntry {
+    /// Its id.
+    pub id: u64,
+    /// Where it listens for Raft peers.
+    pub raft: SocketAddr,
+    /// Where it serves HTTP.
+    pub http: SocketAddr,
+}
+
+/// A validated cluster file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterFile {
+    /// Keeps two clusters on the same ports from talking to each other.
+    pub cluster_id: String,
+    /// The nodes, in file order.
+    pub nodes: Vec<NodeEntry>,
+}
+
+/// Why a cluster file was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFileError {
+    /// The 1-based line the problem is on, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}", self.reason),
+            None => write!(f, "{}", self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ConfigFileError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    cluster_id: Spanned<String>,
+    #[serde(default)]
+    node: Vec<Spanned<RawNode>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: Spanned<u64>,
+    raft: Spanned<String>,
+    http: Spanned<String>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+impl ClusterFile {
+    /// Parses and validates a cluster file's text; `own_id`, when given,
+    /// must be one of its nodes.
+    pub fn parse(text: &str, own_id: Option<u64>) -> Result<ClusterFile, ConfigFileError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| ConfigFileError {
+            line: e.span().map(|s| line_of(text, s.start)),
+            reason: e.message().trim().to_string(),
+        })?;
+        let at = |span: std::ops::Range<usize>, reason: String| ConfigFileError { line: Some(line_of(text, span.start)), reason };
+        if raw.cluster_id.get_ref().trim().is_empty() {
+            return Err(at(raw.cluster_id.span(), "cluster_id must not be empty".into()));
+        }
+        if raw.node.is_empty() {
+            return Err(ConfigFileError { line: None, reason: "no [[node]] table: a cluster needs at least one node".into() });
+        }
+        let mut nodes: Vec<NodeEntry> = Vec::new();
+        for table in &raw.node {
+            let n = table.get_ref();
+            let addr = |s: &Spanned<String>, what: &str| -> Result<SocketAddr, ConfigFileError> {
+                s.get_ref().parse().map_err(|_| {
+                    at(s.span(), format!("{what} = {:?} is not an address like 127.0.0.1:7001", s.get_ref()))
+                })
+            };
+            let entry = NodeEntry { id: *n.id.get_ref(), raft: addr(&n.raft, "raft")?, http: addr(&n.http, "http")? };
+            if nodes.iter().any(|m| m.id == entry.id) {
+                return Err(at(n.id.span(), format!("node id {} is used twice", entry.id)));
+            }
+            let all_addrs: Vec<SocketAddr> = nodes.iter().flat_map(|m| [m.raft, m.http]).collect();
+            for (s, a) in [(&n.raft, entry.raft), (&n.http, entry.http)] {
+                if all_addrs.contains(&a) {
+                    return Err(at(s.span(), format!("address {a} is used twice")));
+                }
+            }
+            if entry.raft == entry.http {
+                return Err(at(n.http.span(), format!("node {} uses {} for both raft and http", entry.id, entry.raft)));
+            }
+            nodes.push(entry);
+        }
+        if let Some(id) = own_id {
+            if !nodes.iter().any(|n| n.id == id) {
+                let ids: Vec<String> = nodes.iter().map(|n| n.id.to_string()).collect();
+                return Err(ConfigFileError {
+                    line: None,
+                    reason: format!("--id {id} is not in the cluster file (its ids: {})", ids.join(", ")),
+                });
+            }
+        }
+        Ok(ClusterFile { cluster_id: raw.cluster_id.into_inner(), nodes })
+    }
+
+    /// The entry of node `id`.
+    pub fn node(&self, id: u64) -> Option<&NodeEntry> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"cluster_id = "demo"
+[[node]]
+id = 1
+raft = "127.0.0.1:7001"
+http = "127.0.0.1:8001"
+[[node]]
+id = 2
+raft = "127.0.0.1:7002"
+http = "127.0.0.1:8002"
+"#;
+
+    #[test]
+    fn parses_a_good_file() {
+        let f = ClusterFile::parse(GOOD, Some(2)).unwrap();
+        assert_eq!(f.cluster_id, "demo");
+        assert_eq!(f.nodes.len(), 2);
+        assert_eq!(f.node(2).unwrap().http, "127.0.0.1:8002".parse().unwrap());
+    }
+
+    #[test]
+    fn refusals_name_the_line_and_the_reason() {
+        let dup_id = GOOD.replace("id = 2", "id = 1");
+        let e = ClusterFile::parse(&dup_id, None).unwrap_err();
+        assert_eq!((e.line, e.reason.as_str()), (Some(7), "node id 1 is used twice"));
+
+        let dup_addr = GOOD.replace("127.0.0.1:8002", "127.0.0.1:7001");
+        let e = ClusterFile::parse(&dup_addr, None).unwrap_err();
+        assert_eq!(e.line, Some(9));
+        assert!(e.reason.contains("127.0.0.1:7001 is used twice"), "{e}");
+
+        let bad_addr = GOOD.replace("127.0.0.1:7002", "localhost");
+        let e = ClusterFile::parse(&bad_addr, None).unwrap_err();
+        assert_eq!(e.line, Some(8));
+        assert!(e.reason.contains("not an address"), "{e}");
+
+        let e = ClusterFile::parse(GOOD, Some(3)).unwrap_err();
+        assert!(e.to_string().contains("--id 3 is not in the cluster file (its ids: 1, 2)"), "{e}");
+
+        let malformed = GOOD.replace("id = 2", "id = = 2");
+        let e = ClusterFile::parse(&malformed, None).unwrap_err();
+        assert_eq!(e.line, Some(7), "{e}");
+
+        let unknown = GOOD.replace("id = 2", "id = 2\nport = 5");
+        let e = ClusterFile::parse(&unknown, None).unwrap_err();
+        assert!(e.reason.contains("port"), "{e}");
+
+        let e = ClusterFile::parse("cluster_id = \"x\"\n", None).unwrap_err();
+        assert!(e.reason.contains("no [[node]]"), "{e}");
+    }
+}
