@@ -165,7 +165,7 @@ impl Driver {
                     _ = self.shutdown.changed() => return Ok(()),
                     () = &mut sleep => self.on_deadlines(),
                     Some(inbound) = self.inbox.recv() => self.on_inbound(inbound),
-                    Some(request) = self.requests.recv() => self.add_proposal(request),
+                    Some(request) = self.requests.recv() => self.add_proposal(request, Instant::now()),
                 }
             }
             self.take_ready();
@@ -194,9 +194,9 @@ impl Driver {
         }
     }
 
-    fn add_proposal(&mut self, request: ProposeRequest) {
+    fn add_proposal(&mut self, request: ProposeRequest, now: Instant) {
         self.proposal_bytes += request.data.len() + PROPOSAL_OVERHEAD_BYTES;
-        self.waiters.add(request, Instant::now());
+        self.waiters.add(request, now);
     }
 
     /// Steps the peer messages and proposals already waiting, each drain
@@ -209,9 +209,10 @@ impl Driver {
         // The byte bound: a follower forwards the whole batch as one message,
         // which must fit in a frame (raft-core's message_bytes_max).
         let bytes_max = self.node.config().message_bytes_max();
+        let now = Instant::now();
         while self.waiters.batch_len() < PROPOSALS_PER_BATCH_MAX && self.proposal_bytes < bytes_max {
             let Ok(request) = self.requests.try_recv() else { break };
-            self.add_proposal(request);
+            self.add_proposal(request, now);
         }
         // Bound: the drain above took at most PROPOSALS_PER_BATCH_MAX.
         while let Some(batch) = self.waiters.take_batch(bytes_max, PROPOSAL_OVERHEAD_BYTES) {
