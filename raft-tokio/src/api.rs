@@ -232,6 +232,7 @@ type Outcome = Option<Result<(), NodeError>>;
 pub struct RaftHandle {
     id: NodeId,
     local_addr: SocketAddr,
+    members: Arc<[(NodeId, String)]>,
     proposals: ProposalSender,
     status: watch::Receiver<Status>,
     leader: watch::Receiver<LeaderInfo>,
@@ -250,6 +251,12 @@ impl RaftHandle {
     /// The address this node listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Every member's id and configured address (this node's included), for
+    /// example to redirect a client to the leader.
+    pub fn members(&self) -> &[(NodeId, String)] {
+        &self.members
     }
 
     /// Proposes and waits until committed; see [`ProposalSender::propose`].
@@ -457,6 +464,7 @@ fn start_blocking(mut config: RaftConfig) -> Result<(RaftHandle, EntryReceiver),
     let handle = RaftHandle {
         id,
         local_addr,
+        members: config.members.clone().into(),
         proposals: ProposalSender { tx: request_tx },
         status: status_rx,
         leader: leader_rx,

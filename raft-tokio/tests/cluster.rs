@@ -21,6 +21,11 @@ async fn one_leader_and_every_nodes_proposals_in_one_order() {
     assert!(terms.iter().all(|&t| t == terms[0]), "all in the leader's term: {terms:?}");
     let leaders = cluster.nodes.iter().flatten().filter(|n| n.leader().role == RoleKind::Leader).count();
     assert_eq!(leaders, 1);
+    // A follower can name the leader's address (to redirect a client).
+    let follower = cluster.node((leader + 1) % 3);
+    let leader_id = follower.leader().leader.unwrap();
+    let addr = follower.members().iter().find(|(id, _)| *id == leader_id).map(|(_, a)| a.clone());
+    assert_eq!(addr, Some(cluster.node(leader).local_addr().to_string()));
 
     // Proposals from every node at once, so followers forward theirs.
     let (a, b, c) = tokio::join!(
