@@ -185,6 +185,7 @@ impl Driver {
 
     fn on_deadlines(&mut self) {
         let now = Instant::now();
+        // Bound: each timer kind fires at most once (take_expired clears it).
         while let Some(timer) = self.timers.take_expired(now) {
             self.node.step(Input::Timeout(timer), &mut self.outputs);
         }

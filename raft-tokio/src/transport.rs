@@ -229,6 +229,9 @@ impl FrameReader {
 
     /// The next frame; `Ok(None)` at a clean end of stream.
     async fn next(&mut self) -> Result<Option<Frame>, ConnectionError> {
+        // Bound: every read adds at least one byte and a frame is refused as
+        // soon as its prefix announces more than the limit, so this loop
+        // reads at most one frame's worth before it returns.
         loop {
             if let Some((frame, used)) =
                 wire::split_frame(&self.buf[self.start..], self.limit).map_err(ConnectionError::Frame)?
