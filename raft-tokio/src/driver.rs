@@ -167,6 +167,9 @@ impl Driver {
                     Some(inbound) = self.inbox.recv() => self.on_inbound(inbound),
                     Some(request) = self.requests.recv() => self.add_proposal(request, Instant::now()),
                 }
+                // Let the tasks that are ready run first: under load they
+                // queue more inputs, and one batch takes them all.
+                tokio::task::yield_now().await;
             }
             self.take_ready();
             self.flush().await?;
