@@ -32,6 +32,11 @@ const PROPOSALS_PER_BATCH_MAX: usize = 1024;
 /// Bytes a proposal counts against the batch's byte bound beyond its data:
 /// its id and length as encoded in a Forward (at most 14) and then some.
 const PROPOSAL_OVERHEAD_BYTES: usize = 16;
+/// Most proposals in flight (taken from the queue, fate not yet known).
+/// Past it the node stops taking proposals, so callers wait in the bounded
+/// queue instead of the node holding their data without end (a leader
+/// without a quorum accepts proposals it cannot commit).
+const PROPOSALS_IN_FLIGHT_MAX: usize = 64 * 1024;
 /// How often proposals that waited too long are answered with a timeout.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -165,7 +170,9 @@ impl Driver {
                     _ = self.shutdown.changed() => return Ok(()),
                     () = &mut sleep => self.on_deadlines(),
                     Some(inbound) = self.inbox.recv() => self.on_inbound(inbound),
-                    Some(request) = self.requests.recv() => self.add_proposal(request, Instant::now()),
+                    Some(request) = self.requests.recv(), if self.waiters.in_flight() < PROPOSALS_IN_FLIGHT_MAX => {
+                        self.add_proposal(request, Instant::now())
+                    }
                 }
                 // Let the tasks that are ready run first: under load they
                 // queue more inputs, and one batch takes them all.
@@ -214,7 +221,10 @@ impl Driver {
         // which must fit in a frame (raft-core's message_bytes_max).
         let bytes_max = self.node.config().message_bytes_max();
         let now = Instant::now();
-        while self.waiters.batch_len() < PROPOSALS_PER_BATCH_MAX && self.proposal_bytes < bytes_max {
+        while self.waiters.batch_len() < PROPOSALS_PER_BATCH_MAX
+            && self.proposal_bytes < bytes_max
+            && self.waiters.in_flight() < PROPOSALS_IN_FLIGHT_MAX
+        {
             let Ok(request) = self.requests.try_recv() else { break };
             self.add_proposal(request, now);
         }
