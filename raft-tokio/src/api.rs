@@ -350,7 +350,8 @@ impl Raft {
         }
     }
 
-    /// [`Raft::run`], with start-up failures as errors.
+    /// [`Raft::run`], with start-up failures as errors (it still panics
+    /// when called twice).
     pub fn try_run(&mut self) -> Result<(ProposalSender, EntryReceiver), StartError> {
         let config = self.config.take().expect("Raft::run called twice");
         let (handle, entries) = start_blocking(config)?;
