@@ -232,6 +232,7 @@ type Outcome = Option<Result<(), NodeError>>;
 pub struct RaftHandle {
     id: NodeId,
     local_addr: SocketAddr,
+    members: Arc<[(NodeId, String)]>,
     proposals: ProposalSender,
     status: watch::Receiver<Status>,
     leader: watch::Receiver<LeaderInfo>,
@@ -250,6 +251,12 @@ impl RaftHandle {
     /// The address this node listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Every member's id and configured address (this node's included), for
+    /// example to redirect a client to the leader.
+    pub fn members(&self) -> &[(NodeId, String)] {
+        &self.members
     }
 
     /// Proposes and waits until committed; see [`ProposalSender::propose`].
@@ -343,7 +350,8 @@ impl Raft {
         }
     }
 
-    /// [`Raft::run`], with start-up failures as errors.
+    /// [`Raft::run`], with start-up failures as errors (it still panics
+    /// when called twice).
     pub fn try_run(&mut self) -> Result<(ProposalSender, EntryReceiver), StartError> {
         let config = self.config.take().expect("Raft::run called twice");
         let (handle, entries) = start_blocking(config)?;
@@ -383,7 +391,16 @@ fn seed_for(id: NodeId, configured: Option<u64>) -> u64 {
 
 /// Opens everything a node needs, then spawns its loop. Blocking (the store
 /// is opened and read here); must run inside a tokio runtime context.
-fn start_blocking(mut config: RaftConfig) -> Result<(RaftHandle, EntryReceiver), StartError> {
+fn start_blocking(config: RaftConfig) -> Result<(RaftHandle, EntryReceiver), StartError> {
+    start_with(config, None)
+}
+
+/// `start_blocking`, with the store given instead of opened (tests inject
+/// a failing one).
+fn start_with(
+    mut config: RaftConfig,
+    given: Option<(Storage, crate::storage::Recovered)>,
+) -> Result<(RaftHandle, EntryReceiver), StartError> {
     let (id, core) = config.core_config().map_err(StartError::Config)?;
     let cluster_id = config.cluster_id();
     let listener = match config.listener.take() {
@@ -397,9 +414,10 @@ fn start_blocking(mut config: RaftConfig) -> Result<(RaftHandle, EntryReceiver),
     let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
 
     let identity = StoreIdentity { cluster_id: config.params.cluster_id, node_id: id };
-    let (storage, recovered) = match &config.data_dir {
-        Some(dir) => Storage::disk(dir, identity, format!("raft-store-{id}")).map_err(StartError::Storage)?,
-        None => Storage::memory(),
+    let (storage, recovered) = match (given, &config.data_dir) {
+        (Some(given), _) => given,
+        (None, Some(dir)) => Storage::disk(dir, identity, format!("raft-store-{id}")).map_err(StartError::Storage)?,
+        (None, None) => Storage::memory(),
     };
     let log = Log::from_entries(recovered.entries);
     info!(node = %id, term = %recovered.hard.term, last = %log.last_index(), "recovered");
@@ -409,7 +427,7 @@ fn start_blocking(mut config: RaftConfig) -> Result<(RaftHandle, EntryReceiver),
                 path: path.clone(),
                 problem: crate::storage::StorageProblem::Inconsistent(e),
             }),
-            Storage::Memory(_) => StartError::Recover(e),
+            _ => StartError::Recover(e),
         })?;
 
     let p = &config.params;
@@ -457,6 +475,7 @@ fn start_blocking(mut config: RaftConfig) -> Result<(RaftHandle, EntryReceiver),
     let handle = RaftHandle {
         id,
         local_addr,
+        members: config.members.clone().into(),
         proposals: ProposalSender { tx: request_tx },
         status: status_rx,
         leader: leader_rx,
@@ -466,4 +485,29 @@ fn start_blocking(mut config: RaftConfig) -> Result<(RaftHandle, EntryReceiver),
         outcome,
     };
     Ok((handle, EntryReceiver { rx: deliveries, buffered: Vec::new().into_iter() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Recovered, StorageProblem};
+    use crate::RaftParams;
+
+    #[tokio::test]
+    async fn a_failed_write_stops_the_node_with_the_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let config = RaftConfig::new(vec![addr.clone()], addr, RaftParams::default(), None).with_listener(listener);
+        // A one-node cluster: its first election persists its vote, which fails.
+        let (node, mut entries) = start_with(config, Some((Storage::FailWrites, Recovered::default()))).unwrap();
+        let stopped = tokio::time::timeout(std::time::Duration::from_secs(5), node.stopped()).await.unwrap();
+        match stopped {
+            Err(NodeError::Storage(StorageError { problem: StorageProblem::WriteFailed(_), .. })) => {}
+            other => panic!("expected a write failure, got {other:?}"),
+        }
+        assert!(node.status().stopped);
+        assert_eq!(node.status().term, Term(0), "the status never showed the term it could not save");
+        assert_eq!(node.propose(b"x".to_vec()).await, Err(ProposeError::Stopped));
+        assert!(entries.recv().await.is_none());
+    }
 }

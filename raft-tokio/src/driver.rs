@@ -32,6 +32,11 @@ const PROPOSALS_PER_BATCH_MAX: usize = 1024;
 /// Bytes a proposal counts against the batch's byte bound beyond its data:
 /// its id and length as encoded in a Forward (at most 14) and then some.
 const PROPOSAL_OVERHEAD_BYTES: usize = 16;
+/// Most proposals in flight (taken from the queue, fate not yet known).
+/// Past it the node stops taking proposals, so callers wait in the bounded
+/// queue instead of the node holding their data without end (a leader
+/// without a quorum accepts proposals it cannot commit).
+const PROPOSALS_IN_FLIGHT_MAX: usize = 64 * 1024;
 /// How often proposals that waited too long are answered with a timeout.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -85,19 +90,19 @@ pub(crate) struct Published {
 }
 
 pub(crate) struct Driver {
-    pub node: Node,
-    pub storage: Storage,
-    pub storage_counters: Arc<StorageCounters>,
-    pub transport: Transport,
-    pub timers: Timers,
-    pub waiters: Waiters,
-    pub inbox: mpsc::Receiver<Inbound>,
-    pub requests: mpsc::Receiver<ProposeRequest>,
-    pub deliveries: Option<mpsc::Sender<Vec<Committed>>>,
-    pub published: Published,
-    pub shutdown: watch::Receiver<bool>,
+    node: Node,
+    storage: Storage,
+    storage_counters: Arc<StorageCounters>,
+    transport: Transport,
+    timers: Timers,
+    waiters: Waiters,
+    inbox: mpsc::Receiver<Inbound>,
+    requests: mpsc::Receiver<ProposeRequest>,
+    deliveries: Option<mpsc::Sender<Vec<Committed>>>,
+    published: Published,
+    shutdown: watch::Receiver<bool>,
     /// Outputs of the inputs stepped since the last flush.
-    pub outputs: Vec<Output>,
+    outputs: Vec<Output>,
     persists: Vec<Persist>,
     rest: Vec<Output>,
     proposal_bytes: usize,
@@ -165,8 +170,13 @@ impl Driver {
                     _ = self.shutdown.changed() => return Ok(()),
                     () = &mut sleep => self.on_deadlines(),
                     Some(inbound) = self.inbox.recv() => self.on_inbound(inbound),
-                    Some(request) = self.requests.recv() => self.add_proposal(request),
+                    Some(request) = self.requests.recv(), if self.waiters.in_flight() < PROPOSALS_IN_FLIGHT_MAX => {
+                        self.add_proposal(request, Instant::now())
+                    }
                 }
+                // Let the tasks that are ready run first: under load they
+                // queue more inputs, and one batch takes them all.
+                tokio::task::yield_now().await;
             }
             self.take_ready();
             self.flush().await?;
@@ -185,6 +195,7 @@ impl Driver {
 
     fn on_deadlines(&mut self) {
         let now = Instant::now();
+        // Bound: each timer kind fires at most once (take_expired clears it).
         while let Some(timer) = self.timers.take_expired(now) {
             self.node.step(Input::Timeout(timer), &mut self.outputs);
         }
@@ -194,9 +205,9 @@ impl Driver {
         }
     }
 
-    fn add_proposal(&mut self, request: ProposeRequest) {
+    fn add_proposal(&mut self, request: ProposeRequest, now: Instant) {
         self.proposal_bytes += request.data.len() + PROPOSAL_OVERHEAD_BYTES;
-        self.waiters.add(request, Instant::now());
+        self.waiters.add(request, now);
     }
 
     /// Steps the peer messages and proposals already waiting, each drain
@@ -209,9 +220,13 @@ impl Driver {
         // The byte bound: a follower forwards the whole batch as one message,
         // which must fit in a frame (raft-core's message_bytes_max).
         let bytes_max = self.node.config().message_bytes_max();
-        while self.waiters.batch_len() < PROPOSALS_PER_BATCH_MAX && self.proposal_bytes < bytes_max {
+        let now = Instant::now();
+        while self.waiters.batch_len() < PROPOSALS_PER_BATCH_MAX
+            && self.proposal_bytes < bytes_max
+            && self.waiters.in_flight() < PROPOSALS_IN_FLIGHT_MAX
+        {
             let Ok(request) = self.requests.try_recv() else { break };
-            self.add_proposal(request);
+            self.add_proposal(request, now);
         }
         // Bound: the drain above took at most PROPOSALS_PER_BATCH_MAX.
         while let Some(batch) = self.waiters.take_batch(bytes_max, PROPOSAL_OVERHEAD_BYTES) {

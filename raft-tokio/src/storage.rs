@@ -297,6 +297,9 @@ type Job = (Vec<Persist>, oneshot::Sender<Result<Vec<Persist>, StorageError>>);
 pub(crate) enum Storage {
     /// Writes happen inline: there is nothing to wait for.
     Memory(MemoryStore),
+    /// Every write fails (tests of what a failed write does).
+    #[cfg(test)]
+    FailWrites,
     /// Writes go to the storage thread.
     Disk { jobs: Option<std::sync::mpsc::Sender<Job>>, thread: Option<std::thread::JoinHandle<()>>, path: PathBuf },
 }
@@ -348,6 +351,13 @@ impl Storage {
                 m.write(std::mem::take(&mut batch));
                 Ok(batch)
             }
+            #[cfg(test)]
+            Storage::FailWrites => Err(StorageError {
+                path: PathBuf::from("injected"),
+                problem: StorageProblem::WriteFailed(Arc::new(redb::Error::Io(std::io::Error::other(
+                    "injected failure",
+                )))),
+            }),
             Storage::Disk { jobs, path, .. } => {
                 let gone = || StorageError { path: path.clone(), problem: StorageProblem::ThreadGone };
                 let (tx, rx) = oneshot::channel();

@@ -229,6 +229,9 @@ impl FrameReader {
 
     /// The next frame; `Ok(None)` at a clean end of stream.
     async fn next(&mut self) -> Result<Option<Frame>, ConnectionError> {
+        // Bound: every read adds at least one byte and a frame is refused as
+        // soon as its prefix announces more than the limit, so this loop
+        // reads at most one frame's worth before it returns.
         loop {
             if let Some((frame, used)) =
                 wire::split_frame(&self.buf[self.start..], self.limit).map_err(ConnectionError::Frame)?
@@ -415,6 +418,10 @@ impl Writer {
             let Some(first) = first else { return Ok(()) };
             buf.clear();
             self.encode(first, &mut buf);
+            // Let the tasks that are ready run first: under load they add
+            // messages to the queue, and one write carries them all (a
+            // loopback send costs more than the whole step that made it).
+            tokio::task::yield_now().await;
             // Bound: see MESSAGES_PER_WRITE_MAX and WRITE_BYTES_MAX.
             for _ in 1..MESSAGES_PER_WRITE_MAX {
                 if buf.len() >= WRITE_BYTES_MAX {

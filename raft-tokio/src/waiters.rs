@@ -79,6 +79,11 @@ impl Waiters {
         }
     }
 
+    /// Proposals whose fate is not known yet.
+    pub fn in_flight(&self) -> usize {
+        self.unanswered.len() + self.accepted.len() + self.parked.len()
+    }
+
     /// Proposals waiting to be stepped.
     pub fn batch_len(&self) -> usize {
         self.batch.len()

@@ -21,6 +21,11 @@ async fn one_leader_and_every_nodes_proposals_in_one_order() {
     assert!(terms.iter().all(|&t| t == terms[0]), "all in the leader's term: {terms:?}");
     let leaders = cluster.nodes.iter().flatten().filter(|n| n.leader().role == RoleKind::Leader).count();
     assert_eq!(leaders, 1);
+    // A follower can name the leader's address (to redirect a client).
+    let follower = cluster.node((leader + 1) % 3);
+    let leader_id = follower.leader().leader.unwrap();
+    let addr = follower.members().iter().find(|(id, _)| *id == leader_id).map(|(_, a)| a.clone());
+    assert_eq!(addr, Some(cluster.node(leader).local_addr().to_string()));
 
     // Proposals from every node at once, so followers forward theirs.
     let (a, b, c) = tokio::join!(
@@ -140,4 +145,20 @@ async fn after_shutdown_proposals_fail_and_the_receiver_ends() {
     assert_eq!(node.propose(b"two".to_vec()).await, Err(raft_tokio::ProposeError::Stopped));
     assert_eq!(node.proposer().send(b"three".to_vec()), Err(raft_tokio::ProposeError::Stopped));
     assert!(entries.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn a_bad_configuration_is_refused_at_start() {
+    use raft_tokio::{ConfigurationError, Raft, RaftConfig, RaftParams, StartError};
+    let peers = vec!["127.0.0.1:1".to_string(), "127.0.0.1:2".to_string()];
+    let not_listed = RaftConfig::new(peers.clone(), "127.0.0.1:3".into(), RaftParams::default(), None);
+    match Raft::start(not_listed).await {
+        Err(StartError::Config(ConfigurationError::SelfNotListed { addr })) => assert_eq!(addr, "127.0.0.1:3"),
+        other => panic!("expected SelfNotListed, got {:?}", other.err()),
+    }
+    let slow_heartbeat =
+        RaftParams { heartbeat_interval: std::time::Duration::from_millis(100), ..RaftParams::default() };
+    let config = RaftConfig::new(peers.clone(), peers[0].clone(), slow_heartbeat, None);
+    let err = Raft::start(config).await.err().expect("refused");
+    assert!(err.to_string().contains("at most half"), "{err}");
 }
