@@ -3,6 +3,7 @@
 
 use crate::config::{ConfigurationError, RaftConfig, FRAME_OVERHEAD_BYTES};
 use crate::driver::{Driver, Published, Timers};
+use crate::reads::{ReadError, ReadRequest, ReadWaiters};
 use crate::storage::{Storage, StorageCounters, StorageError, StoreIdentity};
 use crate::transport::{Transport, TransportConfig, TransportCounters};
 use crate::waiters::{ProposeRequest, Waiters};
@@ -234,6 +235,7 @@ pub struct RaftHandle {
     local_addr: SocketAddr,
     members: Arc<[(NodeId, String)]>,
     proposals: ProposalSender,
+    reads: mpsc::Sender<ReadRequest>,
     status: watch::Receiver<Status>,
     leader: watch::Receiver<LeaderInfo>,
     counters: Arc<TransportCounters>,
@@ -262,6 +264,20 @@ impl RaftHandle {
     /// Proposes and waits until committed; see [`ProposalSender::propose`].
     pub async fn propose(&self, data: Vec<u8>) -> Result<LogIndex, ProposeError> {
         self.proposals.propose(data).await
+    }
+
+    /// Waits until a linearizable read may be served, and returns the
+    /// *barrier*: once the application has applied every entry the
+    /// [`EntryReceiver`] gave it up to this index, reading its own state
+    /// reflects every write committed before this call (ReadIndex, Raft
+    /// thesis §6.4: the leader confirms with a majority that it still leads,
+    /// without writing to the log). Works on any node; a follower asks the
+    /// leader. Refused reads are asked again up to
+    /// `RaftParams::proposal_retries_max` times (paced, 100 ms apart).
+    pub async fn read_barrier(&self) -> Result<LogIndex, ReadError> {
+        let (reply, answer) = oneshot::channel();
+        self.reads.send(ReadRequest { reply }).await.map_err(|_| ReadError::Stopped)?;
+        answer.await.unwrap_or(Err(ReadError::Stopped))
     }
 
     /// A sender for proposals.
@@ -442,6 +458,8 @@ fn start_with(
     };
     let transport = Transport::start(transport_config, listener, inbox_tx, counters.clone());
     let (request_tx, requests) = mpsc::channel(PROPOSAL_QUEUE_MAX);
+    let (read_tx, read_requests) = mpsc::channel(PROPOSAL_QUEUE_MAX);
+    let read_waiters = ReadWaiters::new(p.proposal_retries_max, p.proposal_timeout);
     let (delivery_tx, deliveries) = mpsc::channel(p.delivery_queue_max);
     let status = node.status();
     let leader = LeaderInfo { leader: status.leader, term: status.term, role: status.role };
@@ -461,6 +479,7 @@ fn start_with(
         waiters,
         inbox,
         requests,
+        (read_requests, read_waiters),
         delivery_tx,
         Published { status: status_tx, leader: leader_tx },
         shutdown.subscribe(),
@@ -477,6 +496,7 @@ fn start_with(
         local_addr,
         members: config.members.clone().into(),
         proposals: ProposalSender { tx: request_tx },
+        reads: read_tx,
         status: status_rx,
         leader: leader_rx,
         counters,

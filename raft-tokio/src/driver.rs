@@ -9,10 +9,11 @@
 //! rule (see its crate documentation). There is no Raft rule here.
 
 use crate::api::{LeaderInfo, NodeError};
+use crate::reads::{ReadRequest, ReadWaiters};
 use crate::storage::{Storage, StorageCounters};
 use crate::transport::{Inbound, Transport};
 use crate::waiters::{ProposeRequest, Waiters};
-use raft_core::{Committed, Input, Node, Output, Persist, Status, Timer};
+use raft_core::{Committed, Input, LogIndex, Node, Output, Persist, Status, Timer};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
@@ -37,6 +38,11 @@ const PROPOSAL_OVERHEAD_BYTES: usize = 16;
 /// queue instead of the node holding their data without end (a leader
 /// without a quorum accepts proposals it cannot commit).
 const PROPOSALS_IN_FLIGHT_MAX: usize = 64 * 1024;
+/// Most reads held at once; past it callers wait in the bounded queue.
+const READS_IN_FLIGHT_MAX: usize = 64 * 1024;
+/// Most reads taken from the queue per batch (they become one `Input::Read`,
+/// which shares one leadership check).
+const READS_PER_BATCH_MAX: usize = 4096;
 /// How often proposals that waited too long are answered with a timeout.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -98,6 +104,11 @@ pub(crate) struct Driver {
     waiters: Waiters,
     inbox: mpsc::Receiver<Inbound>,
     requests: mpsc::Receiver<ProposeRequest>,
+    read_requests: mpsc::Receiver<ReadRequest>,
+    reads: ReadWaiters,
+    /// The index of the last command handed to the entry receiver: the
+    /// barrier a confirmed read is answered with.
+    last_delivered: LogIndex,
     deliveries: Option<mpsc::Sender<Vec<Committed>>>,
     published: Published,
     shutdown: watch::Receiver<bool>,
@@ -121,6 +132,7 @@ impl Driver {
         waiters: Waiters,
         inbox: mpsc::Receiver<Inbound>,
         requests: mpsc::Receiver<ProposeRequest>,
+        reads: (mpsc::Receiver<ReadRequest>, ReadWaiters),
         deliveries: mpsc::Sender<Vec<Committed>>,
         published: Published,
         shutdown: watch::Receiver<bool>,
@@ -134,6 +146,9 @@ impl Driver {
             waiters,
             inbox,
             requests,
+            read_requests: reads.0,
+            reads: reads.1,
+            last_delivered: LogIndex(0),
             deliveries: Some(deliveries),
             published,
             shutdown,
@@ -163,7 +178,7 @@ impl Driver {
         let sleep = tokio::time::sleep_until(self.timers.next_deadline());
         tokio::pin!(sleep);
         loop {
-            if self.outputs.is_empty() && self.waiters.batch_len() == 0 {
+            if self.outputs.is_empty() && self.waiters.batch_len() == 0 && !self.reads.has_batch() {
                 sleep.as_mut().reset(self.timers.next_deadline());
                 tokio::select! {
                     biased;
@@ -172,6 +187,9 @@ impl Driver {
                     Some(inbound) = self.inbox.recv() => self.on_inbound(inbound),
                     Some(request) = self.requests.recv(), if self.waiters.in_flight() < PROPOSALS_IN_FLIGHT_MAX => {
                         self.add_proposal(request, Instant::now())
+                    }
+                    Some(request) = self.read_requests.recv(), if self.reads.len() < READS_IN_FLIGHT_MAX => {
+                        self.reads.add(request, Instant::now())
                     }
                 }
                 // Let the tasks that are ready run first: under load they
@@ -201,6 +219,7 @@ impl Driver {
         }
         if self.timers.sweep <= now {
             self.waiters.expire(now);
+            self.reads.sweep(now);
             self.timers.sweep = now + SWEEP_INTERVAL;
         }
     }
@@ -233,6 +252,16 @@ impl Driver {
             self.node.step(Input::Propose(batch), &mut self.outputs);
         }
         self.proposal_bytes = 0;
+        for _ in 0..READS_PER_BATCH_MAX {
+            if self.reads.len() >= READS_IN_FLIGHT_MAX {
+                break;
+            }
+            let Ok(request) = self.read_requests.try_recv() else { break };
+            self.reads.add(request, now);
+        }
+        if let Some(ids) = self.reads.take_batch() {
+            self.node.step(Input::Read(ids), &mut self.outputs);
+        }
     }
 
     /// Executes the batch's outputs: every persist first, in one write and
@@ -267,6 +296,9 @@ impl Driver {
             Output::CancelTimer(timer) => *self.timers.slot(timer) = None,
             Output::Deliver(committed) => {
                 self.waiters.on_delivered(&committed);
+                if let Some(last) = committed.last() {
+                    self.last_delivered = last.index;
+                }
                 // A reader that is behind makes the node wait (bounded
                 // queue); a reader that is gone no longer gets entries.
                 // A shutdown while waiting ends the wait (the node stops).
@@ -284,6 +316,8 @@ impl Driver {
             Output::LeaderChanged { leader, term } => {
                 debug!(node = %self.node.config().id(), ?leader, %term, "leader changed");
             }
+            Output::ReadReady { id, .. } => self.reads.on_ready(id, self.last_delivered),
+            Output::ReadRejected { id, reason } => self.reads.on_rejected(id, reason),
             Output::Dropped(reason) => debug!(node = %self.node.config().id(), ?reason, "input dropped"),
         }
     }

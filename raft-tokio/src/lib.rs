@@ -92,6 +92,7 @@
 mod api;
 mod config;
 mod driver;
+mod reads;
 pub mod record;
 mod storage;
 mod transport;
@@ -104,4 +105,5 @@ pub use api::{
 };
 pub use config::{ConfigurationError, RaftConfig, RaftParams, FRAME_OVERHEAD_BYTES};
 pub use raft_core::{Committed, DropCounters, LogIndex, NodeId, RoleKind, Term};
+pub use reads::ReadError;
 pub use storage::{StorageError, StorageProblem, StoreIdentity, STORE_FILE};

@@ -128,8 +128,9 @@ pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use raft_core::{
-        AppendEntries, AppendEntriesResponse, AppendResult, Entry, Forward, ForwardResponse, LogIndex, Payload,
-        ProposalId, RequestVote, RequestVoteResponse, Term,
+        AppendEntries, AppendEntriesResponse, AppendResult, Entry, Forward, ForwardResponse, LeadershipCheck,
+        LeadershipCheckResponse, LogIndex, Payload, ProposalId, ReadId, ReadIndexRequest, ReadIndexResponse,
+        RequestVote, RequestVoteResponse, Term,
     };
 
     const LIMIT: usize = 1 << 16;
@@ -193,6 +194,20 @@ pub(crate) mod tests {
             )
                 .prop_map(|(term, leader_hint, results)| {
                     Message::ForwardResponse(ForwardResponse { term, leader_hint, results })
+                }),
+            (term(), any::<u64>()).prop_map(|(term, round)| Message::LeadershipCheck(LeadershipCheck { term, round })),
+            (term(), any::<u64>()).prop_map(|(term, round)| {
+                Message::LeadershipCheckResponse(LeadershipCheckResponse { term, round })
+            }),
+            (term(), proptest::collection::vec(any::<u64>().prop_map(ReadId), 0..8))
+                .prop_map(|(term, ids)| Message::ReadIndexRequest(ReadIndexRequest { term, ids })),
+            (
+                term(),
+                proptest::option::of(any::<u64>().prop_map(NodeId)),
+                proptest::collection::vec((any::<u64>().prop_map(ReadId), proptest::option::of(index())), 0..8)
+            )
+                .prop_map(|(term, leader_hint, results)| {
+                    Message::ReadIndexResponse(ReadIndexResponse { term, leader_hint, results })
                 }),
         ]
     }
