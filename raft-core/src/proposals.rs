@@ -7,12 +7,15 @@ use crate::message::{Forward, ForwardResponse, Message};
 use crate::state::State;
 use crate::types::{Entry, LogIndex, NodeId, ProposalId, Term};
 
+/// Bytes a forwarded proposal counts beyond its data (its id and length).
+const FORWARD_OVERHEAD_BYTES: usize = 16;
+
 impl State {
     /// Handles proposals made at this node.
     pub(crate) fn propose(&mut self, config: &Config, proposals: Vec<Proposal>, out: &mut Vec<Output>) {
         let mut fitting = Vec::with_capacity(proposals.len());
         for p in proposals {
-            if p.data.len() + 16 > config.message_bytes_max() {
+            if p.data.len() + FORWARD_OVERHEAD_BYTES > config.message_bytes_max() {
                 out.push(Output::ProposalRejected { id: p.id, reason: Rejection::TooLarge });
             } else {
                 fitting.push(p);
@@ -64,10 +67,27 @@ impl State {
         placed
     }
 
-    pub(crate) fn forward(&mut self, leader: NodeId, proposals: Vec<Proposal>, out: &mut Vec<Output>) {
-        let proposals = proposals.into_iter().map(|p| (p.id, p.data)).collect();
-        let message = Message::Forward(Forward { term: self.hard.term, proposals });
-        out.push(Output::Send { to: leader, message });
+    /// Sends proposals to the leader, in as many `Forward` messages as
+    /// `message_bytes_max` needs (each proposal fits one: larger ones were
+    /// refused when proposed).
+    pub(crate) fn forward(&mut self, config: &Config, leader: NodeId, proposals: Vec<Proposal>, out: &mut Vec<Output>) {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for p in proposals {
+            let size = p.data.len() + FORWARD_OVERHEAD_BYTES;
+            if !batch.is_empty() && bytes + size > config.message_bytes_max() {
+                let message =
+                    Message::Forward(Forward { term: self.hard.term, proposals: core::mem::take(&mut batch) });
+                out.push(Output::Send { to: leader, message });
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push((p.id, p.data));
+        }
+        if !batch.is_empty() {
+            let message = Message::Forward(Forward { term: self.hard.term, proposals: batch });
+            out.push(Output::Send { to: leader, message });
+        }
     }
 
     /// A peer forwarded proposals: the leader appends them and answers with

@@ -269,6 +269,10 @@ impl State {
         for (to, results) in remote {
             let response = ReadIndexResponse { term: self.hard.term, leader_hint: Some(me), results };
             out.push(Output::Send { to, message: Message::ReadIndexResponse(response) });
+            // The follower serves the read once it has delivered up to the
+            // index: tell it the commit index now rather than at the next
+            // heartbeat.
+            self.send_append(config, to, true, out);
         }
         self.release_applied_reads(out);
         // Reads waiting for a round not yet sent: send it, unless one is in

@@ -6,6 +6,12 @@ use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, Message
 use crate::state::{Mode, Progress, Role, State};
 use crate::types::{LogIndex, NodeId};
 
+/// Most AppendEntries sent to one follower when new entries are appended.
+/// With the in-flight bound this caps what one step sends; acknowledgements
+/// then send one message each (so duplicated acknowledgements cannot
+/// multiply the traffic).
+const APPENDS_PER_TRIGGER_MAX: usize = 64;
+
 impl State {
     /// Leader, on its heartbeat timer: one append to every follower, empty
     /// when the follower is up to date, so that followers keep their
@@ -20,11 +26,29 @@ impl State {
         self.resend_unconfirmed_round(config, out);
     }
 
-    /// Leader: sends new entries to every follower that can take them now.
+    /// Leader, after appending new entries: sends them to every follower
+    /// that can take them now. A follower known to match gets all of them
+    /// at once, one message per `entries_per_append_max` entries (up to the
+    /// in-flight bound), rather than one message per acknowledgement.
     pub(crate) fn broadcast_append(&mut self, config: &Config, out: &mut Vec<Output>) {
         for peer in config.peers() {
             self.send_append(config, peer, false, out);
+            for _ in 1..APPENDS_PER_TRIGGER_MAX {
+                if !self.has_streamable_backlog(config, peer) {
+                    break;
+                }
+                self.send_append(config, peer, false, out);
+            }
         }
+    }
+
+    fn has_streamable_backlog(&self, config: &Config, peer: NodeId) -> bool {
+        let Role::Leader { progress } = &self.role else { return false };
+        progress.get(&peer).is_some_and(|p| {
+            p.mode == Mode::Replicate
+                && p.next_index <= self.log.last_index()
+                && p.next_index.0 - p.match_index.0 - 1 < config.inflight_entries_max()
+        })
     }
 
     /// Leader: builds and sends one AppendEntries to `peer` from its
@@ -47,7 +71,11 @@ impl State {
         }
         let prev_log_index = p.next_index.prev();
         let prev_log_term = self.log.term_at(prev_log_index).expect("next_index within the leader's log");
-        let entries = if may_carry_entries { take_entries(config, &self.log, p.next_index, last) } else { Vec::new() };
+        // Never more in flight than the bound allows.
+        let in_flight = p.next_index.0 - p.match_index.0 - 1;
+        let room = config.inflight_entries_max().saturating_sub(in_flight).max(1);
+        let until = LogIndex(last.0.min(p.next_index.0.saturating_add(room) - 1));
+        let entries = if may_carry_entries { take_entries(config, &self.log, p.next_index, until) } else { Vec::new() };
         match p.mode {
             Mode::Probe { .. } => p.mode = Mode::Probe { sent: true },
             Mode::Replicate => p.next_index = LogIndex(p.next_index.0 + entries.len() as u64),

@@ -187,7 +187,7 @@ impl State {
         if let Some(leader) = self.leader.filter(|&l| l != config.id()) {
             if !self.pending.is_empty() {
                 let pending = core::mem::take(&mut self.pending);
-                self.forward(leader, pending, out);
+                self.forward(config, leader, pending, out);
             }
         }
         #[cfg(debug_assertions)]

@@ -163,3 +163,43 @@ fn s8_oversized_proposals_are_refused() {
     assert_eq!(outputs, vec![rejected(3, Rejection::TooLarge)]);
     assert!(f.pending().is_empty());
 }
+
+/// A follower's forwarded proposals travel in as many `Forward` messages as
+/// `message_bytes_max` needs, so each fits a transport frame.
+#[test]
+fn forwarded_proposals_are_split_to_fit_message_bytes_max() {
+    let c = config(2, 3).with_message_bytes_max(100).unwrap();
+    let mut s = follower(&c, 1, None, &[1], 0);
+    step(&c, &mut s, receive(1, append(1, 1, 1, vec![], 0)));
+    // Each proposal counts 30 bytes plus 16 of overhead: two fit in 100.
+    let out = step(&c, &mut s, Input::Propose((1..=3).map(|i| proposal(i, &[b'x'; 30])).collect()));
+    let forwards: Vec<usize> = sends(&out)
+        .into_iter()
+        .map(|(to, m)| match m {
+            Message::Forward(f) if to == id(1) => f.proposals.len(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(forwards, vec![2, 1]);
+}
+
+/// New entries reach a follower known to match in one step, split by
+/// `entries_per_append_max`, not one message per acknowledgement.
+#[test]
+fn new_entries_stream_to_a_matching_follower_in_one_step() {
+    let c = config(1, 3).with_entries_per_append_max(2).unwrap();
+    let (mut s, _) = leader(&c, 2, &[1], 0);
+    step(&c, &mut s, receive(2, append_ok(2, 2)));
+    let out = step(&c, &mut s, Input::Propose((1..=5).map(|i| proposal(i, b"v")).collect()));
+    let to_2: Vec<(u64, usize)> = sends(&out)
+        .into_iter()
+        .filter(|(to, _)| *to == id(2))
+        .map(|(_, m)| match m {
+            Message::AppendEntries(a) => (a.prev_log_index.0, a.entries.len()),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(to_2, vec![(2, 2), (4, 2), (6, 1)]);
+    // Node 3 has not answered the first append (probe): nothing more to it.
+    assert!(sends(&out).iter().all(|(to, _)| *to != id(3)), "{out:?}");
+}
