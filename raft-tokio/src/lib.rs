@@ -92,6 +92,8 @@
 mod api;
 mod config;
 mod driver;
+#[cfg(feature = "kv")]
+pub mod kv;
 mod reads;
 pub mod record;
 mod storage;

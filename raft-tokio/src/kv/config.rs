@@ -83,12 +83,18 @@ impl ClusterFile {
             line: e.span().map(|s| line_of(text, s.start)),
             reason: e.message().trim().to_string(),
         })?;
-        let at = |span: std::ops::Range<usize>, reason: String| ConfigFileError { line: Some(line_of(text, span.start)), reason };
+        let at = |span: std::ops::Range<usize>, reason: String| ConfigFileError {
+            line: Some(line_of(text, span.start)),
+            reason,
+        };
         if raw.cluster_id.get_ref().trim().is_empty() {
             return Err(at(raw.cluster_id.span(), "cluster_id must not be empty".into()));
         }
         if raw.node.is_empty() {
-            return Err(ConfigFileError { line: None, reason: "no [[node]] table: a cluster needs at least one node".into() });
+            return Err(ConfigFileError {
+                line: None,
+                reason: "no [[node]] table: a cluster needs at least one node".into(),
+            });
         }
         let mut nodes: Vec<NodeEntry> = Vec::new();
         for table in &raw.node {

@@ -15,13 +15,20 @@ pub const VALUE_BYTES_MAX: usize = 64 * 1024;
 /// again.
 pub const SESSIONS_MAX: usize = 100_000;
 
+/// The client id of a request made outside any session: applied as it
+/// comes, never deduplicated (so never retried by the server either).
+pub const NO_SESSION: u64 = 0;
+
 /// The format version of encoded commands; the first byte of each entry.
 const COMMAND_VERSION: u8 = 1;
 
 /// A write, as carried in a log entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
-    /// The client's id (random, chosen by the client).
+    /// The client's session id (random, chosen by the client), or
+    /// [`NO_SESSION`]. A session issues one request at a time: a request
+    /// with a sequence number at or below the session's last applied one is
+    /// a retry and is not applied again.
     pub client: u64,
     /// The client's request number; a retry reuses it.
     pub seq: u64,
@@ -144,6 +151,9 @@ impl KvMachine {
         assert!(index > self.applied, "entries applied out of order: {index} after {}", self.applied);
         self.applied = index;
         let command = Command::decode(data)?;
+        if command.client == NO_SESSION {
+            return Ok((command.client, command.seq, self.execute(command.op)));
+        }
         if let Some((seq, outcome, _)) = self.sessions.get(&command.client) {
             if command.seq <= *seq {
                 let outcome = if command.seq == *seq { outcome.clone() } else { Outcome::Written };
@@ -233,9 +243,19 @@ mod tests {
     }
 
     #[test]
+    fn requests_outside_a_session_are_never_deduplicated() {
+        let mut m = KvMachine::new();
+        // Concurrent requests without a session may commit in any order.
+        m.apply(1, &put(NO_SESSION, 6, "a", "6")).unwrap();
+        m.apply(2, &put(NO_SESSION, 5, "a", "5")).unwrap();
+        assert_eq!(m.get(b"a"), Some(&b"5".to_vec()));
+    }
+
+    #[test]
     fn a_retried_cas_returns_its_first_outcome() {
         let mut m = KvMachine::new();
-        let cas = Command { client: 3, seq: 9, op: Op::Cas { key: b"k".to_vec(), expected: None, new: Some(b"x".to_vec()) } };
+        let cas =
+            Command { client: 3, seq: 9, op: Op::Cas { key: b"k".to_vec(), expected: None, new: Some(b"x".to_vec()) } };
         assert_eq!(m.apply(1, &cas.encode()).unwrap().2, Outcome::Swapped);
         // Applied again (a retry that also committed), it must still say it
         // swapped, not "not swapped: x".

@@ -87,8 +87,8 @@ pub enum Verdict {
     NotLinearizable {
         /// The key.
         key: Vec<u8>,
-        /// Indexes (into the key's operations) of the operations pending
-        /// at the point of failure.
+        /// Indexes (into the key's operations, in history order) of the
+        /// first few operations pending at the point of failure.
         stuck_at: Vec<usize>,
     },
 }
@@ -198,6 +198,8 @@ fn check_key(ops: &[&Operation]) -> Result<(), Vec<usize>> {
                     }
                     i = events[i].next;
                 }
+                // The first few are enough to start a diagnosis.
+                pending.truncate(8);
                 return Err(pending);
             };
             let op = events[call].op;
@@ -289,10 +291,7 @@ mod tests {
     #[test]
     fn a_lost_acknowledged_write_is_caught() {
         // Acknowledged, then a later read does not see it.
-        let h = vec![
-            op(Call::Put(v("a")), Answer::Written, 0, 1),
-            op(Call::Get, Answer::Read(None), 2, 3),
-        ];
+        let h = vec![op(Call::Put(v("a")), Answer::Written, 0, 1), op(Call::Get, Answer::Read(None), 2, 3)];
         assert!(matches!(check(&h), Verdict::NotLinearizable { .. }));
     }
 

@@ -1,0 +1,220 @@
+//! raft-kv: a replicated key-value store on raft-tokio.
+//!
+//! ```text
+//! raft-kv local [--nodes 3]                      a whole cluster on loopback, in one process
+//! raft-kv serve --id 1 --config cluster.toml     one node of a cluster file
+//! raft-kv put KEY VALUE | get KEY | delete KEY | cas KEY ... | status   [--endpoint URL]
+//! ```
+//!
+//! Logs go to stderr (`RUST_LOG` sets the level; default `info`).
+
+use clap::{Parser, Subcommand};
+use raft_tokio::kv::config::{ClusterFile, NodeEntry};
+use raft_tokio::kv::http::{percent_encode, request, Response};
+use raft_tokio::kv::KvNode;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "raft-kv", about = "A replicated key-value store on raft-core and raft-tokio")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs one node of the cluster described by a TOML cluster file.
+    Serve {
+        /// This node's id in the cluster file.
+        #[arg(long)]
+        id: u64,
+        /// The cluster file (TOML: cluster_id, and one [[node]] table per node
+        /// with id, raft and http addresses).
+        #[arg(long)]
+        config: PathBuf,
+        /// Where the node keeps its Raft state (default: data/node-<id>).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Runs a whole cluster on 127.0.0.1 in this process, in memory, and
+    /// prints its endpoints. For trying raft-kv out; Ctrl-C stops it.
+    Local {
+        /// How many nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+    },
+    /// Reads a key (linearizable; --local reads this node's copy, maybe stale).
+    Get {
+        /// The key.
+        key: String,
+        /// Read the endpoint's own state without confirming with the leader.
+        #[arg(long)]
+        local: bool,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Sets a key.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Removes a key.
+    Delete {
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Sets a key to --new (or deletes it with --delete) only if it holds
+    /// --expected (or is absent, with --expect-absent).
+    Cas {
+        /// The key.
+        key: String,
+        /// The value the key must hold.
+        #[arg(long, conflicts_with = "expect_absent", required_unless_present = "expect_absent")]
+        expected: Option<String>,
+        /// Require the key to be absent.
+        #[arg(long)]
+        expect_absent: bool,
+        /// The value to set.
+        #[arg(long, conflicts_with = "delete", required_unless_present = "delete")]
+        new: Option<String>,
+        /// Delete the key instead of setting it.
+        #[arg(long)]
+        delete: bool,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Prints a node's status (JSON).
+    Status {
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+}
+
+#[derive(clap::Args)]
+struct Endpoint {
+    /// The node to ask, e.g. http://127.0.0.1:8001 (any node answers).
+    #[arg(long, default_value = "http://127.0.0.1:8001", value_parser = parse_endpoint)]
+    endpoint: SocketAddr,
+}
+
+fn parse_endpoint(s: &str) -> Result<SocketAddr, String> {
+    let hostport = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
+    hostport.parse().map_err(|_| format!("{s:?} is not an endpoint like http://127.0.0.1:8001"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+    let result = match cli.command {
+        Command::Serve { id, config, data_dir } => serve(id, config, data_dir).await,
+        Command::Local { nodes } => local(nodes).await,
+        Command::Get { key, local, endpoint } => {
+            let query = if local { "?consistency=local" } else { "" };
+            client(endpoint.endpoint, "GET", &format!("/kv/{}{query}", percent_encode(key.as_bytes())), Vec::new())
+                .await
+        }
+        Command::Put { key, value, endpoint } => {
+            client(endpoint.endpoint, "PUT", &format!("/kv/{}", percent_encode(key.as_bytes())), value.into_bytes())
+                .await
+        }
+        Command::Delete { key, endpoint } => {
+            client(endpoint.endpoint, "DELETE", &format!("/kv/{}", percent_encode(key.as_bytes())), Vec::new()).await
+        }
+        Command::Cas { key, expected, expect_absent: _, new, delete: _, endpoint } => {
+            let body = serde_json::json!({ "expected": expected, "new": new }).to_string().into_bytes();
+            client(endpoint.endpoint, "POST", &format!("/kv/{}/cas", percent_encode(key.as_bytes())), body).await
+        }
+        Command::Status { endpoint } => client(endpoint.endpoint, "GET", "/status", Vec::new()).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("raft-kv: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(id: u64, config: PathBuf, data_dir: Option<PathBuf>) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(&config).map_err(|e| format!("cannot read {}: {e}", config.display()))?;
+    let cluster = ClusterFile::parse(&text, Some(id)).map_err(|e| format!("{}: {e}", config.display()))?;
+    let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(format!("data/node-{id}")));
+    let node = KvNode::start(&cluster, id, Some(data_dir), None).await.map_err(|e| e.to_string())?;
+    eprintln!("raft-kv: node {id} serving HTTP on http://{}", node.http_addr);
+    wait_for_stop(&node).await
+}
+
+async fn local(nodes: u64) -> Result<ExitCode, String> {
+    if nodes == 0 {
+        return Err("--nodes must be at least 1".into());
+    }
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot bind 127.0.0.1: {e}"));
+    let mut listeners = Vec::new();
+    let mut entries = Vec::new();
+    for id in 1..=nodes {
+        let (raft, http) = (bind()?, bind()?);
+        let addr = |l: &std::net::TcpListener| l.local_addr().map_err(|e| e.to_string());
+        entries.push(NodeEntry { id, raft: addr(&raft)?, http: addr(&http)? });
+        listeners.push((raft, http));
+    }
+    let cluster = ClusterFile { cluster_id: "local".into(), nodes: entries };
+    let mut running = Vec::new();
+    for (i, pair) in listeners.into_iter().enumerate() {
+        let node = KvNode::start(&cluster, i as u64 + 1, None, Some(pair)).await.map_err(|e| e.to_string())?;
+        running.push(node);
+    }
+    println!("raft-kv local: {nodes} nodes in memory; any node answers:");
+    for n in &running {
+        println!("  node {}: http://{}", n.raft().id().0, n.http_addr);
+    }
+    let first = running[0].http_addr;
+    println!("try:\n  curl -X PUT --data-binary 'hello' http://{first}/kv/greeting\n  curl http://{first}/kv/greeting");
+    println!("Ctrl-C stops the cluster.");
+    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+    for n in running {
+        n.shutdown().await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_stop(node: &KvNode) -> Result<ExitCode, String> {
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            node.raft().shutdown().await.map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        stopped = node.raft().stopped() => match stopped {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => Err(format!("node stopped: {e}")),
+        },
+    }
+}
+
+/// Sends one request; prints the body (and the status on failure). Exit
+/// status 0 for 2xx, 1 otherwise.
+async fn client(addr: SocketAddr, method: &str, path: &str, body: Vec<u8>) -> Result<ExitCode, String> {
+    let response: Response =
+        request(addr, method, path, &[], &body, Duration::from_secs(15)).await.map_err(|e| format!("{addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&response.body);
+    if (200..300).contains(&response.status) {
+        if !text.is_empty() {
+            println!("{text}");
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} {text}", response.status);
+        Ok(ExitCode::from(1))
+    }
+}

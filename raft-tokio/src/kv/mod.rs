@@ -1,0 +1,100 @@
+//! raft-kv: a replicated key-value server on raft-tokio (the `kv` feature).
+//!
+//! - [`machine`]: the state machine replicated through the log;
+//! - [`server`]: the HTTP API every node serves;
+//! - [`config`]: the cluster file of `raft-kv serve`;
+//! - [`http`]: the small HTTP client used for forwarding and by the CLI.
+
+pub mod config;
+pub mod http;
+pub mod machine;
+pub mod server;
+
+use crate::{Raft, RaftConfig, RaftHandle, RaftParams, StartError};
+use config::ClusterFile;
+use raft_core::NodeId;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A stable 64-bit hash (FNV-1a) of the cluster file's `cluster_id`, for
+/// raft-tokio's handshake.
+pub fn cluster_hash(cluster_id: &str) -> u64 {
+    cluster_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// A running raft-kv node: the Raft node and its HTTP server.
+pub struct KvNode {
+    /// The HTTP side.
+    pub server: Arc<KvServer>,
+    /// Where it serves HTTP.
+    pub http_addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub use server::KvServer;
+
+/// Why a raft-kv node could not start.
+#[derive(Debug)]
+pub enum KvStartError {
+    /// The Raft node could not start.
+    Raft(StartError),
+    /// The HTTP address cannot be bound.
+    Http(std::net::SocketAddr, std::io::Error),
+}
+
+impl std::fmt::Display for KvStartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KvStartError::Raft(e) => write!(f, "{e}"),
+            KvStartError::Http(addr, e) => write!(f, "cannot serve HTTP on {addr}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for KvStartError {}
+
+impl KvNode {
+    /// Starts node `id` of `cluster`, keeping its Raft state in `data_dir`
+    /// (`None`: in memory). `listeners` may hand over already-bound Raft and
+    /// HTTP sockets (used by `raft-kv local` and tests).
+    pub async fn start(
+        cluster: &ClusterFile,
+        id: u64,
+        data_dir: Option<PathBuf>,
+        listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
+    ) -> Result<KvNode, KvStartError> {
+        let me = cluster.node(id).expect("the id was checked against the cluster file");
+        let members: Vec<(NodeId, String)> = cluster.nodes.iter().map(|n| (NodeId(n.id), n.raft.to_string())).collect();
+        let params = RaftParams { cluster_id: Some(cluster_hash(&cluster.cluster_id)), ..RaftParams::default() };
+        let mut config = RaftConfig::with_ids(members, NodeId(id), params, data_dir);
+        let http_listener = match listeners {
+            Some((raft, http)) => {
+                config = config.with_listener(raft);
+                http
+            }
+            None => std::net::TcpListener::bind(me.http).map_err(|e| KvStartError::Http(me.http, e))?,
+        };
+        http_listener.set_nonblocking(true).map_err(|e| KvStartError::Http(me.http, e))?;
+        let http_addr = http_listener.local_addr().map_err(|e| KvStartError::Http(me.http, e))?;
+        let listener = tokio::net::TcpListener::from_std(http_listener).map_err(|e| KvStartError::Http(me.http, e))?;
+        let (raft, entries) = Raft::start(config).await.map_err(KvStartError::Raft)?;
+        let http: BTreeMap<NodeId, std::net::SocketAddr> =
+            cluster.nodes.iter().map(|n| (NodeId(n.id), n.http)).collect();
+        let server = KvServer::start(raft, entries, http);
+        let router = server.router();
+        let task = tokio::spawn(async move { axum::serve(listener, router).await });
+        Ok(KvNode { server, http_addr, task })
+    }
+
+    /// The Raft handle.
+    pub fn raft(&self) -> &RaftHandle {
+        self.server.raft()
+    }
+
+    /// Stops serving HTTP and shuts the Raft node down.
+    pub async fn shutdown(self) {
+        self.task.abort();
+        let _ = self.server.raft().shutdown().await;
+    }
+}

@@ -1,0 +1,455 @@
+//! The HTTP face of a raft-kv node: every node answers every request.
+//!
+//! Writes go through the log: the leader proposes them; a follower forwards
+//! the request to the leader over HTTP and returns the leader's answer.
+//! Reads are linearizable without the log (ReadIndex, through
+//! [`RaftHandle::read_barrier`]) on any node, or local (`?consistency=local`,
+//! possibly stale). See the README for the API table.
+
+use super::http::{percent_decode, request, HttpError};
+use super::machine::{Command, KvMachine, Op, Outcome, KEY_BYTES_MAX, NO_SESSION, VALUE_BYTES_MAX};
+use crate::{EntryReceiver, ProposeError, RaftHandle, ReadError, RoleKind};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use raft_core::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+use tracing::warn;
+
+/// How long a request waits for its write to apply or its read to be
+/// confirmed before answering 504.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The header a client sets to have retries of one write applied once,
+/// with [`REQUEST_SEQ_HEADER`].
+pub const CLIENT_ID_HEADER: &str = "x-client-id";
+/// See [`CLIENT_ID_HEADER`].
+pub const REQUEST_SEQ_HEADER: &str = "x-request-seq";
+/// Marks a request forwarded by a follower, so it is not forwarded again.
+const FORWARDED_HEADER: &str = "x-raft-kv-forwarded";
+/// Bytes a request body may have (a value, or a small JSON document).
+const BODY_BYTES_MAX: usize = VALUE_BYTES_MAX + 4096;
+
+/// Test-only switch: serve linearizable reads from local state, skipping
+/// ReadIndex. It exists to show that the Jepsen-style test catches the
+/// stale reads this causes; never set it in a deployment.
+pub const UNSAFE_LOCAL_READS_ENV: &str = "RAFT_KV_UNSAFE_LOCAL_READS";
+
+/// A node's HTTP-side state.
+pub struct KvServer {
+    raft: RaftHandle,
+    machine: RwLock<KvMachine>,
+    applied: watch::Sender<u64>,
+    waiting: Waiting,
+    /// Every node's HTTP address, for forwarding and the status page.
+    http: BTreeMap<NodeId, SocketAddr>,
+    /// Requests without a session go under `NO_SESSION` with a fresh number
+    /// (to match the applied entry to its waiting request). The numbers
+    /// start at a random point so that entries proposed by an earlier
+    /// leader's server never wake this server's requests.
+    next_seq: AtomicU64,
+    unsafe_local_reads: bool,
+}
+
+impl KvServer {
+    /// Starts applying the node's committed entries to a fresh state machine
+    /// (the log is replayed from the start after a restart).
+    pub fn start(raft: RaftHandle, mut entries: EntryReceiver, http: BTreeMap<NodeId, SocketAddr>) -> Arc<KvServer> {
+        let start = random_start(raft.id().0);
+        let server = Arc::new(KvServer {
+            raft,
+            machine: RwLock::new(KvMachine::new()),
+            applied: watch::channel(0).0,
+            waiting: Mutex::new(HashMap::new()),
+            http,
+            next_seq: AtomicU64::new(start),
+            unsafe_local_reads: std::env::var_os(UNSAFE_LOCAL_READS_ENV).is_some(),
+        });
+        let applier = server.clone();
+        tokio::spawn(async move {
+            while let Some(entry) = entries.recv_committed().await {
+                applier.apply(entry.index.0, &entry.data);
+            }
+        });
+        server
+    }
+
+    fn apply(&self, index: u64, data: &[u8]) {
+        let result = self.machine.write().expect("not poisoned").apply(index, data);
+        match result {
+            Ok((client, seq, outcome)) => {
+                let waiters = self.waiting.lock().expect("not poisoned").remove(&(client, seq));
+                for w in waiters.into_iter().flatten() {
+                    let _ = w.send(outcome.clone());
+                }
+            }
+            Err(e) => warn!(index, ?e, "skipped an entry that is not a raft-kv command"),
+        }
+        self.applied.send_replace(index);
+    }
+
+    /// The HTTP routes.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/kv/{key}", get(get_key).put(put_key).delete(delete_key))
+            .route("/kv/{key}/cas", post(cas_key))
+            .route("/command", post(command))
+            .route("/status", get(status))
+            .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+            .with_state(self.clone())
+    }
+
+    /// The raft handle.
+    pub fn raft(&self) -> &RaftHandle {
+        &self.raft
+    }
+}
+
+type Shared = State<Arc<KvServer>>;
+
+/// Writes waiting for their entry to apply, by (client, seq).
+type Waiting = Mutex<HashMap<(u64, u64), Vec<oneshot::Sender<Outcome>>>>;
+
+/// A refusal: a status and a message, made into a JSON error response.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            unavailable(&self.1)
+        } else {
+            error(self.0, self.1)
+        }
+    }
+}
+
+/// A starting point for request numbers, different for every process.
+fn random_start(node: u64) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ node.rotate_left(40) ^ u64::from(std::process::id()).rotate_left(20);
+    // splitmix64's finalizer spreads the bits.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    #[derive(Serialize)]
+    struct Body {
+        error: String,
+    }
+    (status, axum::Json(Body { error: message.into() })).into_response()
+}
+
+fn unavailable(message: &str) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    r.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+    r
+}
+
+/// The key in `/kv/{key}` or `/kv/{key}/cas`, percent-decoded to bytes.
+fn key_of(uri: &Uri) -> Result<Vec<u8>, Refusal> {
+    let path = uri.path();
+    let encoded = path.strip_prefix("/kv/").unwrap_or("");
+    let encoded = encoded.strip_suffix("/cas").unwrap_or(encoded);
+    let broken = || Refusal(StatusCode::BAD_REQUEST, "broken percent-encoding in the key".into());
+    let key = percent_decode(encoded).ok_or_else(broken)?;
+    if key.is_empty() {
+        return Err(Refusal(StatusCode::BAD_REQUEST, "empty key".into()));
+    }
+    if key.len() > KEY_BYTES_MAX {
+        return Err(Refusal(StatusCode::PAYLOAD_TOO_LARGE, format!("keys are at most {KEY_BYTES_MAX} bytes")));
+    }
+    Ok(key)
+}
+
+fn check_value(value: &[u8]) -> Result<(), Refusal> {
+    if value.len() > VALUE_BYTES_MAX {
+        return Err(Refusal(StatusCode::PAYLOAD_TOO_LARGE, format!("values are at most {VALUE_BYTES_MAX} bytes")));
+    }
+    Ok(())
+}
+
+async fn get_key(State(s): Shared, uri: Uri) -> Response {
+    let key = match key_of(&uri) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let local = uri.query().is_some_and(|q| q.split('&').any(|p| p == "consistency=local"));
+    if !local && !s.unsafe_local_reads {
+        if let Err(r) = s.wait_for_read_barrier().await {
+            return r.into_response();
+        }
+    }
+    match s.machine.read().expect("not poisoned").get(&key) {
+        Some(value) => (StatusCode::OK, value.clone()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such key"),
+    }
+}
+
+impl KvServer {
+    /// Waits until a linearizable read may be served here: the leader has
+    /// confirmed the read index, and this node has applied through it.
+    async fn wait_for_read_barrier(&self) -> Result<(), Refusal> {
+        let barrier = tokio::time::timeout(REQUEST_TIMEOUT, self.raft.read_barrier()).await;
+        let barrier = match barrier {
+            Ok(Ok(b)) => b.0,
+            Ok(Err(ReadError::NoLeader)) | Ok(Err(ReadError::Stopped)) => {
+                return Err(Refusal(StatusCode::SERVICE_UNAVAILABLE, "no leader".into()))
+            }
+            Ok(Err(ReadError::Timeout)) | Err(_) => {
+                return Err(Refusal(StatusCode::GATEWAY_TIMEOUT, "the read could not be confirmed in time".into()))
+            }
+        };
+        let mut applied = self.applied.subscribe();
+        let reached = tokio::time::timeout(REQUEST_TIMEOUT, applied.wait_for(|&a| a >= barrier)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            _ => {
+                Err(Refusal(StatusCode::GATEWAY_TIMEOUT, "this node did not apply up to the read index in time".into()))
+            }
+        }
+    }
+}
+
+async fn put_key(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let key = match key_of(&uri) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    if let Err(r) = check_value(&body) {
+        return r.into_response();
+    }
+    s.write(&method, &uri, &headers, &body, Op::Put { key, value: body.to_vec() }).await
+}
+
+async fn delete_key(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let key = match key_of(&uri) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    s.write(&method, &uri, &headers, &[], Op::Delete { key }).await
+}
+
+/// `{"expected": "old" or null, "new": "value" or null}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CasBody {
+    expected: Option<String>,
+    new: Option<String>,
+}
+
+async fn cas_key(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let key = match key_of(&uri) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let cas: CasBody = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"expected\": ..., \"new\": ...}}: {e}")),
+    };
+    let (expected, new) = (cas.expected.map(String::into_bytes), cas.new.map(String::into_bytes));
+    if let Err(r) = check_value(expected.as_deref().unwrap_or(&[])).and(check_value(new.as_deref().unwrap_or(&[]))) {
+        return r.into_response();
+    }
+    s.write(&method, &uri, &headers, &body, Op::Cas { key, expected, new }).await
+}
+
+/// rafting's `{"key": "a", "value": "1"}`: a put.
+#[derive(Deserialize)]
+struct CommandBody {
+    key: String,
+    value: String,
+}
+
+async fn command(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let c: CommandBody = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"key\": ..., \"value\": ...}}: {e}")),
+    };
+    if c.key.is_empty() || c.key.len() > KEY_BYTES_MAX {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, format!("keys are 1 to {KEY_BYTES_MAX} bytes"));
+    }
+    if let Err(r) = check_value(c.value.as_bytes()) {
+        return r.into_response();
+    }
+    s.write(&method, &uri, &headers, &body, Op::Put { key: c.key.into_bytes(), value: c.value.into_bytes() }).await
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, Refusal> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Some)
+            .ok_or_else(|| Refusal(StatusCode::BAD_REQUEST, format!("{name} must be an unsigned integer"))),
+    }
+}
+
+impl KvServer {
+    /// A write: proposed here if this node leads, forwarded to the leader
+    /// otherwise.
+    async fn write(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8], op: Op) -> Response {
+        let (client, seq) = match (header_u64(headers, CLIENT_ID_HEADER), header_u64(headers, REQUEST_SEQ_HEADER)) {
+            (Ok(Some(c)), Ok(Some(q))) => (c, q),
+            (Ok(None), Ok(None)) => (NO_SESSION, self.next_seq.fetch_add(1, Ordering::Relaxed)),
+            (Ok(Some(NO_SESSION)), _) => return error(StatusCode::BAD_REQUEST, "x-client-id 0 is reserved"),
+            (Err(r), _) | (_, Err(r)) => return r.into_response(),
+            _ => return error(StatusCode::BAD_REQUEST, "give both x-client-id and x-request-seq, or neither"),
+        };
+        let info = self.raft.leader();
+        if info.role == RoleKind::Leader {
+            return self.propose(Command { client, seq, op }).await;
+        }
+        match info.leader.and_then(|l| self.http.get(&l)) {
+            Some(&leader) if !headers.contains_key(FORWARDED_HEADER) => {
+                self.forward(leader, method, uri, body, client, seq).await
+            }
+            _ => unavailable("no leader is known; retry"),
+        }
+    }
+
+    async fn propose(&self, command: Command) -> Response {
+        let (tx, rx) = oneshot::channel();
+        let id = (command.client, command.seq);
+        self.waiting.lock().expect("not poisoned").entry(id).or_default().push(tx);
+        let proposed = tokio::time::timeout(REQUEST_TIMEOUT, self.raft.propose(command.encode())).await;
+        let unknown =
+            || error(StatusCode::GATEWAY_TIMEOUT, "the outcome is unknown: the write may or may not take effect");
+        let refused = match proposed {
+            Ok(Ok(_)) => None,
+            Ok(Err(ProposeError::Timeout)) | Err(_) => return unknown(),
+            Ok(Err(ProposeError::TooLarge)) => Some(error(StatusCode::PAYLOAD_TOO_LARGE, "the request is too large")),
+            Ok(Err(e @ (ProposeError::Lost | ProposeError::NotLeader { .. } | ProposeError::NoLeader))) => {
+                Some(unavailable(&format!("not committed ({e}); retry")))
+            }
+            Ok(Err(ProposeError::Busy | ProposeError::Stopped)) => Some(unavailable("the node is busy or stopping")),
+        };
+        if let Some(response) = refused {
+            self.waiting.lock().expect("not poisoned").remove(&id);
+            return response;
+        }
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(outcome)) => outcome_response(outcome),
+            _ => unknown(),
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: SocketAddr,
+        method: &Method,
+        uri: &Uri,
+        body: &[u8],
+        client: u64,
+        seq: u64,
+    ) -> Response {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut headers = vec![(FORWARDED_HEADER, "1".to_string())];
+        if client != NO_SESSION {
+            headers.push((CLIENT_ID_HEADER, client.to_string()));
+            headers.push((REQUEST_SEQ_HEADER, seq.to_string()));
+        }
+        match request(leader, method.as_str(), path, &headers, body, REQUEST_TIMEOUT).await {
+            Ok(answer) => {
+                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+                let mut response = (status, answer.body.clone()).into_response();
+                for name in ["content-type", "retry-after"] {
+                    if let Some(v) = answer.header(name).and_then(|v| HeaderValue::from_str(v).ok()) {
+                        response.headers_mut().insert(name, v);
+                    }
+                }
+                response
+            }
+            Err(HttpError::Connect(e)) => unavailable(&format!("the leader at {leader} is unreachable ({e}); retry")),
+            // The request may have reached the leader and committed.
+            Err(HttpError::Timeout | HttpError::Io(_) | HttpError::Malformed(_)) => {
+                error(StatusCode::GATEWAY_TIMEOUT, "the outcome is unknown: the write may or may not take effect")
+            }
+        }
+    }
+}
+
+fn outcome_response(outcome: Outcome) -> Response {
+    #[derive(Serialize)]
+    struct Current {
+        current: Option<String>,
+    }
+    match outcome {
+        Outcome::Written => StatusCode::NO_CONTENT.into_response(),
+        Outcome::Swapped => (StatusCode::OK, axum::Json(serde_json::json!({"swapped": true}))).into_response(),
+        Outcome::NotSwapped(current) => {
+            let current = current.map(|v| String::from_utf8_lossy(&v).into_owned());
+            (StatusCode::CONFLICT, axum::Json(Current { current })).into_response()
+        }
+    }
+}
+
+/// The body of `GET /status`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct StatusBody {
+    /// This node.
+    pub id: u64,
+    /// "leader", "follower" or "candidate".
+    pub role: String,
+    /// Its current term.
+    pub term: u64,
+    /// The leader it knows of.
+    pub leader: Option<u64>,
+    /// The highest index it knows committed.
+    pub commit_index: u64,
+    /// The highest index its state machine applied.
+    pub applied_index: u64,
+    /// Every member: id, raft address, HTTP address.
+    pub members: Vec<Member>,
+}
+
+/// One member in [`StatusBody`].
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its id.
+    pub id: u64,
+    /// Its Raft address.
+    pub raft: String,
+    /// Its HTTP address.
+    pub http: String,
+}
+
+async fn status(State(s): Shared) -> Response {
+    let st = s.raft.status();
+    let role = match st.role {
+        RoleKind::Leader => "leader",
+        RoleKind::Follower => "follower",
+        RoleKind::Candidate => "candidate",
+    };
+    let members = s
+        .raft
+        .members()
+        .iter()
+        .map(|(id, raft)| Member {
+            id: id.0,
+            raft: raft.clone(),
+            http: s.http.get(id).map(|a| a.to_string()).unwrap_or_default(),
+        })
+        .collect();
+    let body = StatusBody {
+        id: st.id.0,
+        role: role.to_string(),
+        term: st.term.0,
+        leader: st.leader.map(|l| l.0),
+        commit_index: st.commit_index.0,
+        applied_index: *s.applied.borrow(),
+        members,
+    };
+    axum::Json(body).into_response()
+}

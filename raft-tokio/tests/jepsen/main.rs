@@ -1,0 +1,394 @@
+//! A Jepsen-style test of raft-kv: three `raft-kv serve` processes on
+//! loopback, concurrent clients doing put, get and compare-and-set on a few
+//! keys, and a nemesis that kills nodes with SIGKILL (the leader or any
+//! node) and restarts them from their data directories, and pauses nodes
+//! with SIGSTOP/SIGCONT to force elections. Every operation is recorded
+//! with its invocation and return times; at the end each key's history is
+//! checked for linearizability (Wing & Gong with Lowe's memoization, see
+//! `checker.rs`; operations whose outcome is unknown count as
+//! indeterminate), and every acknowledged write to a write-once key must be
+//! readable.
+//!
+//! `JEPSEN_SECONDS` sets how long the clients run (default 40),
+//! `JEPSEN_SEED` the seed (printed either way).
+
+mod checker;
+
+use checker::{check, Answer, Call, Operation, Value, Verdict};
+use raft_tokio::kv::http::{percent_encode, request, HttpError, Response};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+const NODES: usize = 3;
+const CLIENTS: usize = 6;
+const REGISTER_KEYS: usize = 3;
+/// A client gives up on one request after this long; the outcome of a write
+/// is then unknown.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Only one Jepsen run at a time: each starts three processes.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Node {
+    id: usize,
+    http: SocketAddr,
+    child: Option<Child>,
+    paused: bool,
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    nodes: Vec<Node>,
+    unsafe_reads: bool,
+}
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    l.local_addr().expect("bound")
+}
+
+impl Cluster {
+    async fn start(unsafe_reads: bool) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut toml = String::from("cluster_id = \"jepsen\"\n");
+        let mut nodes = Vec::new();
+        for id in 1..=NODES {
+            let (raft, http) = (free_addr(), free_addr());
+            toml.push_str(&format!("[[node]]\nid = {id}\nraft = \"{raft}\"\nhttp = \"{http}\"\n"));
+            nodes.push(Node { id, http, child: None, paused: false });
+        }
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(&config, toml).expect("write the cluster file");
+        let mut cluster = Cluster { dir, config, nodes, unsafe_reads };
+        for i in 0..NODES {
+            cluster.spawn(i);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let id = self.nodes[i].id;
+        let log = std::fs::File::create(self.dir.path().join(format!("node-{id}.log"))).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_raft-kv"));
+        command
+            .args(["serve", "--id", &id.to_string(), "--config"])
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(self.dir.path().join(format!("n{id}")))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        if self.unsafe_reads {
+            command.env(raft_tokio::kv::server::UNSAFE_LOCAL_READS_ENV, "1");
+        }
+        self.nodes[i].child = Some(command.spawn().expect("spawn raft-kv"));
+        self.nodes[i].paused = false;
+    }
+
+    async fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            if self.nodes[i].paused {
+                signal(&child, "CONT").await;
+            }
+            let _ = child.kill().await;
+        }
+    }
+
+    async fn pause(&mut self, i: usize, on: bool) {
+        if let Some(child) = &self.nodes[i].child {
+            signal(child, if on { "STOP" } else { "CONT" }).await;
+            self.nodes[i].paused = on;
+        }
+    }
+
+    /// The node that says it leads, if exactly one running node does.
+    async fn leader(&self) -> Option<usize> {
+        let mut leaders = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.child.is_none() || n.paused {
+                continue;
+            }
+            if let Ok(r) = request(n.http, "GET", "/status", &[], &[], Duration::from_millis(500)).await {
+                if String::from_utf8_lossy(&r.body).contains("\"role\":\"leader\"") {
+                    leaders.push(i);
+                }
+            }
+        }
+        (leaders.len() == 1).then(|| leaders[0])
+    }
+
+    async fn wait_for_leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(l) = self.leader().await {
+                return l;
+            }
+            assert!(Instant::now() < deadline, "no leader within 30 s; node logs in {}", self.dir.path().display());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn heal(&mut self) {
+        for i in 0..NODES {
+            if self.nodes[i].paused {
+                self.pause(i, false).await;
+            }
+            if self.nodes[i].child.is_none() {
+                self.spawn(i);
+            }
+        }
+    }
+}
+
+async fn signal(child: &Child, name: &str) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().await;
+    }
+}
+
+/// What the nemesis did, for the report.
+#[derive(Default, Debug)]
+struct Faults {
+    leader_kills: u32,
+    random_kills: u32,
+    pauses: u32,
+}
+
+async fn nemesis(cluster: Arc<tokio::sync::Mutex<Cluster>>, seed: u64, until: Instant) -> Faults {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e656d);
+    let mut faults = Faults::default();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while Instant::now() + Duration::from_secs(4) < until {
+        let down = Duration::from_millis(rng.random_range(500..2500));
+        let choice = rng.random_range(0..3);
+        let target = match choice {
+            0 => cluster.lock().await.leader().await,
+            _ => Some(rng.random_range(0..NODES)),
+        };
+        let Some(target) = target else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        };
+        if choice == 2 {
+            faults.pauses += 1;
+            cluster.lock().await.pause(target, true).await;
+            tokio::time::sleep(down).await;
+            cluster.lock().await.pause(target, false).await;
+        } else {
+            if choice == 0 {
+                faults.leader_kills += 1
+            } else {
+                faults.random_kills += 1
+            }
+            cluster.lock().await.kill(target).await;
+            tokio::time::sleep(down).await;
+            cluster.lock().await.spawn(target);
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
+    }
+    faults
+}
+
+type History = Arc<Mutex<Vec<Operation>>>;
+
+/// Acknowledged writes to write-once keys: key -> value.
+type Durable = Arc<Mutex<BTreeMap<String, String>>>;
+
+fn value_of(body: &[u8]) -> Value {
+    Some(body.to_vec())
+}
+
+/// What a response means for the history; `None`: the operation certainly
+/// had no effect (a read that failed, a write refused before it was
+/// proposed), so it is left out.
+fn answer_of(call: &Call, result: &Result<Response, HttpError>) -> Option<Answer> {
+    let response = match result {
+        Err(HttpError::Connect(_)) => return None,
+        Err(_) => return matches!(call, Call::Get).not_then(Answer::Unknown),
+        Ok(r) => r,
+    };
+    match (call, response.status) {
+        (Call::Get, 200) => Some(Answer::Read(value_of(&response.body))),
+        (Call::Get, 404) => Some(Answer::Read(None)),
+        (Call::Get, _) => None,
+        (Call::Put(_), 204) => Some(Answer::Written),
+        (Call::Cas { .. }, 200) => Some(Answer::Swapped),
+        (Call::Cas { .. }, 409) => {
+            let v: serde_json::Value = serde_json::from_slice(&response.body).expect("409 carries JSON");
+            Some(Answer::NotSwapped(v["current"].as_str().map(|s| s.as_bytes().to_vec())))
+        }
+        (_, 503) => None,
+        (_, 504) => Some(Answer::Unknown),
+        (call, status) => {
+            panic!("unexpected answer {status} to {call:?}: {:?}", String::from_utf8_lossy(&response.body))
+        }
+    }
+}
+
+trait NotThen {
+    fn not_then<T>(self, t: T) -> Option<T>;
+}
+impl NotThen for bool {
+    fn not_then<T>(self, t: T) -> Option<T> {
+        (!self).then_some(t)
+    }
+}
+
+async fn client(
+    c: usize,
+    http: Vec<SocketAddr>,
+    seed: u64,
+    start: Instant,
+    until: Instant,
+    history: History,
+    durable: Durable,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(c as u64 * 7919));
+    let mut n = 0u64;
+    let mut last_seen: Value = None;
+    while Instant::now() < until {
+        n += 1;
+        let node = http[rng.random_range(0..http.len())];
+        if n % 5 == 0 {
+            let key = format!("d-{c}-{n}");
+            let value = format!("v{c}-{n}");
+            let path = format!("/kv/{key}");
+            let r = request(node, "PUT", &path, &[], value.as_bytes(), CLIENT_TIMEOUT).await;
+            if matches!(&r, Ok(resp) if resp.status == 204) {
+                durable.lock().unwrap().insert(key, value);
+            }
+            continue;
+        }
+        let key = format!("k{}", rng.random_range(0..REGISTER_KEYS));
+        let unique = format!("c{c}-{n}").into_bytes();
+        let call = match rng.random_range(0..10) {
+            0..=3 => Call::Get,
+            4..=7 => Call::Put(Some(unique.clone())),
+            _ => Call::Cas { expected: last_seen.clone(), new: Some(unique.clone()) },
+        };
+        let path = format!("/kv/{}", percent_encode(key.as_bytes()));
+        let invoked = start.elapsed().as_micros() as u64;
+        let result = match &call {
+            Call::Get => request(node, "GET", &path, &[], &[], CLIENT_TIMEOUT).await,
+            Call::Put(v) => request(node, "PUT", &path, &[], v.as_deref().unwrap_or(&[]), CLIENT_TIMEOUT).await,
+            Call::Cas { expected, new } => {
+                let s = |v: &Value| v.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+                let body = serde_json::json!({"expected": s(expected), "new": s(new)}).to_string();
+                request(node, "POST", &format!("{path}/cas"), &[], body.as_bytes(), CLIENT_TIMEOUT).await
+            }
+        };
+        let returned = start.elapsed().as_micros() as u64;
+        if let Some(answer) = answer_of(&call, &result) {
+            if let Answer::Read(v) | Answer::NotSwapped(v) = &answer {
+                last_seen = v.clone();
+            }
+            history.lock().unwrap().push(Operation { key: key.into_bytes(), call, answer, invoked, returned });
+        }
+        if result.is_err() || result.as_ref().is_ok_and(|r| r.status >= 500) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Runs the whole test; returns the checker's verdict.
+async fn run(seconds: u64, seed: u64, unsafe_reads: bool) -> Verdict {
+    let _one = ONE_AT_A_TIME.lock().await;
+    println!("jepsen: seed {seed} (JEPSEN_SEED={seed} replays the client and nemesis choices), {seconds} s");
+    let cluster = Cluster::start(unsafe_reads).await;
+    cluster.wait_for_leader().await;
+    let http: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.http).collect();
+    let logs: PathBuf = cluster.dir.path().to_path_buf();
+    let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
+    let history: History = Arc::default();
+    let durable: Durable = Arc::default();
+    let start = Instant::now();
+    let until = start + Duration::from_secs(seconds);
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        clients.push(tokio::spawn(client(c, http.clone(), seed, start, until, history.clone(), durable.clone())));
+    }
+    let faults = nemesis(cluster.clone(), seed, until).await;
+    for c in clients {
+        c.await.expect("client task");
+    }
+    let mut cluster = Arc::try_unwrap(cluster).ok().expect("nemesis done").into_inner();
+    cluster.heal().await;
+    cluster.wait_for_leader().await;
+    let acknowledged = durable.lock().unwrap().clone();
+    check_durable(&http, &acknowledged, &logs).await;
+    let history = history.lock().unwrap().clone();
+    report(&history, &faults, durable.lock().unwrap().len());
+    check(&history)
+}
+
+/// Every acknowledged write-once key must be readable, with its value.
+async fn check_durable(http: &[SocketAddr], durable: &BTreeMap<String, String>, logs: &Path) {
+    for (key, value) in durable {
+        let mut answer = None;
+        for attempt in 0..50 {
+            let node = http[attempt % http.len()];
+            if let Ok(r) = request(node, "GET", &format!("/kv/{key}"), &[], &[], CLIENT_TIMEOUT).await {
+                if r.status == 200 || r.status == 404 {
+                    answer = Some(r);
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let r = answer.unwrap_or_else(|| panic!("no answer reading {key}; logs in {}", logs.display()));
+        assert_eq!(
+            (r.status, String::from_utf8_lossy(&r.body).into_owned()),
+            (200, value.clone()),
+            "acknowledged write {key}={value} lost"
+        );
+    }
+}
+
+fn report(history: &[Operation], faults: &Faults, durable: usize) {
+    let count = |f: &dyn Fn(&Operation) -> bool| history.iter().filter(|o| f(o)).count();
+    println!(
+        "jepsen: {} operations checked ({} reads, {} writes, {} cas; {} indeterminate), {durable} write-once keys \
+         acknowledged; faults: {} leader kills, {} random kills, {} pauses",
+        history.len(),
+        count(&|o| o.call == Call::Get),
+        count(&|o| matches!(o.call, Call::Put(_))),
+        count(&|o| matches!(o.call, Call::Cas { .. })),
+        count(&|o| o.answer == Answer::Unknown),
+        faults.leader_kills,
+        faults.random_kills,
+        faults.pauses,
+    );
+}
+
+fn seed() -> u64 {
+    std::env::var("JEPSEN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs())
+    })
+}
+
+fn seconds(default: u64) -> u64 {
+    std::env::var("JEPSEN_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_kv_is_linearizable_under_kills_and_pauses() {
+    let verdict = run(seconds(40), seed(), false).await;
+    assert_eq!(verdict, Verdict::Linearizable);
+}
+
+/// The test can fail: with reads served from local state (no ReadIndex),
+/// the checker must find a non-linearizable history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_catches_stale_reads_from_local_state() {
+    let verdict = run(seconds(40).min(20), seed(), true).await;
+    println!("jepsen (reads from local state, a deliberate bug): {verdict:?}");
+    assert!(matches!(verdict, Verdict::NotLinearizable { .. }), "stale reads went unnoticed");
+}
