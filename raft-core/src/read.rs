@@ -74,6 +74,7 @@ impl Reads {
     }
 
     /// Whether every read waiting to be served needs more than `delivered`.
+    #[cfg(debug_assertions)]
     pub(crate) fn applying_all_above(&self, delivered: LogIndex) -> bool {
         self.applying.iter().all(|&(_, index)| index > delivered)
     }
