@@ -250,6 +250,25 @@ fn no_duplicate_in_flight(network: &Network<Msg>) -> bool {
     }
 }
 
+/// Every message in flight, each copy once. (stateright 0.31's
+/// `Network::iter_all` never advances within an ordered flow, and yields
+/// one copy too many of a repeated unordered message, so it is not used.)
+pub fn in_flight(network: &Network<Msg>) -> Box<dyn Iterator<Item = Envelope<&Msg>> + '_> {
+    match network {
+        Network::UnorderedDuplicating(set, _) => {
+            Box::new(set.iter().map(|e| Envelope { src: e.src, dst: e.dst, msg: &e.msg }))
+        }
+        Network::UnorderedNonDuplicating(multiset) => Box::new(
+            multiset
+                .iter()
+                .flat_map(|(e, &count)| std::iter::repeat_n(Envelope { src: e.src, dst: e.dst, msg: &e.msg }, count)),
+        ),
+        Network::Ordered(flows) => Box::new(
+            flows.iter().flat_map(|(&(src, dst), flow)| flow.iter().map(move |msg| Envelope { src, dst, msg })),
+        ),
+    }
+}
+
 /// The node states of the servers that are up, with their ids.
 pub fn live_servers(state: &RaftState) -> impl Iterator<Item = (usize, &crate::actor::ServerState)> {
     state.actor_states.iter().enumerate().filter(|(i, _)| !state.crashed[*i]).filter_map(|(i, s)| match &**s {

@@ -179,7 +179,7 @@ fn persist_before_send(_: &RaftModel, state: &RaftState) -> bool {
             return false;
         }
     }
-    state.network.iter_all().all(|env| {
+    crate::model::in_flight(&state.network).all(|env| {
         let Msg::Raft(message) = env.msg else { return true };
         let Some(Some(durable)) = state.actor_storages.get(usize::from(env.src)) else { return false };
         let hard = durable.hard;
@@ -236,7 +236,7 @@ fn leader_change_after_commit(_: &RaftModel, state: &RaftState) -> bool {
 }
 
 fn ack_in_flight(_: &RaftModel, state: &RaftState) -> bool {
-    state.network.iter_all().any(|env| match env.msg {
+    crate::model::in_flight(&state.network).any(|env| match env.msg {
         Msg::Raft(Message::RequestVoteResponse(m)) => m.granted,
         Msg::Raft(Message::AppendEntriesResponse(m)) => matches!(m.result, AppendResult::Success { .. }),
         _ => false,

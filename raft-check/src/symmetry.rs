@@ -93,7 +93,7 @@ fn forget_crashed(state: &RaftState) -> RaftState {
             state.actor_states[i] = placeholder();
         }
     }
-    if state.network.iter_all().any(|e| is_garbage(&state, &e)) {
+    if crate::model::in_flight(&state.network).any(|e| is_garbage(&state, &e)) {
         let identity = Renaming { perm: (0..state.actor_states.len()).collect() };
         state.network = rename_network(&state.network, &identity, |e| !is_garbage(&state, e));
     }
@@ -302,7 +302,7 @@ fn rename_msg(msg: &Msg, r: &Renaming) -> Msg {
 
 fn rename_network(network: &Network<Msg>, r: &Renaming, keep: impl Fn(&Envelope<&Msg>) -> bool) -> Network<Msg> {
     let envelope = |e: Envelope<&Msg>| Envelope { src: r.id(e.src), dst: r.id(e.dst), msg: rename_msg(e.msg, r) };
-    let all = network.iter_all().filter(|e| keep(e)).map(envelope);
+    let all = crate::model::in_flight(network).filter(|e| keep(e)).map(envelope);
     match network {
         Network::UnorderedNonDuplicating(_) => Network::new_unordered_nonduplicating(all),
         Network::Ordered(_) => Network::new_ordered(all),
