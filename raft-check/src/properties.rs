@@ -175,7 +175,7 @@ fn leader_append_only(_: &RaftModel, state: &RaftState) -> bool {
 
 fn persist_before_send(_: &RaftModel, state: &RaftState) -> bool {
     for (i, s) in live_servers(state) {
-        if state.actor_storages[i].as_ref() != Some(&Durable::of(&s.raft)) {
+        if state.actor_storages[i].as_deref() != Some(&Durable::of(&s.raft)) {
             return false;
         }
     }
@@ -185,7 +185,7 @@ fn persist_before_send(_: &RaftModel, state: &RaftState) -> bool {
         let hard = durable.hard;
         let dst = raft_core::NodeId(usize::from(env.dst) as u64);
         let src = raft_core::NodeId(usize::from(env.src) as u64);
-        match message {
+        match &**message {
             // A later stored term backs any message of an earlier term: the
             // sender can never act in that term again.
             Message::RequestVoteResponse(m) if m.granted => {
@@ -237,8 +237,11 @@ fn leader_change_after_commit(_: &RaftModel, state: &RaftState) -> bool {
 
 fn ack_in_flight(_: &RaftModel, state: &RaftState) -> bool {
     crate::model::in_flight(&state.network).any(|env| match env.msg {
-        Msg::Raft(Message::RequestVoteResponse(m)) => m.granted,
-        Msg::Raft(Message::AppendEntriesResponse(m)) => matches!(m.result, AppendResult::Success { .. }),
+        Msg::Raft(m) => match &**m {
+            Message::RequestVoteResponse(m) => m.granted,
+            Message::AppendEntriesResponse(m) => matches!(m.result, AppendResult::Success { .. }),
+            _ => false,
+        },
         _ => false,
     })
 }

@@ -112,6 +112,7 @@ fn forget_crashed(state: &RaftState) -> RaftState {
 /// - a forward response only produces notifications, which the model ignores.
 fn is_garbage(state: &RaftState, e: &Envelope<&Msg>) -> bool {
     let Msg::Raft(m) = e.msg else { return false };
+    let m = &**m;
     let dst = usize::from(e.dst);
     let Some(stored) = state.actor_storages[dst].as_ref().map(|d| d.hard.term) else { return false };
     let live = match (&*state.actor_states[dst], state.crashed[dst]) {
@@ -174,13 +175,17 @@ fn rename(state: &RaftState, r: &Renaming) -> RaftState {
             NodeState::Client(_) => unreachable!("symmetry applies to servers-only models"),
         })
         .collect::<Vec<_>>();
-    let storages: Vec<Option<Durable>> = state
+    let storages: Vec<Option<std::sync::Arc<Durable>>> = state
         .actor_storages
         .iter()
-        .map(|d| d.as_ref().map(|d| Durable { hard: rename_hard(d.hard, r), log: r.log(&d.log) }))
+        .map(|d| d.as_ref().map(|d| std::sync::Arc::new(Durable { hard: rename_hard(d.hard, r), log: r.log(&d.log) })))
         .collect();
     let history = History {
-        leaders: state.history.leaders.iter().map(|&(t, n)| (t, r.node(n))).collect(),
+        leaders: {
+            let mut leaders: Vec<_> = state.history.leaders.iter().map(|&(t, n)| (t, r.node(n))).collect();
+            leaders.sort_unstable();
+            leaders
+        },
         register: state.history.register.clone(),
     };
     RaftState {
@@ -279,7 +284,7 @@ fn rename_raft(state: &State, r: &Renaming) -> State {
 
 fn rename_msg(msg: &Msg, r: &Renaming) -> Msg {
     let Msg::Raft(message) = msg else { return msg.clone() };
-    let message = match message {
+    let message = match &**message {
         Message::AppendEntries(m) => {
             let mut m = m.clone();
             m.entries = m.entries.iter().map(|e| r.entry(e)).collect();
@@ -295,9 +300,9 @@ fn rename_msg(msg: &Msg, r: &Renaming) -> Msg {
             m.leader_hint = m.leader_hint.map(|l| r.node(l));
             Message::ForwardResponse(m)
         }
-        other => other.clone(),
+        _ => return msg.clone(),
     };
-    Msg::Raft(message)
+    Msg::Raft(std::sync::Arc::new(message))
 }
 
 fn rename_network(network: &Network<Msg>, r: &Renaming, keep: impl Fn(&Envelope<&Msg>) -> bool) -> Network<Msg> {
