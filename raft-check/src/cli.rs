@@ -2,6 +2,7 @@
 //! `-m simulate`, `-m explore`. Each mode is one arm of [`run`], so that a
 //! new mode is one variant of [`Mode`] and one function.
 
+use crate::actor::Switches;
 use crate::model::{ModelConfig, ModelKind, NetworkKind, Proposals, RaftModel, RaftState};
 use crate::replay;
 use crate::symmetry;
@@ -29,6 +30,17 @@ pub enum Symmetry {
     Auto,
     /// Never.
     Off,
+}
+
+/// A deliberate bug in the adapter, to watch the checker catch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Bug {
+    /// A restarted server forgets the vote it persisted (stateright's own
+    /// Raft example has this bug): Election Safety fails.
+    ForgetVoteOnRecovery,
+    /// kv model: reads are answered from the local state machine instead of
+    /// through the log: Linearizable fails.
+    ReadsBypassLog,
 }
 
 /// Model-check raft-core with stateright.
@@ -96,6 +108,9 @@ pub struct Args {
     /// Explore: the address to serve on.
     #[arg(long, default_value = "127.0.0.1:3000")]
     pub addr: String,
+    /// Break the adapter on purpose, to see a counterexample (demonstration only).
+    #[arg(long, value_enum)]
+    pub bug: Option<Bug>,
     /// Also fail (exit 1) when a Sometimes property has no example.
     #[arg(long)]
     pub require_examples: bool,
@@ -128,6 +143,10 @@ impl Args {
             max_term: self.max_term,
             max_log: self.max_log,
             heartbeats: self.heartbeats,
+            switches: Switches {
+                forget_vote_on_recovery: self.bug == Some(Bug::ForgetVoteOnRecovery),
+                reads_bypass_log: self.bug == Some(Bug::ReadsBypassLog),
+            },
             ..ModelConfig::default()
         })
     }
