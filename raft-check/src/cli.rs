@@ -189,7 +189,11 @@ pub fn run(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i
 fn check(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i32 {
     let symmetric = config.servers_only() && args.symmetry == Symmetry::Auto;
     let builder = config.into_model().checker().threads(args.threads());
-    let mut reporter = Report { out, depth: args.depth, verdicts: BTreeMap::new() };
+    let scope = match args.depth {
+        Some(d) => format!("to depth {d}"),
+        None => "within the bounds".to_string(),
+    };
+    let mut reporter = Report { out, scope, verdicts: BTreeMap::new() };
     match args.depth {
         Some(depth) => {
             let _ = writeln!(reporter.out, "Checking breadth-first to depth {depth} (the initial state is depth 1).");
@@ -223,7 +227,8 @@ fn simulate(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> 
             let _ = writeln!(out, "Simulating. runs={run}, states={states}, unique={unique}");
         }
     });
-    let mut reporter = Report { out, depth: None, verdicts: BTreeMap::new() };
+    let scope = format!("on {} walks", args.runs);
+    let mut reporter = Report { out, scope, verdicts: BTreeMap::new() };
     let discoveries = outcome
         .discoveries
         .into_iter()
@@ -260,7 +265,8 @@ fn classify(model: &RaftModel, name: &str) -> stateright::DiscoveryClassificatio
 /// replay.
 struct Report<'a, W: Write> {
     out: &'a mut W,
-    depth: Option<usize>,
+    /// Where the verdicts hold: "to depth N", "within the bounds", "on N walks".
+    scope: String,
     /// Per property: (is an Always, was it discovered).
     verdicts: BTreeMap<&'static str, (bool, bool)>,
 }
@@ -299,10 +305,7 @@ impl<W: Write + Send> Reporter<RaftModel> for Report<'_, W> {
         model: &RaftModel,
         discoveries: BTreeMap<&'static str, ReportDiscovery<RaftModel>>,
     ) {
-        let within = match self.depth {
-            Some(d) => format!("to depth {d}"),
-            None => "within the bounds".to_string(),
-        };
+        let within = &self.scope;
         for p in model.properties() {
             let found = discoveries.get(p.name);
             let always = p.expectation != Expectation::Sometimes;
