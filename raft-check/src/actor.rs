@@ -22,6 +22,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 /// The stateright id of raft node `id` (they are the same number).
 pub fn actor_id(id: NodeId) -> Id {
@@ -49,8 +50,9 @@ pub struct Switches {
 /// operation between a model client and a server.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Msg {
-    /// A raft-core message, server to server.
-    Raft(Message),
+    /// A raft-core message, server to server. Shared, because stateright
+    /// clones the whole network for every state it generates.
+    Raft(Arc<Message>),
     /// Client to server: write `Value` to the register.
     Put(Value),
     /// Server to client: the write is committed and applied.
@@ -83,23 +85,28 @@ impl Msg {
     fn key(&self) -> MsgKey<'_> {
         use raft_core::AppendResult;
         match self {
-            Msg::Raft(Message::RequestVote(m)) => MsgKey::RequestVote(m.term.0, m.last_log_index.0, m.last_log_term.0),
-            Msg::Raft(Message::RequestVoteResponse(m)) => MsgKey::Vote(m.term.0, m.granted),
-            Msg::Raft(Message::AppendEntries(m)) => {
-                MsgKey::Append(m.term.0, m.prev_log_index.0, m.prev_log_term.0, &m.entries, m.leader_commit.0)
-            }
-            Msg::Raft(Message::AppendEntriesResponse(m)) => match &m.result {
-                AppendResult::Success { match_index } => MsgKey::AppendOk(m.term.0, match_index.0),
-                AppendResult::Conflict { rejected_index, last_index, conflict } => {
-                    MsgKey::AppendConflict(m.term.0, rejected_index.0, last_index.0, conflict.map(|(t, i)| (t.0, i.0)))
+            Msg::Raft(m) => match &**m {
+                Message::RequestVote(m) => MsgKey::RequestVote(m.term.0, m.last_log_index.0, m.last_log_term.0),
+                Message::RequestVoteResponse(m) => MsgKey::Vote(m.term.0, m.granted),
+                Message::AppendEntries(m) => {
+                    MsgKey::Append(m.term.0, m.prev_log_index.0, m.prev_log_term.0, &m.entries, m.leader_commit.0)
                 }
+                Message::AppendEntriesResponse(m) => match &m.result {
+                    AppendResult::Success { match_index } => MsgKey::AppendOk(m.term.0, match_index.0),
+                    AppendResult::Conflict { rejected_index, last_index, conflict } => MsgKey::AppendConflict(
+                        m.term.0,
+                        rejected_index.0,
+                        last_index.0,
+                        conflict.map(|(t, i)| (t.0, i.0)),
+                    ),
+                },
+                Message::Forward(m) => MsgKey::Forward(m.term.0, &m.proposals),
+                Message::ForwardResponse(m) => MsgKey::ForwardResponse(
+                    m.term.0,
+                    m.leader_hint,
+                    m.results.iter().map(|(id, r)| (*id, r.map(|(t, i)| (t.0, i.0)))).collect(),
+                ),
             },
-            Msg::Raft(Message::Forward(m)) => MsgKey::Forward(m.term.0, &m.proposals),
-            Msg::Raft(Message::ForwardResponse(m)) => MsgKey::ForwardResponse(
-                m.term.0,
-                m.leader_hint,
-                m.results.iter().map(|(id, r)| (*id, r.map(|(t, i)| (t.0, i.0)))).collect(),
-            ),
             Msg::Put(v) => MsgKey::Put(*v),
             Msg::PutOk => MsgKey::PutOk,
             Msg::Get => MsgKey::Get,
@@ -252,10 +259,12 @@ impl Actor for Node {
     type Msg = Msg;
     type State = NodeState;
     type Timer = Timer;
-    type Storage = Durable;
+    /// Shared, because stateright clones every storage for every state it
+    /// generates.
+    type Storage = Arc<Durable>;
     type Random = ();
 
-    fn on_start(&self, id: Id, storage: &Option<Durable>, o: &mut Out<Self>) -> NodeState {
+    fn on_start(&self, id: Id, storage: &Option<Arc<Durable>>, o: &mut Out<Self>) -> NodeState {
         match self {
             Node::Server(server) => NodeState::Server(server.start(storage, o)),
             Node::Client(client) => NodeState::Client(client.start(id, storage.is_some(), o)),
@@ -296,7 +305,7 @@ impl Actor for Node {
 
 impl Server {
     /// A fresh start (no storage yet) or a recovery from storage.
-    fn start(&self, storage: &Option<Durable>, o: &mut Out<Node>) -> ServerState {
+    fn start(&self, storage: &Option<Arc<Durable>>, o: &mut Out<Node>) -> ServerState {
         let (raft, outputs) = match storage {
             None => State::new(&self.config),
             Some(durable) => {
@@ -309,25 +318,29 @@ impl Server {
             }
         };
         let mut state = ServerState { raft, overwrote_as_leader: false, register: 0, awaiting: BTreeSet::new() };
-        let mut durable = Durable::of(&state.raft);
         if storage.is_none() {
             // Save the empty durable state, so that a crash before the first
             // persist recovers (and does not start, and propose, anew).
-            o.save(durable.clone());
+            o.save(Arc::new(Durable::of(&state.raft)));
         }
-        self.execute(&mut state, &mut durable, outputs, o);
+        let before = state.raft.clone();
+        self.execute(&mut state, &before, outputs, o);
         if let (None, Some(data)) = (storage, &self.propose_at_start) {
             let proposal = Proposal { id: ProposalId(1), data: data.clone() };
             let mut outputs = Vec::new();
+            let before = state.raft.clone();
             state.raft.step(&self.config, Input::Propose(vec![proposal]), &mut outputs);
-            self.execute(&mut state, &mut durable, outputs, o);
+            self.execute(&mut state, &before, outputs, o);
         }
         state
     }
 
     fn on_msg(&self, s: &ServerState, src: Id, msg: Msg, o: &mut Out<Node>) -> Option<ServerState> {
         match msg {
-            Msg::Raft(message) => self.step(s, Input::Receive { from: node_id(src), message }, o),
+            Msg::Raft(message) => {
+                let message = Arc::unwrap_or_clone(message);
+                self.step(s, Input::Receive { from: node_id(src), message }, o)
+            }
             Msg::Put(value) => {
                 let client = usize::from(src) as u8;
                 self.client_request(s, client, KvCommand::Write { client, value }, o)
@@ -370,29 +383,29 @@ impl Server {
                 next.overwrote_as_leader = true;
             }
         }
-        let mut durable = Durable::of(&s.raft);
-        self.execute(&mut next, &mut durable, outputs, o);
+        self.execute(&mut next, &s.raft, outputs, o);
         (next != *s).then_some(next)
     }
 
-    /// Executes outputs in order: persists go to `durable` (saved once, as
+    /// Executes outputs in order: persists are applied to what `before` had
+    /// durable (a correct earlier step stored exactly that) and saved once, as
     /// one atomic write, before any send of the same step is executed),
     /// sends to the network, timers to stateright's timers, deliveries to
     /// the kv state machine.
-    fn execute(&self, state: &mut ServerState, durable: &mut Durable, outputs: Vec<Output>, o: &mut Out<Node>) {
-        let persisted = outputs.iter().any(|out| matches!(out, Output::Persist(_)));
-        for output in &outputs {
-            if let Output::Persist(p) = output {
-                durable.apply(p);
+    fn execute(&self, state: &mut ServerState, before: &State, outputs: Vec<Output>, o: &mut Out<Node>) {
+        if outputs.iter().any(|out| matches!(out, Output::Persist(_))) {
+            let mut durable = Durable::of(before);
+            for output in &outputs {
+                if let Output::Persist(p) = output {
+                    durable.apply(p);
+                }
             }
-        }
-        if persisted {
-            o.save(durable.clone());
+            o.save(Arc::new(durable));
         }
         for output in outputs {
             match output {
                 Output::Persist(_) => {}
-                Output::Send { to, message } => o.send(actor_id(to), Msg::Raft(message)),
+                Output::Send { to, message } => o.send(actor_id(to), Msg::Raft(Arc::new(message))),
                 Output::SetTimer { timer: Timer::Heartbeat, .. } if !self.heartbeats => {}
                 Output::SetTimer { timer, .. } => o.set_timer(timer, model_timeout()),
                 Output::CancelTimer(timer) => o.cancel_timer(timer),

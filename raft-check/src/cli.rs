@@ -2,6 +2,7 @@
 //! `-m simulate`, `-m explore`. Each mode is one arm of [`run`], so that a
 //! new mode is one variant of [`Mode`] and one function.
 
+use crate::actor::Switches;
 use crate::model::{ModelConfig, ModelKind, NetworkKind, Proposals, RaftModel, RaftState};
 use crate::replay;
 use crate::symmetry;
@@ -29,6 +30,17 @@ pub enum Symmetry {
     Auto,
     /// Never.
     Off,
+}
+
+/// A deliberate bug in the adapter, to watch the checker catch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Bug {
+    /// A restarted server forgets the vote it persisted (stateright's own
+    /// Raft example has this bug): Election Safety fails.
+    ForgetVoteOnRecovery,
+    /// kv model: reads are answered from the local state machine instead of
+    /// through the log: Linearizable fails.
+    ReadsBypassLog,
 }
 
 /// Model-check raft-core with stateright.
@@ -96,6 +108,9 @@ pub struct Args {
     /// Explore: the address to serve on.
     #[arg(long, default_value = "127.0.0.1:3000")]
     pub addr: String,
+    /// Break the adapter on purpose, to see a counterexample (demonstration only).
+    #[arg(long, value_enum)]
+    pub bug: Option<Bug>,
     /// Also fail (exit 1) when a Sometimes property has no example.
     #[arg(long)]
     pub require_examples: bool,
@@ -128,6 +143,10 @@ impl Args {
             max_term: self.max_term,
             max_log: self.max_log,
             heartbeats: self.heartbeats,
+            switches: Switches {
+                forget_vote_on_recovery: self.bug == Some(Bug::ForgetVoteOnRecovery),
+                reads_bypass_log: self.bug == Some(Bug::ReadsBypassLog),
+            },
             ..ModelConfig::default()
         })
     }
@@ -170,7 +189,11 @@ pub fn run(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i
 fn check(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i32 {
     let symmetric = config.servers_only() && args.symmetry == Symmetry::Auto;
     let builder = config.into_model().checker().threads(args.threads());
-    let mut reporter = Report { out, depth: args.depth, verdicts: BTreeMap::new() };
+    let scope = match args.depth {
+        Some(d) => format!("to depth {d}"),
+        None => "within the bounds".to_string(),
+    };
+    let mut reporter = Report { out, scope, verdicts: BTreeMap::new() };
     match args.depth {
         Some(depth) => {
             let _ = writeln!(reporter.out, "Checking breadth-first to depth {depth} (the initial state is depth 1).");
@@ -204,7 +227,8 @@ fn simulate(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> 
             let _ = writeln!(out, "Simulating. runs={run}, states={states}, unique={unique}");
         }
     });
-    let mut reporter = Report { out, depth: None, verdicts: BTreeMap::new() };
+    let scope = format!("on {} walks", args.runs);
+    let mut reporter = Report { out, scope, verdicts: BTreeMap::new() };
     let discoveries = outcome
         .discoveries
         .into_iter()
@@ -241,7 +265,8 @@ fn classify(model: &RaftModel, name: &str) -> stateright::DiscoveryClassificatio
 /// replay.
 struct Report<'a, W: Write> {
     out: &'a mut W,
-    depth: Option<usize>,
+    /// Where the verdicts hold: "to depth N", "within the bounds", "on N walks".
+    scope: String,
     /// Per property: (is an Always, was it discovered).
     verdicts: BTreeMap<&'static str, (bool, bool)>,
 }
@@ -280,10 +305,7 @@ impl<W: Write + Send> Reporter<RaftModel> for Report<'_, W> {
         model: &RaftModel,
         discoveries: BTreeMap<&'static str, ReportDiscovery<RaftModel>>,
     ) {
-        let within = match self.depth {
-            Some(d) => format!("to depth {d}"),
-            None => "within the bounds".to_string(),
-        };
+        let within = &self.scope;
         for p in model.properties() {
             let found = discoveries.get(p.name);
             let always = p.expectation != Expectation::Sometimes;

@@ -8,7 +8,6 @@ use raft_core::{Config, Message, NodeId, Term};
 use stateright::actor::{ActorModel, ActorModelState, Envelope, Id, LossyNetwork, Network};
 use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
-use std::collections::BTreeSet;
 
 /// Which model to check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -110,7 +109,9 @@ pub struct History {
     /// leader sends one to each peer in the step that elects it, so this is
     /// every leader ever elected (in clusters of two or more), including
     /// leaders that have since crashed and lost their volatile state.
-    pub leaders: BTreeSet<(Term, NodeId)>,
+    /// Sorted, without repeats; a `Vec` because a `BTreeSet` allocates a
+    /// whole node for its first element, in every state.
+    pub leaders: Vec<(Term, NodeId)>,
     /// kv model: the clients' operations, for the linearizability check.
     pub register: Option<LinearizabilityTester<Id, Register<Value>>>,
 }
@@ -172,7 +173,7 @@ impl ModelConfig {
             NetworkKind::Ordered => Network::new_ordered([]),
         };
         let history = History {
-            leaders: BTreeSet::new(),
+            leaders: Vec::new(),
             register: (self.kind == ModelKind::Kv).then(|| LinearizabilityTester::new(Register(0))),
         };
         let lossy = if self.lossy { LossyNetwork::Yes } else { LossyNetwork::No };
@@ -192,13 +193,11 @@ impl ModelConfig {
 
 fn record_out(_cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
     match env.msg {
-        Msg::Raft(Message::AppendEntries(m)) => {
-            let leader = (m.term, NodeId(usize::from(env.src) as u64));
-            if history.leaders.contains(&leader) {
-                return None;
-            }
+        Msg::Raft(m) if matches!(**m, Message::AppendEntries(_)) => {
+            let leader = (m.term(), NodeId(usize::from(env.src) as u64));
+            let Err(at) = history.leaders.binary_search(&leader) else { return None };
             let mut next = history.clone();
-            next.leaders.insert(leader);
+            next.leaders.insert(at, leader);
             Some(next)
         }
         Msg::Put(value) => invoke(history, env.src, RegisterOp::Write(*value)),
@@ -247,6 +246,25 @@ fn no_duplicate_in_flight(network: &Network<Msg>) -> bool {
         Network::Ordered(flows) => flows
             .values()
             .all(|flow| flow.iter().enumerate().all(|(i, m)| !flow.iter().skip(i + 1).any(|other| other == m))),
+    }
+}
+
+/// Every message in flight, each copy once. (stateright 0.31's
+/// `Network::iter_all` never advances within an ordered flow, and yields
+/// one copy too many of a repeated unordered message, so it is not used.)
+pub fn in_flight(network: &Network<Msg>) -> Box<dyn Iterator<Item = Envelope<&Msg>> + '_> {
+    match network {
+        Network::UnorderedDuplicating(set, _) => {
+            Box::new(set.iter().map(|e| Envelope { src: e.src, dst: e.dst, msg: &e.msg }))
+        }
+        Network::UnorderedNonDuplicating(multiset) => Box::new(
+            multiset
+                .iter()
+                .flat_map(|(e, &count)| std::iter::repeat_n(Envelope { src: e.src, dst: e.dst, msg: &e.msg }, count)),
+        ),
+        Network::Ordered(flows) => Box::new(
+            flows.iter().flat_map(|(&(src, dst), flow)| flow.iter().map(move |msg| Envelope { src, dst, msg })),
+        ),
     }
 }
 

@@ -175,17 +175,17 @@ fn leader_append_only(_: &RaftModel, state: &RaftState) -> bool {
 
 fn persist_before_send(_: &RaftModel, state: &RaftState) -> bool {
     for (i, s) in live_servers(state) {
-        if state.actor_storages[i].as_ref() != Some(&Durable::of(&s.raft)) {
+        if state.actor_storages[i].as_deref() != Some(&Durable::of(&s.raft)) {
             return false;
         }
     }
-    state.network.iter_all().all(|env| {
+    crate::model::in_flight(&state.network).all(|env| {
         let Msg::Raft(message) = env.msg else { return true };
         let Some(Some(durable)) = state.actor_storages.get(usize::from(env.src)) else { return false };
         let hard = durable.hard;
         let dst = raft_core::NodeId(usize::from(env.dst) as u64);
         let src = raft_core::NodeId(usize::from(env.src) as u64);
-        match message {
+        match &**message {
             // A later stored term backs any message of an earlier term: the
             // sender can never act in that term again.
             Message::RequestVoteResponse(m) if m.granted => {
@@ -236,9 +236,12 @@ fn leader_change_after_commit(_: &RaftModel, state: &RaftState) -> bool {
 }
 
 fn ack_in_flight(_: &RaftModel, state: &RaftState) -> bool {
-    state.network.iter_all().any(|env| match env.msg {
-        Msg::Raft(Message::RequestVoteResponse(m)) => m.granted,
-        Msg::Raft(Message::AppendEntriesResponse(m)) => matches!(m.result, AppendResult::Success { .. }),
+    crate::model::in_flight(&state.network).any(|env| match env.msg {
+        Msg::Raft(m) => match &**m {
+            Message::RequestVoteResponse(m) => m.granted,
+            Message::AppendEntriesResponse(m) => matches!(m.result, AppendResult::Success { .. }),
+            _ => false,
+        },
         _ => false,
     })
 }

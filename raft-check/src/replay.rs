@@ -77,7 +77,7 @@ pub fn steps_of_path(model: &RaftModel, path: &Path<RaftState, Action>) -> Vec<S
                 let Some(Node::Server(server)) = model.actors.get(usize::from(dst)) else { continue };
                 let client = usize::from(src) as u8;
                 let input = match msg {
-                    Msg::Raft(message) => Input::Receive { from: node_id(src), message },
+                    Msg::Raft(message) => Input::Receive { from: node_id(src), message: (*message).clone() },
                     Msg::Put(value) => propose(KvCommand::Write { client, value }),
                     Msg::Get if !server.switches.reads_bypass_log => propose(KvCommand::Read { client }),
                     Msg::Get | Msg::PutOk | Msg::GetOk(_) => continue,

@@ -48,7 +48,7 @@ pub fn simulate(
     for run in 0..runs {
         let mut state = model.init_states().remove(0);
         let mut path_actions = Vec::new();
-        for _ in 0..=steps {
+        for taken in 0..=steps {
             states += 1;
             seen.insert(hasher.hash_one(&state));
             for p in &properties {
@@ -63,6 +63,9 @@ pub fn simulate(
                         discoveries.insert(p.name, path);
                     }
                 }
+            }
+            if taken == steps {
+                break;
             }
             actions.clear();
             model.actions(&state, &mut actions);

@@ -61,21 +61,9 @@ impl Renaming {
 
 /// An equivalent state under a renaming of servers chosen from an id-free
 /// summary of each. Only for models where every actor is a server.
-pub fn representative(state: &RaftState) -> RaftState {
-    let state = &forget_crashed(state);
-    let n = state.actor_states.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_cached_key(|&i| summary(state, i));
-    let mut perm = vec![0; n];
-    for (new, &old) in order.iter().enumerate() {
-        perm[old] = new;
-    }
-    if perm.iter().enumerate().all(|(i, &p)| i == p) {
-        return state.clone();
-    }
-    rename(state, &Renaming { perm })
-}
-
+///
+/// It also forgets what cannot matter any more.
+///
 /// A crashed server's in-memory state is gone: nothing reads it (the
 /// properties skip it, messages wait, recovery rebuilds it from storage),
 /// but stateright keeps the last one, which would tell apart states that
@@ -86,18 +74,32 @@ pub fn representative(state: &RaftState) -> RaftState {
 /// can never matter again, and is removed (see [`is_garbage`]). Any
 /// property about it was checked when it was sent, against a storage that
 /// only moves forward.
-fn forget_crashed(state: &RaftState) -> RaftState {
-    let mut state = state.clone();
-    for i in 0..state.actor_states.len() {
+pub fn representative(state: &RaftState) -> RaftState {
+    let n = state.actor_states.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_cached_key(|&i| summary(state, i));
+    let mut perm = vec![0; n];
+    for (new, &old) in order.iter().enumerate() {
+        perm[old] = new;
+    }
+    let r = Renaming { perm };
+    let identity = r.perm.iter().enumerate().all(|(i, &p)| i == p);
+    let garbage = crate::model::in_flight(&state.network).any(|e| is_garbage(state, &e));
+    let mut actor_states = state.actor_states.clone();
+    for (i, s) in actor_states.iter_mut().enumerate() {
         if state.crashed[i] {
-            state.actor_states[i] = placeholder();
+            *s = placeholder();
         }
     }
-    if state.network.iter_all().any(|e| is_garbage(&state, &e)) {
-        let identity = Renaming { perm: (0..state.actor_states.len()).collect() };
-        state.network = rename_network(&state.network, &identity, |e| !is_garbage(&state, e));
+    if identity {
+        let network = if garbage {
+            rename_network(&state.network, &r, true, |e| !is_garbage(state, e))
+        } else {
+            state.network.clone()
+        };
+        return RaftState { actor_states, network, ..state.clone() };
     }
-    state
+    rename(state, actor_states, &r, |e| !garbage || !is_garbage(state, e))
 }
 
 /// Whether a message in flight is a response its receiver drops now and
@@ -112,6 +114,7 @@ fn forget_crashed(state: &RaftState) -> RaftState {
 /// - a forward response only produces notifications, which the model ignores.
 fn is_garbage(state: &RaftState, e: &Envelope<&Msg>) -> bool {
     let Msg::Raft(m) = e.msg else { return false };
+    let m = &**m;
     let dst = usize::from(e.dst);
     let Some(stored) = state.actor_storages[dst].as_ref().map(|d| d.hard.term) else { return false };
     let live = match (&*state.actor_states[dst], state.crashed[dst]) {
@@ -151,6 +154,9 @@ fn summary(state: &RaftState, i: usize) -> (bool, Vec<u64>, u64, u8, u64, usize,
         .as_ref()
         .map(|d| std::iter::once(d.hard.term.0).chain(d.log.entries().iter().map(|e| e.term.0)).collect())
         .unwrap_or_default();
+    if crashed {
+        return (crashed, storage_terms, 0, 0, 0, 0, false);
+    }
     match &*state.actor_states[i] {
         NodeState::Server(s) => (
             crashed,
@@ -165,27 +171,35 @@ fn summary(state: &RaftState, i: usize) -> (bool, Vec<u64>, u64, u8, u64, usize,
     }
 }
 
-fn rename(state: &RaftState, r: &Renaming) -> RaftState {
-    let actor_states = state
-        .actor_states
+fn rename(
+    state: &RaftState,
+    actor_states: Vec<std::sync::Arc<NodeState>>,
+    r: &Renaming,
+    keep: impl Fn(&Envelope<&Msg>) -> bool,
+) -> RaftState {
+    let actor_states = actor_states
         .iter()
         .map(|s| match &**s {
             NodeState::Server(s) => std::sync::Arc::new(NodeState::Server(rename_server(s, r))),
             NodeState::Client(_) => unreachable!("symmetry applies to servers-only models"),
         })
         .collect::<Vec<_>>();
-    let storages: Vec<Option<Durable>> = state
+    let storages: Vec<Option<std::sync::Arc<Durable>>> = state
         .actor_storages
         .iter()
-        .map(|d| d.as_ref().map(|d| Durable { hard: rename_hard(d.hard, r), log: r.log(&d.log) }))
+        .map(|d| d.as_ref().map(|d| std::sync::Arc::new(Durable { hard: rename_hard(d.hard, r), log: r.log(&d.log) })))
         .collect();
     let history = History {
-        leaders: state.history.leaders.iter().map(|&(t, n)| (t, r.node(n))).collect(),
+        leaders: {
+            let mut leaders: Vec<_> = state.history.leaders.iter().map(|&(t, n)| (t, r.node(n))).collect();
+            leaders.sort_unstable();
+            leaders
+        },
         register: state.history.register.clone(),
     };
     RaftState {
         actor_states: r.reindex(&actor_states),
-        network: rename_network(&state.network, r, |_| true),
+        network: rename_network(&state.network, r, false, keep),
         timers_set: r.reindex(&state.timers_set),
         random_choices: r.reindex(&state.random_choices),
         crashed: r.reindex(&state.crashed),
@@ -211,15 +225,11 @@ thread_local! {
 }
 
 fn rename_server(s: &ServerState, r: &Renaming) -> ServerState {
-    use std::hash::BuildHasher;
     if r.perm.len() > 16 {
         return ServerState { raft: rename_raft(&s.raft, r), ..s.clone() };
     }
     let perm_code = r.perm.iter().enumerate().fold(0u64, |acc, (i, &p)| acc | ((p as u64) << (4 * i)));
-    let key = (
-        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(&s.raft),
-        perm_code,
-    );
+    let key = (ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(&s.raft), perm_code);
     let raft = MEMO.with(|memo| {
         if let Some(raft) = memo.borrow().get(&key) {
             return raft.clone();
@@ -279,7 +289,7 @@ fn rename_raft(state: &State, r: &Renaming) -> State {
 
 fn rename_msg(msg: &Msg, r: &Renaming) -> Msg {
     let Msg::Raft(message) = msg else { return msg.clone() };
-    let message = match message {
+    let message = match &**message {
         Message::AppendEntries(m) => {
             let mut m = m.clone();
             m.entries = m.entries.iter().map(|e| r.entry(e)).collect();
@@ -295,14 +305,22 @@ fn rename_msg(msg: &Msg, r: &Renaming) -> Msg {
             m.leader_hint = m.leader_hint.map(|l| r.node(l));
             Message::ForwardResponse(m)
         }
-        other => other.clone(),
+        _ => return msg.clone(),
     };
-    Msg::Raft(message)
+    Msg::Raft(std::sync::Arc::new(message))
 }
 
-fn rename_network(network: &Network<Msg>, r: &Renaming, keep: impl Fn(&Envelope<&Msg>) -> bool) -> Network<Msg> {
-    let envelope = |e: Envelope<&Msg>| Envelope { src: r.id(e.src), dst: r.id(e.dst), msg: rename_msg(e.msg, r) };
-    let all = network.iter_all().filter(|e| keep(e)).map(envelope);
+fn rename_network(
+    network: &Network<Msg>,
+    r: &Renaming,
+    identity: bool,
+    keep: impl Fn(&Envelope<&Msg>) -> bool,
+) -> Network<Msg> {
+    let envelope = |e: Envelope<&Msg>| {
+        let msg = if identity { e.msg.clone() } else { rename_msg(e.msg, r) };
+        Envelope { src: r.id(e.src), dst: r.id(e.dst), msg }
+    };
+    let all = crate::model::in_flight(network).filter(|e| keep(e)).map(envelope);
     match network {
         Network::UnorderedNonDuplicating(_) => Network::new_unordered_nonduplicating(all),
         Network::Ordered(_) => Network::new_ordered(all),
