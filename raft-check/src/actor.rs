@@ -14,8 +14,8 @@
 
 use crate::kv::{self, ClientState, Command as KvCommand, Value};
 use raft_core::{
-    Config, Entry, HardState, Input, Log, LogIndex, Message, NodeId, Output, Persist, Proposal, ProposalId, State,
-    Timer,
+    Config, Entry, HardState, Input, Log, LogIndex, Message, NodeId, Output, Persist, Proposal, ProposalId, ReadId,
+    State, Timer,
 };
 use stateright::actor::{model_timeout, Actor, Id, Out};
 use std::borrow::Cow;
@@ -75,6 +75,10 @@ enum MsgKey<'a> {
     AppendConflict(u64, u64, u64, Option<(u64, u64)>),
     Forward(u64, &'a [(ProposalId, Vec<u8>)]),
     ForwardResponse(u64, Option<NodeId>, Vec<(ProposalId, Option<(u64, u64)>)>),
+    Check(u64, u64),
+    CheckOk(u64, u64),
+    ReadIndex(u64, &'a [ReadId]),
+    ReadIndexResponse(u64, Option<NodeId>, Vec<(ReadId, Option<u64>)>),
     Put(Value),
     PutOk,
     Get,
@@ -105,6 +109,14 @@ impl Msg {
                     m.term.0,
                     m.leader_hint,
                     m.results.iter().map(|(id, r)| (*id, r.map(|(t, i)| (t.0, i.0)))).collect(),
+                ),
+                Message::LeadershipCheck(m) => MsgKey::Check(m.term.0, m.round),
+                Message::LeadershipCheckResponse(m) => MsgKey::CheckOk(m.term.0, m.round),
+                Message::ReadIndexRequest(m) => MsgKey::ReadIndex(m.term.0, &m.ids),
+                Message::ReadIndexResponse(m) => MsgKey::ReadIndexResponse(
+                    m.term.0,
+                    m.leader_hint,
+                    m.results.iter().map(|(id, i)| (*id, i.map(|i| i.0))).collect(),
                 ),
             },
             Msg::Put(v) => MsgKey::Put(*v),
@@ -204,8 +216,10 @@ impl fmt::Debug for ServerState {
     }
 }
 
-/// An actor's state: a server's or a client's.
+/// An actor's state: a server's or a client's. Not boxed: stateright keeps
+/// states by value and the model has few clients.
 #[derive(Clone, PartialEq, Eq, Hash)]
+#[allow(clippy::large_enum_variant)]
 pub enum NodeState {
     /// A Raft server.
     Server(ServerState),
@@ -349,10 +363,9 @@ impl Server {
                 o.send(src, Msg::GetOk(s.register));
                 None
             }
-            Msg::Get => {
-                let client = usize::from(src) as u8;
-                self.client_request(s, client, KvCommand::Read { client }, o)
-            }
+            // Linearizable reads without the log (ReadIndex): the answer goes
+            // out when raft-core says the read may be served (`ReadReady`).
+            Msg::Get => self.step(s, Input::Read(vec![ReadId(usize::from(src) as u64)]), o),
             Msg::PutOk | Msg::GetOk(_) => None,
         }
     }
@@ -414,7 +427,11 @@ impl Server {
                         apply_command(state, &c.data, o);
                     }
                 }
-                Output::LeaderChanged { .. }
+                // Deliveries before it in this list are applied already.
+                Output::ReadReady { id, .. } => o.send(Id::from(id.0 as usize), Msg::GetOk(state.register)),
+                // The client's read stays unanswered (as over a lossy network).
+                Output::ReadRejected { .. }
+                | Output::LeaderChanged { .. }
                 | Output::ProposalAccepted { .. }
                 | Output::ProposalRejected { .. }
                 | Output::Dropped(_) => {}

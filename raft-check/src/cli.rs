@@ -21,6 +21,9 @@ pub enum Mode {
     Simulate,
     /// Serve stateright's explorer on `--addr`.
     Explore,
+    /// Election timing (the Raft paper's Figure 16) on a timed simulator
+    /// over raft-core: `--timeout`, `--trials`, `--seed`, `--sweep paper`.
+    Election,
 }
 
 /// Whether to apply symmetry reduction.
@@ -114,6 +117,9 @@ pub struct Args {
     /// Also fail (exit 1) when a Sometimes property has no example.
     #[arg(long)]
     pub require_examples: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub election: crate::timing::sweep::ElectionArgs,
 }
 
 impl Args {
@@ -183,6 +189,13 @@ pub fn run(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i
         Mode::Check => check(args, config, out),
         Mode::Simulate => simulate(args, config, out),
         Mode::Explore => explore(args, config, out),
+        Mode::Election => match crate::timing::sweep::run(args.nodes as u64, args.seed, &args.election) {
+            Ok(()) => 0,
+            Err(message) => {
+                eprintln!("error: {message}");
+                2
+            }
+        },
     }
 }
 

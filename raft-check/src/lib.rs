@@ -10,7 +10,8 @@
 //!
 //! The command line ([`cli`]) is compatible with raft-lite's:
 //! `-m check --depth N`, `-m check` (exhaustive within the bounds),
-//! `-m simulate`, `-m explore`.
+//! `-m simulate`, `-m explore`; and `-m election` runs the election-timing
+//! experiment of the paper's Figure 16 on a timed simulator ([`timing`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -22,5 +23,6 @@ pub mod properties;
 pub mod replay;
 pub mod simulate;
 pub mod symmetry;
+pub mod timing;
 
 pub use model::{ModelConfig, ModelKind, NetworkKind, Proposals, RaftModel, RaftState};

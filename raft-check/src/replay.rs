@@ -12,7 +12,7 @@
 use crate::actor::{node_id, Durable, Msg, Node};
 use crate::kv::Command as KvCommand;
 use crate::model::{RaftModel, RaftState};
-use raft_core::{Config, Input, LogIndex, NodeId, Output, Proposal, ProposalId, State, Term};
+use raft_core::{Config, Input, LogIndex, NodeId, Output, Proposal, ProposalId, ReadId, State, Term};
 use serde::{Deserialize, Serialize};
 use stateright::actor::ActorModelAction;
 use stateright::Path;
@@ -48,6 +48,7 @@ impl fmt::Display for Step {
             Event::Recover => write!(f, "{} recover", self.node),
             Event::Input(Input::Receive { from, message }) => write!(f, "{} <- {from}: {message:?}", self.node),
             Event::Input(Input::Timeout(timer)) => write!(f, "{} timeout {timer:?}", self.node),
+            Event::Input(Input::Read(ids)) => write!(f, "{} read {ids:?}", self.node),
             Event::Input(Input::Propose(ps)) => {
                 let data: Vec<_> = ps.iter().map(|p| String::from_utf8_lossy(&p.data).into_owned()).collect();
                 write!(f, "{} propose {data:?}", self.node)
@@ -79,7 +80,7 @@ pub fn steps_of_path(model: &RaftModel, path: &Path<RaftState, Action>) -> Vec<S
                 let input = match msg {
                     Msg::Raft(message) => Input::Receive { from: node_id(src), message: (*message).clone() },
                     Msg::Put(value) => propose(KvCommand::Write { client, value }),
-                    Msg::Get if !server.switches.reads_bypass_log => propose(KvCommand::Read { client }),
+                    Msg::Get if !server.switches.reads_bypass_log => Input::Read(vec![ReadId(u64::from(client))]),
                     Msg::Get | Msg::PutOk | Msg::GetOk(_) => continue,
                 };
                 (dst, Event::Input(input))

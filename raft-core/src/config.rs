@@ -138,6 +138,18 @@ impl Config {
         })
     }
 
+    /// Sets the election timeout range (inclusive) and the heartbeat
+    /// interval together, checked together (setting them one at a time
+    /// checks each against the other's old value).
+    pub fn with_timing(mut self, min: Duration, max: Duration, heartbeat: Duration) -> Result<Config, ConfigError> {
+        if min.is_zero() || min > max {
+            return Err(ConfigError::ElectionTimeoutRange { min, max });
+        }
+        (self.election_timeout_min, self.election_timeout_max, self.heartbeat_interval) = (min, max, heartbeat);
+        self.check_heartbeat()?;
+        Ok(self)
+    }
+
     /// Sets the election timeout range (inclusive). The heartbeat interval is
     /// checked against the new minimum.
     pub fn with_election_timeout(mut self, min: Duration, max: Duration) -> Result<Config, ConfigError> {
@@ -287,6 +299,9 @@ mod tests {
         // 50 ms heartbeat against a 60 ms minimum is not "well below".
         assert!(matches!(c.clone().with_election_timeout(ms(60), ms(120)), Err(ConfigError::HeartbeatInterval { .. })));
         assert!(matches!(c.clone().with_heartbeat_interval(ms(0)), Err(ConfigError::HeartbeatInterval { .. })));
+        // Short timeouts with a short heartbeat, set together, are fine.
+        assert!(c.clone().with_timing(ms(12), ms(24), ms(6)).is_ok());
+        assert!(matches!(c.clone().with_timing(ms(12), ms(24), ms(7)), Err(ConfigError::HeartbeatInterval { .. })));
         assert_eq!(
             c.clone().with_entries_per_append_max(0),
             Err(ConfigError::ZeroBound { name: "entries_per_append_max" })

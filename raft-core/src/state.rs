@@ -243,6 +243,10 @@ impl State {
     pub fn pending(&self) -> &[Proposal] {
         &self.pending
     }
+    /// The read requests this node holds.
+    pub fn reads(&self) -> &Reads {
+        &self.reads
+    }
 
     fn receive(&mut self, config: &Config, from: NodeId, message: Message, out: &mut Vec<Output>) {
         if !config.is_peer(from) {

@@ -190,8 +190,7 @@ impl RaftConfig {
         }
         let protocol = ConfigurationError::Protocol;
         let config = Config::new(id, self.members.iter().map(|(m, _)| *m))
-            .and_then(|c| c.with_election_timeout(p.election_timeout.0, p.election_timeout.1))
-            .and_then(|c| c.with_heartbeat_interval(p.heartbeat_interval))
+            .and_then(|c| c.with_timing(p.election_timeout.0, p.election_timeout.1, p.heartbeat_interval))
             .and_then(|c| c.with_entries_per_append_max(p.entries_per_append_max))
             .and_then(|c| c.with_message_bytes_max(p.message_bytes_max))
             .and_then(|c| c.with_inflight_entries_max(p.inflight_entries_max))

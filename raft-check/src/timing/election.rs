@@ -18,9 +18,9 @@
 //! cannot run forever.
 
 use super::sim::{Event, Micros, NetworkConfig, Sim};
+use raft_core::{Config, LogIndex, Message, NodeId, Proposal, ProposalId, Term, Timer};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use raft_core::{Config, LogIndex, Message, NodeId, Proposal, ProposalId, Term, Timer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -56,8 +56,7 @@ impl ElectionParams {
         ids.iter()
             .map(|&id| {
                 Config::new(id, ids.clone())
-                    .and_then(|c| c.with_heartbeat_interval(heartbeat))
-                    .and_then(|c| c.with_election_timeout(min, max))
+                    .and_then(|c| c.with_timing(min, max, heartbeat))
                     .expect("a valid experiment configuration")
             })
             .collect()
@@ -163,7 +162,9 @@ fn setup_filter(mut event: Event, leader: NodeId, caps: &BTreeMap<NodeId, LogInd
             let keep = caps[to].0.saturating_sub(m.prev_log_index.0) as usize;
             m.entries.truncate(keep);
         }
-        Event::Deliver { from, to, message: Message::AppendEntriesResponse(_) } if *to == leader && caps[from] < last => {
+        Event::Deliver { from, to, message: Message::AppendEntriesResponse(_) }
+            if *to == leader && caps[from] < last =>
+        {
             return None;
         }
         _ => {}

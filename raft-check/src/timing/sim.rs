@@ -6,9 +6,9 @@
 //! sends leave and timers start only once the write is done. Messages take
 //! a latency drawn from the network's distribution and may be lost.
 
+use raft_core::{Config, HardState, Input, Log, LogIndex, Message, NodeId, Output, Persist, State, Timer};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use raft_core::{Config, HardState, Input, Log, LogIndex, Message, NodeId, Output, Persist, State, Timer};
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;

@@ -131,46 +131,43 @@ pub fn run_paper_sweep(trials: u32, seed: u64, net: NetworkConfig, out: &Path, n
 /// The flags of `-m election`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ElectionArgs {
-    /// Election timeout range in milliseconds, e.g. 150-300. The heartbeat
-    /// interval is half its minimum, as in the paper's experiment.
+    /// Election timing: the election timeout range in milliseconds, e.g.
+    /// 150-300. The heartbeat interval is half its minimum, as in the paper.
     #[arg(long, default_value = "150-300", value_parser = parse_range)]
     pub timeout: (u64, u64),
-    /// Number of trials per range.
+    /// Election timing: trials per range.
     #[arg(long, default_value_t = 1000)]
     pub trials: u32,
-    /// Seed of the run; the same seed gives the same figures.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Run every range of the paper's Figure 16 ("paper") and write a CSV
-    /// and a CDF plot into --out.
+    /// Election timing: run every range of the paper's Figure 16 ("paper")
+    /// and write a CSV and a CDF plot into --out.
     #[arg(long, value_parser = ["paper"])]
     pub sweep: Option<String>,
-    /// Network and disk delays: "paper15" (a broadcast time of about 15 ms:
-    /// 5 ± 1 ms each way, 5 ± 1 ms disk writes) or "fast" (2-3 ms each way,
-    /// 0.5-1 ms disk writes).
+    /// Election timing: network and disk delays, "paper15" (a broadcast time
+    /// of about 15 ms: 5 ± 1 ms each way, 5 ± 1 ms disk writes) or "fast"
+    /// (2-3 ms each way, 0.5-1 ms disk writes).
     #[arg(long, default_value = "paper15", value_parser = NetworkPreset::parse)]
-    pub network: NetworkPreset,
-    /// Where the sweep writes election-<network>.csv and .svg.
+    pub preset: NetworkPreset,
+    /// Election timing: where the sweep writes election-<preset>.csv and .svg.
     #[arg(long, default_value = "imgs")]
     pub out: std::path::PathBuf,
 }
 
-/// Runs `-m election` with `nodes` servers.
-pub fn run(nodes: u64, args: &ElectionArgs) -> Result<(), String> {
+/// Runs `-m election` with `nodes` servers and the run's `seed`.
+pub fn run(nodes: u64, seed: u64, args: &ElectionArgs) -> Result<(), String> {
     if nodes < 3 {
         return Err(format!("--nodes {nodes}: the experiment crashes the leader, so it needs at least 3 nodes"));
     }
-    let net = args.network.config();
+    let net = args.preset.config();
     match &args.sweep {
         Some(_) => {
-            let name = match args.network {
+            let name = match args.preset {
                 NetworkPreset::Paper15 => "election-paper15",
                 NetworkPreset::Fast => "election-fast",
             };
-            run_paper_sweep(args.trials, args.seed, net, &args.out, name)
+            run_paper_sweep(args.trials, seed, net, &args.out, name)
         }
         None => {
-            run_one(nodes, args.timeout, args.trials, args.seed, net);
+            run_one(nodes, args.timeout, args.trials, seed, net);
             Ok(())
         }
     }
