@@ -73,7 +73,9 @@ pub struct Args {
     /// The network may also lose messages.
     #[arg(long)]
     pub lossy: bool,
-    /// How many servers may be down at once (each recovers from its storage).
+    /// How many actors may be down at once: servers recover from their
+    /// storage; model clients (stateright crashes them too) give up their
+    /// operation in flight.
     #[arg(long, default_value_t = 1)]
     pub crashes: usize,
     /// Where commands come from in the raft model (the kv model always has clients).
