@@ -143,10 +143,8 @@ impl State {
             match self.log.term_at(index) {
                 Some(t) if t == entry.term => continue,
                 Some(_) => {
-                    if index <= self.commit_index {
-                        out.push(Output::Dropped(Dropped::OutOfRange));
-                        return;
-                    }
+                    // Refused before any change by `conflicts_with_committed`.
+                    assert!(index > self.commit_index, "cutting committed entry {index:?}");
                     self.log.truncate_from(index);
                     out.push(Output::Persist(Persist::Truncate { from: index }));
                     fresh.push(entry);

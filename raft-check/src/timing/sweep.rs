@@ -1,7 +1,7 @@
 //! The command-line face of the election-timing experiment: one range, or
 //! the paper's whole sweep with its CSV and plot.
 
-use super::election::{run_trials, ElectionParams, Summary};
+use super::election::{run_trials, ElectionParams, Summary, TrialOutcome};
 use super::plot::{draw_cdf, write_csv, Series};
 use super::sim::{Latency, NetworkConfig};
 use std::path::Path;
@@ -77,11 +77,15 @@ fn label((a, b): (u64, u64)) -> String {
 
 /// Runs one range and prints its summary line.
 pub fn run_one(nodes: u64, range: (u64, u64), trials: u32, seed: u64, net: NetworkConfig) -> Summary {
-    let params = ElectionParams { nodes, ..ElectionParams::paper(range, trials, seed) };
-    let params = ElectionParams { net, ..params };
-    let summary = Summary::of(&run_trials(&params));
-    println!("timeout {:>9}: {summary}", label(range));
-    summary
+    run_range(&ElectionParams { nodes, net, ..ElectionParams::paper(range, trials, seed) }).1
+}
+
+/// Runs one range's trials and prints its summary line.
+fn run_range(params: &ElectionParams) -> (Vec<TrialOutcome>, Summary) {
+    let outcomes = run_trials(params);
+    let summary = Summary::of(&outcomes);
+    println!("timeout {:>9}: {summary}", label(params.timeout_ms));
+    (outcomes, summary)
 }
 
 /// Runs every range of the paper's figure (100 trials for 150-150, as the
@@ -94,10 +98,7 @@ pub fn run_paper_sweep(trials: u32, seed: u64, net: NetworkConfig, out: &Path, n
             .iter()
             .map(|&range| {
                 let n = if range.0 == range.1 { trials.min(100) } else { trials };
-                let params = ElectionParams { net, ..ElectionParams::paper(range, n, seed) };
-                let outcomes = run_trials(&params);
-                let summary = Summary::of(&outcomes);
-                println!("timeout {:>9}: {summary}", label(range));
+                let (outcomes, summary) = run_range(&ElectionParams { net, ..ElectionParams::paper(range, n, seed) });
                 let times_ms = outcomes.iter().map(|o| o.micros() as f64 / 1000.0).collect();
                 (Series { label: label(range), times_ms }, summary, range)
             })
