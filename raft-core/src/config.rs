@@ -1,5 +1,7 @@
 //! A node's configuration, checked once when it is built.
 
+#[cfg(feature = "fault-injection")]
+use crate::fault::Fault;
 use crate::types::NodeId;
 use core::fmt;
 use core::time::Duration;
@@ -22,21 +24,6 @@ pub struct Config {
     inflight_entries_max: u64,
     #[cfg(feature = "fault-injection")]
     fault: Option<Fault>,
-}
-
-/// A deliberately broken rule, for showing that the simulator and the model
-/// checker catch it. Only with the `fault-injection` feature; never in a
-/// real deployment.
-#[cfg(feature = "fault-injection")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Fault {
-    /// Grant a vote even when this term's vote went to another candidate
-    /// (as a follower; candidates and leaders keep their own vote).
-    GrantSecondVote,
-    /// Serve reads without a leadership check: a leader answers reads from
-    /// its commit index without asking a majority (a deposed leader then
-    /// serves stale reads).
-    ServeReadsWithoutQuorum,
 }
 
 impl fmt::Debug for Config {
@@ -207,6 +194,35 @@ impl Config {
     #[cfg(feature = "fault-injection")]
     pub fn fault(&self) -> Option<Fault> {
         self.fault
+    }
+
+    /// Whether the rule `fault` names is broken on purpose. A constant
+    /// `false` without the `fault-injection` feature.
+    #[inline]
+    pub(crate) fn breaks(&self, fault: crate::fault::Fault) -> bool {
+        #[cfg(feature = "fault-injection")]
+        {
+            self.fault == Some(fault)
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        {
+            let _ = fault;
+            false
+        }
+    }
+
+    /// Whether any rule is broken on purpose (the core then skips its own
+    /// invariant assertions, so that the checkers must find the fault).
+    #[inline]
+    pub(crate) fn has_fault(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        {
+            self.fault.is_some()
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        {
+            false
+        }
     }
 
     fn check_heartbeat(&self) -> Result<(), ConfigError> {

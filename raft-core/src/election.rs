@@ -1,6 +1,7 @@
 //! Leader election (§5.2) and the election restriction (§5.4.1).
 
 use crate::config::Config;
+use crate::fault::Fault;
 use crate::io::{Output, Persist, Timer};
 use crate::message::{Message, RequestVote, RequestVoteResponse};
 use crate::state::{Mode, Progress, Role, State};
@@ -41,16 +42,23 @@ impl State {
         // candidate votes for itself) and panic instead of misbehaving.
         let free = match self.hard.voted_for {
             None => true,
-            Some(v) => v == from || (matches!(self.role, Role::Follower) && self.double_vote_fault(config)),
+            Some(v) => v == from || (matches!(self.role, Role::Follower) && config.breaks(Fault::GrantSecondVote)),
+        };
+        let up_to_date = if config.breaks(Fault::UpToDateByLengthOnly) {
+            m.last_log_index >= self.log.last_index()
+        } else {
+            self.log.is_up_to_date(m.last_log_term, m.last_log_index)
         };
         let granted = m.term == self.hard.term
             && free
             && !self.is_leader()
-            && self.log.is_up_to_date(m.last_log_term, m.last_log_index);
+            && (up_to_date || config.breaks(Fault::SkipUpToDateCheck));
         if granted {
             if self.hard.voted_for != Some(from) {
                 self.hard.voted_for = Some(from);
-                out.push(Output::Persist(Persist::HardState(self.hard)));
+                if !config.breaks(Fault::VoteNotPersisted) {
+                    out.push(Output::Persist(Persist::HardState(self.hard)));
+                }
             }
             // Granting a vote defers this node's own candidacy (Figure 2).
             out.push(self.election_timer(config));
@@ -67,7 +75,7 @@ impl State {
         m: RequestVoteResponse,
         out: &mut Vec<Output>,
     ) {
-        if m.term < self.hard.term {
+        if m.term < self.hard.term && !config.breaks(Fault::CountStaleVotes) {
             out.push(Output::Dropped(crate::io::Dropped::StaleResponse));
             return;
         }
@@ -75,7 +83,7 @@ impl State {
             // A late answer after this node won or lost: nothing to do.
             return;
         };
-        if m.granted {
+        if m.granted || config.breaks(Fault::CountRefusedVotes) {
             votes.insert(from);
             if votes.len() >= config.quorum() {
                 self.become_leader(config, out);
@@ -99,23 +107,13 @@ impl State {
             .collect();
         self.role = Role::Leader { progress };
         let pending = core::mem::take(&mut self.pending);
-        self.append_own(vec![Entry::noop(self.hard.term)], out);
-        self.append_proposals(pending, out);
+        self.append_own(config, vec![Entry::noop(self.hard.term)], out);
+        self.append_proposals(config, pending, out);
         out.push(Output::CancelTimer(Timer::Election));
         self.set_leader(Some(config.id()), out);
         let hb = config.heartbeat_interval();
         out.push(Output::SetTimer { timer: Timer::Heartbeat, min: hb, max: hb });
         self.broadcast_append(config, out);
         self.maybe_commit(config, out);
-    }
-
-    #[cfg(feature = "fault-injection")]
-    fn double_vote_fault(&self, config: &Config) -> bool {
-        config.fault() == Some(crate::config::Fault::GrantSecondVote)
-    }
-
-    #[cfg(not(feature = "fault-injection"))]
-    fn double_vote_fault(&self, _config: &Config) -> bool {
-        false
     }
 }

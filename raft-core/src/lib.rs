@@ -66,6 +66,7 @@
 
 mod config;
 mod election;
+mod fault;
 mod io;
 mod log;
 mod message;
@@ -76,9 +77,9 @@ mod replication;
 mod state;
 mod types;
 
-#[cfg(feature = "fault-injection")]
-pub use config::Fault;
 pub use config::{Config, ConfigError};
+#[cfg(feature = "fault-injection")]
+pub use fault::Fault;
 pub use io::{Committed, Dropped, Input, Output, Persist, Proposal, Rejection, Timer};
 pub use log::Log;
 pub use message::{

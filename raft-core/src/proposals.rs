@@ -25,7 +25,7 @@ impl State {
             return;
         }
         if self.is_leader() {
-            self.append_proposals(fitting, out);
+            self.append_proposals(config, fitting, out);
             self.broadcast_append(config, out);
             self.maybe_commit(config, out);
         } else if self.leader.is_some() {
@@ -43,8 +43,8 @@ impl State {
     }
 
     /// Leader: appends proposals to its log and answers each with its place.
-    pub(crate) fn append_proposals(&mut self, proposals: Vec<Proposal>, out: &mut Vec<Output>) {
-        let placed = self.append_commands(proposals.into_iter().map(|p| (p.id, p.data)).collect(), out);
+    pub(crate) fn append_proposals(&mut self, config: &Config, proposals: Vec<Proposal>, out: &mut Vec<Output>) {
+        let placed = self.append_commands(config, proposals.into_iter().map(|p| (p.id, p.data)).collect(), out);
         for (id, term, index) in placed {
             out.push(Output::ProposalAccepted { id, term, index });
         }
@@ -52,6 +52,7 @@ impl State {
 
     fn append_commands(
         &mut self,
+        config: &Config,
         commands: Vec<(ProposalId, Vec<u8>)>,
         out: &mut Vec<Output>,
     ) -> Vec<(ProposalId, Term, LogIndex)> {
@@ -63,7 +64,7 @@ impl State {
             placed.push((id, term, LogIndex(first.0 + i as u64)));
             entries.push(Entry::command(term, data));
         }
-        self.append_own(entries, out);
+        self.append_own(config, entries, out);
         placed
     }
 
@@ -94,7 +95,7 @@ impl State {
     /// their places; any other node refuses them, naming the leader it knows.
     pub(crate) fn on_forward(&mut self, config: &Config, from: NodeId, m: Forward, out: &mut Vec<Output>) {
         let results = if self.is_leader() {
-            let placed = self.append_commands(m.proposals, out);
+            let placed = self.append_commands(config, m.proposals, out);
             placed.into_iter().map(|(id, term, index)| (id, Some((term, index)))).collect()
         } else {
             m.proposals.into_iter().map(|(id, _)| (id, None)).collect()

@@ -18,6 +18,7 @@
 //! was confirming, and a restart forgets them (the client retries).
 
 use crate::config::Config;
+use crate::fault::Fault;
 use crate::io::{Output, Rejection};
 use crate::message::{LeadershipCheck, LeadershipCheckResponse, Message, ReadIndexRequest, ReadIndexResponse};
 use crate::state::State;
@@ -124,7 +125,7 @@ impl State {
     }
 
     /// The leader's answer to this node's read index request.
-    pub(crate) fn on_read_index_response(&mut self, m: ReadIndexResponse, out: &mut Vec<Output>) {
+    pub(crate) fn on_read_index_response(&mut self, config: &Config, m: ReadIndexResponse, out: &mut Vec<Output>) {
         for (id, index) in m.results {
             let Some(position) = self.reads.asked.iter().position(|&(asked, _)| asked == id) else {
                 continue; // a duplicate, or an answer to a read already refused
@@ -137,7 +138,7 @@ impl State {
                 }
             }
         }
-        self.release_applied_reads(out);
+        self.release_applied_reads(config, out);
     }
 
     /// Leader: registers reads. With an entry of this term committed, the
@@ -145,8 +146,9 @@ impl State {
     /// round, which starts at once unless one is in flight. Otherwise the
     /// read waits for the commit (see `fix_read_indexes`).
     fn leader_read(&mut self, config: &Config, origin: NodeId, ids: Vec<ReadId>, out: &mut Vec<Output>) {
-        let fixed = self.committed_in_term();
-        let (index, round) = if fixed { (Some(self.commit_index), self.reads.round + 1) } else { (None, u64::MAX) };
+        let fixed = self.committed_in_term() || config.breaks(Fault::ReadIndexBeforeTermCommit);
+        let next_round = if config.breaks(Fault::ReadRoundNotFresh) { self.reads.round } else { self.reads.round + 1 };
+        let (index, round) = if fixed { (Some(self.commit_index), next_round) } else { (None, u64::MAX) };
         self.reads.waiting.extend(ids.into_iter().map(|id| WaitingRead { id, origin, round, index }));
         if fixed {
             self.release_confirmed_reads(config, out);
@@ -183,7 +185,7 @@ impl State {
         let mut rounds: Vec<u64> = config.peers().map(|p| self.reads.acked.get(&p).copied().unwrap_or(0)).collect();
         rounds.push(self.reads.round);
         rounds.sort_unstable_by(|a, b| b.cmp(a));
-        if skip_quorum_fault(config) {
+        if config.breaks(Fault::ServeReadsWithoutQuorum) {
             return self.reads.round;
         }
         rounds[config.quorum() - 1]
@@ -275,7 +277,7 @@ impl State {
             // heartbeat.
             self.send_append(config, to, true, out);
         }
-        self.release_applied_reads(out);
+        self.release_applied_reads(config, out);
         // Reads waiting for a round not yet sent: send it, unless one is in
         // flight (they will share the next). A one-node cluster confirms
         // its own round at once.
@@ -289,13 +291,13 @@ impl State {
     }
 
     /// Any node: serves the reads whose read index it has delivered.
-    pub(crate) fn release_applied_reads(&mut self, out: &mut Vec<Output>) {
+    pub(crate) fn release_applied_reads(&mut self, config: &Config, out: &mut Vec<Output>) {
         if self.reads.applying.is_empty() {
             return;
         }
         let delivered = self.delivered_index;
         self.reads.applying.retain(|&(id, index)| {
-            let ready = index <= delivered;
+            let ready = index <= delivered || config.breaks(Fault::ServeBeforeApplied);
             if ready {
                 out.push(Output::ReadReady { id, index });
             }
@@ -337,14 +339,4 @@ impl State {
         self.reads.round = 0;
         self.reads.acked.clear();
     }
-}
-
-#[cfg(feature = "fault-injection")]
-fn skip_quorum_fault(config: &Config) -> bool {
-    config.fault() == Some(crate::config::Fault::ServeReadsWithoutQuorum)
-}
-
-#[cfg(not(feature = "fault-injection"))]
-fn skip_quorum_fault(_config: &Config) -> bool {
-    false
 }

@@ -1,6 +1,7 @@
 //! Log replication (§5.3), the commit rule (§5.4.2) and heartbeats.
 
 use crate::config::Config;
+use crate::fault::Fault;
 use crate::io::{Dropped, Output, Persist};
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, Message};
 use crate::state::{Mode, Progress, Role, State};
@@ -86,7 +87,7 @@ impl State {
 
     /// Follower side of AppendEntries (Figure 2, receiver rules 1–5).
     pub(crate) fn on_append_entries(&mut self, config: &Config, from: NodeId, m: AppendEntries, out: &mut Vec<Output>) {
-        if m.term < self.hard.term {
+        if m.term < self.hard.term && !config.breaks(Fault::AcceptStaleAppend) {
             // Rule 1: reply false; our term tells the stale leader to step down.
             let result = AppendResult::Conflict {
                 rejected_index: m.prev_log_index,
@@ -103,7 +104,7 @@ impl State {
             out.push(Output::Dropped(Dropped::SecondLeader));
             return;
         }
-        if self.conflicts_with_committed(&m) {
+        if self.conflicts_with_committed(config, &m) {
             // Only a broken leader asks to cut a committed entry (§5.4.3).
             // Refused before anything changes, so the drop leaves no trace.
             out.push(Output::Dropped(Dropped::OutOfRange));
@@ -118,7 +119,7 @@ impl State {
         out.push(self.election_timer(config));
 
         // Rule 2: the consistency check on (prev index, prev term).
-        if self.log.term_at(m.prev_log_index) != Some(m.prev_log_term) {
+        if !self.passes_consistency_check(config, &m) {
             let conflict = (m.prev_log_index <= self.log.last_index() && m.prev_log_index > self.log.snapshot_index())
                 .then(|| {
                     let term = self.log.term_at(m.prev_log_index).expect("held");
@@ -141,7 +142,7 @@ impl State {
         for entry in entries.by_ref() {
             index = index.next();
             match self.log.term_at(index) {
-                Some(t) if t == entry.term => continue,
+                Some(t) if t == entry.term || config.breaks(Fault::KeepConflictingEntry) => continue,
                 Some(_) => {
                     // Refused before any change by `conflicts_with_committed`.
                     assert!(index > self.commit_index, "cutting committed entry {index:?}");
@@ -157,18 +158,42 @@ impl State {
             }
         }
         fresh.extend(entries);
-        self.append_own(fresh, out);
+        let acknowledged = if config.breaks(Fault::MatchIndexFromLastIndex) {
+            self.log.last_index().max(match_index)
+        } else {
+            match_index
+        };
+        let ack_first = config.breaks(Fault::AckBeforePersist);
+        if ack_first {
+            self.reply_append(from, AppendResult::Success { match_index: acknowledged }, out);
+        }
+        self.append_own(config, fresh, out);
+        if config.breaks(Fault::TruncateWithoutConflict) && self.log.last_index() > match_index {
+            self.log.truncate_from(match_index.next());
+            out.push(Output::Persist(Persist::Truncate { from: match_index.next() }));
+        }
         // Rule 5: commit what the leader committed, bounded by what we now
         // know to match.
-        let commit = m.leader_commit.min(match_index);
-        self.commit_to(commit, out);
-        self.reply_append(from, AppendResult::Success { match_index }, out);
+        let bound = if config.breaks(Fault::FollowerCommitToLastIndex) { self.log.last_index() } else { match_index };
+        self.commit_to(config, m.leader_commit.min(bound), out);
+        if !ack_first {
+            self.reply_append(from, AppendResult::Success { match_index: acknowledged }, out);
+        }
+    }
+
+    /// Rule 2: the entry before the new ones is held with the term the
+    /// leader has there.
+    fn passes_consistency_check(&self, config: &Config, m: &AppendEntries) -> bool {
+        match self.log.term_at(m.prev_log_index) {
+            Some(_) if config.breaks(Fault::ConsistencyCheckIgnoresTerm) => true,
+            held => held == Some(m.prev_log_term),
+        }
     }
 
     /// Whether `m` passes the consistency check but holds an entry whose
     /// term differs from that of an entry this node knows committed.
-    fn conflicts_with_committed(&self, m: &AppendEntries) -> bool {
-        if self.log.term_at(m.prev_log_index) != Some(m.prev_log_term) {
+    fn conflicts_with_committed(&self, config: &Config, m: &AppendEntries) -> bool {
+        if !self.passes_consistency_check(config, m) {
             return false;
         }
         (m.prev_log_index.0 + 1..).zip(&m.entries).any(|(i, entry)| {
@@ -191,7 +216,7 @@ impl State {
         m: AppendEntriesResponse,
         out: &mut Vec<Output>,
     ) {
-        if m.term < self.hard.term || !self.is_leader() {
+        if (m.term < self.hard.term && !config.breaks(Fault::AcceptStaleAppendResponse)) || !self.is_leader() {
             out.push(Output::Dropped(Dropped::StaleResponse));
             return;
         }
@@ -272,9 +297,15 @@ impl State {
         let mut matched: Vec<LogIndex> = progress.values().map(|p| p.match_index).collect();
         matched.push(self.log.last_index());
         matched.sort_unstable_by(|a, b| b.cmp(a));
-        let majority = matched[config.quorum() - 1];
-        if majority > self.commit_index && self.log.term_at(majority) == Some(self.hard.term) {
-            self.commit_to(majority, out);
+        let rank = if config.breaks(Fault::CommitWithoutMajority) {
+            config.quorum().saturating_sub(2)
+        } else {
+            config.quorum() - 1
+        };
+        let majority = matched[rank.min(matched.len() - 1)];
+        let of_term = self.log.term_at(majority) == Some(self.hard.term);
+        if majority > self.commit_index && (of_term || config.breaks(Fault::CommitPreviousTermByCount)) {
+            self.commit_to(config, majority, out);
             self.fix_read_indexes(config, out);
         }
     }

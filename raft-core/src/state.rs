@@ -5,6 +5,7 @@
 //! `replication.rs` (§5.3, §5.4.2) and `proposals.rs` (client requests).
 
 use crate::config::Config;
+use crate::fault::Fault;
 use crate::io::{Committed, Dropped, Input, Output, Persist, Proposal, Timer};
 use crate::log::Log;
 use crate::message::Message;
@@ -191,7 +192,7 @@ impl State {
             }
         }
         #[cfg(debug_assertions)]
-        {
+        if !config.has_fault() {
             self.check_invariants(config);
             check_persist_before_send(&out[first_output..]);
         }
@@ -258,7 +259,7 @@ impl State {
             return;
         }
         let term = message.term();
-        let newer_term = term > self.hard.term;
+        let newer_term = term > self.hard.term && !(self.is_leader() && config.breaks(Fault::NoStepDownOnHigherTerm));
         if newer_term {
             // §5.1: a higher term in any message makes this node a follower
             // of that term. An AppendEntries or a LeadershipCheck also names
@@ -284,7 +285,7 @@ impl State {
             Message::LeadershipCheck(m) => self.on_leadership_check(config, from, m, out),
             Message::LeadershipCheckResponse(m) => self.on_leadership_check_response(config, from, m, out),
             Message::ReadIndexRequest(m) => self.on_read_index_request(config, from, m, out),
-            Message::ReadIndexResponse(m) => self.on_read_index_response(m, out),
+            Message::ReadIndexResponse(m) => self.on_read_index_response(config, m, out),
         }
     }
 
@@ -331,7 +332,9 @@ impl State {
     ) {
         if term > self.hard.term {
             self.hard = HardState { term, voted_for: None };
-            out.push(Output::Persist(Persist::HardState(self.hard)));
+            if !config.breaks(Fault::TermNotPersisted) {
+                out.push(Output::Persist(Persist::HardState(self.hard)));
+            }
         }
         if self.is_leader() {
             out.push(Output::CancelTimer(Timer::Heartbeat));
@@ -355,23 +358,26 @@ impl State {
     }
 
     /// Appends entries to this node's own log and asks for them to be persisted.
-    pub(crate) fn append_own(&mut self, entries: Vec<Entry>, out: &mut Vec<Output>) {
+    pub(crate) fn append_own(&mut self, config: &Config, entries: Vec<Entry>, out: &mut Vec<Output>) {
         if entries.is_empty() {
             return;
         }
         let first = self.log.last_index().next();
         self.log.extend(entries.iter().cloned());
-        out.push(Output::Persist(Persist::Append { first, entries }));
+        if !(self.is_leader() && config.breaks(Fault::LeaderEntriesNotPersisted)) {
+            out.push(Output::Persist(Persist::Append { first, entries }));
+        }
     }
 
     /// Raises the commit index (never lowers it) and delivers what is newly
     /// committed, in order, skipping no-ops.
-    pub(crate) fn commit_to(&mut self, index: LogIndex, out: &mut Vec<Output>) {
+    pub(crate) fn commit_to(&mut self, config: &Config, index: LogIndex, out: &mut Vec<Output>) {
         if index <= self.commit_index {
             return;
         }
         self.commit_index = index;
-        let from = self.delivered_index.next();
+        let from = if config.breaks(Fault::DeliverTwice) { LogIndex(1) } else { self.delivered_index.next() };
+        let index = if config.breaks(Fault::DeliverUncommitted) { self.log.last_index() } else { index };
         let delivered: Vec<Committed> = (from.0..=index.0)
             .filter_map(|i| {
                 let entry = self.log.get(LogIndex(i))?;
@@ -387,7 +393,7 @@ impl State {
         if !delivered.is_empty() {
             out.push(Output::Deliver(delivered));
         }
-        self.release_applied_reads(out);
+        self.release_applied_reads(config, out);
     }
 
     #[cfg(debug_assertions)]
