@@ -14,8 +14,8 @@
 
 use crate::kv::{self, ClientState, Command as KvCommand, Value};
 use raft_core::{
-    Config, Entry, HardState, Input, Log, LogIndex, Message, NodeId, Output, Persist, Proposal, ProposalId, ReadId,
-    State, Timer,
+    Config, Entry, HardState, Input, Log, LogIndex, Message, NodeId, Output, Payload, Persist, Proposal, ProposalId,
+    ReadId, State, Timer,
 };
 use stateright::actor::{model_timeout, Actor, Id, Out};
 use std::borrow::Cow;
@@ -185,17 +185,53 @@ impl fmt::Debug for Durable {
     }
 }
 
+/// What the adapter saw a step do that breaks a rule no single state can
+/// show (it needs the state before the step, or the order of the outputs).
+/// Every flag stays `false` in a correct run, so they add no states.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Broken {
+    /// A step of this node, as leader, removed or changed an entry of its
+    /// own log within one term (Leader Append-Only).
+    pub overwrote_as_leader: bool,
+    /// A step emitted a `Persist` after a `Send` (the ordering rule of the
+    /// step contract: what is sent must be durable first).
+    pub persisted_after_send: bool,
+    /// A step delivered an entry out of log order, twice, beyond the
+    /// commit index, skipping a command, or other than the entry its log
+    /// holds at that index.
+    pub bad_delivery: bool,
+    /// A step received a message of a higher term and left the node in an
+    /// older term, or still leader (§5.1).
+    pub kept_old_term: bool,
+    /// raft-core (or the adapter executing its outputs) panicked in a step:
+    /// a broken contract. The node takes no further input.
+    pub panicked: bool,
+    /// The node restarted from a store that `State::recover` refuses (terms
+    /// out of order): what it persisted was not what it held. It takes no
+    /// further input.
+    pub unrecoverable: bool,
+}
+
+impl Broken {
+    /// Whether any rule was seen broken.
+    pub fn any(&self) -> bool {
+        *self != Broken::default()
+    }
+}
+
 /// A server's state in the model: raft-core's state plus what the model
 /// observes about it.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ServerState {
     /// raft-core's state.
     pub raft: State,
-    /// Set when a step of this node, as leader, removed or changed an entry
-    /// of its own log within one term (Leader Append-Only broken). Checked
-    /// on each step because a single state cannot show what the log was
-    /// before; it stays `false` in every correct run, so it adds no states.
-    pub overwrote_as_leader: bool,
+    /// Rules the adapter saw a step break.
+    pub broken: Broken,
+    /// The highest index delivered to the application in this lifetime (0
+    /// after a start or a recovery). In a correct run it is a function of
+    /// raft-core's state (its last command up to the delivered index), so
+    /// it adds no states.
+    pub delivered: LogIndex,
     /// kv model: the register as applied from the committed log.
     pub register: Value,
     /// kv model: the clients whose request this server proposed and has not
@@ -209,8 +245,8 @@ impl fmt::Debug for ServerState {
         if self.register != 0 || !self.awaiting.is_empty() {
             write!(f, " reg {} awaiting {:?}", self.register, self.awaiting)?;
         }
-        if self.overwrote_as_leader {
-            write!(f, " OVERWROTE-AS-LEADER")?;
+        if self.broken.any() {
+            write!(f, " BROKEN {:?}", self.broken)?;
         }
         Ok(())
     }
@@ -280,7 +316,22 @@ impl Actor for Node {
 
     fn on_start(&self, id: Id, storage: &Option<Arc<Durable>>, o: &mut Out<Self>) -> NodeState {
         match self {
-            Node::Server(server) => NodeState::Server(server.start(storage, o)),
+            Node::Server(server) => {
+                let mut local = Out::new();
+                let started =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.start(storage, &mut local)));
+                match started {
+                    Ok(state) => {
+                        o.append(&mut local);
+                        NodeState::Server(state)
+                    }
+                    Err(_) => {
+                        let mut state = ServerState::new(State::new(&server.config).0);
+                        state.broken.panicked = true;
+                        NodeState::Server(state)
+                    }
+                }
+            }
             Node::Client(client) => NodeState::Client(client.start(id, storage.is_some(), o)),
         }
     }
@@ -327,11 +378,19 @@ impl Server {
                 if self.switches.forget_vote_on_recovery {
                     hard.voted_for = None;
                 }
-                State::recover(&self.config, hard, durable.log.clone(), LogIndex(0))
-                    .expect("storage holds only what a correct node persisted")
+                match State::recover(&self.config, hard, durable.log.clone(), LogIndex(0)) {
+                    Ok(recovered) => recovered,
+                    Err(_) => {
+                        // Only a node that broke the persistence rules
+                        // leaves such a store: it stays down, marked.
+                        let mut state = ServerState::new(State::new(&self.config).0);
+                        state.broken.unrecoverable = true;
+                        return state;
+                    }
+                }
             }
         };
-        let mut state = ServerState { raft, overwrote_as_leader: false, register: 0, awaiting: BTreeSet::new() };
+        let mut state = ServerState::new(raft);
         if storage.is_none() {
             // Save the empty durable state, so that a crash before the first
             // persist recovers (and does not start, and propose, anew).
@@ -385,18 +444,40 @@ impl Server {
 
     /// Steps raft-core with one input. `None` when the state is unchanged
     /// (the caller then leaves it borrowed).
+    ///
+    /// A panic inside raft-core, or in executing its outputs, is a broken
+    /// contract: it is caught, the node is marked (`Broken::panicked`, which
+    /// the No Panic property reports with its path) and takes no further
+    /// input, and none of the step's outputs is executed.
     pub(crate) fn step(&self, s: &ServerState, input: Input, o: &mut Out<Node>) -> Option<ServerState> {
-        let mut next = s.clone();
-        let mut outputs = Vec::new();
-        next.raft.step(&self.config, input, &mut outputs);
-        if s.raft.is_leader() && next.raft.is_leader() && s.raft.term() == next.raft.term() {
-            let before = s.raft.log().entries();
-            let after = next.raft.log().entries();
-            if after.len() < before.len() || after[..before.len()] != *before {
-                next.overwrote_as_leader = true;
-            }
+        if s.broken.panicked || s.broken.unrecoverable {
+            return None;
         }
-        self.execute(&mut next, &s.raft, outputs, o);
+        let higher_term = match &input {
+            Input::Receive { message, .. } => Some(message.term()).filter(|&t| t > s.raft.term()),
+            _ => None,
+        };
+        let mut local = Out::new();
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut next = s.clone();
+            let mut outputs = Vec::new();
+            next.raft.step(&self.config, input, &mut outputs);
+            next.broken.overwrote_as_leader |= overwrote_own_entries(&s.raft, &next.raft);
+            next.broken.kept_old_term |= higher_term.is_some_and(|t| next.raft.term() < t || next.raft.is_leader());
+            self.execute(&mut next, &s.raft, outputs, &mut local);
+            next
+        }));
+        let next = match attempt {
+            Ok(next) => {
+                o.append(&mut local);
+                next
+            }
+            Err(_) => {
+                let mut next = s.clone();
+                next.broken.panicked = true;
+                next
+            }
+        };
         (next != *s).then_some(next)
     }
 
@@ -404,8 +485,14 @@ impl Server {
     /// durable (a correct earlier step stored exactly that) and saved once, as
     /// one atomic write, before any send of the same step is executed),
     /// sends to the network, timers to stateright's timers, deliveries to
-    /// the kv state machine.
+    /// the kv state machine. A persist that follows a send in the list is
+    /// marked as broken (`Broken::persisted_after_send`); deliveries are
+    /// checked against the node's log and commit index.
     fn execute(&self, state: &mut ServerState, before: &State, outputs: Vec<Output>, o: &mut Out<Node>) {
+        let first_send = outputs.iter().position(|out| matches!(out, Output::Send { .. }));
+        if first_send.is_some_and(|i| outputs[i..].iter().any(|out| matches!(out, Output::Persist(_)))) {
+            state.broken.persisted_after_send = true;
+        }
         if outputs.iter().any(|out| matches!(out, Output::Persist(_))) {
             let mut durable = Durable::of(before);
             for output in &outputs {
@@ -424,6 +511,8 @@ impl Server {
                 Output::CancelTimer(timer) => o.cancel_timer(timer),
                 Output::Deliver(committed) => {
                     for c in committed {
+                        state.broken.bad_delivery |= !delivers_next(state, &c);
+                        state.delivered = state.delivered.max(c.index);
                         apply_command(state, &c.data, o);
                     }
                 }
@@ -438,6 +527,34 @@ impl Server {
             }
         }
     }
+}
+
+impl ServerState {
+    /// A server that has just started or recovered.
+    pub fn new(raft: State) -> ServerState {
+        ServerState { raft, broken: Broken::default(), delivered: LogIndex(0), register: 0, awaiting: BTreeSet::new() }
+    }
+}
+
+/// Whether `after`, a leader in the same term as `before`, removed or
+/// changed an entry of its log (Leader Append-Only).
+fn overwrote_own_entries(before: &State, after: &State) -> bool {
+    if !(before.is_leader() && after.is_leader() && before.term() == after.term()) {
+        return false;
+    }
+    let (before, after) = (before.log().entries(), after.log().entries());
+    after.len() < before.len() || after[..before.len()] != *before
+}
+
+/// Whether delivering `c` now is right: it is the next command of the
+/// node's log after the last one delivered in this lifetime (only no-ops in
+/// between), the log holds exactly it there, and it is committed.
+fn delivers_next(state: &ServerState, c: &raft_core::Committed) -> bool {
+    let log = state.raft.log();
+    let held = log.get(c.index).is_some_and(|e| e.term == c.term && e.payload == Payload::Command(c.data.clone()));
+    let skipped_only_noops =
+        (state.delivered.0 + 1..c.index.0).all(|i| log.get(LogIndex(i)).is_some_and(|e| e.payload == Payload::Noop));
+    c.index > state.delivered && held && skipped_only_noops && c.index <= state.raft.commit_index()
 }
 
 /// Applies one committed command to the kv state machine, answering the
@@ -455,4 +572,20 @@ fn apply_command(state: &mut ServerState, data: &[u8], o: &mut Out<Node>) {
         }
         Some(KvCommand::Read { .. }) | None => {}
     }
+}
+
+/// Installs a panic hook that prints the first panic of the process and
+/// counts the rest silently. Under the checker a panic inside raft-core is
+/// caught and reported as a No Panic counterexample, and the same broken
+/// step can be reached along many paths: printing every one would bury
+/// the report.
+pub fn print_first_panic_only() {
+    static PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !PRINTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            default(info);
+            eprintln!("(further panics are caught and reported as No Panic counterexamples, not printed)");
+        }
+    }));
 }

@@ -7,6 +7,7 @@ use crate::model::{ModelConfig, ModelKind, NetworkKind, Proposals, RaftModel, Ra
 use crate::replay;
 use crate::symmetry;
 use clap::{Parser, ValueEnum};
+use raft_core::Fault;
 use stateright::report::{ReportData, ReportDiscovery, Reporter};
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Path};
 use std::collections::BTreeMap;
@@ -24,6 +25,13 @@ pub enum Mode {
     /// Election timing (the Raft paper's Figure 16) on a timed simulator
     /// over raft-core: `--timeout`, `--trials`, `--seed`, `--sweep paper`.
     Election,
+    /// Run every check profile CI runs (or `--profile NAME`, or the deep
+    /// one) on the correct core: exit 1 on any counterexample or a
+    /// Sometimes without an example.
+    Profiles,
+    /// The mutation harness: every fault of raft-core (or `--fault NAME`)
+    /// against the CI profiles, in order; exit 1 if one escapes them all.
+    Mutants,
 }
 
 /// Whether to apply symmetry reduction.
@@ -116,6 +124,16 @@ pub struct Args {
     /// Break the adapter on purpose, to see a counterexample (demonstration only).
     #[arg(long, value_enum)]
     pub bug: Option<Bug>,
+    /// Break one rule of raft-core on purpose (see `-m mutants` for the
+    /// list), to see the checker catch it.
+    #[arg(long, value_parser = parse_fault)]
+    pub fault: Option<Fault>,
+    /// Leaders send one entry per AppendEntries, one in flight per follower.
+    #[arg(long)]
+    pub split_appends: bool,
+    /// Profiles: run only this profile (`deep` for the deep one).
+    #[arg(long)]
+    pub profile: Option<String>,
     /// Also fail (exit 1) when a Sometimes property has no example.
     #[arg(long)]
     pub require_examples: bool,
@@ -151,6 +169,8 @@ impl Args {
             max_term: self.max_term,
             max_log: self.max_log,
             heartbeats: self.heartbeats,
+            split_appends: self.split_appends,
+            fault: self.fault,
             switches: Switches {
                 forget_vote_on_recovery: self.bug == Some(Bug::ForgetVoteOnRecovery),
                 reads_bypass_log: self.bug == Some(Bug::ReadsBypassLog),
@@ -159,7 +179,8 @@ impl Args {
         })
     }
 
-    fn threads(&self) -> usize {
+    /// The checker threads to use.
+    pub fn threads(&self) -> usize {
         self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 }
@@ -182,6 +203,9 @@ pub fn main() -> i32 {
             return 2;
         }
     };
+    if matches!(args.mode, Mode::Check | Mode::Simulate | Mode::Profiles | Mode::Mutants) {
+        crate::actor::print_first_panic_only();
+    }
     run(&args, config, &mut std::io::stdout())
 }
 
@@ -191,6 +215,8 @@ pub fn run(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i
         Mode::Check => check(args, config, out),
         Mode::Simulate => simulate(args, config, out),
         Mode::Explore => explore(args, config, out),
+        Mode::Profiles => crate::profiles::report_profiles(args.profile.as_deref(), args.threads(), out),
+        Mode::Mutants => crate::profiles::report_mutants(args.fault, args.threads(), out),
         Mode::Election => match crate::timing::sweep::run(args.nodes as u64, args.seed, &args.election) {
             Ok(()) => 0,
             Err(message) => {
@@ -219,7 +245,7 @@ fn check(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i32
                 reporter.out,
                 "Checking exhaustively within the bounds, depth-first, with symmetry reduction."
             );
-            builder.symmetry_fn(symmetry::representative).spawn_dfs().join_and_report(&mut reporter);
+            builder.symmetry_fn(symmetry::representative_for(args.fault)).spawn_dfs().join_and_report(&mut reporter);
         }
         None => {
             let _ = writeln!(reporter.out, "Checking exhaustively within the bounds, depth-first.");
@@ -237,7 +263,7 @@ fn simulate(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> 
         args.runs, args.steps, args.seed
     );
     let every = (args.runs / 10).max(1);
-    let outcome = crate::simulate::simulate(&model, args.seed, args.runs, args.steps, |run, states, unique| {
+    let outcome = crate::simulate::simulate(&model, args.seed, args.runs, args.steps, false, |run, states, unique| {
         if run % every == 0 {
             let _ = writeln!(out, "Simulating. runs={run}, states={states}, unique={unique}");
         }
@@ -350,6 +376,13 @@ impl<W: Write + Send> Reporter<RaftModel> for Report<'_, W> {
 
 fn path_len(path: &Path<RaftState, <RaftModel as Model>::Action>) -> usize {
     path.clone().into_actions().len()
+}
+
+fn parse_fault(name: &str) -> Result<Fault, String> {
+    Fault::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
+        format!("no fault named {name:?}; the faults are: {}", names.join(", "))
+    })
 }
 
 /// Stops a check as soon as one of `names` is discovered (for tests that

@@ -18,7 +18,9 @@
 pub mod actor;
 pub mod cli;
 pub mod kv;
+
 pub mod model;
+pub mod profiles;
 pub mod properties;
 pub mod replay;
 pub mod simulate;

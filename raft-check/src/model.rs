@@ -4,7 +4,7 @@
 use crate::actor::{Msg, Node, NodeState, Server, Switches};
 use crate::kv::{self, Op, Value};
 use crate::properties;
-use raft_core::{Config, Message, NodeId, Term};
+use raft_core::{Config, Fault, Message, NodeId, Term};
 use stateright::actor::{ActorModel, ActorModelState, Envelope, Id, LossyNetwork, Network};
 use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
@@ -71,6 +71,15 @@ pub struct ModelConfig {
     /// learn commits only with the next append, and the state space is
     /// much smaller.
     pub heartbeats: bool,
+    /// Whether leaders send one entry per AppendEntries with at most one
+    /// entry in flight per follower, so that a follower can hold part of a
+    /// leader's log and the commit rule's term check, the follower's commit
+    /// bound and the match index of an acknowledgement decide something.
+    /// Off, a leader sends its whole log at once (the runtime's default of
+    /// 64 entries per message covers every model log).
+    pub split_appends: bool,
+    /// A rule of raft-core broken on purpose (the mutation harness).
+    pub fault: Option<Fault>,
     /// Deliberate adapter bugs, for tests.
     pub switches: Switches,
     /// Adjusts every raft-core configuration (tests use it to inject a fault).
@@ -90,6 +99,8 @@ impl Default for ModelConfig {
             max_term: 2,
             max_log: 3,
             heartbeats: true,
+            split_appends: false,
+            fault: None,
             switches: Switches::default(),
             config_hook: None,
         }
@@ -125,7 +136,16 @@ impl ModelConfig {
     /// The raft-core configuration of server `i`.
     pub fn raft_config(&self, i: usize) -> Config {
         let members = (0..self.servers).map(|j| NodeId(j as u64));
-        let config = Config::new(NodeId(i as u64), members).expect("valid member set");
+        let mut config = Config::new(NodeId(i as u64), members).expect("valid member set");
+        if self.split_appends {
+            config = config
+                .with_entries_per_append_max(1)
+                .and_then(|c| c.with_inflight_entries_max(1))
+                .expect("bounds of at least 1");
+        }
+        if let Some(fault) = self.fault {
+            config = config.with_fault(fault);
+        }
         match self.config_hook {
             Some(hook) => hook(config),
             None => config,

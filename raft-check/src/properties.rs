@@ -11,9 +11,17 @@
 //! | Leader Completeness   | Leader Change After Commit              |
 //! | Leader Append-Only    | Log Liveness                            |
 //! | Persist Before Send   | Acknowledgement In Flight               |
+//! | Delivered In Order    | Delivered On Two Servers                |
+//! | Higher Term Adopted   | Leader Stepped Down                     |
+//! | No Panic              | Log Liveness                            |
 //! | Linearizable (kv)     | Read Completed (kv)                     |
 //!
 //! plus `Sometimes` Leader Elected After Crash.
+//!
+//! Some rules concern a step rather than a state (what a leader's log was
+//! before, the order of a step's outputs, what it delivered, the term of
+//! the message it received); the adapter records them per step in
+//! [`Broken`](crate::actor::Broken) and the properties read those flags.
 //!
 //! Crashed servers have lost their volatile state: their in-memory state is
 //! ignored and their storage stands for them.
@@ -39,6 +47,16 @@ pub const LEADER_APPEND_ONLY: &str = "Leader Append-Only";
 /// by its sender's storage, and every live server's storage holds its
 /// in-memory term, vote and log.
 pub const PERSIST_BEFORE_SEND: &str = "Persist Before Send";
+/// What each server delivers in one lifetime is its log's commands in
+/// order, each once, none beyond its commit index; and the delivered
+/// prefixes of the live servers agree.
+pub const DELIVERED_IN_ORDER: &str = "Delivered In Order";
+/// A message of a higher term makes its receiver adopt the term and step
+/// down to follower (§5.1).
+pub const HIGHER_TERM_ADOPTED: &str = "Higher Term Adopted";
+/// raft-core never panics (an `assert!` of its contract failing is a
+/// counterexample like any other).
+pub const NO_PANIC: &str = "No Panic";
 /// kv model: the clients' reads and writes are linearizable.
 pub const LINEARIZABLE: &str = "Linearizable";
 /// Sometimes a leader is elected.
@@ -54,6 +72,10 @@ pub const COMMIT_ON_TWO: &str = "Commit Known To Two Servers";
 pub const LEADER_CHANGE_AFTER_COMMIT: &str = "Leader Change After Commit";
 /// Sometimes a granted vote or an append acknowledgement is in flight.
 pub const ACK_IN_FLIGHT: &str = "Acknowledgement In Flight";
+/// Sometimes two live servers have each delivered a command.
+pub const DELIVERED_ON_TWO: &str = "Delivered On Two Servers";
+/// Sometimes a live server that led a term is a follower of a later one.
+pub const LEADER_STEPPED_DOWN: &str = "Leader Stepped Down";
 /// kv model: sometimes a client's read completes.
 pub const READ_COMPLETED: &str = "Read Completed";
 
@@ -66,7 +88,10 @@ pub fn add_all(model: RaftModel) -> RaftModel {
         .property(Expectation::Always, LEADER_COMPLETENESS, leader_completeness)
         .property(Expectation::Always, STATE_MACHINE_SAFETY, state_machine_safety)
         .property(Expectation::Always, LEADER_APPEND_ONLY, leader_append_only)
-        .property(Expectation::Always, PERSIST_BEFORE_SEND, persist_before_send);
+        .property(Expectation::Always, PERSIST_BEFORE_SEND, persist_before_send)
+        .property(Expectation::Always, DELIVERED_IN_ORDER, delivered_in_order)
+        .property(Expectation::Always, HIGHER_TERM_ADOPTED, higher_term_adopted)
+        .property(Expectation::Always, NO_PANIC, no_panic);
     let model = if kv { model.property(Expectation::Always, LINEARIZABLE, linearizable) } else { model };
     let model = model
         .property(Expectation::Sometimes, ELECTION_LIVENESS, election_liveness)
@@ -74,7 +99,9 @@ pub fn add_all(model: RaftModel) -> RaftModel {
         .property(Expectation::Sometimes, LEADER_AFTER_CRASH, leader_after_crash)
         .property(Expectation::Sometimes, COMMIT_ON_TWO, commit_on_two)
         .property(Expectation::Sometimes, LEADER_CHANGE_AFTER_COMMIT, leader_change_after_commit)
-        .property(Expectation::Sometimes, ACK_IN_FLIGHT, ack_in_flight);
+        .property(Expectation::Sometimes, ACK_IN_FLIGHT, ack_in_flight)
+        .property(Expectation::Sometimes, DELIVERED_ON_TWO, delivered_on_two)
+        .property(Expectation::Sometimes, LEADER_STEPPED_DOWN, leader_stepped_down);
     if kv {
         model.property(Expectation::Sometimes, READ_COMPLETED, read_completed)
     } else {
@@ -130,9 +157,18 @@ fn log_matching(_: &RaftModel, state: &RaftState) -> bool {
 }
 
 /// The committed prefix of a server's log, as it knows it.
+/// (A broken core may claim a commit index past its log's end: the prefix
+/// then stops at the end, and Delivered In Order or the other properties
+/// report what went wrong.)
 fn committed(s: &ServerState) -> &[raft_core::Entry] {
-    let commit = s.raft.commit_index().0 as usize;
-    &s.raft.log().entries()[..commit]
+    let entries = s.raft.log().entries();
+    &entries[..(s.raft.commit_index().0 as usize).min(entries.len())]
+}
+
+/// The prefix of a server's log that it has delivered in this lifetime.
+fn delivered(s: &ServerState) -> &[raft_core::Entry] {
+    let entries = s.raft.log().entries();
+    &entries[..(s.delivered.0 as usize).min(entries.len())]
 }
 
 /// A server learns its commit index from the leader of a term no later than
@@ -170,12 +206,48 @@ fn state_machine_safety(_: &RaftModel, state: &RaftState) -> bool {
 }
 
 fn leader_append_only(_: &RaftModel, state: &RaftState) -> bool {
-    live_servers(state).all(|(_, s)| !s.overwrote_as_leader)
+    live_servers(state).all(|(_, s)| !s.broken.overwrote_as_leader)
 }
 
+fn delivered_in_order(_: &RaftModel, state: &RaftState) -> bool {
+    if live_servers(state).any(|(_, s)| s.broken.bad_delivery || s.delivered > s.raft.commit_index()) {
+        return false;
+    }
+    let prefixes: Vec<_> = live_servers(state).map(|(_, s)| delivered(s)).collect();
+    prefixes.iter().enumerate().all(|(k, a)| {
+        prefixes[k + 1..].iter().all(|b| {
+            let n = a.len().min(b.len());
+            a[..n] == b[..n]
+        })
+    })
+}
+
+fn higher_term_adopted(_: &RaftModel, state: &RaftState) -> bool {
+    live_servers(state).all(|(_, s)| !s.broken.kept_old_term)
+}
+
+fn no_panic(_: &RaftModel, state: &RaftState) -> bool {
+    live_servers(state).all(|(_, s)| !s.broken.panicked)
+}
+
+/// The log of live server `i` if it leads in `term`.
+fn leader_log(state: &RaftState, i: usize, term: raft_core::Term) -> Option<&Log> {
+    let NodeState::Server(s) = &**state.actor_states.get(i)? else { return None };
+    (!state.crashed[i] && s.raft.is_leader() && s.raft.term() == term).then(|| s.raft.log())
+}
+
+/// A step's persists come before its sends; the storage of every live
+/// server holds its in-memory term, vote and log; and every vote, vote
+/// request and acknowledgement in flight is backed by its sender's storage.
+/// An acknowledgement of entries up to `match_index` is backed when the
+/// sender stored that many entries and, if its receiver still leads that
+/// term, the same entries as the receiver holds.
 fn persist_before_send(_: &RaftModel, state: &RaftState) -> bool {
     for (i, s) in live_servers(state) {
-        if state.actor_storages[i].as_deref() != Some(&Durable::of(&s.raft)) {
+        if s.broken.unrecoverable {
+            return false;
+        }
+        if s.broken.persisted_after_send || state.actor_storages[i].as_deref() != Some(&Durable::of(&s.raft)) {
             return false;
         }
     }
@@ -194,7 +266,16 @@ fn persist_before_send(_: &RaftModel, state: &RaftState) -> bool {
             Message::RequestVote(m) => hard.term > m.term || (hard.term == m.term && hard.voted_for == Some(src)),
             Message::AppendEntriesResponse(m) => match m.result {
                 AppendResult::Success { match_index } => {
-                    hard.term > m.term || (hard.term >= m.term && durable.log.last_index() >= match_index)
+                    let n = match_index.0 as usize;
+                    let same_entries = |leader: &Log| {
+                        leader.len() >= n
+                            && durable.log.len() >= n
+                            && leader.entries()[..n] == durable.log.entries()[..n]
+                    };
+                    hard.term > m.term
+                        || (hard.term >= m.term
+                            && durable.log.last_index() >= match_index
+                            && leader_log(state, usize::from(env.dst), m.term).is_none_or(same_entries))
                 }
                 AppendResult::Conflict { .. } => true,
             },
@@ -244,6 +325,16 @@ fn ack_in_flight(_: &RaftModel, state: &RaftState) -> bool {
         },
         _ => false,
     })
+}
+
+fn delivered_on_two(_: &RaftModel, state: &RaftState) -> bool {
+    live_servers(state).filter(|(_, s)| !delivered(s).is_empty()).count() >= 2
+}
+
+fn leader_stepped_down(_: &RaftModel, state: &RaftState) -> bool {
+    let leaders = &state.history.leaders;
+    live_servers(state)
+        .any(|(i, s)| !s.raft.is_leader() && leaders.iter().any(|&(t, n)| n.0 == i as u64 && s.raft.term() > t))
 }
 
 fn read_completed(model: &RaftModel, state: &RaftState) -> bool {

@@ -29,12 +29,14 @@ pub struct Outcome {
 }
 
 /// Runs `runs` random walks of at most `steps` actions from `seed`,
-/// calling `progress` after each run.
+/// calling `progress` after each run. With `stop_at_first`, stops after the
+/// walk that finds the first counterexample of an `Always` property.
 pub fn simulate(
     model: &RaftModel,
     seed: u64,
     runs: usize,
     steps: usize,
+    stop_at_first: bool,
     mut progress: impl FnMut(usize, usize, usize),
 ) -> Outcome {
     let start = Instant::now();
@@ -85,6 +87,11 @@ pub fn simulate(
         }
         depth = depth.max(path_actions.len() + 1);
         progress(run + 1, states, seen.len());
+        let counterexample =
+            |name: &&str| properties.iter().any(|p| p.name == *name && p.expectation != Expectation::Sometimes);
+        if stop_at_first && discoveries.keys().any(counterexample) {
+            break;
+        }
     }
     Outcome { states, unique: seen.len(), depth, seconds: start.elapsed().as_secs(), discoveries }
 }

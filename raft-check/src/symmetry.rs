@@ -75,6 +75,26 @@ impl Renaming {
 /// property about it was checked when it was sent, against a storage that
 /// only moves forward.
 pub fn representative(state: &RaftState) -> RaftState {
+    representative_with(state, true)
+}
+
+/// As [`representative`], but keeping every message in flight. The garbage
+/// collection relies on how a correct core treats stale responses, so it is
+/// not sound when a rule is broken on purpose (a fault may make a node act
+/// on a stale response): the mutation harness uses this one.
+pub fn representative_keeping_messages(state: &RaftState) -> RaftState {
+    representative_with(state, false)
+}
+
+/// The representative function to use with `fault` injected (or none).
+pub fn representative_for(fault: Option<raft_core::Fault>) -> fn(&RaftState) -> RaftState {
+    match fault {
+        None => representative,
+        Some(_) => representative_keeping_messages,
+    }
+}
+
+fn representative_with(state: &RaftState, collect_garbage: bool) -> RaftState {
     let n = state.actor_states.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_cached_key(|&i| summary(state, i));
@@ -84,7 +104,7 @@ pub fn representative(state: &RaftState) -> RaftState {
     }
     let r = Renaming { perm };
     let identity = r.perm.iter().enumerate().all(|(i, &p)| i == p);
-    let garbage = crate::model::in_flight(&state.network).any(|e| is_garbage(state, &e));
+    let garbage = collect_garbage && crate::model::in_flight(&state.network).any(|e| is_garbage(state, &e));
     let mut actor_states = state.actor_states.clone();
     for (i, s) in actor_states.iter_mut().enumerate() {
         if state.crashed[i] {
@@ -141,8 +161,7 @@ fn placeholder() -> std::sync::Arc<NodeState> {
         .get_or_init(|| {
             let config = raft_core::Config::new(NodeId(0), [NodeId(0)]).expect("a one-node config");
             let raft = State::new(&config).0;
-            let server = ServerState { raft, overwrote_as_leader: false, register: 0, awaiting: Default::default() };
-            std::sync::Arc::new(NodeState::Server(server))
+            std::sync::Arc::new(NodeState::Server(ServerState::new(raft)))
         })
         .clone()
 }

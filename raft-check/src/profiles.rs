@@ -1,0 +1,270 @@
+//! Check profiles, and the mutation harness that runs them against every
+//! rule of raft-core broken on purpose.
+//!
+//! A profile is a model (its bounds) and a search (breadth-first to a depth,
+//! exhaustive depth-first with symmetry reduction, or seeded random walks).
+//! [`ci_profiles`] are the ones CI runs: `-m profiles` runs each on the
+//! correct core and fails on any counterexample or on a `Sometimes` left
+//! without an example; `-m mutants` runs them against every
+//! [`Fault`](raft_core::Fault), in order, until one profile finds a
+//! counterexample, and fails if any fault escapes all of them. The checker
+//! is only as good as the bugs it catches: each profile exists because some
+//! rule is decided only within its bounds (see each profile's `why`).
+
+use crate::model::{ModelConfig, ModelKind, Proposals, RaftModel, RaftState};
+use crate::symmetry;
+use raft_core::Fault;
+use stateright::{Checker, Expectation, HasDiscoveries, Model, Path};
+use std::time::{Duration, Instant};
+
+/// How a profile searches its model.
+#[derive(Clone, Copy, Debug)]
+pub enum Search {
+    /// Breadth-first to this depth (the initial state is depth 1).
+    Bfs {
+        /// The depth.
+        depth: usize,
+    },
+    /// Exhaustive within the model's bounds, depth-first, with symmetry
+    /// reduction.
+    Exhaustive,
+    /// Seeded random walks (see [`crate::simulate`]).
+    Walks {
+        /// The seed of the first walk.
+        seed: u64,
+        /// How many walks.
+        runs: usize,
+        /// The most actions per walk.
+        steps: usize,
+    },
+}
+
+/// One check profile.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// Its name on the command line and in reports.
+    pub name: &'static str,
+    /// Why it exists: which rules only it decides.
+    pub why: &'static str,
+    /// The model.
+    pub config: ModelConfig,
+    /// The search.
+    pub search: Search,
+}
+
+/// The profiles CI runs, cheapest first.
+pub fn ci_profiles() -> Vec<Profile> {
+    let base = ModelConfig::default();
+    vec![
+        Profile {
+            name: "depth10",
+            why: "the main job: every execution of at most 8 steps, crashes included",
+            config: base.clone(),
+            search: Search::Bfs { depth: 10 },
+        },
+        Profile {
+            name: "split-walks",
+            why: "one entry per append, terms up to 4, a crash: a follower holds part of a log, so the \
+                  Figure 8 rule, the follower's commit bound and the acknowledged match index decide",
+            config: ModelConfig { split_appends: true, max_term: 4, max_log: 4, ..base.clone() },
+            search: Search::Walks { seed: 1, runs: 20_000, steps: 60 },
+        },
+        Profile {
+            name: "kv-walks",
+            why: "reads through ReadIndex and writes from clients at terms up to 3, with crashes: \
+                  linearizability and the read rules",
+            config: ModelConfig { kind: ModelKind::Kv, clients: 2, max_term: 3, max_log: 4, ..base },
+            search: Search::Walks { seed: 1, runs: 20_000, steps: 60 },
+        },
+    ]
+}
+
+/// The deep profile, for longer runs than CI's: split appends, terms up to
+/// 3, one crash, exhaustive within its bounds.
+pub fn deep_profile() -> Profile {
+    Profile {
+        name: "deep",
+        why: "split appends, terms up to 3, one crash, exhaustive (bounded by --max-seconds)",
+        config: ModelConfig {
+            split_appends: true,
+            max_term: 3,
+            max_log: 3,
+            proposals: Proposals::Start,
+            ..ModelConfig::default()
+        },
+        search: Search::Exhaustive,
+    }
+}
+
+/// What one run of a profile found.
+pub struct Outcome {
+    /// States generated.
+    pub states: usize,
+    /// Distinct states.
+    pub unique: usize,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+    /// The `Always` properties with a counterexample, each with its path.
+    pub counterexamples: Vec<(&'static str, Path<RaftState, <RaftModel as Model>::Action>)>,
+    /// The `Sometimes` properties with no example.
+    pub missing_examples: Vec<&'static str>,
+    /// Whether the search covered its whole scope (false when stopped early).
+    pub complete: bool,
+}
+
+/// Runs `profile` with `fault` injected (if any). With `stop_at_first`, the
+/// search stops at the first counterexample.
+pub fn run(profile: &Profile, fault: Option<Fault>, stop_at_first: bool, threads: usize) -> Outcome {
+    let started = Instant::now();
+    let config = ModelConfig { fault, ..profile.config.clone() };
+    let symmetric = config.servers_only();
+    let model = config.into_model();
+    let always: Vec<&'static str> =
+        model.properties().iter().filter(|p| p.expectation == Expectation::Always).map(|p| p.name).collect();
+    let sometimes: Vec<&'static str> =
+        model.properties().iter().filter(|p| p.expectation == Expectation::Sometimes).map(|p| p.name).collect();
+    let (states, unique, found, complete): (usize, usize, Vec<_>, bool) = match profile.search {
+        Search::Walks { seed, runs, steps } => {
+            let outcome = crate::simulate::simulate(&model, seed, runs, steps, stop_at_first, |_, _, _| {});
+            let complete = !stop_at_first || !outcome.discoveries.keys().any(|n| always.contains(n));
+            (outcome.states, outcome.unique, outcome.discoveries.into_iter().collect(), complete)
+        }
+        Search::Bfs { .. } | Search::Exhaustive => {
+            let mut builder = model.checker().threads(threads);
+            if stop_at_first {
+                builder = builder.finish_when(HasDiscoveries::AnyOf(always.iter().copied().collect()));
+            }
+            let (states, unique, found) = match profile.search {
+                Search::Bfs { depth } => summary(builder.target_max_depth(depth).spawn_bfs().join()),
+                _ if symmetric => summary(builder.symmetry_fn(symmetry::representative_for(fault)).spawn_dfs().join()),
+                _ => summary(builder.spawn_dfs().join()),
+            };
+            let complete = !found.iter().any(|(n, _)| always.contains(n));
+            (states, unique, found, complete || !stop_at_first)
+        }
+    };
+    let mut counterexamples: Vec<_> = found.iter().filter(|(n, _)| always.contains(n)).cloned().collect();
+    counterexamples.sort_by_key(|(name, path)| (path_len(path), *name));
+    let missing_examples = sometimes.into_iter().filter(|n| !found.iter().any(|(f, _)| f == n)).collect();
+    Outcome { states, unique, elapsed: started.elapsed(), counterexamples, missing_examples, complete }
+}
+
+type Found = Vec<(&'static str, Path<RaftState, <RaftModel as Model>::Action>)>;
+
+fn summary(checker: impl Checker<RaftModel>) -> (usize, usize, Found) {
+    (checker.state_count(), checker.unique_state_count(), checker.discoveries().into_iter().collect())
+}
+
+/// The number of actions in a path.
+pub fn path_len(path: &Path<RaftState, <RaftModel as Model>::Action>) -> usize {
+    path.clone().into_actions().len()
+}
+
+/// What the mutation harness found for one fault.
+pub struct Caught {
+    /// The fault.
+    pub fault: Fault,
+    /// The profile that caught it, the property it broke, the counterexample's
+    /// length, and that profile's run; `None` when every profile missed it.
+    pub by: Option<(&'static str, &'static str, usize, Outcome)>,
+    /// Time spent on this fault over every profile tried.
+    pub elapsed: Duration,
+}
+
+/// Runs `profiles` against `fault`, in order, until one finds a
+/// counterexample.
+pub fn catch(fault: Fault, profiles: &[Profile], threads: usize) -> Caught {
+    let started = Instant::now();
+    for profile in profiles {
+        let outcome = run(profile, Some(fault), true, threads);
+        if let Some((property, path)) = outcome.counterexamples.first() {
+            let (property, steps) = (*property, path_len(path));
+            return Caught { fault, by: Some((profile.name, property, steps, outcome)), elapsed: started.elapsed() };
+        }
+    }
+    Caught { fault, by: None, elapsed: started.elapsed() }
+}
+
+/// `-m profiles`: runs the CI profiles (or the one named; `deep` for the
+/// deep profile) on the correct core, one summary line each. Exit status 1
+/// on a counterexample or a missing example, 2 for an unknown name.
+pub fn report_profiles(only: Option<&str>, threads: usize, out: &mut impl std::io::Write) -> i32 {
+    let mut profiles = ci_profiles();
+    profiles.push(deep_profile());
+    let chosen: Vec<Profile> = match only {
+        Some(name) => profiles.into_iter().filter(|p| p.name == name).collect(),
+        None => profiles.into_iter().filter(|p| p.name != "deep").collect(),
+    };
+    if chosen.is_empty() {
+        let _ = writeln!(out, "error: no profile named {:?}", only.unwrap_or_default());
+        return 2;
+    }
+    let mut failed = false;
+    for profile in &chosen {
+        let outcome = run(profile, None, false, threads);
+        let verdict = match (outcome.counterexamples.first(), outcome.missing_examples.is_empty()) {
+            (Some((name, path)), _) => format!("FAILS: {name} (counterexample of {} steps)", path_len(path)),
+            (None, false) => format!("no example of: {}", outcome.missing_examples.join(", ")),
+            (None, true) => "every Always holds, every Sometimes has an example".to_string(),
+        };
+        failed |= !outcome.counterexamples.is_empty() || !outcome.missing_examples.is_empty();
+        let _ = writeln!(
+            out,
+            "profile {:<12} {:>11} states {:>10} unique {:>7.1} s  {verdict}",
+            profile.name,
+            outcome.states,
+            outcome.unique,
+            outcome.elapsed.as_secs_f64()
+        );
+        for (name, path) in &outcome.counterexamples {
+            let _ = writeln!(out, "  {name}: {}", path.encode(&ModelConfig { ..profile.config.clone() }.into_model()));
+        }
+        let _ = out.flush();
+    }
+    i32::from(failed)
+}
+
+/// `-m mutants`: every fault (or the one given) against the CI profiles,
+/// one table row each. Exit status 1 if a fault escapes every profile.
+pub fn report_mutants(only: Option<Fault>, threads: usize, out: &mut impl std::io::Write) -> i32 {
+    let profiles = ci_profiles();
+    let faults: Vec<Fault> = match only {
+        Some(fault) => vec![fault],
+        None => Fault::ALL.to_vec(),
+    };
+    let _ = writeln!(out, "| fault | rule | caught by | property | steps | states | seconds |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let started = Instant::now();
+    let mut escaped = Vec::new();
+    for &fault in &faults {
+        let caught = catch(fault, &profiles, threads);
+        let rule = format!("{}: {}", fault.section(), fault.rule());
+        let seconds = caught.elapsed.as_secs_f64();
+        match &caught.by {
+            Some((profile, property, steps, outcome)) => {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {rule} | {profile} | {property} | {steps} | {} | {seconds:.1} |",
+                    fault.name(),
+                    outcome.unique
+                );
+            }
+            None => {
+                escaped.push(fault.name());
+                let _ = writeln!(out, "| `{}` | {rule} | ESCAPED | - | - | - | {seconds:.1} |", fault.name());
+            }
+        }
+        let _ = out.flush();
+    }
+    let _ = writeln!(
+        out,
+        "{} of {} faults caught in {:.1} s",
+        faults.len() - escaped.len(),
+        faults.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !escaped.is_empty() {
+        let _ = writeln!(out, "escaped: {}", escaped.join(", "));
+    }
+    i32::from(!escaped.is_empty())
+}
