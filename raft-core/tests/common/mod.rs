@@ -316,18 +316,31 @@ impl Disk {
     /// Executes one persist, checking it against the contract: a truncation
     /// removes entries that exist; an append lands just past the last entry.
     pub fn apply(&mut self, persist: &Persist) {
+        if let Err(refused) = self.try_apply(persist) {
+            panic!("{refused}");
+        }
+    }
+
+    /// As [`Disk::apply`], but a persist that breaks the contract is
+    /// refused (the disk unchanged) and described rather than panicked on.
+    pub fn try_apply(&mut self, persist: &Persist) -> Result<(), String> {
+        let len = self.log.len() as u64;
         match persist {
             Persist::HardState(hard) => self.hard = *hard,
             Persist::Truncate { from } => {
-                let len = self.log.len() as u64;
-                assert!(from.0 >= 1 && from.0 <= len, "truncation at {from:?} of a log of {len} entries");
+                if from.0 < 1 || from.0 > len {
+                    return Err(format!("truncation at {from:?} of a log of {len} entries"));
+                }
                 self.log.truncate(from.0 as usize - 1);
             }
             Persist::Append { first, entries } => {
-                assert_eq!(first.0, self.log.len() as u64 + 1, "an append must land just past the last entry");
+                if first.0 != len + 1 {
+                    return Err(format!("an append at {first:?} must land just past the last entry, {len}"));
+                }
                 self.log.extend(entries.iter().cloned());
             }
         }
+        Ok(())
     }
 
     /// Executes every persist of an output list.

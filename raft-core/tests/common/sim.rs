@@ -18,31 +18,74 @@
 //!
 //! After every step the simulator checks the paper's safety properties
 //! (Figure 3) over the whole history: Election Safety, Leader Append-Only,
-//! Log Matching, Leader Completeness and State Machine Safety; and the step
-//! contract: persist-before-send, the disk backing every vote and
-//! acknowledgement sent, memory matching disk, and drops changing nothing.
+//! Log Matching, Leader Completeness and State Machine Safety; linearizable
+//! reads; the rules of Figure 2 that a step shows from outside (stale terms
+//! rejected, the AppendEntries receiver's rules, commitment on a majority
+//! and of the leader's own term only); persistence (memory matching disk,
+//! the disk backing every vote and acknowledgement sent); delivery (only
+//! committed entries, in order, once each); and the rest of the step
+//! contract (drops changing nothing). Each [`Property`] names the rule it
+//! checks. A panic of the core is reported as [`Property::Panic`], which
+//! ends the run without counting as a property's violation.
 //!
 //! A run has two phases. In the safety phase the network loses, duplicates,
-//! delays and reorders messages, partitions the cluster, and nodes crash and
+//! delays and reorders messages (now and then holding one back for longer
+//! than an election takes), partitions the cluster, and nodes crash and
 //! restart. In the liveness phase every fault stops and every node is up;
 //! within a bounded number of steps one leader must be elected, every
 //! client proposal of the phase must be committed, and every node must hold
 //! the same log and have delivered all of it.
 
-use super::{assert_persist_before_send, Disk};
+use super::Disk;
 use raft_core::{
     AppendResult, Config, Entry, Fault, Input, LogIndex, Message, NodeId, Output, Payload, Proposal, ProposalId,
     ReadId, State, Term, Timer,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// How long a liveness-phase client waits for its command to be delivered
 /// before proposing it again: several election timeouts, so that a retry
 /// is rare while the cluster is healthy.
 const CLIENT_RETRY_US: u64 = 1_000_000;
+
+thread_local! {
+    /// Set while this thread runs the core under [`catch_panic`]: the panic
+    /// hook then keeps the panic's message for the violation instead of
+    /// printing it.
+    static CATCHING: Cell<bool> = const { Cell::new(false) };
+    static CAUGHT: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Runs `f`, turning a panic into its message (with its location). The
+/// panic hook is wrapped once per process; panics outside `catch_panic`, or
+/// on other threads, still reach the previous hook.
+fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static WRAP_HOOK: std::sync::Once = std::sync::Once::new();
+    WRAP_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CATCHING.get() {
+                CAUGHT.set(info.to_string());
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    let outer = CATCHING.replace(true);
+    let result = catch_unwind(AssertUnwindSafe(f));
+    CATCHING.set(outer);
+    result.map_err(|_| CAUGHT.take())
+}
+
+/// The longest a straggling message is held back: several election
+/// timeouts (150 to 300 ms by default), so that a node can lose and regain
+/// leadership while the message is on its way.
+const STRAGGLER_DELAY_MAX_US: u64 = 2_000_000;
 
 /// A property the simulator checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,12 +102,73 @@ pub enum Property {
     /// No two nodes deliver different commands at the same index.
     StateMachineSafety,
     /// A read (ReadIndex) is served at an index that covers every entry
-    /// committed anywhere before the read was issued.
+    /// committed anywhere before the read was issued, by a node that has
+    /// delivered every command up to that index.
     LinearizableReads,
-    /// The step contract between the core and its driver.
+    /// Figure 2's persistent state: after every step, the node's store
+    /// (built from its `Persist` outputs, in order) holds the current term,
+    /// the vote and the log that the node holds in memory; and it can be
+    /// recovered from.
+    PersistedState,
+    /// Figure 2, "updated on stable storage before responding to RPCs": a
+    /// vote request, a vote or an acknowledgement is backed by what was
+    /// persisted before it in the output list (and in earlier steps), and
+    /// no `Persist` follows a `Send` in one output list.
+    PersistBeforeSend,
+    /// §5.1, "if a server receives a request with a stale term number, it
+    /// rejects the request", and answers of an older term are ignored: a
+    /// RequestVote, AppendEntries or LeadershipCheck, or an answer to one,
+    /// whose term is below the receiver's changes nothing and is granted or
+    /// acknowledged nothing.
+    StaleTermRejected,
+    /// Figure 2, AppendEntries "success": an acknowledgement of term T up to
+    /// index i says the sender's log matches the log of T's leader up to i.
+    AckMatchesLeader,
+    /// Figure 2, AppendEntries results: a success answer acknowledges at
+    /// most what the append it answers covered (its previous index plus its
+    /// entries), whatever else the follower's log holds.
+    AckOnlyMatched,
+    /// Figure 2, AppendEntries receiver rule 2: an append is acknowledged
+    /// only if the follower held an entry at prevLogIndex of term
+    /// prevLogTerm.
+    ConsistencyCheck,
+    /// Figure 2, AppendEntries receiver rules 3 and 4: an append that is
+    /// acknowledged deletes an existing entry only where it conflicts with a
+    /// new one (same index, other term), with all that follow it, and
+    /// appends the new entries not already held; nothing else changes.
+    AppendMergesLog,
+    /// Figure 2, AppendEntries receiver rule 5: an append raises the
+    /// follower's commit index to at most min(leaderCommit, index of the
+    /// last new entry).
+    FollowerCommitBound,
+    /// §5.4.2, "only log entries from the leader's current term are
+    /// committed by counting replicas": a leader raises its commit index
+    /// only to an entry of its own term (earlier ones commit with it).
+    CommitCurrentTermOnly,
+    /// §5.3, "committed once the leader ... has replicated it on a
+    /// majority": every entry of the committed prefix is stored on a
+    /// majority of the disks, from when it is committed on.
+    CommitOnMajority,
+    /// §5.3, "apply committed entries": a node delivers only entries of its
+    /// log that it and the cluster know committed.
+    DeliverCommittedOnly,
+    /// The delivery contract: in one lifetime a node delivers the commands
+    /// of its log in log order, each once, skipping none.
+    DeliverOnceInOrder,
+    /// The rest of the step contract between the core and its driver: a
+    /// dropped input changes nothing, each read is answered once, an
+    /// accepted proposal ends where it was said to be.
     Contract,
-    /// Without faults, a leader is elected and the cluster converges.
+    /// After faults stop, one leader that every live node follows: all in
+    /// its term, all naming it, and it alone in the leader role.
+    LeaderAgreement,
+    /// After faults stop, the cluster converges: one log everywhere, all of
+    /// it committed and delivered, every client proposal among it.
     Liveness,
+    /// The core (or the simulator) panicked. Reported so that a run does
+    /// not abort, but it is no property: a mutation that only makes the
+    /// core panic is not caught by the simulator.
+    Panic,
 }
 
 /// A property that failed, and where.
@@ -149,11 +253,22 @@ struct Faults {
     chaos_every_us: u64,
     /// Chance that a crash strikes in the middle of an output list.
     mid_step_crash: f64,
+    /// Chance that a message is held back for up to `STRAGGLER_DELAY_MAX_US`,
+    /// longer than an election takes, as in a queue behind a broken link:
+    /// then answers of an older term reach a node that has since been
+    /// elected again, and §5.1's rule to ignore them is put to the test.
+    straggler: f64,
 }
 
 impl Faults {
-    const NONE: Faults =
-        Faults { loss: 0.0, duplicate: 0.0, delay_max_us: 5_000, chaos_every_us: 0, mid_step_crash: 0.0 };
+    const NONE: Faults = Faults {
+        loss: 0.0,
+        duplicate: 0.0,
+        delay_max_us: 5_000,
+        chaos_every_us: 0,
+        mid_step_crash: 0.0,
+        straggler: 0.0,
+    };
 
     /// Fault rates for one seed, from mild to harsh, so that the seeds
     /// together cover many mixes.
@@ -164,6 +279,7 @@ impl Faults {
             delay_max_us: [2_000, 20_000, 120_000][rng.random_range(0..3usize)],
             chaos_every_us: [40_000, 150_000, 500_000][rng.random_range(0..3usize)],
             mid_step_crash: [0.0, 0.002, 0.01][rng.random_range(0..3usize)],
+            straggler: [0.0, 0.01, 0.05][rng.random_range(0..3usize)],
         }
     }
 }
@@ -219,6 +335,10 @@ pub struct Sim {
     /// Commands delivered anywhere, by index.
     delivered: BTreeMap<u64, (Term, Vec<u8>)>,
     delivered_data: BTreeSet<Vec<u8>>,
+    /// How much of the committed prefix has been found on a majority of
+    /// disks (CommitOnMajority): every index after it is checked when it
+    /// becomes committed, and again whenever a disk changes at or before it.
+    on_majority: usize,
     // Clients.
     next_proposal: u64,
     proposals: BTreeMap<ProposalId, Vec<u8>>,
@@ -280,6 +400,7 @@ impl Sim {
             committed: Vec::new(),
             delivered: BTreeMap::new(),
             delivered_data: BTreeSet::new(),
+            on_majority: 0,
             next_proposal: 1,
             proposals: BTreeMap::new(),
             accepted: Vec::new(),
@@ -289,8 +410,16 @@ impl Sim {
         }
     }
 
-    /// Runs both phases; the first violation ends the run.
+    /// Runs both phases; the first violation ends the run. A panic, in the
+    /// core or in the simulator, ends it as a [`Property::Panic`].
     pub fn run(mut self) -> Result<Outcome, Violation> {
+        match catch_panic(|| self.run_phases()) {
+            Ok(result) => result,
+            Err(message) => Err(self.violation(Property::Panic, format!("the simulator panicked: {message}"))),
+        }
+    }
+
+    fn run_phases(&mut self) -> Result<Outcome, Violation> {
         if self.options.trace {
             let c = &self.machines[0].config;
             println!(
@@ -326,21 +455,30 @@ impl Sim {
             if self.outcome.liveness_steps % 16 == 0 && self.converged() {
                 self.outcome.leader_terms = self.leaders.len();
                 self.outcome.committed_index = self.delivered.keys().next_back().copied().unwrap_or(0);
-                return self.check_final().map(|()| self.outcome);
+                self.check_final()?;
+                return Ok(self.outcome.clone());
             }
             if self.outcome.liveness_steps > self.options.liveness_steps_max {
                 break;
             }
         }
+        Err(self.liveness_failure())
+    }
+
+    /// Why the liveness phase did not converge in time. The leader comes
+    /// first: a cluster that does not agree on one cannot converge.
+    fn liveness_failure(&self) -> Violation {
+        let within = format!("within {} steps without faults", self.options.liveness_steps_max);
+        if let Err(why) = self.leader_agreement() {
+            return self.violation(
+                Property::LeaderAgreement,
+                format!("no leader that every live node follows {within}: {why}"),
+            );
+        }
+        let pending: Vec<&Vec<u8>> = self.liveness_data.iter().filter(|d| !self.delivered_data.contains(*d)).collect();
         let status: Vec<String> = self.machines.iter().map(|m| format!("{:?}", m.state)).collect();
-        Err(self.violation(
-            Property::Liveness,
-            format!(
-                "no convergence within {} steps without faults; proposals pending {:?}; nodes {status:#?}",
-                self.options.liveness_steps_max,
-                self.liveness_data.iter().filter(|d| !self.delivered_data.contains(*d)).collect::<Vec<_>>()
-            ),
-        ))
+        let detail = format!("no convergence {within}; proposals pending {pending:?}; nodes {status:#?}");
+        self.violation(Property::Liveness, detail)
     }
 
     fn violation(&self, property: Property, detail: String) -> Violation {
@@ -510,7 +648,7 @@ impl Sim {
         } else {
             let log = raft_core::Log::from_entries(m.disk.log.clone());
             State::recover(&m.config, m.disk.hard, log, LogIndex(0)).map_err(|e| Violation {
-                property: Property::Contract,
+                property: Property::PersistedState,
                 step: self.outcome.steps,
                 time_us: self.now_us,
                 detail: format!("n{} cannot recover from its disk: {e}", node + 1),
@@ -536,21 +674,37 @@ impl Sim {
         if self.options.trace {
             println!("{:>9}us n{} <- {input:?}", self.now_us, node + 1);
         }
-        state.step(&machine.config, input, &mut outputs);
+        let stepped = catch_panic(|| state.step(&machine.config, input.clone(), &mut outputs));
         self.outcome.steps += 1;
-        if self.options.trace {
-            println!("{:>13}{state:?}\n{:>13}{outputs:?}", "", "");
+        if let Err(message) = stepped {
+            let detail = format!("n{} panicked on {input:?}: {message}", node + 1);
+            return Err(self.violation(Property::Panic, detail));
         }
-        assert_persist_before_send(&outputs);
-        let after = state.clone();
+        let after = self.machines[node].state.clone().expect("up");
+        if self.options.trace {
+            println!("{:>13}{after:?}\n{:>13}{outputs:?}", "", "");
+        }
         let crash_at = if self.rng.random_bool(self.faults.mid_step_crash) && !outputs.is_empty() {
             Some(self.rng.random_range(0..outputs.len()))
         } else {
             None
         };
+        // What the node now knows committed is recorded before its outputs
+        // run, so that its deliveries are checked against it.
+        if after.commit_index() > before.commit_index() {
+            self.record_commit(node, &after)?;
+        }
         let touched = first_touched(&outputs);
         self.execute(node, outputs.clone(), crash_at)?;
-        self.check_step(node, &before, &after, &outputs, touched)
+        self.check_step(node, &before, &after, &outputs)?;
+        self.check_stale_term_rejected(node, &input, &before, &after, &outputs)?;
+        self.check_append_receiver(node, &input, &before, &after, &outputs)?;
+        self.check_commit_current_term_only(node, &before, &after)?;
+        if let Some(first) = touched {
+            self.check_log_matching(after.log().entries(), first as usize - 1)?;
+        }
+        self.check_commit_on_majority(touched)?;
+        self.check_leader_completeness()
     }
 
     /// Executes an output list in order, as a driver must; with `crash_at`,
@@ -565,9 +719,15 @@ impl Sim {
                 return Ok(());
             }
             match output {
-                Output::Persist(p) => self.machines[node].disk.apply(&p),
+                Output::Persist(p) => {
+                    if let Err(refused) = self.machines[node].disk.try_apply(&p) {
+                        let detail = format!("n{}'s store cannot execute {p:?}: {refused}", node + 1);
+                        return Err(self.violation(Property::PersistedState, detail));
+                    }
+                }
                 Output::Send { to, message } => {
                     self.check_backed_by_disk(node, to, &message)?;
+                    self.check_ack_matches_leader(node, to, &message)?;
                     self.transmit(me, to, message);
                 }
                 Output::SetTimer { timer, min, max } => {
@@ -590,17 +750,7 @@ impl Sim {
                     self.accepted.push((data, term, index));
                     self.outcome.accepted += 1;
                 }
-                Output::ReadReady { id, index } => {
-                    let committed_at_issue = self.reads.remove(&id).expect("a read issued here");
-                    if index.0 < committed_at_issue {
-                        let detail = format!(
-                            "n{} served read {id:?} at {index:?}, but {committed_at_issue} entries were committed when it was issued",
-                            node + 1
-                        );
-                        return Err(self.violation(Property::LinearizableReads, detail));
-                    }
-                    self.outcome.reads_served += 1;
-                }
+                Output::ReadReady { id, index } => self.check_read(node, id, index)?,
                 Output::ReadRejected { id, .. } => {
                     self.reads.remove(&id);
                 }
@@ -616,9 +766,46 @@ impl Sim {
         }
         let copies = if self.rng.random_bool(self.faults.duplicate) { 2 } else { 1 };
         for _ in 0..copies {
-            let delay = self.rng.random_range(1..=self.faults.delay_max_us);
+            let delay_max = if self.rng.random_bool(self.faults.straggler) {
+                STRAGGLER_DELAY_MAX_US
+            } else {
+                self.faults.delay_max_us
+            };
+            let delay = self.rng.random_range(1..=delay_max);
             self.schedule(delay, Event::Arrive { from, to, message: message.clone() });
         }
+    }
+
+    /// A read served at `index` by `node`: issued here and not answered
+    /// yet; its index covers what was committed when it was issued; and the
+    /// node has delivered, in this lifetime, every command committed up to
+    /// the index, so that its state machine reflects them.
+    fn check_read(&mut self, node: usize, id: ReadId, index: LogIndex) -> Checked {
+        let who = format!("n{}", node + 1);
+        let Some(committed_at_issue) = self.reads.remove(&id) else {
+            return Err(self.violation(Property::Contract, format!("{who} served {id:?}, not issued or answered")));
+        };
+        if index.0 < committed_at_issue {
+            let detail = format!(
+                "{who} served read {id:?} at {index:?}, but {committed_at_issue} entries were committed when it was issued"
+            );
+            return Err(self.violation(Property::LinearizableReads, detail));
+        }
+        let Some(known) = self.committed.get(..index.0 as usize) else {
+            let detail =
+                format!("{who} served read {id:?} at {index:?}, beyond the {} entries committed", self.committed.len());
+            return Err(self.violation(Property::LinearizableReads, detail));
+        };
+        let commands = known.iter().filter(|(e, _)| matches!(e.payload, Payload::Command(_))).count();
+        let applied = self.machines[node].applied.iter().filter(|(i, _, _)| *i <= index.0).count();
+        if applied < commands {
+            let detail = format!(
+                "{who} served read {id:?} at {index:?} having delivered {applied} of the {commands} commands up to it"
+            );
+            return Err(self.violation(Property::LinearizableReads, detail));
+        }
+        self.outcome.reads_served += 1;
+        Ok(())
     }
 
     /// Persist-before-send, checked where it matters: when a vote request,
@@ -641,32 +828,81 @@ impl Sim {
             Ok(())
         } else {
             Err(self.violation(
-                Property::Contract,
+                Property::PersistBeforeSend,
                 format!("n{} sent {message:?} to {to:?} before its disk ({:?}) backed it", node + 1, disk.hard),
             ))
         }
     }
 
+    /// One command delivered by `node`. DeliverOnceInOrder: it is the next
+    /// command of the node's log after the last it delivered in this
+    /// lifetime. DeliverCommittedOnly: it is the node's log entry there,
+    /// within the node's commit index and within the prefix the cluster
+    /// knows committed. StateMachineSafety: any other node delivered the
+    /// same command at that index.
+    /// AckMatchesLeader: an acknowledgement of term T up to index i, sent to
+    /// T's leader while that leader still leads T (its log is then a
+    /// superset, append-only, of the one it sent from), says that the
+    /// sender's stored log equals the leader's log up to i. Comparing entry
+    /// i suffices: Log Matching, checked on every log, makes two logs that
+    /// agree at i agree up to it.
+    fn check_ack_matches_leader(&self, node: usize, to: NodeId, message: &Message) -> Checked {
+        let Message::AppendEntriesResponse(m) = message else { return Ok(()) };
+        let AppendResult::Success { match_index } = m.result else { return Ok(()) };
+        if self.leaders.get(&m.term) != Some(&to) {
+            return Ok(());
+        }
+        let Some(leader) = self.machines[(to.0 - 1) as usize].state.as_ref() else { return Ok(()) };
+        if !leader.is_leader() || leader.term() != m.term {
+            return Ok(());
+        }
+        let claimed = match_index.0 as usize;
+        let ours = &self.machines[node].disk.log;
+        let theirs = leader.log().entries();
+        if claimed > 0 && (theirs.len() < claimed || ours.len() < claimed || ours[claimed - 1] != theirs[claimed - 1]) {
+            let same = ours.iter().zip(theirs).take_while(|(a, b)| a == b).count();
+            let detail = format!(
+                "n{} acknowledged {message:?} to {to:?}, whose log of {} entries matches its stored {} only up to {same}",
+                node + 1,
+                theirs.len(),
+                ours.len()
+            );
+            return Err(self.violation(Property::AckMatchesLeader, detail));
+        }
+        Ok(())
+    }
+
     fn check_delivery(&mut self, node: usize, index: u64, term: Term, data: Vec<u8>) -> Checked {
         let m = &self.machines[node];
         let who = format!("n{}", node + 1);
-        if let Some(&(last, _, _)) = m.applied.last() {
-            if index <= last {
-                return Err(self.violation(
-                    Property::Contract,
-                    format!("{who} delivered index {index} after {last}: not in order or not once"),
-                ));
-            }
-        }
         let state = m.state.as_ref().expect("up");
-        let held = state.log().get(LogIndex(index)).cloned();
-        if held != Some(Entry { term, payload: Payload::Command(data.clone()) })
-            || LogIndex(index) > state.commit_index()
-        {
-            return Err(self.violation(
-                Property::StateMachineSafety,
-                format!("{who} delivered {index}@{term:?} which is not its committed entry {held:?}"),
-            ));
+        let last = m.applied.last().map_or(0, |&(i, _, _)| i);
+        if index <= last {
+            let detail =
+                format!("{who} delivered index {index} after {last} in one lifetime: not in order or not once");
+            return Err(self.violation(Property::DeliverOnceInOrder, detail));
+        }
+        let entry = Entry { term, payload: Payload::Command(data.clone()) };
+        let held = state.log().get(LogIndex(index));
+        if held != Some(&entry) {
+            let detail = format!("{who} delivered {index}@{term:?}, but its log holds {held:?} there");
+            return Err(self.violation(Property::DeliverCommittedOnly, detail));
+        }
+        if LogIndex(index) > state.commit_index() {
+            let detail = format!("{who} delivered {index}@{term:?} beyond its commit index {:?}", state.commit_index());
+            return Err(self.violation(Property::DeliverCommittedOnly, detail));
+        }
+        if self.committed.get(index as usize - 1).map(|(e, _)| e) != Some(&entry) {
+            let detail = format!(
+                "{who} delivered {index}@{term:?}, not in the cluster's committed prefix of {} entries",
+                self.committed.len()
+            );
+            return Err(self.violation(Property::DeliverCommittedOnly, detail));
+        }
+        let is_command = |i: u64| matches!(state.log().get(LogIndex(i)), Some(e) if e.payload != Payload::Noop);
+        if let Some(skipped) = (last + 1..index).find(|&i| is_command(i)) {
+            let detail = format!("{who} delivered index {index} after {last}, skipping the command at {skipped}");
+            return Err(self.violation(Property::DeliverOnceInOrder, detail));
         }
         match self.delivered.get(&index) {
             Some((t, d)) if (*t, d) != (term, &data) => {
@@ -711,25 +947,31 @@ impl Sim {
         Ok(())
     }
 
-    fn check_step(
-        &mut self,
-        node: usize,
-        before: &State,
-        after: &State,
-        outputs: &[Output],
-        touched: Option<u64>,
-    ) -> Checked {
+    fn check_step(&mut self, node: usize, before: &State, after: &State, outputs: &[Output]) -> Checked {
         let who = format!("n{}", node + 1);
         if outputs.iter().any(|o| matches!(o, Output::Dropped(_))) && before != after {
             return Err(
                 self.violation(Property::Contract, format!("{who}: an input reported dropped changed the state"))
             );
         }
+        if let Some(first_send) = outputs.iter().position(|o| matches!(o, Output::Send { .. })) {
+            if let Some(late) = outputs[first_send..].iter().find(|o| matches!(o, Output::Persist(_))) {
+                let detail = format!("{who}: {late:?} follows {:?} in one output list", outputs[first_send]);
+                return Err(self.violation(Property::PersistBeforeSend, detail));
+            }
+        }
         // After a crash part-way through the list, the disk holds less.
         let up = self.machines[node].state.is_some();
         let disk = &self.machines[node].disk;
-        if up && (after.hard_state() != disk.hard || after.log().entries() != &disk.log[..]) {
-            return Err(self.violation(Property::Contract, format!("{who}: memory and disk differ after a step")));
+        if up && after.hard_state() != disk.hard {
+            let detail = format!("{who} holds {:?} in memory, {:?} on disk", after.hard_state(), disk.hard);
+            return Err(self.violation(Property::PersistedState, detail));
+        }
+        if up && after.log().entries() != &disk.log[..] {
+            let (memory, stored) = (after.log().entries().len(), disk.log.len());
+            let same = after.log().entries().iter().zip(&disk.log).take_while(|(a, b)| a == b).count();
+            let detail = format!("{who} holds {memory} entries in memory, {stored} on disk, alike up to {same}");
+            return Err(self.violation(Property::PersistedState, detail));
         }
         if after.is_leader() {
             let leader = *self.leaders.entry(after.term()).or_insert(NodeId(node as u64 + 1));
@@ -750,13 +992,154 @@ impl Sim {
                 }
             }
         }
-        if let Some(first) = touched {
-            self.check_log_matching(after.log().entries(), first as usize - 1)?;
+        Ok(())
+    }
+
+    /// StaleTermRejected: a Raft request or answer of a term below the
+    /// receiver's leaves the receiver as it was, and no vote is granted and
+    /// no append acknowledged in answer to it. (Client traffic, Forward and
+    /// ReadIndex messages, carries terms as hints only.)
+    fn check_stale_term_rejected(
+        &self,
+        node: usize,
+        input: &Input,
+        before: &State,
+        after: &State,
+        outputs: &[Output],
+    ) -> Checked {
+        let Input::Receive { from, message } = input else { return Ok(()) };
+        let raft = matches!(
+            message,
+            Message::RequestVote(_)
+                | Message::RequestVoteResponse(_)
+                | Message::AppendEntries(_)
+                | Message::AppendEntriesResponse(_)
+                | Message::LeadershipCheck(_)
+                | Message::LeadershipCheckResponse(_)
+        );
+        if !raft || message.term() >= before.term() {
+            return Ok(());
         }
-        if after.commit_index() > before.commit_index() {
-            self.record_commit(node, after)?;
+        let who = format!("n{} of {:?}", node + 1, before.term());
+        let agreed = outputs.iter().find(|o| match o {
+            Output::Send { message: Message::RequestVoteResponse(m), .. } => m.granted,
+            Output::Send { message: Message::AppendEntriesResponse(m), .. } => {
+                matches!(m.result, AppendResult::Success { .. })
+            }
+            _ => false,
+        });
+        if let Some(agreed) = agreed {
+            let detail = format!("{who} answered {message:?} from {from:?} with {agreed:?}");
+            return Err(self.violation(Property::StaleTermRejected, detail));
         }
-        self.check_leader_completeness()
+        if before != after {
+            let detail = format!("{who} changed its state on {message:?} from {from:?}: {before:?} became {after:?}");
+            return Err(self.violation(Property::StaleTermRejected, detail));
+        }
+        Ok(())
+    }
+
+    /// ConsistencyCheck, AppendMergesLog, AckOnlyMatched and
+    /// FollowerCommitBound, on the step that handled an AppendEntries.
+    fn check_append_receiver(
+        &self,
+        node: usize,
+        input: &Input,
+        before: &State,
+        after: &State,
+        outputs: &[Output],
+    ) -> Checked {
+        let Input::Receive { from, message: Message::AppendEntries(m) } = input else { return Ok(()) };
+        let who = format!("n{}", node + 1);
+        let last_new = LogIndex(m.prev_log_index.0 + m.entries.len() as u64);
+        for output in outputs {
+            if let Output::Send { message: Message::AppendEntriesResponse(r), .. } = output {
+                if let AppendResult::Success { match_index } = r.result {
+                    let prev_term = before.log().term_at(m.prev_log_index);
+                    if prev_term != Some(m.prev_log_term) {
+                        let detail = format!(
+                            "{who} acknowledged {:?} from {from:?} holding {prev_term:?} at {:?}",
+                            Message::AppendEntries(m.clone()),
+                            m.prev_log_index
+                        );
+                        return Err(self.violation(Property::ConsistencyCheck, detail));
+                    }
+                    let (kept, appended) = merged(before.log().entries(), m.prev_log_index, &m.entries);
+                    let expected = || kept.iter().chain(appended);
+                    if !after.log().entries().iter().eq(expected()) {
+                        let same = after.log().entries().iter().zip(expected()).take_while(|(a, b)| a == b).count();
+                        let detail = format!(
+                            "{who} acknowledged {:?} from {from:?} holding {} entries, where merging it gives {}, alike up to {same}",
+                            Message::AppendEntries(m.clone()),
+                            after.log().entries().len(),
+                            kept.len() + appended.len()
+                        );
+                        return Err(self.violation(Property::AppendMergesLog, detail));
+                    }
+                    if match_index > last_new {
+                        let detail = format!(
+                            "{who} acknowledged {match_index:?} for an append from {from:?} that ends at {last_new:?}"
+                        );
+                        return Err(self.violation(Property::AckOnlyMatched, detail));
+                    }
+                }
+            }
+        }
+        let bound = before.commit_index().max(m.leader_commit.min(last_new));
+        if after.commit_index() > bound {
+            let detail = format!(
+                "{who} raised its commit index from {:?} to {:?} on an append from {from:?} ending at {last_new:?} with leader commit {:?}",
+                before.commit_index(),
+                after.commit_index(),
+                m.leader_commit
+            );
+            return Err(self.violation(Property::FollowerCommitBound, detail));
+        }
+        Ok(())
+    }
+
+    /// CommitCurrentTermOnly: when a leader raises its commit index, the
+    /// entry there is of its term.
+    fn check_commit_current_term_only(&self, node: usize, before: &State, after: &State) -> Checked {
+        if !after.is_leader() || after.commit_index() <= before.commit_index() {
+            return Ok(());
+        }
+        let term = after.log().term_at(after.commit_index());
+        if term != Some(after.term()) {
+            let detail = format!(
+                "leader n{} of {:?} raised its commit index to {:?}, an entry of {term:?}",
+                node + 1,
+                after.term(),
+                after.commit_index()
+            );
+            return Err(self.violation(Property::CommitCurrentTermOnly, detail));
+        }
+        Ok(())
+    }
+
+    /// CommitOnMajority: the committed entries not yet checked, and those at
+    /// or after `touched` (where this step changed a disk), are each on a
+    /// majority of the disks.
+    fn check_commit_on_majority(&mut self, touched: Option<u64>) -> Checked {
+        let from = touched.map_or(self.on_majority, |t| (t as usize - 1).min(self.on_majority));
+        let quorum = self.machines.len() / 2 + 1;
+        for index in from..self.committed.len() {
+            let entry = &self.committed[index].0;
+            let holders: Vec<String> = (0..self.machines.len())
+                .filter(|&n| self.machines[n].disk.log.get(index) == Some(entry))
+                .map(|n| format!("n{}", n + 1))
+                .collect();
+            if holders.len() < quorum {
+                let detail = format!(
+                    "committed entry {} {entry:?} is stored on {holders:?} only, not a majority of {}",
+                    index + 1,
+                    self.machines.len()
+                );
+                return Err(self.violation(Property::CommitOnMajority, detail));
+            }
+        }
+        self.on_majority = self.committed.len();
+        Ok(())
     }
 
     /// Extends the committed prefix with what `node` now knows committed,
@@ -814,22 +1197,42 @@ impl Sim {
         Ok(())
     }
 
-    /// Whether the cluster has converged: one leader that everyone follows
-    /// in its term, identical logs, everything committed and delivered
-    /// everywhere, and every liveness proposal delivered.
-    fn converged(&self) -> bool {
-        let Some(leader) = self.machines.iter().filter_map(|m| m.state.as_ref()).find(|s| s.is_leader()) else {
-            return false;
+    /// The one leader that every live node follows, or what stands in the
+    /// way: exactly one live node in the leader role, and every live node in
+    /// its term naming it as leader.
+    fn leader_agreement(&self) -> Result<&State, String> {
+        let live: Vec<(usize, &State)> =
+            self.machines.iter().enumerate().filter_map(|(i, m)| Some((i, m.state.as_ref()?))).collect();
+        let views = || {
+            let views: Vec<String> = live
+                .iter()
+                .map(|(i, s)| format!("n{} is {:?} of {:?} naming {:?}", i + 1, s.role_kind(), s.term(), s.leader()))
+                .collect();
+            views.join("; ")
         };
+        let leaders: Vec<&(usize, &State)> = live.iter().filter(|(_, s)| s.is_leader()).collect();
+        let [&(leader, state)] = leaders[..] else {
+            return Err(format!("{} live nodes in the leader role: {}", leaders.len(), views()));
+        };
+        let id = NodeId(leader as u64 + 1);
+        if live.iter().all(|(_, s)| s.term() == state.term() && s.leader() == Some(id)) {
+            Ok(state)
+        } else {
+            Err(format!("n{} leads {:?} but not every live node follows it: {}", leader + 1, state.term(), views()))
+        }
+    }
+
+    /// Whether the cluster has converged: one leader that every node
+    /// follows (see [`Sim::leader_agreement`]), every node up with the
+    /// leader's log, all of it committed and delivered, and every liveness
+    /// proposal delivered.
+    fn converged(&self) -> bool {
+        let Ok(leader) = self.leader_agreement() else { return false };
         let last = leader.log().last_index();
         let everyone_agrees = self.machines.iter().all(|m| {
-            m.state.as_ref().is_some_and(|s| {
-                s.term() == leader.term()
-                    && s.leader() == leader.leader()
-                    && s.log() == leader.log()
-                    && s.commit_index() == last
-                    && s.delivered_index() == last
-            })
+            m.state
+                .as_ref()
+                .is_some_and(|s| s.log() == leader.log() && s.commit_index() == last && s.delivered_index() == last)
         });
         everyone_agrees && self.liveness_data.iter().all(|d| self.delivered_data.contains(d))
     }
@@ -868,6 +1271,20 @@ impl Sim {
     }
 }
 
+/// The log that Figure 2's receiver rules 3 and 4 make of `log` and an
+/// append of `entries` after `prev` (which `log` holds): entries already
+/// held (same index and term) are kept, the first conflicting one is cut
+/// with all that follow, and the rest is appended. Returned as the part of
+/// `log` kept and the entries appended after it.
+fn merged<'a>(log: &'a [Entry], prev: LogIndex, entries: &'a [Entry]) -> (&'a [Entry], &'a [Entry]) {
+    let prev = prev.0 as usize;
+    let new = (0..entries.len()).find(|&k| log.get(prev + k).is_none_or(|held| held.term != entries[k].term));
+    match new {
+        None => (log, &[]),
+        Some(k) => (&log[..(prev + k).min(log.len())], &entries[k..]),
+    }
+}
+
 /// The first log index an output list changes, if any.
 fn first_touched(outputs: &[Output]) -> Option<u64> {
     outputs
@@ -880,21 +1297,16 @@ fn first_touched(outputs: &[Output]) -> Option<u64> {
         .min()
 }
 
-/// Runs one seed; on a violation or a panic, prints the seed and the
-/// command that replays it, then fails.
+/// Runs one seed; on a violation (a panic included), prints the seed and
+/// the command that replays it, then fails.
 pub fn run_seed(options: Options) -> Outcome {
     let seed = options.seed;
     let nodes = options.nodes;
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Sim::new(options).run()));
     let replay = format!(
         "replay: SIM_SEED={seed} SIM_TRACE=1 cargo test -p raft-core --test simulator nodes_{nodes} -- --nocapture"
     );
-    match result {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(violation)) => panic!("simulator seed {seed} ({nodes} nodes): {violation}\n{replay}"),
-        Err(panic) => {
-            eprintln!("simulator seed {seed} ({nodes} nodes) panicked\n{replay}");
-            std::panic::resume_unwind(panic)
-        }
+    match Sim::new(options).run() {
+        Ok(outcome) => outcome,
+        Err(violation) => panic!("simulator seed {seed} ({nodes} nodes): {violation}\n{replay}"),
     }
 }
