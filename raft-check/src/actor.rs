@@ -59,8 +59,9 @@ pub enum Msg {
     PutOk,
     /// Client to server: read the register.
     Get,
-    /// Server to client: the value read.
-    GetOk(Value),
+    /// Server to client: the value read, and the log index it was read at
+    /// (the read index; 0 for a read that bypassed the log).
+    GetOk(Value, LogIndex),
 }
 
 /// raft-core's `Message` has no `Ord`, which stateright needs to order
@@ -82,7 +83,7 @@ enum MsgKey<'a> {
     Put(Value),
     PutOk,
     Get,
-    GetOk(Value),
+    GetOk(Value, u64),
 }
 
 impl Msg {
@@ -122,7 +123,7 @@ impl Msg {
             Msg::Put(v) => MsgKey::Put(*v),
             Msg::PutOk => MsgKey::PutOk,
             Msg::Get => MsgKey::Get,
-            Msg::GetOk(v) => MsgKey::GetOk(*v),
+            Msg::GetOk(v, i) => MsgKey::GetOk(*v, i.0),
         }
     }
 }
@@ -146,7 +147,7 @@ impl fmt::Debug for Msg {
             Msg::Put(v) => write!(f, "Put({v})"),
             Msg::PutOk => write!(f, "PutOk"),
             Msg::Get => write!(f, "Get"),
-            Msg::GetOk(v) => write!(f, "GetOk({v})"),
+            Msg::GetOk(v, i) => write!(f, "GetOk({v} at {i})"),
         }
     }
 }
@@ -203,6 +204,11 @@ pub struct Broken {
     /// A step received a message of a higher term and left the node in an
     /// older term, or still leader (§5.1).
     pub kept_old_term: bool,
+    /// A step received a vote or append request, a leadership check, or an
+    /// answer to one, of an older term than the node's, and changed the
+    /// node's state or granted or acknowledged it (§5.1: a stale term is
+    /// rejected).
+    pub acted_on_stale_term: bool,
     /// raft-core (or the adapter executing its outputs) panicked in a step:
     /// a broken contract. The node takes no further input.
     pub panicked: bool,
@@ -419,13 +425,13 @@ impl Server {
                 self.client_request(s, client, KvCommand::Write { client, value }, o)
             }
             Msg::Get if self.switches.reads_bypass_log => {
-                o.send(src, Msg::GetOk(s.register));
+                o.send(src, Msg::GetOk(s.register, LogIndex(0)));
                 None
             }
             // Linearizable reads without the log (ReadIndex): the answer goes
             // out when raft-core says the read may be served (`ReadReady`).
             Msg::Get => self.step(s, Input::Read(vec![ReadId(usize::from(src) as u64)]), o),
-            Msg::PutOk | Msg::GetOk(_) => None,
+            Msg::PutOk | Msg::GetOk(..) => None,
         }
     }
 
@@ -457,6 +463,8 @@ impl Server {
             Input::Receive { message, .. } => Some(message.term()).filter(|&t| t > s.raft.term()),
             _ => None,
         };
+        let stale_rpc =
+            matches!(&input, Input::Receive { message, .. } if is_rpc(message) && message.term() < s.raft.term());
         let mut local = Out::new();
         let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut next = s.clone();
@@ -464,6 +472,7 @@ impl Server {
             next.raft.step(&self.config, input, &mut outputs);
             next.broken.overwrote_as_leader |= overwrote_own_entries(&s.raft, &next.raft);
             next.broken.kept_old_term |= higher_term.is_some_and(|t| next.raft.term() < t || next.raft.is_leader());
+            next.broken.acted_on_stale_term |= stale_rpc && (next.raft != s.raft || outputs.iter().any(grants));
             self.execute(&mut next, &s.raft, outputs, &mut local);
             next
         }));
@@ -513,11 +522,11 @@ impl Server {
                     for c in committed {
                         state.broken.bad_delivery |= !delivers_next(state, &c);
                         state.delivered = state.delivered.max(c.index);
-                        apply_command(state, &c.data, o);
+                        apply_command(state, &c, o);
                     }
                 }
                 // Deliveries before it in this list are applied already.
-                Output::ReadReady { id, .. } => o.send(Id::from(id.0 as usize), Msg::GetOk(state.register)),
+                Output::ReadReady { id, index } => o.send(Id::from(id.0 as usize), Msg::GetOk(state.register, index)),
                 // The client's read stays unanswered (as over a lossy network).
                 Output::ReadRejected { .. }
                 | Output::LeaderChanged { .. }
@@ -533,6 +542,32 @@ impl ServerState {
     /// A server that has just started or recovered.
     pub fn new(raft: State) -> ServerState {
         ServerState { raft, broken: Broken::default(), delivered: LogIndex(0), register: 0, awaiting: BTreeSet::new() }
+    }
+}
+
+/// The messages §5.1's term rules govern: requests and answers of
+/// elections, replication and leadership checks. (Forwarded proposals and
+/// read-index requests are served whatever their term.)
+fn is_rpc(message: &Message) -> bool {
+    matches!(
+        message,
+        Message::RequestVote(_)
+            | Message::RequestVoteResponse(_)
+            | Message::AppendEntries(_)
+            | Message::AppendEntriesResponse(_)
+            | Message::LeadershipCheck(_)
+            | Message::LeadershipCheckResponse(_)
+    )
+}
+
+/// Whether an output grants a vote or acknowledges an append.
+fn grants(output: &Output) -> bool {
+    match output {
+        Output::Send { message: Message::RequestVoteResponse(r), .. } => r.granted,
+        Output::Send { message: Message::AppendEntriesResponse(r), .. } => {
+            matches!(r.result, raft_core::AppendResult::Success { .. })
+        }
+        _ => false,
     }
 }
 
@@ -559,8 +594,8 @@ fn delivers_next(state: &ServerState, c: &raft_core::Committed) -> bool {
 
 /// Applies one committed command to the kv state machine, answering the
 /// client if this server proposed it.
-fn apply_command(state: &mut ServerState, data: &[u8], o: &mut Out<Node>) {
-    match KvCommand::decode(data) {
+fn apply_command(state: &mut ServerState, c: &raft_core::Committed, o: &mut Out<Node>) {
+    match KvCommand::decode(&c.data) {
         Some(KvCommand::Write { client, value }) => {
             state.register = value;
             if state.awaiting.remove(&client) {
@@ -568,7 +603,7 @@ fn apply_command(state: &mut ServerState, data: &[u8], o: &mut Out<Node>) {
             }
         }
         Some(KvCommand::Read { client }) if state.awaiting.remove(&client) => {
-            o.send(Id::from(usize::from(client)), Msg::GetOk(state.register));
+            o.send(Id::from(usize::from(client)), Msg::GetOk(state.register, c.index));
         }
         Some(KvCommand::Read { .. }) | None => {}
     }

@@ -118,6 +118,10 @@ pub struct Args {
     /// Simulate: the most actions per walk.
     #[arg(long, default_value_t = 100)]
     pub steps: usize,
+    /// Simulate: relative weights of a delivery, a timeout, a crash or
+    /// recovery, and a delivery to the walk's slow server.
+    #[arg(long, value_parser = parse_weights, default_value = "1,1,1,1")]
+    pub weights: crate::simulate::Weights,
     /// Explore: the address to serve on.
     #[arg(long, default_value = "127.0.0.1:3000")]
     pub addr: String,
@@ -263,11 +267,19 @@ fn simulate(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> 
         args.runs, args.steps, args.seed
     );
     let every = (args.runs / 10).max(1);
-    let outcome = crate::simulate::simulate(&model, args.seed, args.runs, args.steps, false, |run, states, unique| {
-        if run % every == 0 {
-            let _ = writeln!(out, "Simulating. runs={run}, states={states}, unique={unique}");
-        }
-    });
+    let outcome = crate::simulate::simulate(
+        &model,
+        args.seed,
+        args.runs,
+        args.steps,
+        args.weights,
+        false,
+        |run, states, unique| {
+            if run % every == 0 {
+                let _ = writeln!(out, "Simulating. runs={run}, states={states}, unique={unique}");
+            }
+        },
+    );
     let scope = format!("on {} walks", args.runs);
     let mut reporter = Report { out, scope, verdicts: BTreeMap::new() };
     let discoveries = outcome
@@ -376,6 +388,16 @@ impl<W: Write + Send> Reporter<RaftModel> for Report<'_, W> {
 
 fn path_len(path: &Path<RaftState, <RaftModel as Model>::Action>) -> usize {
     path.clone().into_actions().len()
+}
+
+fn parse_weights(text: &str) -> Result<crate::simulate::Weights, String> {
+    let numbers: Result<Vec<u64>, _> = text.split(',').map(|n| n.trim().parse::<u64>()).collect();
+    match numbers.as_deref() {
+        Ok(&[deliver, timeout, crash, slow]) if deliver + timeout > 0 => {
+            Ok(crate::simulate::Weights { deliver, timeout, crash, slow })
+        }
+        _ => Err(format!("expected four weights DELIVER,TIMEOUT,CRASH,SLOW (not all zero), not {text:?}")),
+    }
 }
 
 fn parse_fault(name: &str) -> Result<Fault, String> {

@@ -105,7 +105,7 @@ impl Client {
 
     pub(crate) fn on_msg(&self, id: Id, state: &ClientState, msg: Msg, o: &mut Out<Node>) -> Option<ClientState> {
         let expected = self.ops.get(usize::from(state.next))?;
-        let answers = matches!((expected, &msg), (Op::Write, Msg::PutOk) | (Op::Read, Msg::GetOk(_)));
+        let answers = matches!((expected, &msg), (Op::Write, Msg::PutOk) | (Op::Read, Msg::GetOk(..)));
         if !answers {
             return None;
         }

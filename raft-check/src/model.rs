@@ -4,7 +4,7 @@
 use crate::actor::{Msg, Node, NodeState, Server, Switches};
 use crate::kv::{self, Op, Value};
 use crate::properties;
-use raft_core::{Config, Fault, Message, NodeId, Term};
+use raft_core::{Config, Fault, LogIndex, Message, NodeId, Term};
 use stateright::actor::{ActorModel, ActorModelState, Envelope, Id, LossyNetwork, Network};
 use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
@@ -125,6 +125,14 @@ pub struct History {
     pub leaders: Vec<(Term, NodeId)>,
     /// kv model: the clients' operations, for the linearizability check.
     pub register: Option<LinearizabilityTester<Id, Register<Value>>>,
+    /// kv model: the highest commit index a leader has sent in an
+    /// AppendEntries: every index up to it was committed by then.
+    pub commit_sent: LogIndex,
+    /// kv model: for each client's read in flight, `commit_sent` when it
+    /// was issued. Its read index must be at least that (thesis §6.4).
+    pub read_floors: Vec<(Id, LogIndex)>,
+    /// kv model: a read was answered at a read index below its floor.
+    pub stale_read_index: bool,
 }
 
 /// The command server `i` proposes at start: one ASCII letter, `a` for node 0.
@@ -195,6 +203,7 @@ impl ModelConfig {
         let history = History {
             leaders: Vec::new(),
             register: (self.kind == ModelKind::Kv).then(|| LinearizabilityTester::new(Register(0))),
+            ..History::default()
         };
         let lossy = if self.lossy { LossyNetwork::Yes } else { LossyNetwork::No };
         let crashes = self.crashes;
@@ -211,17 +220,34 @@ impl ModelConfig {
     }
 }
 
-fn record_out(_cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
+fn record_out(cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
     match env.msg {
-        Msg::Raft(m) if matches!(**m, Message::AppendEntries(_)) => {
+        Msg::Raft(m) => {
+            let Message::AppendEntries(append) = &**m else { return None };
             let leader = (m.term(), NodeId(usize::from(env.src) as u64));
-            let Err(at) = history.leaders.binary_search(&leader) else { return None };
+            let new_leader = history.leaders.binary_search(&leader).err();
+            // The commit index is tracked only where reads use it, so that
+            // the raft model's states do not multiply.
+            let new_commit = cfg.kind == ModelKind::Kv && append.leader_commit > history.commit_sent;
+            if new_leader.is_none() && !new_commit {
+                return None;
+            }
             let mut next = history.clone();
-            next.leaders.insert(at, leader);
+            if let Some(at) = new_leader {
+                next.leaders.insert(at, leader);
+            }
+            if new_commit {
+                next.commit_sent = append.leader_commit;
+            }
             Some(next)
         }
         Msg::Put(value) => invoke(history, env.src, RegisterOp::Write(*value)),
-        Msg::Get => invoke(history, env.src, RegisterOp::Read),
+        Msg::Get => {
+            let mut next = invoke(history, env.src, RegisterOp::Read)?;
+            next.read_floors.retain(|&(client, _)| client != env.src);
+            next.read_floors.push((env.src, history.commit_sent));
+            Some(next)
+        }
         _ => None,
     }
 }
@@ -229,10 +255,16 @@ fn record_out(_cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Opt
 fn record_in(_cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
     let ret = match env.msg {
         Msg::PutOk => RegisterRet::WriteOk,
-        Msg::GetOk(v) => RegisterRet::ReadOk(*v),
+        Msg::GetOk(v, _) => RegisterRet::ReadOk(*v),
         _ => return None,
     };
     let mut next = history.clone();
+    if let Msg::GetOk(_, index) = env.msg {
+        if let Some(at) = next.read_floors.iter().position(|&(client, _)| client == env.dst) {
+            let (_, floor) = next.read_floors.remove(at);
+            next.stale_read_index |= *index < floor;
+        }
+    }
     // An invalid history (an answer nobody asked for) makes the tester
     // report inconsistency, which the property then shows.
     let _ = next.register.as_mut()?.on_return(env.dst, ret);

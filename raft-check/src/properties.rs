@@ -12,9 +12,12 @@
 //! | Leader Append-Only    | Log Liveness                            |
 //! | Persist Before Send   | Acknowledgement In Flight               |
 //! | Delivered In Order    | Delivered On Two Servers                |
+//! | Match Index Sound     | Leader Knows A Match                    |
 //! | Higher Term Adopted   | Leader Stepped Down                     |
+//! | Stale Term Rejected   | Stale Message In Flight                 |
 //! | No Panic              | Log Liveness                            |
 //! | Linearizable (kv)     | Read Completed (kv)                     |
+//! | Read Index Fresh (kv) | Read Completed (kv)                     |
 //!
 //! plus `Sometimes` Leader Elected After Crash.
 //!
@@ -28,7 +31,7 @@
 
 use crate::actor::{Durable, Msg, NodeState, ServerState};
 use crate::model::{live_servers, ModelKind, RaftModel, RaftState};
-use raft_core::{AppendResult, Log, LogIndex, Message, Payload};
+use raft_core::{AppendResult, Log, LogIndex, Message, Payload, Role};
 use stateright::semantics::ConsistencyTester;
 use stateright::Expectation;
 
@@ -54,11 +57,23 @@ pub const DELIVERED_IN_ORDER: &str = "Delivered In Order";
 /// A message of a higher term makes its receiver adopt the term and step
 /// down to follower (§5.1).
 pub const HIGHER_TERM_ADOPTED: &str = "Higher Term Adopted";
+/// A leader's match index for a follower of its term is backed: the
+/// follower's storage holds the leader's entries up to it (§5.3, Figure 2's
+/// matchIndex).
+pub const MATCH_INDEX_SOUND: &str = "Match Index Sound";
+/// A request or answer of an older term than its receiver's changes nothing
+/// and is neither granted nor acknowledged (§5.1).
+pub const STALE_TERM_REJECTED: &str = "Stale Term Rejected";
 /// raft-core never panics (an `assert!` of its contract failing is a
 /// counterexample like any other).
 pub const NO_PANIC: &str = "No Panic";
 /// kv model: the clients' reads and writes are linearizable.
 pub const LINEARIZABLE: &str = "Linearizable";
+/// kv model: a read is served at a read index at least as high as every
+/// commit index a leader had announced when the read was issued (thesis
+/// §6.4). Stricter than Linearizable, which sees a stale read only when a
+/// newer write changed the value.
+pub const READ_INDEX_FRESH: &str = "Read Index Fresh";
 /// Sometimes a leader is elected.
 pub const ELECTION_LIVENESS: &str = "Election Liveness";
 /// Sometimes a client command is committed.
@@ -72,6 +87,10 @@ pub const COMMIT_ON_TWO: &str = "Commit Known To Two Servers";
 pub const LEADER_CHANGE_AFTER_COMMIT: &str = "Leader Change After Commit";
 /// Sometimes a granted vote or an append acknowledgement is in flight.
 pub const ACK_IN_FLIGHT: &str = "Acknowledgement In Flight";
+/// Sometimes a Raft message of an older term than its receiver's is in flight.
+pub const STALE_MESSAGE_IN_FLIGHT: &str = "Stale Message In Flight";
+/// Sometimes a leader knows a follower matches at least one entry.
+pub const LEADER_KNOWS_A_MATCH: &str = "Leader Knows A Match";
 /// Sometimes two live servers have each delivered a command.
 pub const DELIVERED_ON_TWO: &str = "Delivered On Two Servers";
 /// Sometimes a live server that led a term is a follower of a later one.
@@ -90,18 +109,34 @@ pub fn add_all(model: RaftModel) -> RaftModel {
         .property(Expectation::Always, LEADER_APPEND_ONLY, leader_append_only)
         .property(Expectation::Always, PERSIST_BEFORE_SEND, persist_before_send)
         .property(Expectation::Always, DELIVERED_IN_ORDER, delivered_in_order)
+        .property(Expectation::Always, MATCH_INDEX_SOUND, match_index_sound)
         .property(Expectation::Always, HIGHER_TERM_ADOPTED, higher_term_adopted)
+        .property(Expectation::Always, STALE_TERM_REJECTED, stale_term_rejected)
         .property(Expectation::Always, NO_PANIC, no_panic);
-    let model = if kv { model.property(Expectation::Always, LINEARIZABLE, linearizable) } else { model };
+    let model = if kv {
+        model.property(Expectation::Always, LINEARIZABLE, linearizable).property(
+            Expectation::Always,
+            READ_INDEX_FRESH,
+            read_index_fresh,
+        )
+    } else {
+        model
+    };
     let model = model
         .property(Expectation::Sometimes, ELECTION_LIVENESS, election_liveness)
         .property(Expectation::Sometimes, LOG_LIVENESS, log_liveness)
-        .property(Expectation::Sometimes, LEADER_AFTER_CRASH, leader_after_crash)
         .property(Expectation::Sometimes, COMMIT_ON_TWO, commit_on_two)
         .property(Expectation::Sometimes, LEADER_CHANGE_AFTER_COMMIT, leader_change_after_commit)
         .property(Expectation::Sometimes, ACK_IN_FLIGHT, ack_in_flight)
+        .property(Expectation::Sometimes, LEADER_KNOWS_A_MATCH, leader_knows_a_match)
+        .property(Expectation::Sometimes, STALE_MESSAGE_IN_FLIGHT, stale_message_in_flight)
         .property(Expectation::Sometimes, DELIVERED_ON_TWO, delivered_on_two)
         .property(Expectation::Sometimes, LEADER_STEPPED_DOWN, leader_stepped_down);
+    let model = if model.cfg.crashes > 0 {
+        model.property(Expectation::Sometimes, LEADER_AFTER_CRASH, leader_after_crash)
+    } else {
+        model
+    };
     if kv {
         model.property(Expectation::Sometimes, READ_COMPLETED, read_completed)
     } else {
@@ -222,8 +257,44 @@ fn delivered_in_order(_: &RaftModel, state: &RaftState) -> bool {
     })
 }
 
+/// The (follower, match index) pairs of each live leader, with its log and term.
+fn leader_matches(state: &RaftState) -> impl Iterator<Item = (&Log, raft_core::Term, usize, LogIndex)> {
+    live_servers(state).flat_map(|(_, s)| {
+        let progress = match s.raft.role() {
+            Role::Leader { progress } => Some(progress),
+            _ => None,
+        };
+        progress.into_iter().flatten().map(|(id, p)| (s.raft.log(), s.raft.term(), id.0 as usize, p.match_index))
+    })
+}
+
+fn match_index_sound(_: &RaftModel, state: &RaftState) -> bool {
+    leader_matches(state).all(|(log, term, follower, match_index)| {
+        let Some(Some(durable)) = state.actor_storages.get(follower) else { return match_index.0 == 0 };
+        let n = match_index.0 as usize;
+        durable.hard.term != term
+            || (log.len() >= n && durable.log.len() >= n && log.entries()[..n] == durable.log.entries()[..n])
+    })
+}
+
+fn leader_knows_a_match(_: &RaftModel, state: &RaftState) -> bool {
+    leader_matches(state).any(|(.., match_index)| match_index.0 > 0)
+}
+
 fn higher_term_adopted(_: &RaftModel, state: &RaftState) -> bool {
     live_servers(state).all(|(_, s)| !s.broken.kept_old_term)
+}
+
+fn stale_term_rejected(_: &RaftModel, state: &RaftState) -> bool {
+    live_servers(state).all(|(_, s)| !s.broken.acted_on_stale_term)
+}
+
+fn stale_message_in_flight(_: &RaftModel, state: &RaftState) -> bool {
+    crate::model::in_flight(&state.network).any(|env| {
+        let Msg::Raft(m) = env.msg else { return false };
+        let dst = usize::from(env.dst);
+        !state.crashed[dst] && matches!(&*state.actor_states[dst], NodeState::Server(s) if m.term() < s.raft.term())
+    })
 }
 
 fn no_panic(_: &RaftModel, state: &RaftState) -> bool {
@@ -286,6 +357,10 @@ fn persist_before_send(_: &RaftModel, state: &RaftState) -> bool {
 
 fn linearizable(_: &RaftModel, state: &RaftState) -> bool {
     state.history.register.as_ref().is_none_or(|tester| tester.is_consistent())
+}
+
+fn read_index_fresh(_: &RaftModel, state: &RaftState) -> bool {
+    !state.history.stale_read_index
 }
 
 fn election_liveness(_: &RaftModel, state: &RaftState) -> bool {

@@ -9,6 +9,7 @@
 use crate::model::{RaftModel, RaftState};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use stateright::actor::Id;
 use stateright::{Expectation, Model, Path};
 use std::collections::{BTreeMap, HashSet};
 use std::hash::BuildHasher;
@@ -28,6 +29,43 @@ pub struct Outcome {
     pub discoveries: BTreeMap<&'static str, Path<RaftState, <RaftModel as Model>::Action>>,
 }
 
+/// How likely each kind of action is, relative to the others, when a walk
+/// chooses its next action. Uniform weights make every enabled action
+/// equally likely; since every follower's election timer is always armed,
+/// walks then spend their length on elections. Weighting message deliveries
+/// above timeouts and crashes lets a walk finish the rounds it starts,
+/// which the scenarios behind the deeper bugs (Figure 8) need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Weights {
+    /// A message delivered (or dropped, on a lossy network).
+    pub deliver: u64,
+    /// A timer fires.
+    pub timeout: u64,
+    /// A crash or a recovery.
+    pub crash: u64,
+    /// A message delivered to the walk's slow server. Each walk but every
+    /// fourth picks one server whose incoming messages take this weight
+    /// instead of `deliver`: a server cut off for a while (a deposed leader
+    /// that has not heard of the new term, a follower that lags), which
+    /// uniformly drawn deliveries almost never produce.
+    pub slow: u64,
+}
+
+impl Weights {
+    /// Every action equally likely.
+    pub const UNIFORM: Weights = Weights { deliver: 1, timeout: 1, crash: 1, slow: 1 };
+
+    fn of(&self, action: &<RaftModel as Model>::Action, slow: Option<Id>) -> u64 {
+        use stateright::actor::ActorModelAction as A;
+        match action {
+            A::Deliver { dst, .. } if Some(*dst) == slow => self.slow,
+            A::Deliver { .. } | A::Drop(_) | A::SelectRandom { .. } => self.deliver,
+            A::Timeout(..) => self.timeout,
+            A::Crash(_) | A::Recover(_) => self.crash,
+        }
+    }
+}
+
 /// Runs `runs` random walks of at most `steps` actions from `seed`,
 /// calling `progress` after each run. With `stop_at_first`, stops after the
 /// walk that finds the first counterexample of an `Always` property.
@@ -36,6 +74,7 @@ pub fn simulate(
     seed: u64,
     runs: usize,
     steps: usize,
+    weights: Weights,
     stop_at_first: bool,
     mut progress: impl FnMut(usize, usize, usize),
 ) -> Outcome {
@@ -50,6 +89,8 @@ pub fn simulate(
     for run in 0..runs {
         let mut state = model.init_states().remove(0);
         let mut path_actions = Vec::new();
+        let servers = model.cfg.servers as u64;
+        let slow = (run % 4 != 3).then(|| Id::from((rng.next_u64() % servers) as usize));
         for taken in 0..=steps {
             states += 1;
             seen.insert(hasher.hash_one(&state));
@@ -75,7 +116,19 @@ pub fn simulate(
                 if actions.is_empty() {
                     break None;
                 }
-                let k = (rng.next_u64() % actions.len() as u64) as usize;
+                let total: u64 = actions.iter().map(|a| weights.of(a, slow)).sum();
+                let mut draw = rng.next_u64() % total.max(1);
+                let k = actions
+                    .iter()
+                    .position(|a| {
+                        let w = weights.of(a, slow);
+                        if draw < w {
+                            return true;
+                        }
+                        draw -= w;
+                        false
+                    })
+                    .unwrap_or(0);
                 let action = actions.swap_remove(k);
                 if let Some(next) = model.next_state(&state, action.clone()).filter(|s| model.within_boundary(s)) {
                     break Some((action, next));

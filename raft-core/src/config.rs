@@ -214,6 +214,7 @@ impl Config {
     /// Whether any rule is broken on purpose (the core then skips its own
     /// invariant assertions, so that the checkers must find the fault).
     #[inline]
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     pub(crate) fn has_fault(&self) -> bool {
         #[cfg(feature = "fault-injection")]
         {
