@@ -44,6 +44,12 @@ pub struct Switches {
     /// kv model: answer reads from the local state machine instead of
     /// through the log (stale reads become possible).
     pub reads_bypass_log: bool,
+    /// Once a server leads, step it with a configuration that lacks one of
+    /// its peers: a broken driver contract (the configuration never changes
+    /// during a node's life), which raft-core's own assertions reject with
+    /// a panic in debug builds. For the test that a panic is reported as a
+    /// counterexample.
+    pub shrink_config_after_election: bool,
 }
 
 /// A message in the model: a Raft message between servers, or a register
@@ -469,7 +475,17 @@ impl Server {
         let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut next = s.clone();
             let mut outputs = Vec::new();
-            next.raft.step(&self.config, input, &mut outputs);
+            let shrunk;
+            let config = if self.switches.shrink_config_after_election && s.raft.is_leader() {
+                let id = self.config.id();
+                let last_peer = self.config.peers().last();
+                let members = self.config.members().iter().copied().filter(|&m| Some(m) != last_peer);
+                shrunk = Config::new(id, members).expect("a smaller valid member set");
+                &shrunk
+            } else {
+                &self.config
+            };
+            next.raft.step(config, input, &mut outputs);
             next.broken.overwrote_as_leader |= overwrote_own_entries(&s.raft, &next.raft);
             next.broken.kept_old_term |= higher_term.is_some_and(|t| next.raft.term() < t || next.raft.is_leader());
             next.broken.acted_on_stale_term |= stale_rpc && (next.raft != s.raft || outputs.iter().any(grants));

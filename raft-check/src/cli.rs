@@ -178,6 +178,7 @@ impl Args {
             switches: Switches {
                 forget_vote_on_recovery: self.bug == Some(Bug::ForgetVoteOnRecovery),
                 reads_bypass_log: self.bug == Some(Bug::ReadsBypassLog),
+                ..Switches::default()
             },
             ..ModelConfig::default()
         })
