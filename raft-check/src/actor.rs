@@ -14,12 +14,11 @@
 
 use crate::kv::{self, ClientState, Command as KvCommand, Value};
 use raft_core::{
-    Config, Entry, HardState, Input, Log, LogIndex, Message, NodeId, Output, Payload, Persist, Proposal, ProposalId,
-    ReadId, State, Timer,
+    Config, HardState, Input, Log, LogIndex, Message, NodeId, Output, Payload, Persist, Proposal, ProposalId, ReadId,
+    State, Timer,
 };
 use stateright::actor::{model_timeout, Actor, Id, Out};
 use std::borrow::Cow;
-use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
@@ -53,8 +52,9 @@ pub struct Switches {
 }
 
 /// A message in the model: a Raft message between servers, or a register
-/// operation between a model client and a server.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// operation between a model client and a server. Ordered (stateright
+/// orders actions) through raft-core's own derived order on messages.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Msg {
     /// A raft-core message, server to server. Shared, because stateright
     /// clones the whole network for every state it generates.
@@ -68,82 +68,6 @@ pub enum Msg {
     /// Server to client: the value read, and the log index it was read at
     /// (the read index; 0 for a read that bypassed the log).
     GetOk(Value, LogIndex),
-}
-
-/// raft-core's `Message` has no `Ord`, which stateright needs to order
-/// actions. This key holds every field of a message (so that two messages
-/// are equal exactly when their keys are) in a type that derives `Ord`.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-enum MsgKey<'a> {
-    RequestVote(u64, u64, u64),
-    Vote(u64, bool),
-    Append(u64, u64, u64, &'a [Entry], u64),
-    AppendOk(u64, u64),
-    AppendConflict(u64, u64, u64, Option<(u64, u64)>),
-    Forward(u64, &'a [(ProposalId, Vec<u8>)]),
-    ForwardResponse(u64, Option<NodeId>, Vec<(ProposalId, Option<(u64, u64)>)>),
-    Check(u64, u64),
-    CheckOk(u64, u64),
-    ReadIndex(u64, &'a [ReadId]),
-    ReadIndexResponse(u64, Option<NodeId>, Vec<(ReadId, Option<u64>)>),
-    Put(Value),
-    PutOk,
-    Get,
-    GetOk(Value, u64),
-}
-
-impl Msg {
-    fn key(&self) -> MsgKey<'_> {
-        use raft_core::AppendResult;
-        match self {
-            Msg::Raft(m) => match &**m {
-                Message::RequestVote(m) => MsgKey::RequestVote(m.term.0, m.last_log_index.0, m.last_log_term.0),
-                Message::RequestVoteResponse(m) => MsgKey::Vote(m.term.0, m.granted),
-                Message::AppendEntries(m) => {
-                    MsgKey::Append(m.term.0, m.prev_log_index.0, m.prev_log_term.0, &m.entries, m.leader_commit.0)
-                }
-                Message::AppendEntriesResponse(m) => match &m.result {
-                    AppendResult::Success { match_index } => MsgKey::AppendOk(m.term.0, match_index.0),
-                    AppendResult::Conflict { rejected_index, last_index, conflict } => MsgKey::AppendConflict(
-                        m.term.0,
-                        rejected_index.0,
-                        last_index.0,
-                        conflict.map(|(t, i)| (t.0, i.0)),
-                    ),
-                },
-                Message::Forward(m) => MsgKey::Forward(m.term.0, &m.proposals),
-                Message::ForwardResponse(m) => MsgKey::ForwardResponse(
-                    m.term.0,
-                    m.leader_hint,
-                    m.results.iter().map(|(id, r)| (*id, r.map(|(t, i)| (t.0, i.0)))).collect(),
-                ),
-                Message::LeadershipCheck(m) => MsgKey::Check(m.term.0, m.round),
-                Message::LeadershipCheckResponse(m) => MsgKey::CheckOk(m.term.0, m.round),
-                Message::ReadIndexRequest(m) => MsgKey::ReadIndex(m.term.0, &m.ids),
-                Message::ReadIndexResponse(m) => MsgKey::ReadIndexResponse(
-                    m.term.0,
-                    m.leader_hint,
-                    m.results.iter().map(|(id, i)| (*id, i.map(|i| i.0))).collect(),
-                ),
-            },
-            Msg::Put(v) => MsgKey::Put(*v),
-            Msg::PutOk => MsgKey::PutOk,
-            Msg::Get => MsgKey::Get,
-            Msg::GetOk(v, i) => MsgKey::GetOk(*v, i.0),
-        }
-    }
-}
-
-impl PartialOrd for Msg {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Msg {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.key().cmp(&other.key())
-    }
 }
 
 impl fmt::Debug for Msg {

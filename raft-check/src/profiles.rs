@@ -27,8 +27,11 @@ pub enum Search {
         depth: usize,
     },
     /// Exhaustive within the model's bounds, depth-first, with symmetry
-    /// reduction.
-    Exhaustive,
+    /// reduction, or as far as `seconds_max` reaches.
+    Exhaustive {
+        /// The time limit.
+        seconds_max: u64,
+    },
     /// Seeded random walks (see [`crate::simulate`]).
     Walks {
         /// The seed of the first walk.
@@ -121,7 +124,7 @@ pub fn deep_profile() -> Profile {
             proposals: Proposals::Start,
             ..ModelConfig::default()
         },
-        search: Search::Exhaustive,
+        search: Search::Exhaustive { seconds_max: 600 },
     }
 }
 
@@ -158,18 +161,25 @@ pub fn run(profile: &Profile, fault: Option<Fault>, stop_at_first: bool, threads
             let complete = !stop_at_first || !outcome.discoveries.keys().any(|n| always.contains(n));
             (outcome.states, outcome.unique, outcome.discoveries.into_iter().collect(), complete)
         }
-        Search::Bfs { .. } | Search::Exhaustive => {
+        Search::Bfs { .. } | Search::Exhaustive { .. } => {
             let mut builder = model.checker().threads(threads);
+            if let Search::Exhaustive { seconds_max } = profile.search {
+                builder = builder.timeout(Duration::from_secs(seconds_max));
+            }
             if stop_at_first {
                 builder = builder.finish_when(HasDiscoveries::AnyOf(always.iter().copied().collect()));
             }
-            let (states, unique, found) = match profile.search {
+            let (states, unique, found, done) = match profile.search {
                 Search::Bfs { depth } => summary(builder.target_max_depth(depth).spawn_bfs().join()),
                 _ if symmetric => summary(builder.symmetry_fn(symmetry::representative_for(fault)).spawn_dfs().join()),
                 _ => summary(builder.spawn_dfs().join()),
             };
-            let complete = !found.iter().any(|(n, _)| always.contains(n));
-            (states, unique, found, complete || !stop_at_first)
+            let stopped_early = stop_at_first && found.iter().any(|(n, _)| always.contains(n));
+            // stateright reports a search stopped by its timeout as done.
+            let timed_out = matches!(profile.search, Search::Exhaustive { seconds_max }
+                if started.elapsed() >= Duration::from_secs(seconds_max));
+            let done = done && !timed_out;
+            (states, unique, found, done && !stopped_early)
         }
     };
     let mut counterexamples: Vec<_> = found.iter().filter(|(n, _)| always.contains(n)).cloned().collect();
@@ -180,8 +190,9 @@ pub fn run(profile: &Profile, fault: Option<Fault>, stop_at_first: bool, threads
 
 type Found = Vec<(&'static str, Path<RaftState, <RaftModel as Model>::Action>)>;
 
-fn summary(checker: impl Checker<RaftModel>) -> (usize, usize, Found) {
-    (checker.state_count(), checker.unique_state_count(), checker.discoveries().into_iter().collect())
+fn summary(checker: impl Checker<RaftModel>) -> (usize, usize, Found, bool) {
+    let found = checker.discoveries().into_iter().collect();
+    (checker.state_count(), checker.unique_state_count(), found, checker.is_done())
 }
 
 /// The number of actions in a path.
@@ -236,6 +247,7 @@ pub fn report_profiles(only: Option<&str>, threads: usize, out: &mut impl std::i
             (None, false) => format!("no example of: {}", outcome.missing_examples.join(", ")),
             (None, true) => "every Always holds, every Sometimes has an example".to_string(),
         };
+        let verdict = if outcome.complete { verdict } else { format!("{verdict} (stopped at the time limit)") };
         failed |= !outcome.counterexamples.is_empty() || !outcome.missing_examples.is_empty();
         let _ = writeln!(
             out,

@@ -8,15 +8,12 @@
 //! sound (the result is a state equivalent to the input); a good choice of
 //! renaming is what makes equivalent states meet.
 //!
-//! raft-core's `State` keeps its fields private, so the renaming goes
-//! through its serde form. The field names are checked, so that a field
-//! added to `State` fails loudly here instead of escaping the renaming.
-//! (A `State::map_node_ids` in raft-core would replace this.)
+//! raft-core renames its own state ([`State::renamed`]), so that a field
+//! added to `State` is renamed where it is defined.
 
 use crate::actor::{Durable, Msg, NodeState, ServerState};
 use crate::model::{History, RaftState};
 use raft_core::{Entry, Log, Message, NodeId, Payload, State};
-use serde_json::Value as Json;
 use stateright::actor::{Envelope, Id, Network};
 
 /// A renaming of servers: `perm[old] == new`.
@@ -47,8 +44,7 @@ impl Renaming {
         }
     }
     fn log(&self, log: &Log) -> Log {
-        assert_eq!(log.snapshot_index().0, 0, "symmetry: snapshots are not renamed yet");
-        Log::from_entries(log.entries().iter().map(|e| self.entry(e)).collect())
+        log.map_commands(&|data| self.data(data))
     }
     fn reindex<T: Clone>(&self, v: &[T]) -> Vec<T> {
         let mut out = v.to_vec();
@@ -233,83 +229,8 @@ fn rename_hard(hard: raft_core::HardState, r: &Renaming) -> raft_core::HardState
     raft_core::HardState { term: hard.term, voted_for: hard.voted_for.map(|v| r.node(v)) }
 }
 
-/// Renaming through serde is slow, and the same server state meets the
-/// same renaming in many system states, so renamed states are memoised per
-/// thread (keyed by a 64-bit hash of the state and the renaming, the same
-/// trust in 64-bit hashes that stateright's fingerprints ask for). The memo
-/// is emptied when it reaches `MEMO_ENTRIES_MAX`, to bound its memory.
-const MEMO_ENTRIES_MAX: usize = 1 << 20;
-
-thread_local! {
-    static MEMO: std::cell::RefCell<std::collections::HashMap<(u64, u64), State>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
-}
-
 fn rename_server(s: &ServerState, r: &Renaming) -> ServerState {
-    if r.perm.len() > 16 {
-        return ServerState { raft: rename_raft(&s.raft, r), ..s.clone() };
-    }
-    let perm_code = r.perm.iter().enumerate().fold(0u64, |acc, (i, &p)| acc | ((p as u64) << (4 * i)));
-    let key = (ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(&s.raft), perm_code);
-    let raft = MEMO.with(|memo| {
-        if let Some(raft) = memo.borrow().get(&key) {
-            return raft.clone();
-        }
-        let raft = rename_raft(&s.raft, r);
-        let mut memo = memo.borrow_mut();
-        if memo.len() >= MEMO_ENTRIES_MAX {
-            memo.clear();
-        }
-        memo.insert(key, raft.clone());
-        raft
-    });
-    ServerState { raft, ..s.clone() }
-}
-
-const STATE_FIELDS: [&str; 8] =
-    ["hard", "log", "role", "leader", "commit_index", "delivered_index", "pending", "reads"];
-
-/// Renames the node ids and start values inside a raft-core state, through
-/// its serde form.
-fn rename_raft(state: &State, r: &Renaming) -> State {
-    let mut json = serde_json::to_value(state).expect("State serializes");
-    let obj = json.as_object_mut().expect("State is a struct");
-    let mut fields: Vec<&str> = obj.keys().map(String::as_str).collect();
-    fields.sort_unstable();
-    let mut expected = STATE_FIELDS.to_vec();
-    expected.sort_unstable();
-    assert_eq!(fields, expected, "raft-core's State changed: update the symmetry renaming");
-    // Reads hold node ids too, but only the kv model makes reads, and it has
-    // clients, so it is never symmetry-reduced.
-    assert!(state.reads().is_empty(), "symmetry renaming does not rename reads");
-    let node = |v: &Json| Json::from(r.perm[v.as_u64().expect("a node id") as usize] as u64);
-    if let Some(v) = obj["hard"].get_mut("voted_for").filter(|v| !v.is_null()) {
-        *v = node(v);
-    }
-    if !obj["leader"].is_null() {
-        obj["leader"] = node(&obj["leader"]);
-    }
-    if let Some(votes) = obj["role"].pointer_mut("/Candidate/votes").and_then(Json::as_array_mut) {
-        for v in votes.iter_mut() {
-            *v = node(v);
-        }
-    }
-    if let Some(progress) = obj["role"].pointer_mut("/Leader/progress").and_then(Json::as_object_mut) {
-        let renamed: serde_json::Map<String, Json> = std::mem::take(progress)
-            .into_iter()
-            .map(|(k, v)| (r.perm[k.parse::<usize>().expect("a node id key")].to_string(), v))
-            .collect();
-        *progress = renamed;
-    }
-    let log: Log = serde_json::from_value(obj["log"].take()).expect("Log deserializes");
-    obj["log"] = serde_json::to_value(r.log(&log)).expect("Log serializes");
-    if let Some(pending) = obj["pending"].as_array_mut() {
-        for p in pending {
-            let data: Vec<u8> = serde_json::from_value(p["data"].take()).expect("proposal bytes");
-            p["data"] = Json::from(r.data(&data));
-        }
-    }
-    serde_json::from_value(json).expect("renamed State deserializes")
+    ServerState { raft: s.raft.renamed(&|id| r.node(id), &|data| r.data(data)), ..s.clone() }
 }
 
 fn rename_msg(msg: &Msg, r: &Renaming) -> Msg {

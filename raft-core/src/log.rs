@@ -5,7 +5,7 @@
 //! so that the AppendEntries consistency check works at the boundary. Today
 //! the snapshot index is always 0; compaction will only have to move it.
 
-use crate::types::{Entry, LogIndex, Term};
+use crate::types::{Entry, LogIndex, Payload, Term};
 use serde::{Deserialize, Serialize};
 
 /// A node's log: a contiguous run of entries after an (optional) snapshot.
@@ -88,6 +88,20 @@ impl Log {
             (Some(a), Some(b)) if a <= b && b < self.entries.len() => &self.entries[a..=b],
             _ => &[],
         }
+    }
+
+    /// The same log with every command's bytes replaced by `command(bytes)`
+    /// (see [`crate::State::renamed`]).
+    pub fn map_commands(&self, command: &dyn Fn(&[u8]) -> Vec<u8>) -> Log {
+        let entries = self
+            .entries
+            .iter()
+            .map(|e| match &e.payload {
+                Payload::Noop => e.clone(),
+                Payload::Command(data) => Entry::command(e.term, command(data)),
+            })
+            .collect();
+        Log { snapshot_index: self.snapshot_index, snapshot_term: self.snapshot_term, entries }
     }
 
     /// All entries held, first to last.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A message between two members of a cluster. The sender is not inside:
 /// the transport knows it and hands it to [`crate::Input::Receive`].
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Message {
     /// A candidate asks for a vote (§5.2).
     RequestVote(RequestVote),
@@ -33,7 +33,7 @@ pub enum Message {
 
 /// A leader asks its followers to confirm that it still leads, for the
 /// reads it holds. Rounds are numbered within a term.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LeadershipCheck {
     /// The leader's term.
     pub term: Term,
@@ -42,7 +42,7 @@ pub struct LeadershipCheck {
 }
 
 /// A follower's answer to a [`LeadershipCheck`].
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LeadershipCheckResponse {
     /// The follower's current term.
     pub term: Term,
@@ -51,7 +51,7 @@ pub struct LeadershipCheckResponse {
 }
 
 /// A follower's read requests, sent to the leader it knows.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ReadIndexRequest {
     /// The sender's current term.
     pub term: Term,
@@ -60,7 +60,7 @@ pub struct ReadIndexRequest {
 }
 
 /// The leader's answer to a [`ReadIndexRequest`].
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ReadIndexResponse {
     /// The responder's current term.
     pub term: Term,
@@ -72,7 +72,7 @@ pub struct ReadIndexResponse {
 }
 
 /// Arguments of RequestVote (Figure 2).
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RequestVote {
     /// The candidate's term.
     pub term: Term,
@@ -83,7 +83,7 @@ pub struct RequestVote {
 }
 
 /// Results of RequestVote (Figure 2).
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RequestVoteResponse {
     /// The voter's current term.
     pub term: Term,
@@ -92,7 +92,7 @@ pub struct RequestVoteResponse {
 }
 
 /// Arguments of AppendEntries (Figure 2).
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AppendEntries {
     /// The leader's term.
     pub term: Term,
@@ -107,7 +107,7 @@ pub struct AppendEntries {
 }
 
 /// Results of AppendEntries (Figure 2), with the follower's hint on rejection.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AppendEntriesResponse {
     /// The follower's current term.
     pub term: Term,
@@ -116,7 +116,7 @@ pub struct AppendEntriesResponse {
 }
 
 /// The outcome of an AppendEntries at the follower.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum AppendResult {
     /// The follower's log matches the leader's up to and including
     /// `match_index` (= prev_log_index + number of entries sent).
@@ -139,7 +139,7 @@ pub enum AppendResult {
 }
 
 /// Proposals forwarded by a follower to the leader.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Forward {
     /// The sender's current term.
     pub term: Term,
@@ -148,7 +148,7 @@ pub struct Forward {
 }
 
 /// The leader's answer to a [`Forward`].
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ForwardResponse {
     /// The responder's current term.
     pub term: Term,

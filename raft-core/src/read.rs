@@ -69,6 +69,17 @@ impl Reads {
         self.waiting.is_empty() && self.applying.is_empty() && self.asked.is_empty()
     }
 
+    /// The same reads with every node id renamed (see [`State::renamed`]).
+    pub(crate) fn renamed(&self, node: &dyn Fn(NodeId) -> NodeId) -> Reads {
+        Reads {
+            round: self.round,
+            acked: self.acked.iter().map(|(&id, &round)| (node(id), round)).collect(),
+            waiting: self.waiting.iter().map(|r| WaitingRead { origin: node(r.origin), ..r.clone() }).collect(),
+            applying: self.applying.clone(),
+            asked: self.asked.iter().map(|&(id, leader)| (id, node(leader))).collect(),
+        }
+    }
+
     /// Whether the leader-only part is reset.
     pub(crate) fn leader_part_is_empty(&self) -> bool {
         self.waiting.is_empty() && self.round == 0 && self.acked.is_empty()

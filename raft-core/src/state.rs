@@ -199,6 +199,33 @@ impl State {
         let _ = first_output;
     }
 
+    /// The same state with every node id renamed by `node` and every
+    /// command's bytes replaced by `command(bytes)`. For a model checker's
+    /// symmetry reduction: when nodes are interchangeable, a state and its
+    /// renaming behave alike, so one of them is explored. `node` must be a
+    /// bijection on the member set (the caller renames the configurations
+    /// the same way); `command` lets the caller rename commands that carry
+    /// node ids of their own.
+    pub fn renamed(&self, node: &dyn Fn(NodeId) -> NodeId, command: &dyn Fn(&[u8]) -> Vec<u8>) -> State {
+        let role = match &self.role {
+            Role::Follower => Role::Follower,
+            Role::Candidate { votes } => Role::Candidate { votes: votes.iter().map(|&v| node(v)).collect() },
+            Role::Leader { progress } => {
+                Role::Leader { progress: progress.iter().map(|(&id, &p)| (node(id), p)).collect() }
+            }
+        };
+        State {
+            hard: HardState { term: self.hard.term, voted_for: self.hard.voted_for.map(node) },
+            log: self.log.map_commands(command),
+            role,
+            leader: self.leader.map(node),
+            commit_index: self.commit_index,
+            delivered_index: self.delivered_index,
+            pending: self.pending.iter().map(|p| Proposal { id: p.id, data: command(&p.data) }).collect(),
+            reads: self.reads.renamed(node),
+        }
+    }
+
     /// The current term and vote.
     pub fn hard_state(&self) -> HardState {
         self.hard
