@@ -27,10 +27,12 @@ pub enum Search {
         depth: usize,
     },
     /// Exhaustive within the model's bounds, depth-first, with symmetry
-    /// reduction, or as far as `seconds_max` reaches.
+    /// reduction, or until `states_max` states have been generated
+    /// (stateright's time limit is not honoured by a single-threaded
+    /// depth-first search, its state-count limit is).
     Exhaustive {
-        /// The time limit.
-        seconds_max: u64,
+        /// The most states to generate.
+        states_max: usize,
     },
     /// Seeded random walks (see [`crate::simulate`]).
     Walks {
@@ -111,12 +113,16 @@ pub fn ci_profiles() -> Vec<Profile> {
     ]
 }
 
+/// The deep profile's bound on generated states: about ten minutes on one
+/// core of the machine the README's figures come from.
+pub const DEEP_STATES_MAX: usize = 60_000_000;
+
 /// The deep profile, for longer runs than CI's: split appends, terms up to
 /// 3, one crash, exhaustive within its bounds.
 pub fn deep_profile() -> Profile {
     Profile {
         name: "deep",
-        why: "split appends, terms up to 3, one crash, exhaustive (bounded by --max-seconds)",
+        why: "split appends, terms up to 3, one crash, exhaustive as far as 60 M states reach",
         config: ModelConfig {
             split_appends: true,
             max_term: 3,
@@ -124,7 +130,7 @@ pub fn deep_profile() -> Profile {
             proposals: Proposals::Start,
             ..ModelConfig::default()
         },
-        search: Search::Exhaustive { seconds_max: 600 },
+        search: Search::Exhaustive { states_max: DEEP_STATES_MAX },
     }
 }
 
@@ -163,8 +169,8 @@ pub fn run(profile: &Profile, fault: Option<Fault>, stop_at_first: bool, threads
         }
         Search::Bfs { .. } | Search::Exhaustive { .. } => {
             let mut builder = model.checker().threads(threads);
-            if let Search::Exhaustive { seconds_max } = profile.search {
-                builder = builder.timeout(Duration::from_secs(seconds_max));
+            if let Search::Exhaustive { states_max } = profile.search {
+                builder = builder.target_state_count(states_max);
             }
             if stop_at_first {
                 builder = builder.finish_when(HasDiscoveries::AnyOf(always.iter().copied().collect()));
@@ -175,10 +181,9 @@ pub fn run(profile: &Profile, fault: Option<Fault>, stop_at_first: bool, threads
                 _ => summary(builder.spawn_dfs().join()),
             };
             let stopped_early = stop_at_first && found.iter().any(|(n, _)| always.contains(n));
-            // stateright reports a search stopped by its timeout as done.
-            let timed_out = matches!(profile.search, Search::Exhaustive { seconds_max }
-                if started.elapsed() >= Duration::from_secs(seconds_max));
-            let done = done && !timed_out;
+            // stateright reports a search stopped at its state limit as done.
+            let limited = matches!(profile.search, Search::Exhaustive { states_max } if states >= states_max);
+            let done = done && !limited;
             (states, unique, found, done && !stopped_early)
         }
     };
@@ -247,7 +252,7 @@ pub fn report_profiles(only: Option<&str>, threads: usize, out: &mut impl std::i
             (None, false) => format!("no example of: {}", outcome.missing_examples.join(", ")),
             (None, true) => "every Always holds, every Sometimes has an example".to_string(),
         };
-        let verdict = if outcome.complete { verdict } else { format!("{verdict} (stopped at the time limit)") };
+        let verdict = if outcome.complete { verdict } else { format!("{verdict} (stopped at its state limit)") };
         failed |= !outcome.counterexamples.is_empty() || !outcome.missing_examples.is_empty();
         let _ = writeln!(
             out,
