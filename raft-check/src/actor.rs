@@ -393,8 +393,7 @@ impl Server {
             Input::Receive { message, .. } => Some(message.term()).filter(|&t| t > s.raft.term()),
             _ => None,
         };
-        let stale_rpc =
-            matches!(&input, Input::Receive { message, .. } if is_rpc(message) && message.term() < s.raft.term());
+        let stale_rpc = matches!(&input, Input::Receive { message, .. } if message.is_term_checked() && message.term() < s.raft.term());
         let mut local = Out::new();
         let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut next = s.clone();
@@ -483,21 +482,6 @@ impl ServerState {
     pub fn new(raft: State) -> ServerState {
         ServerState { raft, broken: Broken::default(), delivered: LogIndex(0), register: 0, awaiting: BTreeSet::new() }
     }
-}
-
-/// The messages §5.1's term rules govern: requests and answers of
-/// elections, replication and leadership checks. (Forwarded proposals and
-/// read-index requests are served whatever their term.)
-fn is_rpc(message: &Message) -> bool {
-    matches!(
-        message,
-        Message::RequestVote(_)
-            | Message::RequestVoteResponse(_)
-            | Message::AppendEntries(_)
-            | Message::AppendEntriesResponse(_)
-            | Message::LeadershipCheck(_)
-            | Message::LeadershipCheckResponse(_)
-    )
 }
 
 /// Whether an output grants a vote or acknowledges an append.

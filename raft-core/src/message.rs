@@ -160,6 +160,22 @@ pub struct ForwardResponse {
 }
 
 impl Message {
+    /// Whether §5.1's term rules govern this message: the requests and
+    /// answers of elections, replication and leadership checks, which a
+    /// receiver of a newer term rejects. Forwarded proposals and read-index
+    /// requests, and their answers, are served whatever their term.
+    pub fn is_term_checked(&self) -> bool {
+        matches!(
+            self,
+            Message::RequestVote(_)
+                | Message::RequestVoteResponse(_)
+                | Message::AppendEntries(_)
+                | Message::AppendEntriesResponse(_)
+                | Message::LeadershipCheck(_)
+                | Message::LeadershipCheckResponse(_)
+        )
+    }
+
     /// The sender's term, carried by every message.
     pub fn term(&self) -> Term {
         match self {

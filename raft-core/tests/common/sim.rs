@@ -1008,15 +1008,7 @@ impl Sim {
         outputs: &[Output],
     ) -> Checked {
         let Input::Receive { from, message } = input else { return Ok(()) };
-        let raft = matches!(
-            message,
-            Message::RequestVote(_)
-                | Message::RequestVoteResponse(_)
-                | Message::AppendEntries(_)
-                | Message::AppendEntriesResponse(_)
-                | Message::LeadershipCheck(_)
-                | Message::LeadershipCheckResponse(_)
-        );
+        let raft = message.is_term_checked();
         if !raft || message.term() >= before.term() {
             return Ok(());
         }
