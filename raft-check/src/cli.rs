@@ -3,13 +3,13 @@
 //! new mode is one variant of [`Mode`] and one function.
 
 use crate::actor::Switches;
-use crate::model::{ModelConfig, ModelKind, NetworkKind, Proposals, RaftModel, RaftState};
+use crate::model::{ModelConfig, ModelKind, NetworkKind, Proposals, RaftModel};
 use crate::replay;
 use crate::symmetry;
 use clap::{Parser, ValueEnum};
 use raft_core::Fault;
 use stateright::report::{ReportData, ReportDiscovery, Reporter};
-use stateright::{Checker, Expectation, HasDiscoveries, Model, Path};
+use stateright::{Checker, Expectation, HasDiscoveries, Model};
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -366,8 +366,8 @@ impl<W: Write + Send> Reporter<RaftModel> for Report<'_, W> {
             self.verdicts.insert(p.name, (always, found.is_some()));
             let verdict = match (always, found) {
                 (true, None) => format!("holds {within}"),
-                (true, Some(d)) => format!("FAILS: counterexample Path[{}]", path_len(&d.path)),
-                (false, Some(d)) => format!("example found: Path[{}]", path_len(&d.path)),
+                (true, Some(d)) => format!("FAILS: counterexample Path[{}]", crate::profiles::path_len(&d.path)),
+                (false, Some(d)) => format!("example found: Path[{}]", crate::profiles::path_len(&d.path)),
                 (false, None) => format!("no example {within}"),
             };
             let kind = if always { "Always" } else { "Sometimes" };
@@ -385,10 +385,6 @@ impl<W: Write + Send> Reporter<RaftModel> for Report<'_, W> {
         }
         let _ = self.out.flush();
     }
-}
-
-fn path_len(path: &Path<RaftState, <RaftModel as Model>::Action>) -> usize {
-    path.clone().into_actions().len()
 }
 
 fn parse_weights(text: &str) -> Result<crate::simulate::Weights, String> {

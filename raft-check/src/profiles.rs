@@ -183,8 +183,7 @@ pub fn run(profile: &Profile, fault: Option<Fault>, stop_at_first: bool, threads
             let stopped_early = stop_at_first && found.iter().any(|(n, _)| always.contains(n));
             // stateright reports a search stopped at its state limit as done.
             let limited = matches!(profile.search, Search::Exhaustive { states_max } if states >= states_max);
-            let done = done && !limited;
-            (states, unique, found, done && !stopped_early)
+            (states, unique, found, done && !limited && !stopped_early)
         }
     };
     let mut counterexamples: Vec<_> = found.iter().filter(|(n, _)| always.contains(n)).cloned().collect();
@@ -268,7 +267,7 @@ pub fn report_profiles(only: Option<&str>, threads: usize, out: &mut impl std::i
             outcome.elapsed.as_secs_f64()
         );
         for (name, path) in &outcome.counterexamples {
-            let _ = writeln!(out, "  {name}: {}", path.encode(&ModelConfig { ..profile.config.clone() }.into_model()));
+            let _ = writeln!(out, "  {name}: {}", path.encode(&profile.config.clone().into_model()));
         }
         let _ = out.flush();
     }
