@@ -14,7 +14,7 @@
 
 use crate::kv::{self, ClientState, Command as KvCommand, Value};
 use raft_core::{
-    Config, HardState, Input, Log, LogIndex, Message, NodeId, Output, Payload, Persist, Proposal, ProposalId, ReadId,
+    Config, Input, LogIndex, Membership, MemoryStore, Message, NodeId, Output, Payload, Proposal, ProposalId, ReadId,
     State, Timer,
 };
 use stateright::actor::{model_timeout, Actor, Id, Out};
@@ -43,12 +43,12 @@ pub struct Switches {
     /// kv model: answer reads from the local state machine instead of
     /// through the log (stale reads become possible).
     pub reads_bypass_log: bool,
-    /// Once a server leads, step it with a configuration that lacks one of
-    /// its peers: a broken driver contract (the configuration never changes
-    /// during a node's life), which raft-core's own assertions reject with
-    /// a panic in debug builds. For the test that a panic is reported as a
-    /// counterexample.
-    pub shrink_config_after_election: bool,
+    /// Once a server leads, step it with another node's configuration: a
+    /// broken driver contract (the configuration never changes during a
+    /// node's life), which raft-core's own end-of-step assertions reject
+    /// with a panic (a leader must name itself). For the test that a panic
+    /// is reported as a counterexample.
+    pub foreign_config_after_election: bool,
 }
 
 /// A message in the model: a Raft message between servers, or a register
@@ -82,39 +82,9 @@ impl fmt::Debug for Msg {
     }
 }
 
-/// What a server keeps on disk: its hard state and its log.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Durable {
-    /// Term and vote, one atomic record.
-    pub hard: HardState,
-    /// The log.
-    pub log: Log,
-}
-
-impl Durable {
-    /// The durable part of a state, as a correct driver would have stored it.
-    pub fn of(state: &State) -> Durable {
-        Durable { hard: state.hard_state(), log: state.log().clone() }
-    }
-
-    /// Applies one persist output, as a disk would.
-    pub fn apply(&mut self, persist: &Persist) {
-        match persist {
-            Persist::HardState(hard) => self.hard = *hard,
-            Persist::Truncate { from } => self.log.truncate_from(*from),
-            Persist::Append { first, entries } => {
-                assert_eq!(*first, self.log.last_index().next(), "append not at the end of the stored log");
-                self.log.extend(entries.iter().cloned());
-            }
-        }
-    }
-}
-
-impl fmt::Debug for Durable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} log {:?}", self.hard, self.log)
-    }
-}
+/// What a server keeps on disk: raft-core's one in-memory store of
+/// persists (term and vote, membership, log).
+pub type Durable = MemoryStore;
 
 /// What the adapter saw a step do that breaks a rule no single state can
 /// show (it needs the state before the step, or the order of the outputs).
@@ -223,6 +193,8 @@ impl fmt::Debug for NodeState {
 pub struct Server {
     /// raft-core's configuration for this node (kept here, not in the state).
     pub config: Config,
+    /// The cluster's members, given to the node when it first starts.
+    pub membership: Membership,
     /// A command this node proposes when it first starts (raft-lite's model).
     pub propose_at_start: Option<Vec<u8>>,
     /// Whether the leader's heartbeat timer is modelled (see
@@ -262,7 +234,7 @@ impl Actor for Node {
                         NodeState::Server(state)
                     }
                     Err(_) => {
-                        let mut state = ServerState::new(State::new(&server.config).0);
+                        let mut state = ServerState::new(State::new(&server.config, server.membership.clone()).0);
                         state.broken.panicked = true;
                         NodeState::Server(state)
                     }
@@ -308,18 +280,18 @@ impl Server {
     /// A fresh start (no storage yet) or a recovery from storage.
     fn start(&self, storage: &Option<Arc<Durable>>, o: &mut Out<Node>) -> ServerState {
         let (raft, outputs) = match storage {
-            None => State::new(&self.config),
+            None => State::new(&self.config, self.membership.clone()),
             Some(durable) => {
-                let mut hard = durable.hard;
+                let mut durable = MemoryStore::clone(durable);
                 if self.switches.forget_vote_on_recovery {
-                    hard.voted_for = None;
+                    durable.hard.voted_for = None;
                 }
-                match State::recover(&self.config, hard, durable.log.clone(), LogIndex(0)) {
+                match State::recover(&self.config, durable, LogIndex(0)) {
                     Ok(recovered) => recovered,
                     Err(_) => {
                         // Only a node that broke the persistence rules
                         // leaves such a store: it stays down, marked.
-                        let mut state = ServerState::new(State::new(&self.config).0);
+                        let mut state = ServerState::new(State::new(&self.config, self.membership.clone()).0);
                         state.broken.unrecoverable = true;
                         return state;
                     }
@@ -327,12 +299,10 @@ impl Server {
             }
         };
         let mut state = ServerState::new(raft);
-        if storage.is_none() {
-            // Save the empty durable state, so that a crash before the first
-            // persist recovers (and does not start, and propose, anew).
-            o.save(Arc::new(Durable::of(&state.raft)));
-        }
         let before = state.raft.clone();
+        // A fresh start's outputs persist the membership first, so that a
+        // crash before any other persist recovers (and does not start, and
+        // propose, anew).
         self.execute(&mut state, &before, outputs, o);
         if let (None, Some(data)) = (storage, &self.propose_at_start) {
             let proposal = Proposal { id: ProposalId(1), data: data.clone() };
@@ -398,13 +368,12 @@ impl Server {
         let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut next = s.clone();
             let mut outputs = Vec::new();
-            let shrunk;
-            let config = if self.switches.shrink_config_after_election && s.raft.is_leader() {
-                let id = self.config.id();
-                let last_peer = self.config.peers().last();
-                let members = self.config.members().iter().copied().filter(|&m| Some(m) != last_peer);
-                shrunk = Config::new(id, members).expect("a smaller valid member set");
-                &shrunk
+            let foreign;
+            let config = if self.switches.foreign_config_after_election && s.raft.is_leader() {
+                let me = self.config.id();
+                let other = s.raft.membership().peers(me).next().expect("a peer");
+                foreign = Config::new(other);
+                &foreign
             } else {
                 &self.config
             };
@@ -442,11 +411,9 @@ impl Server {
             state.broken.persisted_after_send = true;
         }
         if outputs.iter().any(|out| matches!(out, Output::Persist(_))) {
-            let mut durable = Durable::of(before);
-            for output in &outputs {
-                if let Output::Persist(p) = output {
-                    durable.apply(p);
-                }
+            let mut durable = MemoryStore::of(before);
+            if let Err(refused) = durable.apply_all(&outputs) {
+                panic!("raft-core broke the persist contract: {refused}");
             }
             o.save(Arc::new(durable));
         }

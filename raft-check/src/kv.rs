@@ -98,7 +98,7 @@ impl Client {
         if restarted {
             return ClientState { next: u8::MAX };
         }
-        o.save(std::sync::Arc::new(Durable { hard: Default::default(), log: Default::default() }));
+        o.save(std::sync::Arc::new(Durable::new()));
         self.send_op(id, 0, o);
         ClientState { next: 0 }
     }

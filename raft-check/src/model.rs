@@ -4,7 +4,7 @@
 use crate::actor::{Msg, Node, NodeState, Server, Switches};
 use crate::kv::{self, Op, Value};
 use crate::properties;
-use raft_core::{Config, Fault, LogIndex, Message, NodeId, Term};
+use raft_core::{Config, Fault, LogIndex, Membership, Message, NodeId, Term};
 use stateright::actor::{ActorModel, ActorModelState, Envelope, Id, LossyNetwork, Network};
 use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
@@ -143,8 +143,7 @@ pub fn start_value(i: usize) -> Vec<u8> {
 impl ModelConfig {
     /// The raft-core configuration of server `i`.
     pub fn raft_config(&self, i: usize) -> Config {
-        let members = (0..self.servers).map(|j| NodeId(j as u64));
-        let mut config = Config::new(NodeId(i as u64), members).expect("valid member set");
+        let mut config = Config::new(NodeId(i as u64));
         if self.split_appends {
             config = config
                 .with_entries_per_append_max(1)
@@ -158,6 +157,11 @@ impl ModelConfig {
             Some(hook) => hook(config),
             None => config,
         }
+    }
+
+    /// The cluster's members: every server.
+    pub fn membership(&self) -> Membership {
+        Membership::new((0..self.servers).map(|j| NodeId(j as u64))).expect("at least one server")
     }
 
     /// The number of client actors in this model.
@@ -181,6 +185,7 @@ impl ModelConfig {
             .map(|i| {
                 Node::Server(Server {
                     config: self.raft_config(i),
+                    membership: self.membership(),
                     propose_at_start: proposes_at_start.then(|| start_value(i)),
                     heartbeats: self.heartbeats,
                     switches: self.switches,

@@ -264,7 +264,7 @@ fn leader_matches(state: &RaftState) -> impl Iterator<Item = (&Log, raft_core::T
             Role::Leader { progress } => Some(progress),
             _ => None,
         };
-        progress.into_iter().flatten().map(|(id, p)| (s.raft.log(), s.raft.term(), id.0 as usize, p.match_index))
+        progress.into_iter().flatten().map(|(id, p)| (s.raft.log(), s.raft.term(), id.0 as usize, p.match_index()))
     })
 }
 

@@ -12,7 +12,7 @@
 use crate::actor::{node_id, Durable, Msg, Node};
 use crate::kv::Command as KvCommand;
 use crate::model::{RaftModel, RaftState};
-use raft_core::{Config, Input, LogIndex, NodeId, Output, Proposal, ProposalId, ReadId, State, Term};
+use raft_core::{Config, Input, LogIndex, Membership, NodeId, Output, Proposal, ProposalId, ReadId, State, Term};
 use serde::{Deserialize, Serialize};
 use stateright::actor::ActorModelAction;
 use stateright::Path;
@@ -49,6 +49,7 @@ impl fmt::Display for Step {
             Event::Input(Input::Receive { from, message }) => write!(f, "{} <- {from}: {message:?}", self.node),
             Event::Input(Input::Timeout(timer)) => write!(f, "{} timeout {timer:?}", self.node),
             Event::Input(Input::Read(ids)) => write!(f, "{} read {ids:?}", self.node),
+            Event::Input(Input::Applied(index)) => write!(f, "{} applied {index}", self.node),
             Event::Input(Input::Propose(ps)) => {
                 let data: Vec<_> = ps.iter().map(|p| String::from_utf8_lossy(&p.data).into_owned()).collect();
                 write!(f, "{} propose {data:?}", self.node)
@@ -139,7 +140,8 @@ impl Cluster {
 /// When a step names a node that is down, or not started, and needs it up.
 pub fn replay(configs: Vec<Config>, steps: &[Step], forget_vote_on_recovery: bool) -> Cluster {
     let n = configs.len();
-    let empty = Durable { hard: Default::default(), log: Default::default() };
+    let empty = Durable::new();
+    let membership = Membership::new(configs.iter().map(|c| c.id())).expect("at least one node");
     let mut cluster =
         Cluster { configs, states: vec![None; n], storage: vec![empty; n], last_outputs: vec![Vec::new(); n] };
     for step in steps {
@@ -147,7 +149,7 @@ pub fn replay(configs: Vec<Config>, steps: &[Step], forget_vote_on_recovery: boo
         let config = &cluster.configs[i];
         let outputs = match &step.event {
             Event::Start => {
-                let (state, outputs) = State::new(config);
+                let (state, outputs) = State::new(config, membership.clone());
                 cluster.states[i] = Some(state);
                 outputs
             }
@@ -156,12 +158,11 @@ pub fn replay(configs: Vec<Config>, steps: &[Step], forget_vote_on_recovery: boo
                 Vec::new()
             }
             Event::Recover => {
-                let mut hard = cluster.storage[i].hard;
+                let mut store = cluster.storage[i].clone();
                 if forget_vote_on_recovery {
-                    hard.voted_for = None;
+                    store.hard.voted_for = None;
                 }
-                let log = cluster.storage[i].log.clone();
-                let (state, outputs) = State::recover(config, hard, log, LogIndex(0)).expect("recoverable storage");
+                let (state, outputs) = State::recover(config, store, LogIndex(0)).expect("recoverable storage");
                 cluster.states[i] = Some(state);
                 outputs
             }
@@ -174,7 +175,7 @@ pub fn replay(configs: Vec<Config>, steps: &[Step], forget_vote_on_recovery: boo
         };
         for output in &outputs {
             if let Output::Persist(p) = output {
-                cluster.storage[i].apply(p);
+                cluster.storage[i].apply(p).expect("raft-core keeps the persist contract");
             }
         }
         cluster.last_outputs[i] = outputs;

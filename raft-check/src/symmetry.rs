@@ -155,8 +155,9 @@ fn placeholder() -> std::sync::Arc<NodeState> {
     static PLACEHOLDER: std::sync::OnceLock<std::sync::Arc<NodeState>> = std::sync::OnceLock::new();
     PLACEHOLDER
         .get_or_init(|| {
-            let config = raft_core::Config::new(NodeId(0), [NodeId(0)]).expect("a one-node config");
-            let raft = State::new(&config).0;
+            let config = raft_core::Config::new(NodeId(0));
+            let membership = raft_core::Membership::new([NodeId(0)]).expect("one member");
+            let raft = State::new(&config, membership).0;
             std::sync::Arc::new(NodeState::Server(ServerState::new(raft)))
         })
         .clone()
@@ -202,7 +203,14 @@ fn rename(
     let storages: Vec<Option<std::sync::Arc<Durable>>> = state
         .actor_storages
         .iter()
-        .map(|d| d.as_ref().map(|d| std::sync::Arc::new(Durable { hard: rename_hard(d.hard, r), log: r.log(&d.log) })))
+        .map(|d| {
+            d.as_ref().map(|d| {
+                // The renaming is a bijection on the members, so the
+                // membership is renamed to itself.
+                let membership = d.membership.clone();
+                std::sync::Arc::new(Durable { hard: rename_hard(d.hard, r), membership, log: r.log(&d.log) })
+            })
+        })
         .collect();
     let history = History {
         leaders: {

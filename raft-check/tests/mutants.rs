@@ -55,13 +55,13 @@ fn the_correct_core_passes_every_ci_profile_and_reaches_every_sometimes() {
 }
 
 /// A broken contract makes raft-core's own assertion fail (here: the driver
-/// steps a new leader with a configuration that lacks one of its peers, and
-/// the end-of-step invariant that a leader tracks every peer fails). The
+/// steps a new leader with another node's configuration, and the end-of-step
+/// invariant that a leader names itself fails). The
 /// checker does not abort: the panic is caught, the node is marked, and No
 /// Panic reports it with a path whose inputs replay against raft-core alone.
 #[test]
 fn a_panic_inside_raft_core_is_a_counterexample_with_a_path() {
-    let switches = Switches { shrink_config_after_election: true, ..Switches::default() };
+    let switches = Switches { foreign_config_after_election: true, ..Switches::default() };
     let cfg = ModelConfig {
         proposals: Proposals::None,
         crashes: 0,

@@ -6,15 +6,16 @@ use crate::types::NodeId;
 use core::fmt;
 use core::time::Duration;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 
-/// A validated node configuration. Build it with [`Config::new`] (defaults
-/// for every parameter) and adjust with the `with_*` methods, each of which
-/// re-validates; the fields are read-only so a `Config` is always valid.
+/// A validated node configuration: the node's id and its static
+/// parameters (timeouts and bounds). Build it with [`Config::new`]
+/// (defaults for every parameter) and adjust with the `with_*` methods,
+/// each of which re-validates; the fields are read-only so a `Config` is
+/// always valid. The cluster's members are not here: they are part of the
+/// node's state ([`Membership`](crate::Membership)), persisted with it.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Config {
     id: NodeId,
-    members: BTreeSet<NodeId>,
     election_timeout_min: Duration,
     election_timeout_max: Duration,
     heartbeat_interval: Duration,
@@ -22,29 +23,23 @@ pub struct Config {
     pending_proposals_max: usize,
     message_bytes_max: usize,
     inflight_entries_max: u64,
+    unapplied_entries_max: u64,
+    unapplied_bytes_max: u64,
+    uncommitted_entries_max: u64,
+    reads_max: usize,
     #[cfg(feature = "fault-injection")]
     fault: Option<Fault>,
 }
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Config({} of {:?})", self.id, self.members)
+        write!(f, "Config({})", self.id)
     }
 }
 
 /// Why a configuration was refused. Each variant is a caller's mistake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
-    /// The member set does not contain the node's own id.
-    SelfNotMember {
-        /// The node's id.
-        id: NodeId,
-    },
-    /// A member id appears twice in the list given.
-    DuplicateMember {
-        /// The repeated id.
-        id: NodeId,
-    },
     /// The election timeout range is empty or starts at zero.
     ElectionTimeoutRange {
         /// The minimum given.
@@ -71,10 +66,6 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::SelfNotMember { id } => {
-                write!(f, "node {id} is not in its own member list")
-            }
-            ConfigError::DuplicateMember { id } => write!(f, "member {id} is listed twice"),
             ConfigError::ElectionTimeoutRange { min, max } => write!(
                 f,
                 "election timeout range {min:?}..={max:?} is invalid: the minimum must be above zero and not above the maximum"
@@ -97,22 +88,11 @@ impl Config {
     /// leave no slack for a slow round trip, so a third.
     pub const HEARTBEAT_INTERVAL_DEFAULT: Duration = Duration::from_millis(50);
 
-    /// A configuration for node `id` in the cluster `members` (which must
-    /// include `id`), with default timeouts and bounds.
-    pub fn new(id: NodeId, members: impl IntoIterator<Item = NodeId>) -> Result<Config, ConfigError> {
-        let mut set = BTreeSet::new();
-        for m in members {
-            if !set.insert(m) {
-                return Err(ConfigError::DuplicateMember { id: m });
-            }
-        }
-        if !set.contains(&id) {
-            return Err(ConfigError::SelfNotMember { id });
-        }
+    /// A configuration for node `id`, with default timeouts and bounds.
+    pub fn new(id: NodeId) -> Config {
         let (min, max) = Self::ELECTION_TIMEOUT_DEFAULT;
-        Ok(Config {
+        Config {
             id,
-            members: set,
             election_timeout_min: min,
             election_timeout_max: max,
             heartbeat_interval: Self::HEARTBEAT_INTERVAL_DEFAULT,
@@ -120,9 +100,17 @@ impl Config {
             pending_proposals_max: 1024,
             message_bytes_max: 1 << 20,
             inflight_entries_max: 4096,
+            // Enough for any batch the runtime makes, and a backlog the
+            // application can hold in memory (64 MiB).
+            unapplied_entries_max: 4096,
+            unapplied_bytes_max: 64 << 20,
+            // A leader without a quorum keeps at most this many entries it
+            // cannot commit; proposals beyond are refused, not hoarded.
+            uncommitted_entries_max: 64 * 1024,
+            reads_max: 64 * 1024,
             #[cfg(feature = "fault-injection")]
             fault: None,
-        })
+        }
     }
 
     /// Sets the election timeout range (inclusive) and the heartbeat
@@ -183,6 +171,36 @@ impl Config {
         Ok(self)
     }
 
+    /// Sets the most entries delivered to the application and not yet
+    /// reported applied (`Input::Applied`): one `Deliver` never carries
+    /// more, and a lagging application holds no more.
+    pub fn with_unapplied_entries_max(mut self, n: u64) -> Result<Config, ConfigError> {
+        self.unapplied_entries_max = nonzero("unapplied_entries_max", n as usize)? as u64;
+        Ok(self)
+    }
+
+    /// Sets the most command bytes delivered and not yet reported applied
+    /// (a single larger entry is still delivered, alone).
+    pub fn with_unapplied_bytes_max(mut self, n: u64) -> Result<Config, ConfigError> {
+        self.unapplied_bytes_max = nonzero("unapplied_bytes_max", n as usize)? as u64;
+        Ok(self)
+    }
+
+    /// Sets the most entries a leader holds uncommitted; proposals beyond
+    /// it, local or forwarded, are refused with `Rejection::QueueFull`.
+    pub fn with_uncommitted_entries_max(mut self, n: u64) -> Result<Config, ConfigError> {
+        self.uncommitted_entries_max = nonzero("uncommitted_entries_max", n as usize)? as u64;
+        Ok(self)
+    }
+
+    /// Sets the most reads a leader holds waiting for confirmation, and a
+    /// follower holds asked of its leader; reads beyond are refused with
+    /// `Rejection::QueueFull`.
+    pub fn with_reads_max(mut self, n: usize) -> Result<Config, ConfigError> {
+        self.reads_max = nonzero("reads_max", n)?;
+        Ok(self)
+    }
+
     /// Breaks one rule on purpose (test builds only).
     #[cfg(feature = "fault-injection")]
     pub fn with_fault(mut self, fault: Fault) -> Config {
@@ -240,23 +258,6 @@ impl Config {
     pub fn id(&self) -> NodeId {
         self.id
     }
-    /// Every member, this node included.
-    pub fn members(&self) -> &BTreeSet<NodeId> {
-        &self.members
-    }
-    /// Every member but this node.
-    pub fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
-        let id = self.id;
-        self.members.iter().copied().filter(move |&m| m != id)
-    }
-    /// Whether `id` is a member other than this node.
-    pub fn is_peer(&self, id: NodeId) -> bool {
-        id != self.id && self.members.contains(&id)
-    }
-    /// The number of votes or acknowledgements that make a majority.
-    pub fn quorum(&self) -> usize {
-        self.members.len() / 2 + 1
-    }
     /// The election timeout range, inclusive.
     pub fn election_timeout(&self) -> (Duration, Duration) {
         (self.election_timeout_min, self.election_timeout_max)
@@ -281,6 +282,22 @@ impl Config {
     pub fn inflight_entries_max(&self) -> u64 {
         self.inflight_entries_max
     }
+    /// The most entries delivered and not yet reported applied.
+    pub fn unapplied_entries_max(&self) -> u64 {
+        self.unapplied_entries_max
+    }
+    /// The most command bytes delivered and not yet reported applied.
+    pub fn unapplied_bytes_max(&self) -> u64 {
+        self.unapplied_bytes_max
+    }
+    /// The most entries a leader holds uncommitted.
+    pub fn uncommitted_entries_max(&self) -> u64 {
+        self.uncommitted_entries_max
+    }
+    /// The most reads held waiting (see [`Config::with_reads_max`]).
+    pub fn reads_max(&self) -> usize {
+        self.reads_max
+    }
 }
 
 fn nonzero(name: &'static str, n: usize) -> Result<usize, ConfigError> {
@@ -295,15 +312,9 @@ fn nonzero(name: &'static str, n: usize) -> Result<usize, ConfigError> {
 mod tests {
     use super::*;
 
-    fn ids(v: &[u64]) -> Vec<NodeId> {
-        v.iter().map(|&i| NodeId(i)).collect()
-    }
-
     #[test]
     fn refuses_bad_configs_with_reasons() {
-        assert_eq!(Config::new(NodeId(4), ids(&[1, 2, 3])), Err(ConfigError::SelfNotMember { id: NodeId(4) }));
-        assert_eq!(Config::new(NodeId(1), ids(&[1, 2, 2])), Err(ConfigError::DuplicateMember { id: NodeId(2) }));
-        let c = Config::new(NodeId(1), ids(&[1, 2, 3])).unwrap();
+        let c = Config::new(NodeId(1));
         let ms = Duration::from_millis;
         assert!(matches!(
             c.clone().with_election_timeout(ms(0), ms(10)),
@@ -323,15 +334,11 @@ mod tests {
             c.clone().with_entries_per_append_max(0),
             Err(ConfigError::ZeroBound { name: "entries_per_append_max" })
         );
+        assert_eq!(
+            c.clone().with_unapplied_entries_max(0),
+            Err(ConfigError::ZeroBound { name: "unapplied_entries_max" })
+        );
         let err = c.with_heartbeat_interval(ms(100)).unwrap_err().to_string();
         assert!(err.contains("at most half"), "{err}");
-    }
-
-    #[test]
-    fn quorum_is_a_majority() {
-        for (n, q) in [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3)] {
-            let members: Vec<u64> = (1..=n).collect();
-            assert_eq!(Config::new(NodeId(1), ids(&members)).unwrap().quorum(), q);
-        }
     }
 }

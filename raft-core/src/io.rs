@@ -1,5 +1,6 @@
 //! What goes into `step` and what comes out of it.
 
+use crate::membership::Membership;
 use crate::message::Message;
 use crate::types::{Entry, HardState, LogIndex, NodeId, ProposalId, ReadId, Term};
 use core::time::Duration;
@@ -33,6 +34,11 @@ pub enum Input {
     /// so that they share one leadership check. Each is answered with
     /// [`Output::ReadReady`] or [`Output::ReadRejected`].
     Read(Vec<ReadId>),
+    /// The application has applied every delivered entry up to this index
+    /// (etcd's `Advance`). The core keeps a bounded window of entries
+    /// delivered and not yet applied, and delivers more as this arrives;
+    /// see `Config::unapplied_entries_max`.
+    Applied(LogIndex),
 }
 
 /// A client proposal: opaque bytes and the caller's id for the answer.
@@ -50,6 +56,8 @@ pub struct Proposal {
 pub enum Persist {
     /// Store term and vote, as one atomic record.
     HardState(HardState),
+    /// Store the cluster's membership (replacing the one stored).
+    Membership(Membership),
     /// Remove every log entry at `from` and after.
     Truncate {
         /// The first index removed.
@@ -77,10 +85,12 @@ pub struct Committed {
 }
 
 /// Why a proposal was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Rejection {
-    /// No leader is known and the pending queue is full
-    /// (`Config::pending_proposals_max`). Retry later.
+    /// A bounded queue is full: no leader is known and the pending queue
+    /// is full (`Config::pending_proposals_max`), or the leader holds as
+    /// many uncommitted entries (`Config::uncommitted_entries_max`) or
+    /// waiting reads (`Config::reads_max`) as it may. Retry later.
     QueueFull,
     /// The proposal is larger than `Config::message_bytes_max`.
     TooLarge,
@@ -101,8 +111,10 @@ pub enum Dropped {
     /// A response from an older term, or a response this node's role does
     /// not expect.
     StaleResponse,
-    /// An index beyond what this node holds or sent, or entries whose terms
-    /// go backwards or exceed the message's term.
+    /// An index beyond what this node holds or sent, entries whose terms
+    /// go backwards or exceed the message's term, a term or index above
+    /// what a node accepts ([`Term::MAX_ACCEPTED`], [`LogIndex::MAX_ACCEPTED`]),
+    /// or an `Input::Applied` beyond what was delivered.
     OutOfRange,
     /// A second leader claims the same term as this leader, or as the
     /// leader this follower already follows: impossible in a correct

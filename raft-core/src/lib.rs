@@ -1,7 +1,7 @@
 //! # raft-core: Raft as a pure, deterministic state machine
 //!
-//! This crate is the Raft protocol of the extended paper's §5 (Figure 2) and
-//! nothing else. **It does no I/O, reads no clock and draws no random
+//! This crate is the Raft protocol of the extended paper's §5 (Figure 2),
+//! with linearizable reads (ReadIndex, thesis §6.4). **It does no I/O, reads no clock and draws no random
 //! numbers.** Messages, timer expiries and client proposals come in as
 //! [`Input`]s; everything the node wants done goes out as [`Output`]s, in a
 //! list the driver executes in order. The same code runs under the model
@@ -13,68 +13,114 @@
 //! step(config, state, input) -> (state, outputs)
 //! ```
 //!
-//! - Start a node with [`State::new`] or, after a crash, [`State::recover`]
-//!   from exactly what it persisted; both return the first outputs (the
-//!   election timer).
+//! - Start a brand-new node with [`State::new`], giving it the cluster's
+//!   [`Membership`]; after a crash, start it with [`State::recover`] from
+//!   exactly what it persisted (a [`MemoryStore`], or the driver's own store
+//!   read back into one). Both return the first outputs: a new node's first
+//!   persists its membership, and both arm the election timer.
 //! - Feed every input to [`step`] (or the in-place [`State::step`], or the
-//!   [`Node`] wrapper that also counts dropped inputs).
+//!   [`Node`] wrapper that also counts dropped inputs): peer messages, timer
+//!   expiries, proposals, reads, and the application's progress
+//!   ([`Input::Applied`]).
 //! - Execute the outputs **in order**:
 //!   - [`Output::Persist`]: make the change durable (write and fsync)
 //!     **before executing any later output of the list**. This is the rule
 //!     that makes Raft safe across crashes: a vote or an append
 //!     acknowledgement is never sent before the state it reports is on disk.
-//!     The core emits every persist of a step before its first send, and
-//!     checks that in debug builds. A driver may group the persists of
-//!     several steps into one fsync as long as no send overtakes the fsync
-//!     that it follows.
+//!     Every `Send` waits for every `Persist` before it in its list; the core
+//!     emits every persist of a step before its first send, and checks that
+//!     after every step, in release builds too. A driver may group the
+//!     persists of several steps into one fsync as long as no send
+//!     overtakes the fsync that it follows.
 //!   - [`Output::Send`]: best-effort delivery to a peer; Raft retries.
 //!   - [`Output::SetTimer`] / [`Output::CancelTimer`]: one timer per
 //!     [`Timer`] kind; setting re-arms it with a delay drawn (by the driver)
 //!     uniformly from the range given. When it fires, feed
 //!     [`Input::Timeout`].
 //!   - [`Output::Deliver`]: committed commands, in log order, exactly once
-//!     per node lifetime (no-op entries are skipped).
+//!     per node lifetime (no-op entries are skipped). At most
+//!     [`Config::unapplied_entries_max`] entries and
+//!     [`Config::unapplied_bytes_max`] bytes are out at once without an
+//!     [`Input::Applied`] for them: report progress as the application
+//!     applies, and more is delivered. The node keeps working while the
+//!     application lags; a driver need not, and should not, block on it.
 //!   - [`Output::LeaderChanged`], [`Output::ProposalAccepted`],
-//!     [`Output::ProposalRejected`]: notifications for the application.
+//!     [`Output::ProposalRejected`], [`Output::ReadReady`],
+//!     [`Output::ReadRejected`]: notifications for the application.
 //!   - [`Output::Dropped`]: an input was ignored (bad or stale); count it.
+//!
+//! ## Proposals: what is answered, and what the driver must time out
+//!
+//! A proposal made at a leader is answered at once: accepted at a (term,
+//! index), or rejected with a reason. A proposal made at a follower is
+//! forwarded to the leader it knows, and answered when the leader's answer
+//! comes back, or rejected if no leader is known and the queue is full.
+//! **A forwarded proposal whose leader dies, or whose messages are lost,
+//! gets no answer at all**: the core cannot tell a lost message from a slow
+//! one. The driver must give every proposal a deadline and report its
+//! outcome then as unknown (it may or may not commit: a retry may apply it
+//! twice unless the application deduplicates). Once accepted, a proposal's
+//! fate is [`State::proposal_fate`]: committed when its entry is delivered,
+//! lost when another entry commits at its index. Reads are answered in the
+//! same way ([`Output::ReadReady`] or [`Output::ReadRejected`]) and need the
+//! same deadline.
 //!
 //! The configuration is passed to every step rather than stored in the state:
 //! it never changes during a node's life, and keeping it out of the state
-//! keeps states small and cheap to hash for the model checker.
+//! keeps states small and cheap to hash for the model checker. The member
+//! set is not configuration: it is state ([`Membership`]), persisted and
+//! recovered with the term, vote and log.
+//!
+//! ## Bad input
+//!
+//! A message from a non-member, of a term above [`Term::MAX_ACCEPTED`], or
+//! with indexes out of range is dropped and counted ([`Dropped`]), never a
+//! panic. The core's own invariants are assertions checked after every
+//! step: a node whose invariant breaks stops rather than go on misbehaving.
 //!
 //! ## Example: a one-node cluster elects itself and commits
 //!
 //! ```
-//! use raft_core::{step, Config, Input, NodeId, Output, Proposal, ProposalId, State, Timer};
+//! use raft_core::{step, Config, Input, Membership, NodeId, Output, Proposal, ProposalId, State, Timer};
 //!
-//! let config = Config::new(NodeId(1), [NodeId(1)]).unwrap();
-//! let (state, _arm_timer) = State::new(&config);
+//! let config = Config::new(NodeId(1));
+//! let membership = Membership::new([NodeId(1)]).unwrap();
+//! let (state, _persist_membership_and_arm_timer) = State::new(&config, membership);
 //! let (state, _) = step(&config, state, Input::Timeout(Timer::Election));
 //! assert!(state.is_leader());
 //! let proposal = Proposal { id: ProposalId(7), data: b"x=1".to_vec() };
 //! let (state, outputs) = step(&config, state, Input::Propose(vec![proposal]));
 //! assert!(outputs.iter().any(|o| matches!(o, Output::Deliver(c) if c[0].data == b"x=1")));
 //! assert_eq!(state.commit_index().0, 2); // the leader's no-op, then x=1
+//! let delivered = state.delivered_index();
+//! let (state, _) = step(&config, state, Input::Applied(delivered));
+//! assert_eq!(state.applied_index().0, 2);
 //! ```
 //!
 //! ## What is not here yet
 //!
 //! Log compaction (the [`Log`] already starts after a snapshot index) and
-//! membership changes are later work.
+//! membership changes (the [`Membership`] is already state, and every
+//! majority question goes through one quorum module) are later work.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod config;
+mod delivery;
 mod election;
 mod fault;
 mod io;
 mod log;
+mod membership;
 mod message;
 mod node;
+mod progress;
 mod proposals;
+mod quorum;
 mod read;
 mod replication;
 mod state;
+mod store;
 mod types;
 
 pub use config::{Config, ConfigError};
@@ -82,14 +128,22 @@ pub use config::{Config, ConfigError};
 pub use fault::Fault;
 pub use io::{Committed, Dropped, Input, Output, Persist, Proposal, Rejection, Timer};
 pub use log::Log;
+pub use membership::{Membership, MembershipError};
 pub use message::{
     AppendEntries, AppendEntriesResponse, AppendResult, Forward, ForwardResponse, LeadershipCheck,
-    LeadershipCheckResponse, Message, ReadIndexRequest, ReadIndexResponse, RequestVote, RequestVoteResponse,
+    LeadershipCheckResponse, Message, Placement, ReadIndexRequest, ReadIndexResponse, ReadIndexResult, RequestVote,
+    RequestVoteResponse,
 };
 pub use node::{DropCounters, Node, Status};
+pub use progress::{Mode, Progress};
+pub use proposals::ProposalFate;
 pub use read::Reads;
-pub use state::{Mode, Progress, RecoverError, Role, RoleKind, State};
-pub use types::{Entry, HardState, LogIndex, NodeId, Payload, ProposalId, ReadId, Term};
+pub use state::{RecoverError, Role, RoleKind, State};
+pub use store::{MemoryStore, StoreError};
+pub use types::{
+    Entry, HardState, LogIndex, NodeId, Payload, ProposalId, ReadId, Term, ENTRY_OVERHEAD_BYTES,
+    PROPOSAL_OVERHEAD_BYTES,
+};
 
 /// The pure form of the step function: consumes a state and an input,
 /// returns the next state and the outputs to execute in order.

@@ -1,7 +1,8 @@
 //! The messages nodes exchange. One variant per message, so that "a vote
 //! carries a term" is a compile-time fact.
 
-use crate::types::{Entry, LogIndex, NodeId, ProposalId, ReadId, Term};
+use crate::io::Rejection;
+use crate::types::{Entry, LogIndex, NodeId, ProposalId, ReadId, Term, PROPOSAL_OVERHEAD_BYTES};
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
@@ -66,9 +67,9 @@ pub struct ReadIndexResponse {
     pub term: Term,
     /// The leader the responder knows of, for reads it refused.
     pub leader_hint: Option<NodeId>,
-    /// For each read: its read index, or `None` when the responder could
-    /// not confirm its leadership.
-    pub results: Vec<(ReadId, Option<LogIndex>)>,
+    /// For each read: its read index, or why the responder refused it
+    /// (it was not the leader, or held as many reads as it may).
+    pub results: Vec<(ReadId, ReadIndexResult)>,
 }
 
 /// Arguments of RequestVote (Figure 2).
@@ -154,12 +155,29 @@ pub struct ForwardResponse {
     pub term: Term,
     /// The leader the responder knows of, for proposals it refused.
     pub leader_hint: Option<NodeId>,
-    /// For each proposal: the (term, index) it was appended at, or `None`
-    /// when the responder was not the leader and could not take it.
-    pub results: Vec<(ProposalId, Option<(Term, LogIndex)>)>,
+    /// For each proposal: the (term, index) it was appended at, or why the
+    /// responder refused it (it was not the leader, or its backlog of
+    /// uncommitted entries is full).
+    pub results: Vec<(ProposalId, Placement)>,
 }
 
+/// Where a forwarded proposal was appended, as (term, index), or why it
+/// was refused.
+pub type Placement = Result<(Term, LogIndex), Rejection>;
+
+/// A read's confirmed read index, or why it was refused.
+pub type ReadIndexResult = Result<LogIndex, Rejection>;
+
 impl Message {
+    /// Whether this answers a term-checked request: such an answer of a
+    /// newer term has done its work once the receiver adopted that term.
+    pub fn is_response(&self) -> bool {
+        matches!(
+            self,
+            Message::RequestVoteResponse(_) | Message::AppendEntriesResponse(_) | Message::LeadershipCheckResponse(_)
+        )
+    }
+
     /// Whether §5.1's term rules govern this message: the requests and
     /// answers of elections, replication and leadership checks, which a
     /// receiver of a newer term rejects. Forwarded proposals and read-index
@@ -196,7 +214,7 @@ impl Message {
     pub fn payload_bytes(&self) -> usize {
         match self {
             Message::AppendEntries(m) => m.entries.iter().map(Entry::size_bytes).sum(),
-            Message::Forward(m) => m.proposals.iter().map(|(_, d)| d.len() + 8).sum(),
+            Message::Forward(m) => m.proposals.iter().map(|(_, d)| d.len() + PROPOSAL_OVERHEAD_BYTES).sum(),
             _ => 0,
         }
     }

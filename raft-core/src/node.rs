@@ -3,9 +3,10 @@
 
 use crate::config::Config;
 use crate::io::{Dropped, Input, Output};
-use crate::log::Log;
+use crate::membership::Membership;
 use crate::state::{RecoverError, RoleKind, State};
-use crate::types::{HardState, LogIndex, NodeId, Term};
+use crate::store::MemoryStore;
+use crate::types::{LogIndex, NodeId, Term};
 use serde::{Deserialize, Serialize};
 
 /// Counts of inputs ignored, by reason. Kept outside [`State`] so that a
@@ -61,6 +62,8 @@ pub struct Status {
     pub commit_index: LogIndex,
     /// The highest index delivered to the application.
     pub delivered_index: LogIndex,
+    /// The highest index the application reported applied.
+    pub applied_index: LogIndex,
     /// Inputs it ignored, by reason.
     pub dropped: DropCounters,
 }
@@ -74,21 +77,17 @@ pub struct Node {
 }
 
 impl Node {
-    /// A brand-new node, and the outputs that start it.
-    pub fn new(config: Config) -> (Node, Vec<Output>) {
-        let (state, outputs) = State::new(&config);
+    /// A brand-new node of the cluster `membership`, and the outputs that
+    /// start it (see [`State::new`]).
+    pub fn new(config: Config, membership: Membership) -> (Node, Vec<Output>) {
+        let (state, outputs) = State::new(&config, membership);
         (Node { config, state, dropped: DropCounters::default() }, outputs)
     }
 
-    /// A node restarted from its persisted hard state and log (see
-    /// [`State::recover`]), and the outputs that start it.
-    pub fn recover(
-        config: Config,
-        hard: HardState,
-        log: Log,
-        applied: LogIndex,
-    ) -> Result<(Node, Vec<Output>), RecoverError> {
-        let (state, outputs) = State::recover(&config, hard, log, applied)?;
+    /// A node restarted from what it persisted (see [`State::recover`]),
+    /// and the outputs that start it.
+    pub fn recover(config: Config, store: MemoryStore, applied: LogIndex) -> Result<(Node, Vec<Output>), RecoverError> {
+        let (state, outputs) = State::recover(&config, store, applied)?;
         Ok((Node { config, state, dropped: DropCounters::default() }, outputs))
     }
 
@@ -121,6 +120,7 @@ impl Node {
             last_log_index: self.state.log().last_index(),
             commit_index: self.state.commit_index(),
             delivered_index: self.state.delivered_index(),
+            applied_index: self.state.applied_index(),
             dropped: self.dropped,
         }
     }

@@ -20,7 +20,9 @@
 use crate::config::Config;
 use crate::fault::Fault;
 use crate::io::{Output, Rejection};
-use crate::message::{LeadershipCheck, LeadershipCheckResponse, Message, ReadIndexRequest, ReadIndexResponse};
+use crate::message::{
+    LeadershipCheck, LeadershipCheckResponse, Message, ReadIndexRequest, ReadIndexResponse, ReadIndexResult,
+};
 use crate::state::State;
 use crate::types::{LogIndex, NodeId, ReadId};
 use serde::{Deserialize, Serialize};
@@ -43,6 +45,10 @@ pub struct Reads {
     /// duplicated or late response is ignored); all are refused when the
     /// known leader changes, since the old one may never answer.
     asked: Vec<(ReadId, NodeId)>,
+    /// Reads a leader was confirming when it stopped leading, to be
+    /// refused to their origins at the end of the step (after every persist
+    /// of the step: see `State::step`). Always empty between steps.
+    refused: Vec<(ReadId, NodeId)>,
 }
 
 /// A read the leader is confirming.
@@ -77,12 +83,21 @@ impl Reads {
             waiting: self.waiting.iter().map(|r| WaitingRead { origin: node(r.origin), ..r.clone() }).collect(),
             applying: self.applying.clone(),
             asked: self.asked.iter().map(|&(id, leader)| (id, node(leader))).collect(),
+            refused: self.refused.iter().map(|&(id, origin)| (id, node(origin))).collect(),
         }
     }
 
     /// Whether the leader-only part is reset.
     pub(crate) fn leader_part_is_empty(&self) -> bool {
-        self.waiting.is_empty() && self.round == 0 && self.acked.is_empty()
+        self.waiting.is_empty() && self.round == 0 && self.acked.is_empty() && self.refused.is_empty()
+    }
+
+    /// The leader stops leading: its rounds are forgotten and the reads it
+    /// was confirming are set aside to be refused.
+    pub(crate) fn abandon_leader_part(&mut self) {
+        self.refused.extend(self.waiting.drain(..).map(|r| (r.id, r.origin)));
+        self.round = 0;
+        self.acked.clear();
     }
 
     /// Whether every read waiting to be served needs more than `delivered`.
@@ -98,9 +113,9 @@ impl State {
         if self.is_leader() {
             self.leader_read(config, config.id(), ids, out);
         } else if let Some(leader) = self.leader {
-            // Bounded like the proposal queue: a leader that never answers
-            // must not make this list grow without end.
-            let room = config.pending_proposals_max().saturating_sub(self.reads.asked.len());
+            // Bounded: a leader that never answers must not make this list
+            // grow without end.
+            let room = config.reads_max().saturating_sub(self.reads.asked.len());
             let mut ids = ids;
             for id in ids.split_off(room.min(ids.len())) {
                 out.push(Output::ReadRejected { id, reason: Rejection::QueueFull });
@@ -129,7 +144,8 @@ impl State {
         if self.is_leader() {
             self.leader_read(config, from, m.ids, out);
         } else {
-            let results = m.ids.into_iter().map(|id| (id, None)).collect();
+            let refusal = Err(Rejection::NotLeader { leader_hint: self.leader });
+            let results = m.ids.into_iter().map(|id| (id, refusal)).collect();
             let response = ReadIndexResponse { term: self.hard.term, leader_hint: self.leader, results };
             out.push(Output::Send { to: from, message: Message::ReadIndexResponse(response) });
         }
@@ -143,10 +159,8 @@ impl State {
             };
             self.reads.asked.remove(position);
             match index {
-                Some(index) => self.reads.applying.push((id, index)),
-                None => {
-                    out.push(Output::ReadRejected { id, reason: Rejection::NotLeader { leader_hint: m.leader_hint } })
-                }
+                Ok(index) => self.reads.applying.push((id, index)),
+                Err(reason) => out.push(Output::ReadRejected { id, reason }),
             }
         }
         self.release_applied_reads(config, out);
@@ -156,7 +170,18 @@ impl State {
     /// read index is the commit index now and the read waits for the next
     /// round, which starts at once unless one is in flight. Otherwise the
     /// read waits for the commit (see `fix_read_indexes`).
-    fn leader_read(&mut self, config: &Config, origin: NodeId, ids: Vec<ReadId>, out: &mut Vec<Output>) {
+    fn leader_read(&mut self, config: &Config, origin: NodeId, mut ids: Vec<ReadId>, out: &mut Vec<Output>) {
+        let room = config.reads_max().saturating_sub(self.reads.waiting.len());
+        let refused = ids.split_off(room.min(ids.len()));
+        if !refused.is_empty() {
+            if origin == config.id() {
+                out.extend(refused.into_iter().map(|id| Output::ReadRejected { id, reason: Rejection::QueueFull }));
+            } else {
+                let results = refused.into_iter().map(|id| (id, Err(Rejection::QueueFull))).collect();
+                let response = ReadIndexResponse { term: self.hard.term, leader_hint: Some(config.id()), results };
+                out.push(Output::Send { to: origin, message: Message::ReadIndexResponse(response) });
+            }
+        }
         let fixed = self.committed_in_term() || config.breaks(Fault::ReadIndexBeforeTermCommit);
         let next_round = if config.breaks(Fault::ReadRoundNotFresh) { self.reads.round } else { self.reads.round + 1 };
         let (index, round) = if fixed { (Some(self.commit_index), next_round) } else { (None, u64::MAX) };
@@ -178,7 +203,7 @@ impl State {
 
     fn send_round(&self, config: &Config, out: &mut Vec<Output>) {
         let check = LeadershipCheck { term: self.hard.term, round: self.reads.round };
-        for to in config.peers() {
+        for to in self.membership.peers(config.id()) {
             out.push(Output::Send { to, message: Message::LeadershipCheck(check.clone()) });
         }
     }
@@ -193,16 +218,17 @@ impl State {
 
     /// The highest round a majority (this leader included) has answered.
     fn confirmed_round(&self, config: &Config) -> u64 {
-        let mut rounds: Vec<u64> = config.peers().map(|p| self.reads.acked.get(&p).copied().unwrap_or(0)).collect();
-        rounds.push(self.reads.round);
-        rounds.sort_unstable_by(|a, b| b.cmp(a));
         if config.breaks(Fault::ServeReadsWithoutQuorum) {
             return self.reads.round;
         }
-        rounds[config.quorum() - 1]
+        let me = config.id();
+        let answered =
+            |n: NodeId| if n == me { self.reads.round } else { self.reads.acked.get(&n).copied().unwrap_or(0) };
+        self.membership.quorum().agreed(answered)
     }
 
-    /// A follower answers a leadership check: the sender leads this term.
+    /// A follower answers a leadership check of its term: the sender leads
+    /// it (the dispatch refused a second leader).
     pub(crate) fn on_leadership_check(
         &mut self,
         config: &Config,
@@ -210,21 +236,18 @@ impl State {
         m: LeadershipCheck,
         out: &mut Vec<Output>,
     ) {
+        self.debug_assert_current_term(config, m.term);
         if m.term == self.hard.term {
-            if self.is_leader() {
-                out.push(Output::Dropped(crate::io::Dropped::SecondLeader));
-                return;
-            }
-            if self.leader.is_some_and(|l| l != from) {
-                out.push(Output::Dropped(crate::io::Dropped::SecondLeader));
-                return;
-            }
-            self.role = crate::state::Role::Follower;
-            self.set_leader(Some(from), out);
-            out.push(self.election_timer(config));
+            self.follow(config, from, out);
         }
-        let response = LeadershipCheckResponse { term: self.hard.term, round: m.round };
-        out.push(Output::Send { to: from, message: Message::LeadershipCheckResponse(response) });
+        self.reply_leadership_check(from, m.round, out);
+    }
+
+    /// The answer to a leadership check, with this node's term (which tells
+    /// a stale leader to step down).
+    pub(crate) fn reply_leadership_check(&self, to: NodeId, round: u64, out: &mut Vec<Output>) {
+        let response = LeadershipCheckResponse { term: self.hard.term, round };
+        out.push(Output::Send { to, message: Message::LeadershipCheckResponse(response) });
     }
 
     /// Leader: a peer confirmed a round.
@@ -235,7 +258,8 @@ impl State {
         m: LeadershipCheckResponse,
         out: &mut Vec<Output>,
     ) {
-        if m.term < self.hard.term || !self.is_leader() || m.round > self.reads.round {
+        self.debug_assert_current_term(config, m.term);
+        if m.round > self.reads.round {
             out.push(Output::Dropped(crate::io::Dropped::StaleResponse));
             return;
         }
@@ -267,7 +291,7 @@ impl State {
     fn release_confirmed_reads(&mut self, config: &Config, out: &mut Vec<Output>) {
         let confirmed = self.confirmed_round(config);
         let me = config.id();
-        let mut remote: BTreeMap<NodeId, Vec<(ReadId, Option<LogIndex>)>> = BTreeMap::new();
+        let mut remote: BTreeMap<NodeId, Vec<(ReadId, ReadIndexResult)>> = BTreeMap::new();
         let (ready, waiting): (Vec<WaitingRead>, Vec<WaitingRead>) = core::mem::take(&mut self.reads.waiting)
             .into_iter()
             .partition(|r| r.round <= confirmed && r.index.is_some());
@@ -277,7 +301,7 @@ impl State {
             if r.origin == me {
                 self.reads.applying.push((r.id, index));
             } else {
-                remote.entry(r.origin).or_default().push((r.id, Some(index)));
+                remote.entry(r.origin).or_default().push((r.id, Ok(index)));
             }
         }
         for (to, results) in remote {
@@ -316,38 +340,43 @@ impl State {
         });
     }
 
-    /// At the end of a step: a node that is no longer leader refuses the
-    /// reads it was confirming (the origin retries), and forgets its rounds.
-    pub(crate) fn abandon_leader_reads(&mut self, config: &Config, out: &mut Vec<Output>) {
+    /// A follower's leader changed: the reads it asked of another leader
+    /// are refused (that one may never answer; the client retries).
+    pub(crate) fn refuse_reads_asked_elsewhere(&mut self, config: &Config, out: &mut Vec<Output>) {
         let leader = self.leader;
-        if self.reads.asked.iter().any(|&(_, asked)| Some(asked) != leader) {
-            let hint = leader.filter(|&l| l != config.id());
-            self.reads.asked.retain(|&(id, asked)| {
-                let keep = Some(asked) == leader;
-                if !keep {
-                    out.push(Output::ReadRejected { id, reason: Rejection::NotLeader { leader_hint: hint } });
-                }
-                keep
-            });
+        if self.reads.asked.iter().all(|&(_, asked)| Some(asked) == leader) {
+            return;
         }
-        if self.is_leader() || self.reads.leader_part_is_empty() {
+        let hint = leader.filter(|&l| l != config.id());
+        self.reads.asked.retain(|&(id, asked)| {
+            let keep = Some(asked) == leader;
+            if !keep {
+                out.push(Output::ReadRejected { id, reason: Rejection::NotLeader { leader_hint: hint } });
+            }
+            keep
+        });
+    }
+
+    /// At the end of a step: the reads set aside when this node stopped
+    /// leading are refused, naming the leader it knows now.
+    pub(crate) fn send_refused_reads(&mut self, config: &Config, out: &mut Vec<Output>) {
+        if self.reads.refused.is_empty() {
             return;
         }
         let me = config.id();
         let hint = self.leader;
-        let mut remote: BTreeMap<NodeId, Vec<(ReadId, Option<LogIndex>)>> = BTreeMap::new();
-        for r in core::mem::take(&mut self.reads.waiting) {
-            if r.origin == me {
-                out.push(Output::ReadRejected { id: r.id, reason: Rejection::NotLeader { leader_hint: hint } });
+        let refusal = Err(Rejection::NotLeader { leader_hint: hint });
+        let mut remote: BTreeMap<NodeId, Vec<(ReadId, ReadIndexResult)>> = BTreeMap::new();
+        for (id, origin) in core::mem::take(&mut self.reads.refused) {
+            if origin == me {
+                out.push(Output::ReadRejected { id, reason: Rejection::NotLeader { leader_hint: hint } });
             } else {
-                remote.entry(r.origin).or_default().push((r.id, None));
+                remote.entry(origin).or_default().push((id, refusal));
             }
         }
         for (to, results) in remote {
             let response = ReadIndexResponse { term: self.hard.term, leader_hint: hint, results };
             out.push(Output::Send { to, message: Message::ReadIndexResponse(response) });
         }
-        self.reads.round = 0;
-        self.reads.acked.clear();
     }
 }

@@ -4,7 +4,8 @@ use crate::config::Config;
 use crate::fault::Fault;
 use crate::io::{Dropped, Output, Persist};
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, Message};
-use crate::state::{Mode, Progress, Role, State};
+use crate::progress::Progress;
+use crate::state::{Role, State};
 use crate::types::{LogIndex, NodeId};
 
 /// Most AppendEntries sent to one follower when new entries are appended.
@@ -21,7 +22,7 @@ impl State {
     pub(crate) fn heartbeat(&mut self, config: &Config, out: &mut Vec<Output>) {
         let hb = config.heartbeat_interval();
         out.push(Output::SetTimer { timer: crate::io::Timer::Heartbeat, min: hb, max: hb });
-        for peer in config.peers() {
+        for peer in self.membership.peers(config.id()).collect::<Vec<_>>() {
             self.send_append(config, peer, true, out);
         }
         self.resend_unconfirmed_round(config, out);
@@ -32,7 +33,7 @@ impl State {
     /// at once, one message per `entries_per_append_max` entries (up to the
     /// in-flight bound), rather than one message per acknowledgement.
     pub(crate) fn broadcast_append(&mut self, config: &Config, out: &mut Vec<Output>) {
-        for peer in config.peers() {
+        for peer in self.membership.peers(config.id()).collect::<Vec<_>>() {
             self.send_append(config, peer, false, out);
             for _ in 1..APPENDS_PER_TRIGGER_MAX {
                 if !self.has_streamable_backlog(config, peer) {
@@ -46,9 +47,9 @@ impl State {
     fn has_streamable_backlog(&self, config: &Config, peer: NodeId) -> bool {
         let Role::Leader { progress } = &self.role else { return false };
         progress.get(&peer).is_some_and(|p| {
-            p.mode == Mode::Replicate
-                && p.next_index <= self.log.last_index()
-                && p.next_index.0 - p.match_index.0 - 1 < config.inflight_entries_max()
+            p.mode() == crate::progress::Mode::Replicate
+                && p.next_index() <= self.log.last_index()
+                && !p.is_paused(config.inflight_entries_max())
         })
     }
 
@@ -62,61 +63,37 @@ impl State {
         let last = self.log.last_index();
         let Role::Leader { progress } = &mut self.role else { return };
         let Some(p) = progress.get_mut(&peer) else { return };
-        let inflight_full = p.next_index.0 - p.match_index.0 > config.inflight_entries_max();
-        let may_carry_entries = match p.mode {
-            Mode::Probe { sent } => force || !sent,
-            Mode::Replicate => !inflight_full,
-        };
-        if !force && (!may_carry_entries || p.next_index > last) {
+        let may_carry_entries = force && matches!(p.mode(), crate::progress::Mode::Probe { .. })
+            || !p.is_paused(config.inflight_entries_max());
+        if !force && (!may_carry_entries || p.next_index() > last) {
             return;
         }
-        let prev_log_index = p.next_index.prev();
+        let prev_log_index = p.next_index().prev();
         let prev_log_term = self.log.term_at(prev_log_index).expect("next_index within the leader's log");
         // Never more in flight than the bound allows.
-        let in_flight = p.next_index.0 - p.match_index.0 - 1;
-        let room = config.inflight_entries_max().saturating_sub(in_flight).max(1);
-        let until = LogIndex(last.0.min(p.next_index.0.saturating_add(room) - 1));
-        let entries = if may_carry_entries { take_entries(config, &self.log, p.next_index, until) } else { Vec::new() };
-        match p.mode {
-            Mode::Probe { .. } => p.mode = Mode::Probe { sent: true },
-            Mode::Replicate => p.next_index = LogIndex(p.next_index.0 + entries.len() as u64),
-        }
+        let room = config.inflight_entries_max().saturating_sub(p.in_flight()).max(1);
+        let until = LogIndex(last.0.min(p.next_index().0.saturating_add(room) - 1));
+        let entries =
+            if may_carry_entries { take_entries(config, &self.log, p.next_index(), until) } else { Vec::new() };
+        p.sent(entries.len() as u64);
         let message = AppendEntries { term, prev_log_index, prev_log_term, entries, leader_commit };
         out.push(Output::Send { to: peer, message: Message::AppendEntries(message) });
     }
 
     /// Follower side of AppendEntries (Figure 2, receiver rules 1–5).
     pub(crate) fn on_append_entries(&mut self, config: &Config, from: NodeId, m: AppendEntries, out: &mut Vec<Output>) {
-        if m.term < self.hard.term && !config.breaks(Fault::AcceptStaleAppend) {
-            // Rule 1: reply false; our term tells the stale leader to step down.
-            let result = AppendResult::Conflict {
-                rejected_index: m.prev_log_index,
-                last_index: self.log.last_index(),
-                conflict: None,
-            };
-            self.reply_append(from, result, out);
-            return;
-        }
-        // One leader per term (§5.2): an append of this term from anyone but
-        // the leader already known for it is distrusted, by a leader and by
-        // a follower alike.
-        if self.is_leader() || self.leader.is_some_and(|leader| leader != from) {
-            out.push(Output::Dropped(Dropped::SecondLeader));
-            return;
-        }
+        // Rule 1 (a stale term) was settled by the dispatch, which also
+        // drops an append from a second leader of this term.
+        self.debug_assert_current_term(config, m.term);
         if self.conflicts_with_committed(config, &m) {
             // Only a broken leader asks to cut a committed entry (§5.4.3).
             // Refused before anything changes, so the drop leaves no trace.
             out.push(Output::Dropped(Dropped::OutOfRange));
             return;
         }
-        // A valid leader of our term: candidates step down (§5.2), and the
+        // A valid leader of our term: a candidate steps down (§5.2), and the
         // election timer restarts.
-        if !matches!(self.role, Role::Follower) {
-            self.role = Role::Follower;
-        }
-        self.set_leader(Some(from), out);
-        out.push(self.election_timer(config));
+        self.follow(config, from, out);
 
         // Rule 2: the consistency check on (prev index, prev term).
         if !self.passes_consistency_check(config, &m) {
@@ -202,6 +179,28 @@ impl State {
         })
     }
 
+    /// Figure 2, AppendEntries receiver rule 1: an append of an older term is
+    /// refused; the answer's term tells the stale leader to step down.
+    pub(crate) fn refuse_append(&self, to: NodeId, prev_log_index: LogIndex, out: &mut Vec<Output>) {
+        let result = AppendResult::Conflict {
+            rejected_index: prev_log_index,
+            last_index: self.log.last_index(),
+            conflict: None,
+        };
+        self.reply_append(to, result, out);
+    }
+
+    /// This node hears from `leader`, the leader of its term: it follows it
+    /// (a candidate steps down, §5.2) and restarts its election timer.
+    pub(crate) fn follow(&mut self, config: &Config, leader: NodeId, out: &mut Vec<Output>) {
+        if matches!(self.role, Role::Follower) {
+            self.set_leader(config, Some(leader), out);
+        } else {
+            self.become_follower(config, self.hard.term, Some(leader), out);
+        }
+        out.push(self.election_timer(config));
+    }
+
     fn reply_append(&self, to: NodeId, result: AppendResult, out: &mut Vec<Output>) {
         let response = AppendEntriesResponse { term: self.hard.term, result };
         out.push(Output::Send { to, message: Message::AppendEntriesResponse(response) });
@@ -216,10 +215,7 @@ impl State {
         m: AppendEntriesResponse,
         out: &mut Vec<Output>,
     ) {
-        if (m.term < self.hard.term && !config.breaks(Fault::AcceptStaleAppendResponse)) || !self.is_leader() {
-            out.push(Output::Dropped(Dropped::StaleResponse));
-            return;
-        }
+        self.debug_assert_current_term(config, m.term);
         let last = self.log.last_index();
         match m.result {
             AppendResult::Success { match_index } => {
@@ -227,10 +223,7 @@ impl State {
                     out.push(Output::Dropped(Dropped::OutOfRange));
                     return;
                 }
-                let p = self.progress_mut(from);
-                p.match_index = p.match_index.max(match_index);
-                p.next_index = p.next_index.max(match_index.next());
-                p.mode = Mode::Replicate;
+                self.progress_mut(from).acknowledged(match_index);
                 self.maybe_commit(config, out);
                 self.send_append(config, from, false, out);
             }
@@ -239,9 +232,7 @@ impl State {
                     // An answer to an append we have since moved past.
                     return;
                 };
-                let p = self.progress_mut(from);
-                p.next_index = next;
-                p.mode = Mode::Probe { sent: false };
+                self.progress_mut(from).become_probe(next);
                 self.send_append(config, from, false, out);
             }
         }
@@ -262,11 +253,7 @@ impl State {
     ) -> Option<LogIndex> {
         let Role::Leader { progress } = &self.role else { return None };
         let p = progress.get(&from)?;
-        let expected = match p.mode {
-            Mode::Probe { .. } => rejected_index == p.next_index.prev(),
-            Mode::Replicate => rejected_index > p.match_index && rejected_index < p.next_index,
-        };
-        if !expected || rejected_index == LogIndex(0) {
+        if !p.expects_rejection_at(rejected_index) || rejected_index == LogIndex(0) {
             return None;
         }
         let hint = if follower_last < rejected_index {
@@ -279,7 +266,7 @@ impl State {
         } else {
             rejected_index
         };
-        Some(hint.min(rejected_index).max(p.match_index.next()))
+        Some(hint.min(rejected_index).max(p.match_index().next()))
     }
 
     fn progress_mut(&mut self, peer: NodeId) -> &mut Progress {
@@ -294,15 +281,14 @@ impl State {
     /// before it commits with it.
     pub(crate) fn maybe_commit(&mut self, config: &Config, out: &mut Vec<Output>) {
         let Role::Leader { progress } = &self.role else { return };
-        let mut matched: Vec<LogIndex> = progress.values().map(|p| p.match_index).collect();
-        matched.push(self.log.last_index());
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let rank = if config.breaks(Fault::CommitWithoutMajority) {
-            config.quorum().saturating_sub(2)
+        let (me, last) = (config.id(), self.log.last_index());
+        let matched = |n: NodeId| if n == me { last } else { progress[&n].match_index() };
+        let quorum = self.membership.quorum();
+        let majority = if config.breaks(Fault::CommitWithoutMajority) {
+            quorum.agreed_short_of(1, matched)
         } else {
-            config.quorum() - 1
+            quorum.agreed(matched)
         };
-        let majority = matched[rank.min(matched.len() - 1)];
         let of_term = self.log.term_at(majority) == Some(self.hard.term);
         if majority > self.commit_index && (of_term || config.breaks(Fault::CommitPreviousTermByCount)) {
             self.commit_to(config, majority, out);

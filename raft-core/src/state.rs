@@ -1,31 +1,45 @@
-//! A node's state and the step function's dispatch: term handling first, for
-//! every role and message, then the rule of the node's current role.
+//! A node's state and the step function's dispatch: the message's term is
+//! settled first, once, for every message and role; then the message goes
+//! to the handler of the node's role. Every role change goes through
+//! `become_follower`, `become_candidate` or `become_leader`, and each of
+//! them through one `reset`.
 //!
 //! The rules themselves live in `election.rs` (§5.2, §5.4.1),
-//! `replication.rs` (§5.3, §5.4.2) and `proposals.rs` (client requests).
+//! `replication.rs` (§5.3, §5.4.2), `read.rs` (ReadIndex), `proposals.rs`
+//! (client requests) and `delivery.rs` (committed entries to the
+//! application).
 
 use crate::config::Config;
 use crate::fault::Fault;
-use crate::io::{Committed, Dropped, Input, Output, Persist, Proposal, Timer};
+use crate::io::{Dropped, Input, Output, Persist, Proposal, Timer};
 use crate::log::Log;
+use crate::membership::Membership;
 use crate::message::Message;
+use crate::progress::Progress;
 use crate::read::Reads;
-use crate::types::{Entry, HardState, LogIndex, NodeId, Payload, Term};
+use crate::store::MemoryStore;
+use crate::types::{Entry, HardState, LogIndex, NodeId, Term};
 use core::fmt;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Everything one node knows: its durable part (hard state and log) and its
-/// volatile part (role, leader, commit and delivery progress, queued
-/// proposals). Two equal histories give equal states.
+/// Everything one node knows: its durable part (hard state, membership and
+/// log) and its volatile part (role, leader, commit and delivery progress,
+/// queued proposals, reads). Two equal histories give equal states.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct State {
     pub(crate) hard: HardState,
+    pub(crate) membership: Membership,
     pub(crate) log: Log,
     pub(crate) role: Role,
     pub(crate) leader: Option<NodeId>,
     pub(crate) commit_index: LogIndex,
+    /// The last index handed to the application in a `Deliver`.
     pub(crate) delivered_index: LogIndex,
+    /// The last index the application reported applied (`Input::Applied`).
+    pub(crate) applied_index: LogIndex,
+    /// The payload bytes delivered and not yet reported applied.
+    pub(crate) unapplied_bytes: u64,
     pub(crate) pending: Vec<Proposal>,
     pub(crate) reads: Reads,
 }
@@ -45,32 +59,6 @@ pub enum Role {
         /// Per follower: what is known to match and what to send next.
         progress: BTreeMap<NodeId, Progress>,
     },
-}
-
-/// The leader's view of one follower's log (Figure 2, "Volatile state on
-/// leaders"), plus the mode of sending.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Progress {
-    /// The next index to send.
-    pub next_index: LogIndex,
-    /// The highest index known to match the leader's log.
-    pub match_index: LogIndex,
-    /// How the leader sends to this follower.
-    pub mode: Mode,
-}
-
-/// How a leader sends to a follower.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Mode {
-    /// The match point is unknown: one append at a time, waiting for its
-    /// answer (`sent`), until one succeeds.
-    Probe {
-        /// An append was sent and not yet answered.
-        sent: bool,
-    },
-    /// The follower is known to match up to `match_index`: new entries are
-    /// streamed as they arrive, up to `Config::inflight_entries_max` ahead.
-    Replicate,
 }
 
 /// The role without its bookkeeping, for status reports.
@@ -94,6 +82,15 @@ pub enum RecoverError {
         /// The index of the offending entry.
         index: LogIndex,
     },
+    /// Nothing says who the members are: the store never received the
+    /// membership that `State::new` persists first.
+    NoMembership,
+    /// The stored current term is beyond what a node accepts
+    /// ([`Term::MAX_ACCEPTED`]).
+    TermOutOfRange {
+        /// The term stored.
+        term: Term,
+    },
     /// The application says it applied more than the log holds.
     AppliedBeyondLog {
         /// The applied index given.
@@ -109,6 +106,10 @@ impl fmt::Display for RecoverError {
             RecoverError::LogTermsOutOfOrder { index } => {
                 write!(f, "log entry {index} has a term below its predecessor's or above the stored current term")
             }
+            RecoverError::NoMembership => write!(f, "the store holds no membership"),
+            RecoverError::TermOutOfRange { term } => {
+                write!(f, "the stored term {term} is above the highest a node accepts")
+            }
             RecoverError::AppliedBeyondLog { applied, last_index } => {
                 write!(f, "the application reports entries applied up to {applied} but the log ends at {last_index}")
             }
@@ -119,33 +120,43 @@ impl fmt::Display for RecoverError {
 impl std::error::Error for RecoverError {}
 
 impl State {
-    /// A brand-new node: term 0, no vote, empty log. The outputs arm its
-    /// election timer.
-    pub fn new(config: &Config) -> (State, Vec<Output>) {
+    /// A brand-new node of a cluster whose members are `membership`: term 0,
+    /// no vote, empty log. The outputs persist the membership (the first
+    /// record of the node's store) and arm its election timer.
+    pub fn new(config: &Config, membership: Membership) -> (State, Vec<Output>) {
         let state = State {
             hard: HardState::default(),
+            membership,
             log: Log::new(),
             role: Role::Follower,
             leader: None,
             commit_index: LogIndex(0),
             delivered_index: LogIndex(0),
+            applied_index: LogIndex(0),
+            unapplied_bytes: 0,
             pending: Vec::new(),
             reads: Reads::default(),
         };
-        let outputs = vec![state.election_timer(config)];
+        let outputs =
+            vec![Output::Persist(Persist::Membership(state.membership.clone())), state.election_timer(config)];
         (state, outputs)
     }
 
-    /// A node restarted from what it persisted: its hard state and its log.
-    /// `applied` is the last index the application has already applied and
-    /// does not want delivered again (0 to have every committed entry
-    /// delivered anew). The node starts as a follower knowing no leader.
+    /// A node restarted from what it persisted (the `Persist` outputs, as a
+    /// [`MemoryStore`] applies them). `applied` is the last index the
+    /// application has already applied and does not want delivered again (0
+    /// to have every committed entry delivered anew). The node starts as a
+    /// follower knowing no leader.
     pub fn recover(
         config: &Config,
-        hard: HardState,
-        log: Log,
+        store: MemoryStore,
         applied: LogIndex,
     ) -> Result<(State, Vec<Output>), RecoverError> {
+        let MemoryStore { hard, membership, log } = store;
+        let membership = membership.ok_or(RecoverError::NoMembership)?;
+        if hard.term > Term::MAX_ACCEPTED {
+            return Err(RecoverError::TermOutOfRange { term: hard.term });
+        }
         let mut previous = Term(0);
         for (i, entry) in log.entries().iter().enumerate() {
             if entry.term < previous || entry.term > hard.term {
@@ -159,11 +170,14 @@ impl State {
         }
         let state = State {
             hard,
+            membership,
             log,
             role: Role::Follower,
             leader: None,
             commit_index: applied,
             delivered_index: applied,
+            applied_index: applied,
+            unapplied_bytes: 0,
             pending: Vec::new(),
             reads: Reads::default(),
         };
@@ -180,32 +194,33 @@ impl State {
             Input::Timeout(timer) => self.timeout(config, timer, out),
             Input::Propose(proposals) => self.propose(config, proposals, out),
             Input::Read(ids) => self.read(config, ids, out),
+            Input::Applied(index) => self.on_applied(config, index, out),
         }
-        // A node that stopped leading refuses the reads it was confirming.
-        self.abandon_leader_reads(config, out);
-        // A follower that has learned of a leader forwards what it held.
-        // Done last, so that every persist of this step precedes the send.
+        // Messages that a role change or a new leader made due are sent
+        // last, so that every persist of this step precedes every send.
+        self.send_refused_reads(config, out);
         if let Some(leader) = self.leader.filter(|&l| l != config.id()) {
             if !self.pending.is_empty() {
                 let pending = core::mem::take(&mut self.pending);
                 self.forward(config, leader, pending, out);
             }
         }
-        #[cfg(debug_assertions)]
         if !config.has_fault() {
+            // Cheap enough for every step of a release build: a node whose
+            // invariant breaks stops rather than go on misbehaving.
             self.check_invariants(config);
             check_persist_before_send(&out[first_output..]);
+            #[cfg(debug_assertions)]
+            self.check_invariants_fully(config);
         }
-        let _ = first_output;
     }
 
     /// The same state with every node id renamed by `node` and every
     /// command's bytes replaced by `command(bytes)`. For a model checker's
     /// symmetry reduction: when nodes are interchangeable, a state and its
     /// renaming behave alike, so one of them is explored. `node` must be a
-    /// bijection on the member set (the caller renames the configurations
-    /// the same way); `command` lets the caller rename commands that carry
-    /// node ids of their own.
+    /// bijection on the member set; `command` lets the caller rename
+    /// commands that carry node ids of their own.
     pub fn renamed(&self, node: &dyn Fn(NodeId) -> NodeId, command: &dyn Fn(&[u8]) -> Vec<u8>) -> State {
         let role = match &self.role {
             Role::Follower => Role::Follower,
@@ -216,11 +231,14 @@ impl State {
         };
         State {
             hard: HardState { term: self.hard.term, voted_for: self.hard.voted_for.map(node) },
+            membership: self.membership.renamed(node),
             log: self.log.map_commands(command),
             role,
             leader: self.leader.map(node),
             commit_index: self.commit_index,
             delivered_index: self.delivered_index,
+            applied_index: self.applied_index,
+            unapplied_bytes: self.unapplied_bytes,
             pending: self.pending.iter().map(|p| Proposal { id: p.id, data: command(&p.data) }).collect(),
             reads: self.reads.renamed(node),
         }
@@ -233,6 +251,10 @@ impl State {
     /// The current term.
     pub fn term(&self) -> Term {
         self.hard.term
+    }
+    /// The members of the cluster, as this node knows them.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
     }
     /// The log.
     pub fn log(&self) -> &Log {
@@ -267,6 +289,11 @@ impl State {
     pub fn delivered_index(&self) -> LogIndex {
         self.delivered_index
     }
+    /// The highest index the application reported applied (or given as
+    /// applied at recovery).
+    pub fn applied_index(&self) -> LogIndex {
+        self.applied_index
+    }
     /// Proposals held until a leader is known.
     pub fn pending(&self) -> &[Proposal] {
         &self.pending
@@ -276,80 +303,132 @@ impl State {
         &self.reads
     }
 
+    /// The one dispatch for messages: the sender and the message's own
+    /// claims are checked, then its term is settled, once, for every
+    /// message and role (§5.1), then the handler of the message runs, with
+    /// the role guards here rather than in each handler.
     fn receive(&mut self, config: &Config, from: NodeId, message: Message, out: &mut Vec<Output>) {
-        if !config.is_peer(from) {
+        if from == config.id() || !self.membership.contains(from) {
             out.push(Output::Dropped(Dropped::UnknownSender));
             return;
         }
-        if let Err(reason) = self.validate(&message) {
+        if let Err(reason) = validate(&message) {
             out.push(Output::Dropped(reason));
             return;
         }
         let term = message.term();
-        let newer_term = term > self.hard.term && !(self.is_leader() && config.breaks(Fault::NoStepDownOnHigherTerm));
-        if newer_term {
+        if term > self.hard.term {
             // §5.1: a higher term in any message makes this node a follower
             // of that term. An AppendEntries or a LeadershipCheck also names
             // the leader.
-            let names_leader = matches!(message, Message::AppendEntries(_) | Message::LeadershipCheck(_));
-            let leader = names_leader.then_some(from);
-            self.become_follower(config, term, leader, out);
+            //
+            // EXCEPTIONS GO HERE: pre-vote (a pre-vote request or answer
+            // carries a term the sender has not adopted, and must not
+            // depose anyone) and check-quorum (a follower that hears from a
+            // live leader ignores a higher-term vote request) are the only
+            // places a higher term does not make this node a follower.
+            let step_down = !(self.is_leader() && config.breaks(Fault::NoStepDownOnHigherTerm));
+            if step_down {
+                let names_leader = matches!(message, Message::AppendEntries(_) | Message::LeadershipCheck(_));
+                self.become_follower(config, term, names_leader.then_some(from), out);
+                // An answer that carried a newer term has done its work:
+                // this node is now a follower of that term, which expects no
+                // answers. Not reported as dropped: it changed the state.
+                if message.is_response() {
+                    return;
+                }
+            }
+        } else if term < self.hard.term && message.is_term_checked() && !accepts_stale(config, &message) {
+            self.refuse_stale(from, message, out);
+            return;
         }
+        self.dispatch(config, from, message, out);
+    }
+
+    /// Hands a message whose term is settled to its handler, if the node's
+    /// role takes it. Client traffic (forwarded proposals and read index
+    /// requests, and their answers) is not term-checked: its term only
+    /// says what the sender knew, and any role answers it.
+    fn dispatch(&mut self, config: &Config, from: NodeId, message: Message, out: &mut Vec<Output>) {
+        let is_leader = self.is_leader();
+        let other_leader = self.leader.is_some_and(|l| l != from);
         match message {
-            // An answer that carried a newer term has done its work: this
-            // node is now a follower of that term, which expects no answers.
-            // It is not reported as dropped, since it changed the state.
+            Message::RequestVote(m) => self.on_request_vote(config, from, m, out),
+            Message::RequestVoteResponse(m) if matches!(self.role, Role::Candidate { .. }) => {
+                self.on_vote_response(config, from, m, out)
+            }
+            // One leader per term (§5.2): an append or a leadership check of
+            // this term from anyone but the leader already known for it is
+            // distrusted, by a leader and by a follower alike.
+            Message::AppendEntries(_) | Message::LeadershipCheck(_) if is_leader || other_leader => {
+                out.push(Output::Dropped(Dropped::SecondLeader))
+            }
+            Message::AppendEntries(m) => self.on_append_entries(config, from, m, out),
+            Message::LeadershipCheck(m) => self.on_leadership_check(config, from, m, out),
+            Message::AppendEntriesResponse(m) if is_leader => self.on_append_response(config, from, m, out),
+            Message::LeadershipCheckResponse(m) if is_leader => self.on_leadership_check_response(config, from, m, out),
+            // An answer to a role this node no longer has.
             Message::RequestVoteResponse(_)
             | Message::AppendEntriesResponse(_)
-            | Message::LeadershipCheckResponse(_)
-                if newer_term => {}
-            Message::RequestVote(m) => self.on_request_vote(config, from, m, out),
-            Message::RequestVoteResponse(m) => self.on_vote_response(config, from, m, out),
-            Message::AppendEntries(m) => self.on_append_entries(config, from, m, out),
-            Message::AppendEntriesResponse(m) => self.on_append_response(config, from, m, out),
+            | Message::LeadershipCheckResponse(_) => out.push(Output::Dropped(Dropped::StaleResponse)),
             Message::Forward(m) => self.on_forward(config, from, m, out),
             Message::ForwardResponse(m) => self.on_forward_response(m, out),
-            Message::LeadershipCheck(m) => self.on_leadership_check(config, from, m, out),
-            Message::LeadershipCheckResponse(m) => self.on_leadership_check_response(config, from, m, out),
             Message::ReadIndexRequest(m) => self.on_read_index_request(config, from, m, out),
             Message::ReadIndexResponse(m) => self.on_read_index_response(config, m, out),
         }
     }
 
-    /// Checks what a message claims against itself, before any state is
-    /// touched: entries whose terms go backwards, precede `prev_log_term` or
-    /// exceed the message's term, and index arithmetic that would overflow.
-    fn validate(&self, message: &Message) -> Result<(), Dropped> {
+    /// §5.1: a request of an older term is refused with this node's term,
+    /// which tells the sender to step down; an answer of an older term is
+    /// dropped.
+    fn refuse_stale(&mut self, from: NodeId, message: Message, out: &mut Vec<Output>) {
         match message {
-            Message::AppendEntries(m) => {
-                let mut previous = m.prev_log_term;
-                for e in &m.entries {
-                    if e.term < previous || e.term > m.term {
-                        return Err(Dropped::OutOfRange);
-                    }
-                    previous = e.term;
-                }
-                if m.prev_log_term > m.term || m.prev_log_index.0.checked_add(m.entries.len() as u64).is_none() {
-                    return Err(Dropped::OutOfRange);
-                }
-                Ok(())
-            }
-            Message::RequestVote(m) if m.last_log_term > m.term => Err(Dropped::OutOfRange),
-            _ => Ok(()),
+            Message::RequestVote(_) => self.reply_vote(from, false, out),
+            // Figure 2, AppendEntries receiver rule 1.
+            Message::AppendEntries(m) => self.refuse_append(from, m.prev_log_index, out),
+            Message::LeadershipCheck(m) => self.reply_leadership_check(from, m.round, out),
+            _ => out.push(Output::Dropped(Dropped::StaleResponse)),
         }
+    }
+
+    /// Handlers of term-checked messages run only with the message's term
+    /// settled: it is the node's own (unless a fault switch broke the
+    /// settling on purpose).
+    pub(crate) fn debug_assert_current_term(&self, config: &Config, term: Term) {
+        debug_assert!(config.has_fault() || term == self.hard.term, "a handler got term {term} in {}", self.hard.term);
     }
 
     fn timeout(&mut self, config: &Config, timer: Timer, out: &mut Vec<Output>) {
         match (timer, &self.role) {
-            (Timer::Election, Role::Follower | Role::Candidate { .. }) => self.start_election(config, out),
+            (Timer::Election, Role::Follower | Role::Candidate { .. }) if self.membership.is_voter(config.id()) => {
+                self.start_election(config, out)
+            }
             (Timer::Heartbeat, Role::Leader { .. }) => self.heartbeat(config, out),
             _ => out.push(Output::Dropped(Dropped::StaleTimer)),
         }
     }
 
-    /// Steps down to follower. With a higher `term`, adopts it (clearing the
-    /// vote) and persists that first. Arms the election timer if this node
-    /// was leader (it had none running).
+    /// Clears what belongs to the role this node is leaving, and adopts
+    /// `term` if it is newer (clearing the vote, and persisting that before
+    /// anything is sent). Every role change goes through here.
+    fn reset(&mut self, config: &Config, term: Term, out: &mut Vec<Output>) {
+        if term > self.hard.term {
+            self.hard = HardState { term, voted_for: None };
+            if !config.breaks(Fault::TermNotPersisted) {
+                out.push(Output::Persist(Persist::HardState(self.hard)));
+            }
+        }
+        // A leader's reads in flight are refused: their origins retry with
+        // whoever leads next. (A leadership transfer target will be cleared
+        // here too.)
+        if self.is_leader() {
+            self.reads.abandon_leader_part();
+        }
+    }
+
+    /// Becomes a follower of `term` (adopting it if newer), knowing `leader`
+    /// if the message that caused it named one. Arms the election timer if
+    /// this node was leader (it had none running).
     pub(crate) fn become_follower(
         &mut self,
         config: &Config,
@@ -357,25 +436,55 @@ impl State {
         leader: Option<NodeId>,
         out: &mut Vec<Output>,
     ) {
-        if term > self.hard.term {
-            self.hard = HardState { term, voted_for: None };
-            if !config.breaks(Fault::TermNotPersisted) {
-                out.push(Output::Persist(Persist::HardState(self.hard)));
-            }
-        }
-        if self.is_leader() {
+        let was_leader = self.is_leader();
+        self.reset(config, term, out);
+        if was_leader {
             out.push(Output::CancelTimer(Timer::Heartbeat));
             out.push(self.election_timer(config));
         }
         self.role = Role::Follower;
-        self.set_leader(leader, out);
+        self.set_leader(config, leader, out);
     }
 
-    /// Records the leader of the current term and reports a change.
-    pub(crate) fn set_leader(&mut self, leader: Option<NodeId>, out: &mut Vec<Output>) {
+    /// §5.2: becomes a candidate of the next term, voting for itself. The
+    /// new term and vote are one record, persisted before any request leaves.
+    pub(crate) fn become_candidate(&mut self, config: &Config, out: &mut Vec<Output>) {
+        let me = config.id();
+        self.hard = HardState { term: self.hard.term.next(), voted_for: Some(me) };
+        out.push(Output::Persist(Persist::HardState(self.hard)));
+        self.reset(config, self.hard.term, out);
+        self.role = Role::Candidate { votes: BTreeSet::from([me]) };
+        self.set_leader(config, None, out);
+    }
+
+    /// §5.2, §5.4.2, §8: becomes leader of the current term: every follower
+    /// starts in probe mode just past this node's log; a no-op of the new
+    /// term is appended (so that earlier entries can commit, Figure 8), and
+    /// the proposals held are appended after it; the election timer gives
+    /// way to the heartbeat. The caller then sends the appends.
+    pub(crate) fn become_leader(&mut self, config: &Config, out: &mut Vec<Output>) {
+        self.reset(config, self.hard.term, out);
+        let next_index = self.log.last_index().next();
+        let progress: BTreeMap<NodeId, Progress> =
+            self.membership.peers(config.id()).map(|p| (p, Progress::new(next_index))).collect();
+        self.role = Role::Leader { progress };
+        let pending = core::mem::take(&mut self.pending);
+        self.append_own(config, vec![Entry::noop(self.hard.term)], out);
+        self.append_proposals(config, pending, out);
+        out.push(Output::CancelTimer(Timer::Election));
+        self.set_leader(config, Some(config.id()), out);
+        let hb = config.heartbeat_interval();
+        out.push(Output::SetTimer { timer: Timer::Heartbeat, min: hb, max: hb });
+    }
+
+    /// Records the leader of the current term and reports a change. A
+    /// follower's reads asked of another leader are refused: it may never
+    /// answer.
+    pub(crate) fn set_leader(&mut self, config: &Config, leader: Option<NodeId>, out: &mut Vec<Output>) {
         if self.leader != leader {
             self.leader = leader;
             out.push(Output::LeaderChanged { leader, term: self.hard.term });
+            self.refuse_reads_asked_elsewhere(config, out);
         }
     }
 
@@ -396,70 +505,98 @@ impl State {
         }
     }
 
-    /// Raises the commit index (never lowers it) and delivers what is newly
-    /// committed, in order, skipping no-ops.
-    pub(crate) fn commit_to(&mut self, config: &Config, index: LogIndex, out: &mut Vec<Output>) {
-        if index <= self.commit_index {
-            return;
-        }
-        self.commit_index = index;
-        let from = if config.breaks(Fault::DeliverTwice) { LogIndex(1) } else { self.delivered_index.next() };
-        let index = if config.breaks(Fault::DeliverUncommitted) { self.log.last_index() } else { index };
-        let delivered: Vec<Committed> = (from.0..=index.0)
-            .filter_map(|i| {
-                let entry = self.log.get(LogIndex(i))?;
-                match &entry.payload {
-                    Payload::Noop => None,
-                    Payload::Command(data) => {
-                        Some(Committed { index: LogIndex(i), term: entry.term, data: data.clone() })
-                    }
-                }
-            })
-            .collect();
-        self.delivered_index = index;
-        if !delivered.is_empty() {
-            out.push(Output::Deliver(delivered));
-        }
-        self.release_applied_reads(config, out);
-    }
-
-    #[cfg(debug_assertions)]
+    /// Invariants cheap enough (O(1)) to check after every step of a
+    /// release build.
     fn check_invariants(&self, config: &Config) {
+        assert!(self.applied_index <= self.delivered_index, "applied past delivered");
         assert!(self.delivered_index <= self.commit_index, "delivered past commit");
-        assert!(self.is_leader() || self.reads.leader_part_is_empty(), "a non-leader holds leader reads");
-        assert!(self.reads.applying_all_above(self.delivered_index), "a read ready to serve was held back");
         assert!(self.commit_index <= self.log.last_index(), "commit past the log's end");
         assert!(self.log.last_term() <= self.hard.term, "log term above current term");
+        assert!(self.is_leader() || self.reads.leader_part_is_empty(), "a non-leader holds leader reads");
         assert!(self.pending.len() <= config.pending_proposals_max(), "pending queue over its bound");
         if let Some(l) = self.leader {
             assert!(l == config.id() || self.pending.is_empty(), "proposals held while a leader is known");
         }
         match &self.role {
             Role::Follower => assert!(self.leader != Some(config.id()), "follower names itself leader"),
-            Role::Candidate { votes } => {
+            Role::Candidate { .. } => {
                 assert_eq!(self.hard.voted_for, Some(config.id()), "candidate did not vote for itself");
-                assert!(votes.contains(&config.id()) && votes.len() < config.quorum().max(2));
                 assert!(self.leader.is_none(), "candidate knows a leader");
             }
-            Role::Leader { progress } => {
+            Role::Leader { .. } => {
                 assert_eq!(self.hard.voted_for, Some(config.id()), "leader did not vote for itself");
                 assert_eq!(self.leader, Some(config.id()), "leader does not name itself");
-                assert!(progress.keys().copied().eq(config.peers()), "progress is not the peer set");
-                for p in progress.values() {
-                    assert!(p.match_index < p.next_index, "match_index not below next_index");
-                    assert!(p.next_index <= self.log.last_index().next(), "next_index past the log's end");
-                }
                 assert!(self.pending.is_empty(), "leader holds pending proposals");
+            }
+        }
+    }
+
+    /// Invariants that cost time in the number of peers or reads: debug
+    /// builds only.
+    #[cfg(debug_assertions)]
+    fn check_invariants_fully(&self, config: &Config) {
+        assert!(self.reads.applying_all_above(self.delivered_index), "a read ready to serve was held back");
+        match &self.role {
+            Role::Follower => {}
+            Role::Candidate { votes } => {
+                assert!(votes.contains(&config.id()), "candidate did not count its own vote");
+                assert!(!self.membership.quorum().is_won(votes), "candidate holds a majority of votes");
+            }
+            Role::Leader { progress } => {
+                let me = config.id();
+                assert!(progress.keys().copied().eq(self.membership.peers(me)), "progress is not the peer set");
+                for p in progress.values() {
+                    assert!(p.match_index() < p.next_index(), "match_index not below next_index");
+                    assert!(p.next_index() <= self.log.last_index().next(), "next_index past the log's end");
+                }
             }
         }
     }
 }
 
-/// Persist-before-send, checked on every output list in debug builds: once
-/// a `Send` is out, no `Persist` may follow that a previous send depends on.
-/// The core's simplest way to honour this is to emit every persist of a step
+/// Checks what a message claims against itself, before any state is
+/// touched: a term too high to be incremented, entries whose terms go
+/// backwards, precede `prev_log_term` or exceed the message's term, and
+/// index arithmetic that would overflow.
+fn validate(message: &Message) -> Result<(), Dropped> {
+    if message.term() > Term::MAX_ACCEPTED {
+        return Err(Dropped::OutOfRange);
+    }
+    match message {
+        Message::AppendEntries(m) => {
+            let mut previous = m.prev_log_term;
+            for e in &m.entries {
+                if e.term < previous || e.term > m.term {
+                    return Err(Dropped::OutOfRange);
+                }
+                previous = e.term;
+            }
+            let end = m.prev_log_index.0.checked_add(m.entries.len() as u64);
+            if m.prev_log_term > m.term || end.is_none_or(|end| end > LogIndex::MAX_ACCEPTED.0) {
+                return Err(Dropped::OutOfRange);
+            }
+            Ok(())
+        }
+        Message::RequestVote(m) if m.last_log_term > m.term => Err(Dropped::OutOfRange),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a fault switch makes this node act on a message of an older
+/// term as if it were current.
+fn accepts_stale(config: &Config, message: &Message) -> bool {
+    match message {
+        Message::AppendEntries(_) => config.breaks(Fault::AcceptStaleAppend),
+        Message::AppendEntriesResponse(_) => config.breaks(Fault::AcceptStaleAppendResponse),
+        Message::RequestVoteResponse(_) => config.breaks(Fault::CountStaleVotes),
+        _ => false,
+    }
+}
+
+/// Persist-before-send, checked on every output list: once a `Send` is
+/// out, no `Persist` may follow that a previous send depends on. The
+/// core's simplest way to honour this is to emit every persist of a step
 /// before its first send, which is what this checks.
-#[cfg(debug_assertions)]
 fn check_persist_before_send(outputs: &[Output]) {
     let first_send = outputs.iter().position(|o| matches!(o, Output::Send { .. }));
     if let Some(first_send) = first_send {
@@ -477,7 +614,7 @@ impl fmt::Debug for State {
             Role::Candidate { votes } => format!("C{:?}", votes),
             Role::Leader { progress } => {
                 let p: Vec<String> =
-                    progress.iter().map(|(id, p)| format!("{id}:{}/{}", p.match_index.0, p.next_index.0)).collect();
+                    progress.iter().map(|(id, p)| format!("{id}:{}/{}", p.match_index().0, p.next_index().0)).collect();
                 format!("L[{}]", p.join(" "))
             }
         };
@@ -492,11 +629,5 @@ impl fmt::Debug for State {
             write!(f, " {:?}", self.reads)?;
         }
         Ok(())
-    }
-}
-
-impl fmt::Debug for Progress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "match {} next {} {:?}", self.match_index, self.next_index, self.mode)
     }
 }

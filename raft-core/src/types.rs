@@ -30,16 +30,35 @@ pub struct ProposalId(pub u64);
 pub struct ReadId(pub u64);
 
 impl Term {
+    /// The highest term a node accepts from a peer or from its store. A
+    /// message of a higher term is dropped: obeying `Term(u64::MAX)` would
+    /// leave the next election no term to take. A node at this term can
+    /// still run 2^63 elections of its own, so [`Term::next`] never
+    /// overflows in a node's life.
+    pub const MAX_ACCEPTED: Term = Term(u64::MAX / 2);
+
     /// The term after this one.
+    ///
+    /// # Panics
+    /// On overflow, which a node never reaches: terms above
+    /// [`Term::MAX_ACCEPTED`] are refused.
     pub fn next(self) -> Term {
-        Term(self.0 + 1)
+        Term(self.0.checked_add(1).expect("term overflow: terms above Term::MAX_ACCEPTED are refused"))
     }
 }
 
 impl LogIndex {
+    /// The highest log index a node accepts from a peer: an append that
+    /// would end past it is dropped, so [`LogIndex::next`] never overflows.
+    pub const MAX_ACCEPTED: LogIndex = LogIndex(u64::MAX / 2);
+
     /// The index after this one.
+    ///
+    /// # Panics
+    /// On overflow, which a node never reaches: appends past
+    /// [`LogIndex::MAX_ACCEPTED`] are refused.
     pub fn next(self) -> LogIndex {
-        LogIndex(self.0 + 1)
+        LogIndex(self.0.checked_add(1).expect("log index overflow: indexes above LogIndex::MAX_ACCEPTED are refused"))
     }
     /// The index before this one (saturating at 0).
     pub fn prev(self) -> LogIndex {
@@ -88,6 +107,16 @@ pub struct Entry {
     pub payload: Payload,
 }
 
+/// Bytes an entry counts beyond its command in an AppendEntries (its term,
+/// tag and length, as encoded, and then some).
+pub const ENTRY_OVERHEAD_BYTES: usize = 16;
+
+/// Bytes a proposal counts beyond its data wherever proposals are batched
+/// against a byte bound: its id and length as encoded in a `Forward` (at
+/// most 14), and then some. The core, the runtime's batching and the
+/// message-size accounting all use this one figure.
+pub const PROPOSAL_OVERHEAD_BYTES: usize = 16;
+
 impl Entry {
     /// A command entry.
     pub fn command(term: Term, data: impl Into<Vec<u8>>) -> Entry {
@@ -97,13 +126,17 @@ impl Entry {
     pub fn noop(term: Term) -> Entry {
         Entry { term, payload: Payload::Noop }
     }
-    /// Bytes this entry counts against `Config::message_bytes_max`.
-    pub fn size_bytes(&self) -> usize {
-        // A fixed overhead for the term and tag, plus the command bytes.
-        16 + match &self.payload {
+    /// The command's bytes (0 for a no-op): what delivering it hands over.
+    pub fn payload_bytes(&self) -> u64 {
+        match &self.payload {
             Payload::Noop => 0,
-            Payload::Command(data) => data.len(),
+            Payload::Command(data) => data.len() as u64,
         }
+    }
+    /// Bytes this entry counts against `Config::message_bytes_max`: its
+    /// command's bytes plus [`ENTRY_OVERHEAD_BYTES`].
+    pub fn size_bytes(&self) -> usize {
+        ENTRY_OVERHEAD_BYTES + self.payload_bytes() as usize
     }
 }
 

@@ -54,11 +54,7 @@ impl ElectionParams {
         // in the paper's experiment.
         let heartbeat = min / 2;
         ids.iter()
-            .map(|&id| {
-                Config::new(id, ids.clone())
-                    .and_then(|c| c.with_timing(min, max, heartbeat))
-                    .expect("a valid experiment configuration")
-            })
+            .map(|&id| Config::new(id).with_timing(min, max, heartbeat).expect("a valid experiment configuration"))
             .collect()
     }
 }

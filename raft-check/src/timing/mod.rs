@@ -21,7 +21,7 @@ mod tests {
 
     fn lossy_run(seed: u64) -> (u64, u64) {
         let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
-        let configs = ids.iter().map(|&id| Config::new(id, ids.clone()).unwrap()).collect();
+        let configs = ids.iter().map(|&id| Config::new(id)).collect();
         let net = NetworkConfig { loss: 0.1, ..NetworkConfig::paper() };
         let mut sim = Sim::new(configs, net, seed);
         let mut proposals = 0;
@@ -67,7 +67,11 @@ mod tests {
         assert_eq!(times, PINNED);
     }
 
-    const PINNED: [u64; 8] = [214899, 261414, 187388, 279835, 259307, 153203, 222619, 226331];
+    // Re-pinned when a new node's first output became the persist of its
+    // membership: that bootstrap write draws one disk latency from the
+    // seeded RNG, which shifts every later draw. With that write left
+    // undrawn the old figures came back exactly.
+    const PINNED: [u64; 8] = [200457, 150761, 155504, 164045, 205376, 196736, 186692, 149388];
 
     #[test]
     fn no_randomness_livelocks_for_seconds() {

@@ -6,7 +6,7 @@
 //! sends leave and timers start only once the write is done. Messages take
 //! a latency drawn from the network's distribution and may be lost.
 
-use raft_core::{Config, HardState, Input, Log, LogIndex, Message, NodeId, Output, Persist, State, Timer};
+use raft_core::{Config, Input, LogIndex, Membership, MemoryStore, Message, NodeId, Output, State, Timer};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -102,8 +102,8 @@ struct SimNode {
     alive: bool,
     disk_free_at: Micros,
     timer_generation: [u64; 2],
-    hard: HardState,
-    log: Log,
+    /// What the node persisted.
+    disk: MemoryStore,
 }
 
 /// A cluster of raft-core nodes in virtual time.
@@ -143,17 +143,17 @@ impl Sim {
             trace: DefaultHasher::new(),
             events: 0,
         };
+        let membership = Membership::new(configs.iter().map(|c| c.id())).expect("at least one node");
         for (i, config) in configs.into_iter().enumerate() {
             assert_eq!(config.id(), NodeId(i as u64 + 1), "node ids must be 1..=n in order");
-            let (state, outputs) = State::new(&config);
+            let (state, outputs) = State::new(&config, membership.clone());
             sim.nodes.push(SimNode {
                 config,
                 state,
                 alive: true,
                 disk_free_at: 0,
                 timer_generation: [0; 2],
-                hard: HardState::default(),
-                log: Log::new(),
+                disk: MemoryStore::new(),
             });
             sim.execute(NodeId(i as u64 + 1), outputs);
         }
@@ -250,7 +250,7 @@ impl Sim {
         let now = self.now;
         let n = self.node_mut(id);
         let (state, outputs) =
-            State::recover(&n.config, n.hard, n.log.clone(), LogIndex(0)).expect("the simulator's disk is consistent");
+            State::recover(&n.config, n.disk.clone(), LogIndex(0)).expect("the simulator's disk is consistent");
         n.state = state;
         n.alive = true;
         n.disk_free_at = now;
@@ -274,6 +274,7 @@ impl Sim {
     /// pushed later by each disk write.
     fn execute(&mut self, id: NodeId, outputs: Vec<Output>) {
         let mut ready = self.now;
+        let mut applied = None;
         for output in outputs {
             match output {
                 Output::Persist(p) => {
@@ -281,10 +282,8 @@ impl Sim {
                     let n = self.node_mut(id);
                     ready = ready.max(n.disk_free_at) + write;
                     n.disk_free_at = ready;
-                    match p {
-                        Persist::HardState(h) => n.hard = h,
-                        Persist::Truncate { from } => n.log.truncate_from(from),
-                        Persist::Append { entries, .. } => n.log.extend(entries),
+                    if let Err(refused) = n.disk.apply(&p) {
+                        panic!("raft-core broke the persist contract: {refused}");
                     }
                 }
                 Output::Send { to, message } => {
@@ -302,8 +301,13 @@ impl Sim {
                     self.schedule(ready + delay, Event::Timer { node: id, timer, generation });
                 }
                 Output::CancelTimer(timer) => self.node_mut(id).timer_generation[timer_slot(timer)] += 1,
+                Output::Deliver(_) => applied = Some(self.node(id).state.delivered_index()),
                 _ => {}
             }
+        }
+        // The simulated application applies what it is given at once.
+        if let Some(index) = applied {
+            self.input(id, Input::Applied(index));
         }
     }
 }

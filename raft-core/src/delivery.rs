@@ -1,0 +1,77 @@
+//! Committed entries to the application, in log order, exactly once, in
+//! bounded pieces.
+//!
+//! The core hands out committed commands in `Deliver` outputs and keeps at
+//! most `Config::unapplied_entries_max` entries and
+//! `Config::unapplied_bytes_max` payload bytes delivered and not yet
+//! reported applied (`Input::Applied`, etcd's `Advance`). So one `Deliver`
+//! is bounded, a restart with a long committed log hands it out piece by
+//! piece, and an application that lags holds a bounded backlog; the node
+//! meanwhile keeps stepping messages and timers. A driver that never
+//! reports progress gets the first window's worth and then nothing more.
+
+use crate::config::Config;
+use crate::fault::Fault;
+use crate::io::{Committed, Dropped, Output};
+use crate::state::State;
+use crate::types::{LogIndex, Payload};
+
+impl State {
+    /// Raises the commit index (never lowers it) and delivers what is newly
+    /// committed, as far as the window allows.
+    pub(crate) fn commit_to(&mut self, config: &Config, index: LogIndex, out: &mut Vec<Output>) {
+        if index <= self.commit_index {
+            return;
+        }
+        self.commit_index = index;
+        self.deliver(config, out);
+    }
+
+    /// The application reports every entry up to `index` applied: the
+    /// window moves on, and more is delivered. An index beyond what was
+    /// delivered is the caller's mistake and is ignored.
+    pub(crate) fn on_applied(&mut self, config: &Config, index: LogIndex, out: &mut Vec<Output>) {
+        if index > self.delivered_index {
+            out.push(Output::Dropped(Dropped::OutOfRange));
+            return;
+        }
+        if index <= self.applied_index {
+            return;
+        }
+        let freed: u64 = self.log.slice(self.applied_index.next(), index).iter().map(|e| e.payload_bytes()).sum();
+        self.unapplied_bytes = self.unapplied_bytes.saturating_sub(freed);
+        self.applied_index = index;
+        self.deliver(config, out);
+    }
+
+    /// Delivers committed entries past the last delivered one, skipping
+    /// no-ops, while the window of unapplied entries and bytes has room (an
+    /// entry larger than the byte bound goes alone, once nothing else is
+    /// unapplied). Then serves the reads that waited for them.
+    fn deliver(&mut self, config: &Config, out: &mut Vec<Output>) {
+        let last = if config.breaks(Fault::DeliverUncommitted) { self.log.last_index() } else { self.commit_index };
+        let first = if config.breaks(Fault::DeliverTwice) { LogIndex(1) } else { self.delivered_index.next() };
+        let mut delivered = Vec::new();
+        let mut index = first;
+        while index <= last {
+            let unapplied = index.0.saturating_sub(self.applied_index.0 + 1);
+            let Some(entry) = self.log.get(index) else { break };
+            let bytes = entry.payload_bytes();
+            let nothing_unapplied = unapplied == 0;
+            let fits = self.unapplied_bytes + bytes <= config.unapplied_bytes_max();
+            if unapplied >= config.unapplied_entries_max() || !(fits || nothing_unapplied) {
+                break;
+            }
+            self.unapplied_bytes += bytes;
+            if let Payload::Command(data) = &entry.payload {
+                delivered.push(Committed { index, term: entry.term, data: data.clone() });
+            }
+            index = index.next();
+        }
+        self.delivered_index = self.delivered_index.max(index.prev());
+        if !delivered.is_empty() {
+            out.push(Output::Deliver(delivered));
+        }
+        self.release_applied_reads(config, out);
+    }
+}
