@@ -15,12 +15,14 @@ use crate::types::NodeId;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// The members of the cluster. Build it with [`Membership::new`], which
-/// checks it.
+/// checks it. Shared: every state of a node holds the same one until a
+/// membership change, so cloning a state does not copy it.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Membership {
-    voters: BTreeSet<NodeId>,
+    voters: Arc<BTreeSet<NodeId>>,
 }
 
 /// Why a member set was refused. Each variant is a caller's mistake.
@@ -58,7 +60,7 @@ impl Membership {
         if set.is_empty() {
             return Err(MembershipError::NoVoters);
         }
-        Ok(Membership { voters: set })
+        Ok(Membership { voters: Arc::new(set) })
     }
 
     /// The voters.
@@ -87,8 +89,12 @@ impl Membership {
     }
 
     /// The same membership with every id renamed by `node` (a bijection).
+    /// A bijection on the member set gives the same set back, shared.
     pub(crate) fn renamed(&self, node: &dyn Fn(NodeId) -> NodeId) -> Membership {
-        Membership { voters: self.voters.iter().map(|&v| node(v)).collect() }
+        if self.voters.iter().all(|&v| self.voters.contains(&node(v))) {
+            return self.clone();
+        }
+        Membership { voters: Arc::new(self.voters.iter().map(|&v| node(v)).collect()) }
     }
 }
 
