@@ -257,11 +257,36 @@ fn rename_msg(msg: &Msg, r: &Renaming) -> Msg {
         Message::ForwardResponse(m) => {
             let mut m = m.clone();
             m.leader_hint = m.leader_hint.map(|l| r.node(l));
+            for (_, result) in &mut m.results {
+                if let Err(reason) = result {
+                    *reason = rename_rejection(*reason, r);
+                }
+            }
             Message::ForwardResponse(m)
+        }
+        Message::ReadIndexResponse(m) => {
+            let mut m = m.clone();
+            m.leader_hint = m.leader_hint.map(|l| r.node(l));
+            for (_, result) in &mut m.results {
+                if let Err(reason) = result {
+                    *reason = rename_rejection(*reason, r);
+                }
+            }
+            Message::ReadIndexResponse(m)
         }
         _ => return msg.clone(),
     };
     Msg::Raft(std::sync::Arc::new(message))
+}
+
+/// A refusal names nodes only as a leader hint.
+fn rename_rejection(reason: raft_core::Rejection, r: &Renaming) -> raft_core::Rejection {
+    match reason {
+        raft_core::Rejection::NotLeader { leader_hint } => {
+            raft_core::Rejection::NotLeader { leader_hint: leader_hint.map(|l| r.node(l)) }
+        }
+        other => other,
+    }
 }
 
 fn rename_network(

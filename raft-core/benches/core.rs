@@ -7,14 +7,16 @@
 //! mode. One iteration commits `ENTRIES_PER_ITERATION` proposals of 64
 //! bytes on a fresh cluster, fed either in batches (one `Input::Propose`
 //! per batch, as a driver that drains its client queue would) or one at a
-//! time, running the network until it is quiet after each feed. The figure
+//! time, running the network until it is quiet after each feed; each node's
+//! application reports what it was delivered applied at once
+//! (`Input::Applied`). The figure
 //! is the leader's committed entries per second (criterion's elements/s);
 //! each iteration checks that the leader delivered every entry.
 //!
 //! Run: `cargo bench -p raft-core --bench core`
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use raft_core::{Config, Input, NodeId, Output, Proposal, ProposalId, State, Timer};
+use raft_core::{Config, Input, Membership, NodeId, Output, Proposal, ProposalId, State, Timer};
 use std::collections::VecDeque;
 use std::hint::black_box;
 
@@ -37,8 +39,9 @@ impl Cluster {
     /// Three nodes, node 1 elected, followers streaming.
     fn ready() -> Cluster {
         let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
-        let configs: Vec<Config> = ids.iter().map(|&id| Config::new(id, ids.clone()).expect("valid")).collect();
-        let states = configs.iter().map(|c| State::new(c).0).collect();
+        let membership = Membership::new(ids.clone()).expect("valid");
+        let configs: Vec<Config> = ids.iter().map(|&id| Config::new(id)).collect();
+        let states = configs.iter().map(|c| State::new(c, membership.clone()).0).collect();
         let mut cluster = Cluster { configs, states, network: VecDeque::new(), outputs: Vec::new(), committed: 0 };
         cluster.input(0, Input::Timeout(Timer::Election));
         cluster.run();
@@ -54,12 +57,23 @@ impl Cluster {
         self.outputs.clear();
         self.states[node].step(&self.configs[node], input, &mut self.outputs);
         let from = self.configs[node].id();
+        let mut applied = None;
         for output in self.outputs.drain(..) {
             match output {
                 Output::Send { to, message } => self.network.push_back((from, to, message)),
-                Output::Deliver(entries) if node == 0 => self.committed += entries.len() as u64,
+                Output::Deliver(entries) => {
+                    if node == 0 {
+                        self.committed += entries.len() as u64;
+                    }
+                    applied = entries.last().map(|c| c.index);
+                }
                 _ => {}
             }
+        }
+        // The application applies what it is delivered at once and says so,
+        // as a driver must for the core to deliver more than one window.
+        if let Some(index) = applied {
+            self.input(node, Input::Applied(index));
         }
     }
 

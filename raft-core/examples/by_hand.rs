@@ -3,13 +3,14 @@
 //!
 //! Run with `cargo run -p raft-core --example by_hand`.
 
-use raft_core::{Config, Input, Message, NodeId, Output, Proposal, ProposalId, State, Timer};
+use raft_core::{Config, Input, Membership, Message, NodeId, Output, Proposal, ProposalId, State, Timer};
 use std::collections::VecDeque;
 
 fn main() {
     let ids = [NodeId(1), NodeId(2), NodeId(3)];
-    let configs: Vec<Config> = ids.iter().map(|&id| Config::new(id, ids).expect("valid config")).collect();
-    let mut states: Vec<State> = configs.iter().map(|c| State::new(c).0).collect();
+    let membership = Membership::new(ids).expect("valid members");
+    let configs: Vec<Config> = ids.iter().map(|&id| Config::new(id)).collect();
+    let mut states: Vec<State> = configs.iter().map(|c| State::new(c, membership.clone()).0).collect();
     let mut network: VecDeque<(NodeId, NodeId, Message)> = VecDeque::new();
 
     // Node 1's election timer fires first; then a client proposes at node 3,
@@ -30,8 +31,14 @@ fn main() {
                     Output::Persist(p) => println!("n{} persists {p:?}", node + 1),
                     Output::Send { to, message } => network.push_back((ids[node], to, message)),
                     Output::Deliver(entries) => {
-                        for e in entries {
+                        for e in &entries {
                             println!("n{} applies {:?} at {}", node + 1, String::from_utf8_lossy(&e.data), e.index);
+                        }
+                        // Once applied, the application says so, and the
+                        // core delivers more (it holds back what would
+                        // overflow the application's window).
+                        if let Some(last) = entries.last() {
+                            pending.push((node, Input::Applied(last.index)));
                         }
                     }
                     Output::LeaderChanged { leader, term } => {

@@ -4,7 +4,9 @@
 //! The core hands out committed commands in `Deliver` outputs and keeps at
 //! most `Config::unapplied_entries_max` entries and
 //! `Config::unapplied_bytes_max` payload bytes delivered and not yet
-//! reported applied (`Input::Applied`, etcd's `Advance`). So one `Deliver`
+//! reported applied (`Input::Applied`, etcd's `Advance`; a no-op, which the
+//! application never sees, counts as applied once everything before it
+//! is). So one `Deliver`
 //! is bounded, a restart with a long committed log hands it out piece by
 //! piece, and an application that lags holds a bounded backlog; the node
 //! meanwhile keeps stepping messages and timers. A driver that never
@@ -51,11 +53,26 @@ impl State {
     fn deliver(&mut self, config: &Config, out: &mut Vec<Output>) {
         let last = if config.breaks(Fault::DeliverUncommitted) { self.log.last_index() } else { self.commit_index };
         let first = if config.breaks(Fault::DeliverTwice) { LogIndex(1) } else { self.delivered_index.next() };
+        // No-ops already handed over behind the last reported command count
+        // as applied now.
+        while self.applied_index < self.delivered_index
+            && self.log.get(self.applied_index.next()).is_some_and(|e| e.payload == Payload::Noop)
+        {
+            self.applied_index = self.applied_index.next();
+        }
         let mut delivered = Vec::new();
         let mut index = first;
         while index <= last {
-            let unapplied = index.0.saturating_sub(self.applied_index.0 + 1);
             let Some(entry) = self.log.get(index) else { break };
+            // The application never sees a no-op, so it cannot report one
+            // applied: a no-op counts as applied as soon as everything
+            // before it is, and never holds the window.
+            if entry.payload == Payload::Noop && index == self.applied_index.next() {
+                self.applied_index = index;
+                index = index.next();
+                continue;
+            }
+            let unapplied = index.0.saturating_sub(self.applied_index.0 + 1);
             let bytes = entry.payload_bytes();
             let nothing_unapplied = unapplied == 0;
             let fits = self.unapplied_bytes + bytes <= config.unapplied_bytes_max();

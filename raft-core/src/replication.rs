@@ -169,7 +169,7 @@ impl State {
 
     /// Whether `m` passes the consistency check but holds an entry whose
     /// term differs from that of an entry this node knows committed.
-    fn conflicts_with_committed(&self, config: &Config, m: &AppendEntries) -> bool {
+    pub(crate) fn conflicts_with_committed(&self, config: &Config, m: &AppendEntries) -> bool {
         if !self.passes_consistency_check(config, m) {
             return false;
         }

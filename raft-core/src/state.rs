@@ -317,6 +317,17 @@ impl State {
             return;
         }
         let term = message.term();
+        if let Message::AppendEntries(m) = &message {
+            // Only a broken leader asks to cut a committed entry (§5.4.3).
+            // Refused before anything changes, its term included, so the
+            // drop leaves no trace. (An append of an older term is answered
+            // by rule 1 instead, and one of this term by its handler, after
+            // the second-leader check.)
+            if term > self.hard.term && self.conflicts_with_committed(config, m) {
+                out.push(Output::Dropped(Dropped::OutOfRange));
+                return;
+            }
+        }
         if term > self.hard.term {
             // §5.1: a higher term in any message makes this node a follower
             // of that term. An AppendEntries or a LeadershipCheck also names

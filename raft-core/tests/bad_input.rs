@@ -7,11 +7,15 @@
 mod common;
 
 use common::*;
-use raft_core::{Config, Dropped, Entry, Input, Message, Node, State, Term, Timer};
+use raft_core::{
+    AppendEntries, AppendEntriesResponse, AppendResult, Dropped, Entry, Forward, ForwardResponse, Input,
+    LeadershipCheck, LeadershipCheckResponse, LogIndex, Message, Node, ProposalId, ReadId, ReadIndexRequest,
+    ReadIndexResponse, RequestVote, RequestVoteResponse, State, Term, Timer,
+};
 
 /// One node of each role of node 1 in a 3-node cluster, all in term 3,
 /// with the log [1, 1, 2] (the leader has its no-op after it).
-fn every_role() -> Vec<(&'static str, Config, State)> {
+fn every_role() -> Vec<(&'static str, TestConfig, State)> {
     let c = config(1, 3);
     let f = follower(&c, 3, None, &[1, 1, 2], 0);
     let mut candidate = follower(&c, 2, None, &[1, 1, 2], 0);
@@ -106,15 +110,19 @@ fn stale_responses_are_dropped() {
 fn a_far_prev_index_is_a_rejection_not_a_crash() {
     let c = config(2, 3);
     let mut s = follower(&c, 3, None, &[1], 0);
-    let outputs = step(&c, &mut s, receive(1, append(3, u64::MAX - 1, 3, vec![Entry::noop(Term(3))], 0)));
-    assert_eq!(outputs.last(), Some(&send(1, append_conflict(3, u64::MAX - 1, 1, None))));
+    // As far as a node accepts (`LogIndex::MAX_ACCEPTED`; past it the
+    // append is dropped, see the test of that bound).
+    let far = raft_core::LogIndex::MAX_ACCEPTED.0 - 1;
+    let outputs = step(&c, &mut s, receive(1, append(3, far, 3, vec![Entry::noop(Term(3))], 0)));
+    assert_eq!(outputs.last(), Some(&send(1, append_conflict(3, far, 1, None))));
     assert_eq!(terms_of(&s), vec![1]);
 }
 
 /// The `Node` wrapper counts every dropped input by reason.
 #[test]
 fn node_counts_drops_by_reason() {
-    let (mut node, _) = Node::new(config(1, 3));
+    let c = config(1, 3);
+    let (mut node, _) = Node::new(c.config().clone(), c.membership().clone());
     let mut out = Vec::new();
     node.step(receive(9, request_vote(1, 0, 0)), &mut out);
     node.step(receive(2, append(1, 0, 0, vec![entry(1, 2)], 0)), &mut out);
@@ -151,4 +159,133 @@ fn a_follower_drops_a_second_leader_of_its_term() {
     // A leader of a later term is followed as usual.
     step(&c, &mut s, receive(3, append(4, 2, 3, vec![], 0)));
     assert_eq!(s.leader(), Some(id(3)));
+}
+
+/// One message of every kind, each carrying `term` and otherwise harmless
+/// fields. The match in the assertion below is exhaustive, so a new kind of
+/// message does not compile until it is listed here.
+fn one_of_every_kind(term: Term) -> Vec<Message> {
+    let messages = vec![
+        Message::RequestVote(RequestVote { term, last_log_index: LogIndex(0), last_log_term: Term(0) }),
+        Message::RequestVoteResponse(RequestVoteResponse { term, granted: true }),
+        Message::AppendEntries(AppendEntries {
+            term,
+            prev_log_index: LogIndex(0),
+            prev_log_term: Term(0),
+            entries: vec![],
+            leader_commit: LogIndex(0),
+        }),
+        Message::AppendEntriesResponse(AppendEntriesResponse {
+            term,
+            result: AppendResult::Success { match_index: LogIndex(0) },
+        }),
+        Message::Forward(Forward { term, proposals: vec![(ProposalId(1), b"x".to_vec())] }),
+        Message::ForwardResponse(ForwardResponse { term, leader_hint: None, results: vec![] }),
+        Message::LeadershipCheck(LeadershipCheck { term, round: 1 }),
+        Message::LeadershipCheckResponse(LeadershipCheckResponse { term, round: 1 }),
+        Message::ReadIndexRequest(ReadIndexRequest { term, ids: vec![ReadId(1)] }),
+        Message::ReadIndexResponse(ReadIndexResponse { term, leader_hint: None, results: vec![] }),
+    ];
+    let kinds: Vec<usize> = messages
+        .iter()
+        .map(|m| match m {
+            Message::RequestVote(_) => 0,
+            Message::RequestVoteResponse(_) => 1,
+            Message::AppendEntries(_) => 2,
+            Message::AppendEntriesResponse(_) => 3,
+            Message::Forward(_) => 4,
+            Message::ForwardResponse(_) => 5,
+            Message::LeadershipCheck(_) => 6,
+            Message::LeadershipCheckResponse(_) => 7,
+            Message::ReadIndexRequest(_) => 8,
+            Message::ReadIndexResponse(_) => 9,
+        })
+        .collect();
+    assert_eq!(kinds, (0..10).collect::<Vec<_>>(), "one message of each kind");
+    messages
+}
+
+/// `Term::MAX_ACCEPTED`: a message of a higher term, of any kind, in any
+/// role, is dropped before it touches the state. Obeying it would leave the
+/// node's next election no term to take (`Term::next` would overflow).
+#[test]
+fn terms_above_max_accepted_are_dropped_in_every_role() {
+    for (role, c, state) in every_role() {
+        for term in [Term(u64::MAX), Term::MAX_ACCEPTED.next(), Term(u64::MAX - 1)] {
+            for m in one_of_every_kind(term) {
+                let mut s = state.clone();
+                let before = s.clone();
+                let outputs = step(&c, &mut s, receive(2, m.clone()));
+                assert_eq!(outputs, vec![raft_core::Output::Dropped(Dropped::OutOfRange)], "{role}: {m:?}");
+                assert_eq!(s, before, "{role}: {m:?} changed the state");
+            }
+        }
+    }
+}
+
+/// The bound itself is accepted: a vote request of `Term::MAX_ACCEPTED` is
+/// adopted and answered, and the node can still start an election after it.
+#[test]
+fn the_max_accepted_term_itself_is_adopted() {
+    let c = config(1, 3);
+    let max = Term::MAX_ACCEPTED.0;
+    let mut s = follower(&c, 3, None, &[1, 1, 2], 0);
+    let outputs = step(&c, &mut s, receive(2, request_vote(max, 3, 2)));
+    assert_eq!(
+        outputs,
+        vec![persist_hard(max, None), persist_hard(max, Some(2)), election_timer(&c), send(2, vote(max, true))]
+    );
+    let outputs = step(&c, &mut s, Input::Timeout(Timer::Election));
+    assert_eq!(outputs[0], persist_hard(max + 1, Some(1)));
+    assert_eq!(s.term(), Term::MAX_ACCEPTED.next());
+}
+
+/// `LogIndex::MAX_ACCEPTED`: an append whose last entry would land past it
+/// is dropped in every role, before its term is adopted; one that ends
+/// exactly at it is an ordinary append (here rejected: the follower holds
+/// nothing near it).
+#[test]
+fn appends_past_max_accepted_index_are_dropped() {
+    let max = LogIndex::MAX_ACCEPTED.0;
+    let past = [
+        ("one entry past", append(5, max, 1, vec![entry(max + 1, 1)], 0)),
+        ("two entries, the second past", append(5, max - 1, 1, vec![entry(max, 1), entry(max + 1, 1)], 0)),
+        ("a heartbeat far past", append(5, u64::MAX - 1, 1, vec![Entry::noop(Term(5))], 0)),
+    ];
+    for (role, c, state) in every_role() {
+        for (what, m) in &past {
+            let mut s = state.clone();
+            assert_dropped(&c, &mut s, receive(2, m.clone()), Dropped::OutOfRange);
+            assert_eq!(s.term(), Term(3), "{role}: {what}");
+        }
+    }
+    let c = config(1, 3);
+    let mut s = follower(&c, 3, None, &[1, 1, 2], 0);
+    let outputs = step(&c, &mut s, receive(2, append(5, max - 1, 1, vec![entry(max, 1)], 0)));
+    assert_eq!(
+        outputs,
+        vec![
+            persist_hard(5, None),
+            leader_changed(Some(2), 5),
+            election_timer(&c),
+            send(2, append_conflict(5, max - 1, 3, None)),
+        ]
+    );
+}
+
+/// An append that would cut an entry the receiver knows committed comes
+/// from a broken leader (§5.4.3: Leader Completeness means no correct one
+/// asks) and is dropped. Dropped inputs change nothing (the `Node`
+/// counters are kept outside the state for this), so it must be dropped
+/// before its newer term is adopted, as a malformed append is.
+///
+/// Fails today: the dispatch settles the term first (the follower persists
+/// term 4; a leader would step down), and only then is the append dropped.
+#[test]
+fn a_newer_append_that_would_cut_committed_entries_changes_nothing() {
+    let c = config(1, 3);
+    let mut s = follower(&c, 3, None, &[1, 1, 2, 3], 3);
+    // Index 3 (term 2) is committed; the append claims term 1 there.
+    assert_dropped(&c, &mut s, receive(2, append(4, 2, 1, vec![Entry::noop(Term(1))], 0)), Dropped::OutOfRange);
+    assert_eq!(s.term(), Term(3));
 }

@@ -6,14 +6,15 @@
 mod common;
 
 use common::*;
-use raft_core::{Config, Entry, Input, LogIndex, NodeId, Output, State, Term, Timer};
+use raft_core::{Entry, Input, LogIndex, NodeId, Output, State, Term, Timer};
 
 /// The five servers of Figure 8 at the moment of its panel (c): S1 and S2
 /// hold index 2 of term 2, S5 holds a different index 2 of term 3, S3 and
 /// S4 hold only index 1. Everyone has seen term 3. Appends carry one entry
 /// each, so that replication goes one index at a time as in the figure.
 fn figure_8_cluster() -> Harness {
-    let configs: Vec<Config> = (1..=5).map(|i| config(i, 5).with_entries_per_append_max(1).expect("valid")).collect();
+    let configs: Vec<TestConfig> =
+        (1..=5).map(|i| config(i, 5).with_entries_per_append_max(1).expect("valid")).collect();
     let logs: [&[u64]; 5] = [&[1, 2], &[1, 2], &[1], &[1], &[1, 3]];
     let states: Vec<State> = configs.iter().zip(logs).map(|(c, log)| follower(c, 3, None, log, 1)).collect();
     Harness::new(configs, states)
@@ -158,7 +159,7 @@ fn s8_noop_at_term_start_is_appended_and_never_delivered() {
     assert!(delivered(&outputs).is_empty() && !outputs.iter().any(|o| matches!(o, Output::Deliver(_))));
 
     // Three nodes, through a real exchange.
-    let configs: Vec<Config> = (1..=3).map(|i| config(i, 3)).collect();
+    let configs: Vec<TestConfig> = (1..=3).map(|i| config(i, 3)).collect();
     let states = configs.iter().map(|c| follower(c, 0, None, &[], 0)).collect();
     let mut h = Harness::new(configs, states);
     h.step(1, Input::Timeout(Timer::Election));

@@ -245,10 +245,12 @@ fn s5_2_candidate_yields_to_a_leader_of_its_term() {
     assert_eq!(outputs, vec![leader_changed(Some(3), 3), election_timer(&c), send(3, append_ok(3, 1))]);
     assert_eq!(s.role_kind(), raft_core::RoleKind::Follower);
     assert_eq!(s.hard_state().voted_for, Some(id(1)), "its own vote in term 3 stands");
-    // A late vote for the lost election does nothing.
+    // A late vote for the lost election does nothing: a follower expects
+    // no votes, so it is a stale response.
     let before = s.clone();
     let outputs = step(&c, &mut s, receive(2, vote(3, true)));
-    assert!(outputs.is_empty() && s == before);
+    assert_eq!(outputs, vec![Output::Dropped(Dropped::StaleResponse)]);
+    assert_eq!(s, before);
 }
 
 /// §5.4.1: a voter grants its vote only if the candidate's log is at least

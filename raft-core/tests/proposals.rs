@@ -8,7 +8,8 @@ mod common;
 
 use common::*;
 use raft_core::{
-    Entry, Forward, ForwardResponse, Input, LogIndex, Message, Output, ProposalId, Rejection, Term, Timer,
+    Entry, Forward, ForwardResponse, Input, LogIndex, Message, Output, Placement, ProposalFate, ProposalId, Rejection,
+    Term, Timer,
 };
 
 fn forward(term: u64, proposals: &[(u64, &[u8])]) -> Message {
@@ -22,8 +23,32 @@ fn forward_response(term: u64, leader_hint: Option<u64>, results: &[(u64, Option
     Message::ForwardResponse(ForwardResponse {
         term: Term(term),
         leader_hint: leader_hint.map(id),
-        results: results.iter().map(|(p, r)| (ProposalId(*p), r.map(|(t, i)| (Term(t), LogIndex(i))))).collect(),
+        // A refusal (`None`) is a non-leader's, naming the leader it knows.
+        results: results
+            .iter()
+            .map(|(p, r)| {
+                let placement = r.map(|(t, i)| (Term(t), LogIndex(i)));
+                (ProposalId(*p), placement.ok_or(Rejection::NotLeader { leader_hint: leader_hint.map(id) }))
+            })
+            .collect(),
     })
+}
+
+/// A ForwardResponse with the results given as they travel.
+fn forward_results(term: u64, leader_hint: Option<u64>, results: Vec<(u64, Placement)>) -> Message {
+    Message::ForwardResponse(ForwardResponse {
+        term: Term(term),
+        leader_hint: leader_hint.map(id),
+        results: results.into_iter().map(|(p, r)| (ProposalId(p), r)).collect(),
+    })
+}
+
+fn committed(index: u64, term: u64, data: &[u8]) -> raft_core::Committed {
+    raft_core::Committed { index: LogIndex(index), term: Term(term), data: data.to_vec() }
+}
+
+fn placed(term: u64, index: u64) -> Placement {
+    Ok((Term(term), LogIndex(index)))
 }
 
 fn accepted(id: u64, term: u64, index: u64) -> Output {
@@ -202,4 +227,105 @@ fn new_entries_stream_to_a_matching_follower_in_one_step() {
     assert_eq!(to_2, vec![(2, 2), (4, 2), (6, 1)]);
     // Node 3 has not answered the first append (probe): nothing more to it.
     assert!(sends(&out).iter().all(|(to, _)| *to != id(3)), "{out:?}");
+}
+
+/// `Config::uncommitted_entries_max`: a leader holds at most that many
+/// entries past its commit index (its no-op included). Proposals beyond,
+/// local or forwarded, are refused with `QueueFull`, the rest of the batch
+/// still placed; once entries commit, there is room again.
+#[test]
+fn leader_refuses_proposals_past_uncommitted_entries_max() {
+    let c = config(1, 3).with_uncommitted_entries_max(3).expect("valid");
+    let (mut s, _) = leader(&c, 2, &[], 0);
+    // The no-op (index 1) is uncommitted: room for two.
+    let outputs = step(&c, &mut s, Input::Propose(vec![proposal(1, b"a"), proposal(2, b"b"), proposal(3, b"c")]));
+    let (a, b) = (Entry::command(Term(2), "a"), Entry::command(Term(2), "b"));
+    assert_eq!(
+        outputs,
+        vec![persist_append(2, vec![a, b]), accepted(1, 2, 2), accepted(2, 2, 3), rejected(3, Rejection::QueueFull),]
+    );
+    // No room at all: a forward is refused whole, nothing appended.
+    let outputs = step(&c, &mut s, receive(2, forward(2, &[(7, b"x"), (8, b"y")])));
+    let full = Err(Rejection::QueueFull);
+    assert_eq!(outputs, vec![send(2, forward_results(2, Some(1), vec![(7, full), (8, full)]))]);
+    assert_eq!(s.log().last_index(), LogIndex(3));
+
+    // Follower 2 acknowledges everything: 1..=3 commit, and there is room
+    // for three again; the fourth of a forwarded batch is refused.
+    let outputs = step(&c, &mut s, receive(2, append_ok(2, 3)));
+    assert_eq!(outputs, vec![Output::Deliver(vec![committed(2, 2, b"a"), committed(3, 2, b"b")])]);
+    let outputs = step(&c, &mut s, receive(2, forward(2, &[(7, b"x"), (8, b"y"), (9, b"z"), (10, b"w")])));
+    let xyz: Vec<Entry> = ["x", "y", "z"].iter().map(|d| Entry::command(Term(2), *d)).collect();
+    assert_eq!(
+        outputs,
+        vec![
+            persist_append(4, xyz.clone()),
+            send(
+                2,
+                forward_results(2, Some(1), vec![(7, placed(2, 4)), (8, placed(2, 5)), (9, placed(2, 6)), (10, full)])
+            ),
+            send(2, append(2, 3, 2, xyz, 3)),
+        ]
+    );
+
+    // The origin tells its client why.
+    let c2 = config(2, 3);
+    let mut origin = follower(&c2, 2, None, &[], 0);
+    let outputs = step(&c2, &mut origin, receive(1, forward_results(2, Some(1), vec![(9, placed(2, 6)), (10, full)])));
+    assert_eq!(outputs, vec![accepted(9, 2, 6), rejected(10, Rejection::QueueFull)]);
+}
+
+/// `State::proposal_fate`: a proposal accepted at (term, index) is pending
+/// until its index is known committed, then committed if the entry there is
+/// of its term, and lost otherwise.
+#[test]
+fn s5_3_proposal_fate_is_decided_by_the_commit_index() {
+    let c = config(1, 3);
+    let (mut s, _) = leader(&c, 2, &[], 0);
+    step(&c, &mut s, Input::Propose(vec![proposal(1, b"a")]));
+    assert_eq!(s.proposal_fate(Term(2), LogIndex(2)), ProposalFate::Pending);
+    assert_eq!(s.proposal_fate(Term(2), LogIndex(9)), ProposalFate::Pending, "past the log's end");
+    step(&c, &mut s, receive(2, append_ok(2, 2)));
+    assert_eq!(s.proposal_fate(Term(2), LogIndex(2)), ProposalFate::Committed);
+    assert_eq!(s.proposal_fate(Term(1), LogIndex(2)), ProposalFate::Lost, "another term's entry at a committed index");
+
+    // A follower that held a deposed leader's entry (index 2 of term 2)
+    // learns that the next leader committed its own entry there.
+    let c2 = config(2, 3);
+    let mut f = follower(&c2, 2, None, &[1, 2], 1);
+    assert_eq!(f.proposal_fate(Term(2), LogIndex(2)), ProposalFate::Pending);
+    step(&c2, &mut f, receive(3, append(3, 1, 1, vec![Entry::noop(Term(3))], 2)));
+    assert_eq!(terms_of(&f), vec![1, 3]);
+    assert_eq!(f.commit_index(), LogIndex(2));
+    assert_eq!(f.proposal_fate(Term(2), LogIndex(2)), ProposalFate::Lost);
+    assert_eq!(f.proposal_fate(Term(3), LogIndex(2)), ProposalFate::Committed);
+}
+
+/// §5.4.2, Figure 8: an entry of another term at the proposal's index does
+/// not make it lost while that index is uncommitted: S3 holds S5's entry
+/// of term 3 at index 2, yet the proposal S1 accepted at index 2 in term 2
+/// still commits once S1, leader of term 4, replicates it with its no-op.
+#[test]
+fn s5_4_2_figure_8_an_overwritten_uncommitted_proposal_is_pending_not_lost() {
+    let c = config(3, 5);
+    let mut s3 = follower(&c, 3, None, &[1, 3], 1);
+    assert_eq!(s3.proposal_fate(Term(2), LogIndex(2)), ProposalFate::Pending);
+    // S1 leads term 4 with [1, 2, 4:noop], committed up to 3.
+    let s1_entries = vec![entry(2, 2), Entry::noop(Term(4))];
+    let outputs = step(&c, &mut s3, receive(1, append(4, 1, 1, s1_entries.clone(), 3)));
+    assert_eq!(
+        outputs,
+        vec![
+            persist_hard(4, None),
+            leader_changed(Some(1), 4),
+            election_timer(&c),
+            Output::Persist(raft_core::Persist::Truncate { from: LogIndex(2) }),
+            persist_append(2, s1_entries),
+            Output::Deliver(vec![committed(2, 2, b"2@2")]),
+            send(1, append_ok(4, 3)),
+        ]
+    );
+    assert_eq!(terms_of(&s3), vec![1, 2, 4]);
+    assert_eq!(s3.proposal_fate(Term(2), LogIndex(2)), ProposalFate::Committed);
+    assert_eq!(s3.proposal_fate(Term(3), LogIndex(2)), ProposalFate::Lost);
 }

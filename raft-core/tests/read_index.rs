@@ -36,7 +36,7 @@ fn ready(outputs: &[Output]) -> Vec<(u64, u64)> {
 }
 
 /// A 3-node leader of term 2 whose no-op (index 2) is committed.
-fn committed_leader() -> (raft_core::Config, raft_core::State) {
+fn committed_leader() -> (TestConfig, raft_core::State) {
     let c = config(1, 3);
     let (mut s, _) = leader(&c, 2, &[1], 0);
     step(&c, &mut s, receive(2, append_ok(2, 2)));
@@ -111,7 +111,11 @@ fn thesis_6_4_a_deposed_leader_refuses_its_reads() {
         id: ReadId(1),
         reason: Rejection::NotLeader { leader_hint: Some(NodeId(3)) }
     }));
-    let refused = ReadIndexResponse { term: Term(3), leader_hint: Some(NodeId(3)), results: vec![(ReadId(9), None)] };
+    let refused = ReadIndexResponse {
+        term: Term(3),
+        leader_hint: Some(NodeId(3)),
+        results: vec![(ReadId(9), Err(Rejection::NotLeader { leader_hint: Some(NodeId(3)) }))],
+    };
     assert!(sends(&out).contains(&(NodeId(2), Message::ReadIndexResponse(refused))), "{out:?}");
     assert!(ready(&out).is_empty());
 }
@@ -127,7 +131,7 @@ fn thesis_6_4_stale_rounds_and_terms_are_dropped() {
 #[test]
 fn thesis_6_4_one_node_serves_at_once() {
     let c = config(1, 1);
-    let (mut s, _) = raft_core::State::new(&c);
+    let (mut s, _) = new_node(&c);
     step(&c, &mut s, Input::Timeout(raft_core::Timer::Election));
     let out = step(&c, &mut s, read(&[4]));
     assert_eq!(ready(&out), vec![(4, 1)]);
@@ -155,11 +159,8 @@ fn thesis_6_4_follower_answers_a_check_and_asks_the_leader() {
     let request = Message::ReadIndexRequest(ReadIndexRequest { term: Term(2), ids: vec![ReadId(5)] });
     assert_eq!(sends(&out), vec![(NodeId(1), request)]);
     // The answer's index (2) is not yet delivered here: the read waits ...
-    let answer = ReadIndexResponse {
-        term: Term(2),
-        leader_hint: Some(NodeId(1)),
-        results: vec![(ReadId(5), Some(LogIndex(2)))],
-    };
+    let answer =
+        ReadIndexResponse { term: Term(2), leader_hint: Some(NodeId(1)), results: vec![(ReadId(5), Ok(LogIndex(2)))] };
     let out = step(&c, &mut s, receive(1, Message::ReadIndexResponse(answer)));
     assert!(ready(&out).is_empty(), "served before delivering up to the read index: {out:?}");
     // ... until the leader's commit index reaches it, after the delivery.
@@ -173,7 +174,7 @@ fn thesis_6_4_follower_answers_a_check_and_asks_the_leader() {
 #[test]
 fn thesis_6_4_follower_reads_end_to_end() {
     let configs: Vec<_> = (1..=3).map(|n| config(n, 3)).collect();
-    let states = configs.iter().map(|c| raft_core::State::new(c).0).collect();
+    let states = configs.iter().map(|c| new_node(c).0).collect();
     let mut h = Harness::new(configs, states);
     h.step(1, Input::Timeout(raft_core::Timer::Election));
     h.run(100);
@@ -191,4 +192,70 @@ fn thesis_6_4_follower_reads_end_to_end() {
     assert_eq!(served.len(), 1, "exactly one answer: {served:?}");
     assert!(served[0].1 >= 2, "the read index covers x=1 (index 2): {served:?}");
     assert!(h.state(3).delivered_index().0 >= served[0].1, "served before delivering its index");
+}
+
+/// `Config::reads_max`: a leader holds at most that many reads waiting for
+/// confirmation; local reads beyond are refused with `QueueFull`, and a
+/// follower's beyond are answered `Err(QueueFull)` in a ReadIndexResponse.
+/// Served reads make room again.
+#[test]
+fn thesis_6_4_leader_refuses_reads_past_reads_max() {
+    let c = config(1, 3).with_reads_max(2).expect("valid");
+    let (mut s, _) = leader(&c, 2, &[1], 0);
+    step(&c, &mut s, receive(2, append_ok(2, 2)));
+    let out = step(&c, &mut s, read(&[1, 2, 3]));
+    assert_eq!(
+        out,
+        vec![
+            Output::ReadRejected { id: ReadId(3), reason: Rejection::QueueFull },
+            send(2, check(2, 1)),
+            send(3, check(2, 1)),
+        ]
+    );
+    let request = Message::ReadIndexRequest(ReadIndexRequest { term: Term(2), ids: vec![ReadId(8), ReadId(9)] });
+    let out = step(&c, &mut s, receive(2, request));
+    let refused = ReadIndexResponse {
+        term: Term(2),
+        leader_hint: Some(NodeId(1)),
+        results: vec![(ReadId(8), Err(Rejection::QueueFull)), (ReadId(9), Err(Rejection::QueueFull))],
+    };
+    assert_eq!(out, vec![send(2, Message::ReadIndexResponse(refused))]);
+    // Round 1 confirmed: reads 1 and 2 are served, and room is made.
+    let out = step(&c, &mut s, receive(3, check_ok(2, 1)));
+    assert_eq!(ready(&out), vec![(1, 2), (2, 2)]);
+    let request = Message::ReadIndexRequest(ReadIndexRequest { term: Term(2), ids: vec![ReadId(8)] });
+    let out = step(&c, &mut s, receive(2, request));
+    assert_eq!(out, vec![send(2, check(2, 2)), send(3, check(2, 2))]);
+}
+
+/// `Config::reads_max` at a follower: it holds at most that many reads
+/// asked of its leader and not yet answered; beyond, `QueueFull`. A leader's
+/// `Err(QueueFull)` for a read is passed on to the client.
+#[test]
+fn thesis_6_4_follower_refuses_reads_past_reads_max() {
+    let c = config(2, 3).with_reads_max(2).expect("valid");
+    let mut s = follower(&c, 2, None, &[1], 0);
+    step(&c, &mut s, receive(1, append(2, 1, 1, vec![], 0)));
+    let out = step(&c, &mut s, read(&[1, 2, 3]));
+    let request = Message::ReadIndexRequest(ReadIndexRequest { term: Term(2), ids: vec![ReadId(1), ReadId(2)] });
+    assert_eq!(out, vec![Output::ReadRejected { id: ReadId(3), reason: Rejection::QueueFull }, send(1, request)]);
+    let out = step(&c, &mut s, read(&[4]));
+    assert_eq!(out, vec![Output::ReadRejected { id: ReadId(4), reason: Rejection::QueueFull }]);
+    let answer = ReadIndexResponse {
+        term: Term(2),
+        leader_hint: Some(NodeId(1)),
+        results: vec![(ReadId(1), Err(Rejection::QueueFull)), (ReadId(2), Ok(LogIndex(0)))],
+    };
+    let out = step(&c, &mut s, receive(1, Message::ReadIndexResponse(answer)));
+    assert_eq!(
+        out,
+        vec![
+            Output::ReadRejected { id: ReadId(1), reason: Rejection::QueueFull },
+            Output::ReadReady { id: ReadId(2), index: LogIndex(0) },
+        ]
+    );
+    // Both answered: room for two again.
+    let out = step(&c, &mut s, read(&[5, 6]));
+    let request = Message::ReadIndexRequest(ReadIndexRequest { term: Term(2), ids: vec![ReadId(5), ReadId(6)] });
+    assert_eq!(out, vec![send(1, request)]);
 }

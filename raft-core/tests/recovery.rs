@@ -6,12 +6,12 @@
 mod common;
 
 use common::*;
-use raft_core::{Config, Entry, HardState, Input, Log, LogIndex, NodeId, RecoverError, State, Term, Timer};
+use raft_core::{Config, Entry, HardState, Input, LogIndex, MemoryStore, NodeId, RecoverError, State, Term, Timer};
 
 /// Steps a node and writes its persists to its disk, as a driver would.
-fn step_and_persist(c: &Config, s: &mut State, disk: &mut Disk, input: Input) -> Vec<raft_core::Output> {
+fn step_and_persist(c: &Config, s: &mut State, disk: &mut MemoryStore, input: Input) -> Vec<raft_core::Output> {
     let outputs = step(c, s, input);
-    disk.apply_all(&outputs);
+    persist_all(disk, &outputs);
     outputs
 }
 
@@ -21,13 +21,12 @@ fn step_and_persist(c: &Config, s: &mut State, disk: &mut Disk, input: Input) ->
 #[test]
 fn s5_2_a_recovered_node_never_votes_twice_in_a_term() {
     let c = config(1, 3);
-    let mut disk = Disk::default();
-    let (mut s, _) = State::new(&c);
+    let (mut s, mut disk) = new_node_with_store(&c);
     step_and_persist(&c, &mut s, &mut disk, receive(2, request_vote(5, 0, 0)));
     assert_eq!(disk.hard, HardState { term: Term(5), voted_for: Some(NodeId(2)) });
 
     // Crash: everything but the disk is lost.
-    let mut s = disk.recover(&c);
+    let mut s = recover(&c, &disk);
     assert_eq!(s.hard_state(), HardState { term: Term(5), voted_for: Some(NodeId(2)) });
     let outputs = step_and_persist(&c, &mut s, &mut disk, receive(3, request_vote(5, 0, 0)));
     assert_eq!(outputs, vec![send(3, vote(5, false))]);
@@ -40,10 +39,9 @@ fn s5_2_a_recovered_node_never_votes_twice_in_a_term() {
 #[test]
 fn s5_2_a_recovered_candidate_keeps_its_own_vote() {
     let c = config(1, 3);
-    let mut disk = Disk::default();
-    let (mut s, _) = State::new(&c);
+    let (mut s, mut disk) = new_node_with_store(&c);
     step_and_persist(&c, &mut s, &mut disk, Input::Timeout(Timer::Election));
-    let mut s = disk.recover(&c);
+    let mut s = recover(&c, &disk);
     assert_eq!(s.role_kind(), raft_core::RoleKind::Follower);
     let outputs = step_and_persist(&c, &mut s, &mut disk, receive(2, request_vote(1, 0, 0)));
     assert_eq!(outputs, vec![send(2, vote(1, false))]);
@@ -55,13 +53,12 @@ fn s5_2_a_recovered_candidate_keeps_its_own_vote() {
 #[test]
 fn s5_3_a_recovered_follower_keeps_its_log_and_term() {
     let c = config(2, 3);
-    let mut disk = Disk::default();
-    let (mut s, _) = State::new(&c);
+    let (mut s, mut disk) = new_node_with_store(&c);
     let entries = vec![Entry::noop(Term(4)), entry(2, 4), entry(3, 4)];
     step_and_persist(&c, &mut s, &mut disk, receive(1, append(4, 0, 0, entries.clone(), 2)));
     assert_eq!(s.commit_index(), LogIndex(2));
 
-    let mut s = disk.recover(&c);
+    let mut s = recover(&c, &disk);
     assert_eq!(s.log().entries(), &entries[..]);
     assert_eq!(s.term(), Term(4));
     assert_eq!(s.commit_index(), LogIndex(0), "the commit index is volatile");
@@ -77,9 +74,8 @@ fn s5_3_a_recovered_follower_keeps_its_log_and_term() {
 #[test]
 fn recovery_with_applied_entries_skips_them() {
     let c = config(2, 3);
-    let log = Log::from_entries(log_of(&[1, 1, 1]));
     let hard = HardState { term: Term(1), voted_for: None };
-    let (mut s, _) = State::recover(&c, hard, log, LogIndex(2)).expect("consistent");
+    let (mut s, _) = State::recover(&c, store_of(&c, hard, log_of(&[1, 1, 1])), LogIndex(2)).expect("consistent");
     assert_eq!((s.commit_index(), s.delivered_index()), (LogIndex(2), LogIndex(2)));
     let outputs = step(&c, &mut s, receive(1, append(1, 3, 1, vec![], 3)));
     assert_eq!(delivered(&outputs), vec![(3, 1, b"3@1".to_vec())]);
@@ -90,12 +86,21 @@ fn recovery_with_applied_entries_skips_them() {
 fn recovery_refuses_inconsistent_disks() {
     let c = config(1, 3);
     let hard = |t| HardState { term: Term(t), voted_for: None };
-    let err = State::recover(&c, hard(3), Log::from_entries(log_of(&[1, 2, 1])), LogIndex(0)).unwrap_err();
+    let disk = |t, terms: &[u64]| store_of(&c, hard(t), log_of(terms));
+    let err = State::recover(&c, disk(3, &[1, 2, 1]), LogIndex(0)).unwrap_err();
     assert_eq!(err, RecoverError::LogTermsOutOfOrder { index: LogIndex(3) });
-    let err = State::recover(&c, hard(1), Log::from_entries(log_of(&[1, 2])), LogIndex(0)).unwrap_err();
+    let err = State::recover(&c, disk(1, &[1, 2]), LogIndex(0)).unwrap_err();
     assert_eq!(err, RecoverError::LogTermsOutOfOrder { index: LogIndex(2) });
-    let err = State::recover(&c, hard(2), Log::from_entries(log_of(&[1, 2])), LogIndex(3)).unwrap_err();
+    let err = State::recover(&c, disk(2, &[1, 2]), LogIndex(3)).unwrap_err();
     assert_eq!(err, RecoverError::AppliedBeyondLog { applied: LogIndex(3), last_index: LogIndex(2) });
+    // A store that never received the membership `State::new` persists first.
+    let no_membership = MemoryStore { membership: None, ..disk(2, &[1, 2]) };
+    assert_eq!(State::recover(&c, no_membership, LogIndex(0)).unwrap_err(), RecoverError::NoMembership);
+    // A term no node accepts from a peer is not accepted from the store either.
+    let too_high = Term(Term::MAX_ACCEPTED.0 + 1);
+    let err = State::recover(&c, disk(too_high.0, &[1, 2]), LogIndex(0)).unwrap_err();
+    assert_eq!(err, RecoverError::TermOutOfRange { term: too_high });
+    assert!(State::recover(&c, disk(Term::MAX_ACCEPTED.0, &[1, 2]), LogIndex(0)).is_ok());
 }
 
 /// Persist-before-send, on the steps where it matters most: the self-vote
@@ -107,13 +112,11 @@ fn recovery_refuses_inconsistent_disks() {
 fn persist_before_send_in_every_output_list() {
     let c1 = config(1, 3);
     let c2 = config(2, 3);
-    let mut d1 = Disk::default();
-    let mut d2 = Disk::default();
-    let (mut s1, _) = State::new(&c1);
-    let (mut s2, _) = State::new(&c2);
+    let (mut s1, mut d1) = new_node_with_store(&c1);
+    let (mut s2, mut d2) = new_node_with_store(&c2);
     // Each output list is checked by `step`; here we also check that the
     // disk, after the persists of the list, backs every message in it.
-    let check = |disk: &Disk, outputs: &[raft_core::Output]| {
+    let check = |disk: &MemoryStore, outputs: &[raft_core::Output]| {
         for (_, m) in sends(outputs) {
             assert!(disk.hard.term >= m.term(), "{m:?} sent before its term was durable");
             if let raft_core::Message::AppendEntriesResponse(r) = &m {
@@ -132,8 +135,8 @@ fn persist_before_send_in_every_output_list() {
     assert_eq!(d2.hard, HardState { term: Term(1), voted_for: Some(NodeId(1)) });
     let o = step_and_persist(&c1, &mut s1, &mut d1, receive(2, sends(&o)[0].1.clone()));
     check(&d1, &o);
-    assert_eq!(d1.log, vec![Entry::noop(Term(1))]);
+    assert_eq!(d1.log.entries(), &[Entry::noop(Term(1))][..]);
     let o = step_and_persist(&c2, &mut s2, &mut d2, receive(1, sends(&o)[0].1.clone()));
     check(&d2, &o);
-    assert_eq!(d2.log, vec![Entry::noop(Term(1))]);
+    assert_eq!(d2.log.entries(), &[Entry::noop(Term(1))][..]);
 }

@@ -9,7 +9,7 @@ use raft_core::{AppendResult, Dropped, Entry, Input, LogIndex, Message, NodeId, 
 
 /// Follower 2 of a 3-node cluster in term 3, holding entries of terms
 /// [1, 1, 2], that already knows node 1 as the leader of term 3.
-fn follower_of_term_3(commit: u64) -> (raft_core::Config, State) {
+fn follower_of_term_3(commit: u64) -> (TestConfig, State) {
     let c = config(2, 3);
     let mut s = follower(&c, 3, None, &[1, 1, 2], commit);
     let outputs = step(&c, &mut s, receive(1, append(3, 0, 0, vec![], 0)));

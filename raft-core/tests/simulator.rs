@@ -41,11 +41,13 @@ fn run_many(nodes: u64) -> Vec<Outcome> {
     let committed: u64 = outcomes.iter().map(|o| o.committed_index).sum();
     let accepted: u64 = outcomes.iter().map(|o| o.accepted).sum();
     let reads: u64 = outcomes.iter().map(|o| o.reads_served).sum();
+    let windowed: u64 = outcomes.iter().map(|o| o.deliveries_after_applied).sum();
     assert!(reads > 0, "no read was ever served: the read path is not exercised");
+    assert!(windowed > 0, "no delivery ever waited for Input::Applied: the delivery window is not exercised");
     println!(
         "simulator, {nodes} nodes: {} seeds ({}..={}), {steps} steps ({liveness} in liveness phases), \
          {crashes} crashes, {terms} terms with a leader, {accepted} proposals accepted, \
-         {reads} reads served, {committed} log indexes committed",
+         {reads} reads served, {windowed} deliveries after a full window, {committed} log indexes committed",
         seeds.len(),
         seeds.first().unwrap_or(&0),
         seeds.last().unwrap_or(&0),

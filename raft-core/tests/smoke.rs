@@ -16,8 +16,9 @@ struct Cluster {
 impl Cluster {
     fn new(n: u64) -> Cluster {
         let ids: Vec<NodeId> = (1..=n).map(NodeId).collect();
-        let configs: Vec<Config> = ids.iter().map(|&id| Config::new(id, ids.clone()).unwrap()).collect();
-        let states = configs.iter().map(|c| State::new(c).0).collect();
+        let membership = Membership::new(ids.clone()).unwrap();
+        let configs: Vec<Config> = ids.iter().map(|&id| Config::new(id)).collect();
+        let states = configs.iter().map(|c| State::new(c, membership.clone()).0).collect();
         Cluster { configs, states, queue: VecDeque::new(), delivered: vec![Vec::new(); n as usize] }
     }
 

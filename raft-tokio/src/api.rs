@@ -2,20 +2,25 @@
 //! the leader, read the status, shut down.
 
 use crate::config::{ConfigurationError, RaftConfig, FRAME_OVERHEAD_BYTES};
-use crate::driver::{Driver, Published, Timers};
+use crate::driver::{Delivery, Driver, Published, Timers};
 use crate::reads::{ReadError, ReadRequest, ReadWaiters};
+use crate::storage::StorageProblem;
 use crate::storage::{Storage, StorageCounters, StorageError, StoreIdentity};
 use crate::transport::{Transport, TransportConfig, TransportCounters};
 use crate::waiters::{ProposeRequest, Waiters};
-use raft_core::{Committed, DropCounters, Log, LogIndex, Node, NodeId, RecoverError, RoleKind, Status, Term};
+use raft_core::{
+    Committed, Config, LogIndex, Membership, MemoryStore, Node, NodeId, Output, RecoverError, RoleKind, Status, Term,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::info;
+use tokio::time::Instant;
+use tracing::{error, info};
 
 /// Most peer messages waiting for the node loop. Readers wait when it is
 /// full, which pushes back on the senders through TCP.
@@ -29,8 +34,10 @@ const PROPOSAL_QUEUE_MAX: usize = 4096;
 pub enum ProposeError {
     /// The node is not running (shut down or failed).
     Stopped,
-    /// The proposal queue is full (only from the non-waiting
-    /// [`ProposalSender::send`]). Retry later.
+    /// A bounded queue is full: this node's proposal queue (at once from
+    /// the non-waiting [`ProposalSender::send`]; until the deadline from
+    /// `propose`), or the leader's backlog of uncommitted entries. The
+    /// proposal was not appended. Retry later.
     Busy,
     /// The proposal is larger than `RaftParams::message_bytes_max` allows.
     TooLarge,
@@ -46,7 +53,9 @@ pub enum ProposeError {
     /// log to another leader's entries. It did not commit.
     Lost,
     /// Not known to be committed within `RaftParams::proposal_timeout`.
-    /// Its fate is unknown: it may still commit.
+    /// Its fate is unknown: it may have been appended by a leader that then
+    /// died or was cut off, and it may or may not commit later. See the
+    /// crate documentation.
     Timeout,
 }
 
@@ -54,7 +63,7 @@ impl fmt::Display for ProposeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProposeError::Stopped => write!(f, "the node is not running"),
-            ProposeError::Busy => write!(f, "the proposal queue is full"),
+            ProposeError::Busy => write!(f, "a proposal queue is full"),
             ProposeError::TooLarge => write!(f, "the proposal is larger than message_bytes_max"),
             ProposeError::NoLeader => write!(f, "no leader is known and the pending queue is full"),
             ProposeError::NotLeader { leader_hint } => {
@@ -84,7 +93,7 @@ pub enum StartError {
     /// it is, never reset.
     Storage(StorageError),
     /// The in-memory store was asked to skip applied entries it does not
-    /// have (`applied_index` beyond an empty log).
+    /// have (`applied_index` beyond its empty log).
     Recover(RecoverError),
 }
 
@@ -107,12 +116,16 @@ pub enum NodeError {
     /// A write or fsync failed: the node stops rather than go on with state
     /// it could not save.
     Storage(StorageError),
+    /// The node loop panicked: an invariant of raft-core or of the runtime
+    /// broke (a bug). The message is the panic's.
+    Panicked(String),
 }
 
 impl fmt::Display for NodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NodeError::Storage(e) => write!(f, "{e}"),
+            NodeError::Panicked(m) => write!(f, "the node loop panicked (a bug): {m}"),
         }
     }
 }
@@ -134,34 +147,27 @@ pub struct LeaderInfo {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TransportDrops {
     /// Incoming connections closed for a bad handshake or frame (garbage,
-    /// over the size limit, another cluster, a node outside the cluster).
+    /// over the size limit, another cluster, a node outside the cluster, no
+    /// handshake within the deadline).
     pub rejected_connections: u64,
+    /// Incoming connections closed at once, unread, because
+    /// [`crate::HANDSHAKES_PENDING_MAX`] others were still shaking hands.
+    pub refused_connections: u64,
     /// Outgoing messages dropped because the peer's queue was full.
     pub send_queue_full: u64,
     /// Outgoing messages dropped because they do not fit in one frame.
     pub oversized_messages: u64,
 }
 
-/// A snapshot of a node's condition.
+/// A snapshot of a node's condition: raft-core's status and the runtime's
+/// own counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
-    /// This node.
-    pub id: NodeId,
-    /// Its role.
-    pub role: RoleKind,
-    /// Its current term.
-    pub term: Term,
-    /// The leader it knows of.
-    pub leader: Option<NodeId>,
-    /// Its last log index.
-    pub last_log_index: LogIndex,
-    /// The highest index it knows committed.
-    pub commit_index: LogIndex,
-    /// The highest index handed to the application (queued on the entry
-    /// receiver), or given as `applied_index` at start.
-    pub applied_index: LogIndex,
-    /// Peer messages raft-core ignored, by reason.
-    pub dropped: DropCounters,
+    /// raft-core's status: id, role, term, leader, last log index, commit
+    /// index, the indexes handed to the application (`delivered_index`)
+    /// and taken by it (`applied_index`, see [`EntryReceiver`]), and the
+    /// inputs it ignored. As published after the node loop's last batch.
+    pub raft: Status,
     /// What the transport dropped.
     pub transport: TransportDrops,
     /// Batches of changes made durable (one fsync each with the disk store).
@@ -172,10 +178,17 @@ pub struct NodeStatus {
     pub stopped: bool,
 }
 
+/// How much later than its deadline a caller stops waiting for the node's
+/// answer. The node answers every proposal it took by its deadline plus one
+/// sweep of its loop (100 ms); this backstop covers a proposal still queued
+/// because the node stopped taking proposals (its application lags).
+const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The sending half for proposals, as raft-lite hands it out. Cheap to clone.
 #[derive(Clone)]
 pub struct ProposalSender {
     tx: mpsc::Sender<ProposeRequest>,
+    timeout: std::time::Duration,
 }
 
 impl ProposalSender {
@@ -183,27 +196,49 @@ impl ProposalSender {
     /// fate is not reported (a failure is logged); use [`Self::propose`] to
     /// learn it. Errors: `Busy` when the queue is full, `Stopped`.
     pub fn send(&self, data: Vec<u8>) -> Result<(), ProposeError> {
-        self.tx.try_send(ProposeRequest { data, reply: None }).map_err(|e| match e {
+        let deadline = Instant::now() + self.timeout;
+        self.tx.try_send(ProposeRequest { data, reply: None, deadline }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => ProposeError::Busy,
             mpsc::error::TrySendError::Closed(_) => ProposeError::Stopped,
         })
     }
 
-    /// Proposes and waits until the entry is committed (and queued for the
-    /// entry receiver): returns its log index. Retries as the crate
-    /// documentation describes.
+    /// Proposes and waits until the entry is committed and handed to the
+    /// entry receiver: returns its log index. Retries as the crate
+    /// documentation describes; answers within `RaftParams::proposal_timeout`
+    /// (and a little: see the crate documentation on deadlines).
     pub async fn propose(&self, data: Vec<u8>) -> Result<LogIndex, ProposeError> {
+        let deadline = Instant::now() + self.timeout;
         let (reply, answer) = oneshot::channel();
-        self.tx.send(ProposeRequest { data, reply: Some(reply) }).await.map_err(|_| ProposeError::Stopped)?;
-        answer.await.map_err(|_| ProposeError::Stopped)?
+        let request = ProposeRequest { data, reply: Some(reply), deadline };
+        match tokio::time::timeout_at(deadline, self.tx.send(request)).await {
+            // Never queued: the node cannot have seen it.
+            Err(_) => return Err(ProposeError::Busy),
+            Ok(Err(_)) => return Err(ProposeError::Stopped),
+            Ok(Ok(())) => {}
+        }
+        match tokio::time::timeout_at(deadline + ANSWER_GRACE, answer).await {
+            Err(_) => Err(ProposeError::Timeout),
+            Ok(answer) => answer.map_err(|_| ProposeError::Stopped)?,
+        }
     }
 }
 
 /// The receiving half of committed entries, in log order; each entry once
 /// per node lifetime (see the crate documentation on restarts).
+///
+/// An entry counts as applied (raft-core's `Input::Applied`) once the
+/// application asks for the next one, or drops the receiver: the node hands
+/// over at most `RaftParams::unapplied_entries_max` entries beyond that.
 pub struct EntryReceiver {
-    rx: mpsc::Receiver<Vec<Committed>>,
+    /// Unbounded as a channel, bounded by raft-core's delivery window: see
+    /// the driver's `deliveries`.
+    rx: mpsc::UnboundedReceiver<Vec<Committed>>,
     buffered: std::vec::IntoIter<Committed>,
+    /// The index of the entry returned last, reported applied at the next call.
+    returned: Option<LogIndex>,
+    /// The last index the application has applied, for the node loop.
+    applied: watch::Sender<LogIndex>,
 }
 
 impl EntryReceiver {
@@ -213,10 +248,14 @@ impl EntryReceiver {
     }
 
     /// The next committed entry with its index and term; `None` once the
-    /// node stopped.
+    /// node stopped. Calling it again reports this entry applied.
     pub async fn recv_committed(&mut self) -> Option<Committed> {
+        if let Some(index) = self.returned.take() {
+            self.applied.send_replace(index);
+        }
         loop {
             if let Some(c) = self.buffered.next() {
+                self.returned = Some(c.index);
                 return Some(c);
             }
             self.buffered = self.rx.recv().await?.into_iter();
@@ -236,6 +275,7 @@ pub struct RaftHandle {
     members: Arc<[(NodeId, String)]>,
     proposals: ProposalSender,
     reads: mpsc::Sender<ReadRequest>,
+    read_timeout: std::time::Duration,
     status: watch::Receiver<Status>,
     leader: watch::Receiver<LeaderInfo>,
     counters: Arc<TransportCounters>,
@@ -275,9 +315,17 @@ impl RaftHandle {
     /// leader. Refused reads are asked again up to
     /// `RaftParams::proposal_retries_max` times (paced, 100 ms apart).
     pub async fn read_barrier(&self) -> Result<LogIndex, ReadError> {
+        let deadline = Instant::now() + self.read_timeout;
         let (reply, answer) = oneshot::channel();
-        self.reads.send(ReadRequest { reply }).await.map_err(|_| ReadError::Stopped)?;
-        answer.await.unwrap_or(Err(ReadError::Stopped))
+        match tokio::time::timeout_at(deadline, self.reads.send(ReadRequest { reply })).await {
+            Err(_) => return Err(ReadError::Timeout),
+            Ok(Err(_)) => return Err(ReadError::Stopped),
+            Ok(Ok(())) => {}
+        }
+        match tokio::time::timeout_at(deadline + ANSWER_GRACE, answer).await {
+            Err(_) => Err(ReadError::Timeout),
+            Ok(answer) => answer.unwrap_or(Err(ReadError::Stopped)),
+        }
     }
 
     /// A sender for proposals.
@@ -297,19 +345,12 @@ impl RaftHandle {
 
     /// A snapshot of the node's condition.
     pub fn status(&self) -> NodeStatus {
-        let s = self.status.borrow().clone();
         let c = &self.counters;
         NodeStatus {
-            id: s.id,
-            role: s.role,
-            term: s.term,
-            leader: s.leader,
-            last_log_index: s.last_log_index,
-            commit_index: s.commit_index,
-            applied_index: s.delivered_index,
-            dropped: s.dropped,
+            raft: self.status.borrow().clone(),
             transport: TransportDrops {
                 rejected_connections: c.rejected_connections.load(Ordering::Relaxed),
+                refused_connections: c.refused_connections.load(Ordering::Relaxed),
                 send_queue_full: c.send_queue_full.load(Ordering::Relaxed),
                 oversized_messages: c.oversized_messages.load(Ordering::Relaxed),
             },
@@ -415,9 +456,9 @@ fn start_blocking(config: RaftConfig) -> Result<(RaftHandle, EntryReceiver), Sta
 /// a failing one).
 fn start_with(
     mut config: RaftConfig,
-    given: Option<(Storage, crate::storage::Recovered)>,
+    given: Option<(Storage, MemoryStore)>,
 ) -> Result<(RaftHandle, EntryReceiver), StartError> {
-    let (id, core) = config.core_config().map_err(StartError::Config)?;
+    let (id, core, membership) = config.core_config().map_err(StartError::Config)?;
     let cluster_id = config.cluster_id();
     let listener = match config.listener.take() {
         Some(l) => l,
@@ -430,21 +471,18 @@ fn start_with(
     let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
 
     let identity = StoreIdentity { cluster_id: config.params.cluster_id, node_id: id };
-    let (storage, recovered) = match (given, &config.data_dir) {
+    let (storage, stored) = match (given, &config.data_dir) {
         (Some(given), _) => given,
         (None, Some(dir)) => Storage::disk(dir, identity, format!("raft-store-{id}")).map_err(StartError::Storage)?,
         (None, None) => Storage::memory(),
     };
-    let log = Log::from_entries(recovered.entries);
-    info!(node = %id, term = %recovered.hard.term, last = %log.last_index(), "recovered");
-    let (node, first_outputs) =
-        Node::recover(core, recovered.hard, log, config.applied()).map_err(|e| match &storage {
-            Storage::Disk { path, .. } => StartError::Storage(StorageError {
-                path: path.clone(),
-                problem: crate::storage::StorageProblem::Inconsistent(e),
-            }),
-            _ => StartError::Recover(e),
-        })?;
+    let (node, first_outputs) = match open_node(core, membership, stored, config.applied(), storage.path()) {
+        Ok(started) => started,
+        Err(e) => {
+            storage.close_blocking();
+            return Err(e);
+        }
+    };
 
     let p = &config.params;
     let counters = Arc::new(TransportCounters::default());
@@ -460,7 +498,10 @@ fn start_with(
     let (request_tx, requests) = mpsc::channel(PROPOSAL_QUEUE_MAX);
     let (read_tx, read_requests) = mpsc::channel(PROPOSAL_QUEUE_MAX);
     let read_waiters = ReadWaiters::new(p.proposal_retries_max, p.proposal_timeout);
-    let (delivery_tx, deliveries) = mpsc::channel(p.delivery_queue_max);
+    // Unbounded as a channel; what it holds is bounded by raft-core's
+    // delivery window (see `Delivery`).
+    let (delivery_tx, deliveries) = mpsc::unbounded_channel();
+    let (applied_tx, applied_rx) = watch::channel(node.state().applied_index());
     let status = node.status();
     let leader = LeaderInfo { leader: status.leader, term: status.term, role: status.role };
     let (status_tx, status_rx) = watch::channel(status);
@@ -468,7 +509,7 @@ fn start_with(
     let shutdown = Arc::new(watch::channel(false).0);
     let (outcome_tx, outcome) = watch::channel(None);
     let timers = Timers::new(ChaCha8Rng::seed_from_u64(seed_for(id, p.seed)));
-    let waiters = Waiters::new(p.proposal_retries_max, p.proposal_timeout);
+    let waiters = Waiters::new(p.proposal_retries_max);
     let storage_counters = Arc::new(StorageCounters::default());
     let driver = Driver::new(
         node,
@@ -480,13 +521,23 @@ fn start_with(
         inbox,
         requests,
         (read_requests, read_waiters),
-        delivery_tx,
+        Delivery { entries: Some(delivery_tx), applied: applied_rx },
         Published { status: status_tx, leader: leader_tx },
         shutdown.subscribe(),
     );
     let keep_running = shutdown.clone();
+    let node_loop = tokio::spawn(driver.run());
     tokio::spawn(async move {
-        let result = driver.run().await;
+        let result = match node_loop.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => {
+                let message = crate::storage::panic_message(&e.into_panic());
+                error!(node = %id, "the node loop panicked: {message}");
+                Err(NodeError::Panicked(message))
+            }
+            // The runtime is shutting down.
+            Err(_) => Ok(()),
+        };
         drop(keep_running);
         outcome_tx.send_replace(Some(result));
     });
@@ -495,8 +546,9 @@ fn start_with(
         id,
         local_addr,
         members: config.members.clone().into(),
-        proposals: ProposalSender { tx: request_tx },
+        proposals: ProposalSender { tx: request_tx, timeout: p.proposal_timeout },
         reads: read_tx,
+        read_timeout: p.proposal_timeout,
         status: status_rx,
         leader: leader_rx,
         counters,
@@ -504,13 +556,54 @@ fn start_with(
         shutdown,
         outcome,
     };
-    Ok((handle, EntryReceiver { rx: deliveries, buffered: Vec::new().into_iter() }))
+    let entries =
+        EntryReceiver { rx: deliveries, buffered: Vec::new().into_iter(), returned: None, applied: applied_tx };
+    Ok((handle, entries))
+}
+
+/// The node, from what its store holds. A store that holds nothing is a new
+/// node's: it starts with the configured members, and its first output
+/// persists them. Any other store is recovered, and must hold the
+/// configured members (membership changes are not built yet). `path` names
+/// the disk store in errors (`None`: the in-memory store).
+fn open_node(
+    config: Config,
+    configured: Membership,
+    stored: MemoryStore,
+    applied: LogIndex,
+    path: Option<&Path>,
+) -> Result<(Node, Vec<Output>), StartError> {
+    let id = config.id();
+    let refuse = |problem| match path {
+        Some(path) => StartError::Storage(StorageError { path: path.to_path_buf(), problem }),
+        None => match problem {
+            StorageProblem::Inconsistent(e) => StartError::Recover(e),
+            _ => unreachable!("the memory store is always new"),
+        },
+    };
+    if stored == MemoryStore::new() {
+        if applied > LogIndex(0) {
+            let e = RecoverError::AppliedBeyondLog { applied, last_index: LogIndex(0) };
+            return Err(refuse(StorageProblem::Inconsistent(e)));
+        }
+        info!(node = %id, "a new store: starting with the configured members");
+        return Ok(Node::new(config, configured));
+    }
+    if let Some(members) = &stored.membership {
+        if *members != configured {
+            let problem = StorageProblem::MembersDiffer { stored: members.clone(), configured };
+            return Err(refuse(problem));
+        }
+    }
+    let (term, last) = (stored.hard.term, stored.log.last_index());
+    info!(node = %id, %term, %last, "recovered");
+    Node::recover(config, stored, applied).map_err(|e| refuse(StorageProblem::Inconsistent(e)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{Recovered, StorageProblem};
+    use crate::storage::StorageProblem;
     use crate::RaftParams;
 
     #[tokio::test]
@@ -518,15 +611,15 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let config = RaftConfig::new(vec![addr.clone()], addr, RaftParams::default(), None).with_listener(listener);
-        // A one-node cluster: its first election persists its vote, which fails.
-        let (node, mut entries) = start_with(config, Some((Storage::FailWrites, Recovered::default()))).unwrap();
+        // A one-node cluster: its first batch persists its membership, which fails.
+        let (node, mut entries) = start_with(config, Some((Storage::FailWrites, MemoryStore::new()))).unwrap();
         let stopped = tokio::time::timeout(std::time::Duration::from_secs(5), node.stopped()).await.unwrap();
         match stopped {
             Err(NodeError::Storage(StorageError { problem: StorageProblem::WriteFailed(_), .. })) => {}
             other => panic!("expected a write failure, got {other:?}"),
         }
         assert!(node.status().stopped);
-        assert_eq!(node.status().term, Term(0), "the status never showed the term it could not save");
+        assert_eq!(node.status().raft.term, Term(0), "the status never showed the term it could not save");
         assert_eq!(node.propose(b"x".to_vec()).await, Err(ProposeError::Stopped));
         assert!(entries.recv().await.is_none());
     }

@@ -1,7 +1,7 @@
 //! How a node is configured: who the members are, where they listen, the
 //! protocol's parameters and where the node keeps its state.
 
-use raft_core::{Config, ConfigError, LogIndex, NodeId};
+use raft_core::{Config, ConfigError, LogIndex, Membership, MembershipError, NodeId};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,10 +52,14 @@ pub struct RaftParams {
     /// or unreachable), further messages to it are dropped and counted, and
     /// Raft retries. Default 4096.
     pub send_queue_max: usize,
-    /// Most batches of committed entries waiting for the application to
-    /// read them. When it is full the node waits for the reader (so an
-    /// application that never reads must drop the receiver). Default 1024.
-    pub delivery_queue_max: usize,
+    /// Most committed entries handed to the application and not yet taken
+    /// from the [`crate::EntryReceiver`] (raft-core's
+    /// `unapplied_entries_max`, which counts no-op entries too): the
+    /// receiver's queue never holds more, and the node hands over more as
+    /// the application takes them. The node never waits for the
+    /// application; while it lags, new proposals wait (see the crate
+    /// documentation). Default 4096.
+    pub unapplied_entries_max: u64,
 }
 
 /// Bytes a frame may carry beyond `message_bytes_max`: the encoding's
@@ -78,7 +82,7 @@ impl Default for RaftParams {
             inflight_entries_max: 8192,
             pending_proposals_max: 4096,
             send_queue_max: 4096,
-            delivery_queue_max: 1024,
+            unapplied_entries_max: 4096,
         }
     }
 }
@@ -108,6 +112,14 @@ pub enum ConfigurationError {
         /// The address.
         addr: String,
     },
+    /// The node's id (given with [`RaftConfig::with_ids`]) is not in the
+    /// member list.
+    SelfNotMember {
+        /// The id given for this node.
+        id: NodeId,
+    },
+    /// The member list names no member, or one id twice.
+    Members(MembershipError),
     /// The protocol parameters are refused by raft-core.
     Protocol(ConfigError),
     /// A size bound is zero.
@@ -122,6 +134,8 @@ impl fmt::Display for ConfigurationError {
         match self {
             ConfigurationError::SelfNotListed { addr } => write!(f, "own address {addr} is not in the member list"),
             ConfigurationError::DuplicateAddress { addr } => write!(f, "address {addr} is listed twice"),
+            ConfigurationError::SelfNotMember { id } => write!(f, "node {id} is not in the member list"),
+            ConfigurationError::Members(e) => write!(f, "{e}"),
             ConfigurationError::Protocol(e) => write!(f, "{e}"),
             ConfigurationError::ZeroBound { name } => write!(f, "{name} must be at least 1"),
         }
@@ -165,8 +179,9 @@ impl RaftConfig {
         &self.params
     }
 
-    /// This node's id and the raft-core configuration.
-    pub(crate) fn core_config(&self) -> Result<(NodeId, Config), ConfigurationError> {
+    /// This node's id, the raft-core configuration, and the members as
+    /// raft-core takes them (the membership a fresh store starts with).
+    pub(crate) fn core_config(&self) -> Result<(NodeId, Config, Membership), ConfigurationError> {
         let mut addrs = std::collections::BTreeSet::new();
         for (_, a) in &self.members {
             if !addrs.insert(a.as_str()) {
@@ -182,21 +197,23 @@ impl RaftConfig {
                 .map(|(id, _)| *id)
                 .ok_or_else(|| ConfigurationError::SelfNotListed { addr: self.self_addr.clone() })?,
         };
-        let p = &self.params;
-        for (name, n) in [("send_queue_max", p.send_queue_max), ("delivery_queue_max", p.delivery_queue_max)] {
-            if n == 0 {
-                return Err(ConfigurationError::ZeroBound { name });
-            }
+        let membership = Membership::new(self.members.iter().map(|(m, _)| *m)).map_err(ConfigurationError::Members)?;
+        if !membership.contains(id) {
+            return Err(ConfigurationError::SelfNotMember { id });
         }
-        let protocol = ConfigurationError::Protocol;
-        let config = Config::new(id, self.members.iter().map(|(m, _)| *m))
-            .and_then(|c| c.with_timing(p.election_timeout.0, p.election_timeout.1, p.heartbeat_interval))
+        let p = &self.params;
+        if p.send_queue_max == 0 {
+            return Err(ConfigurationError::ZeroBound { name: "send_queue_max" });
+        }
+        let config = Config::new(id)
+            .with_timing(p.election_timeout.0, p.election_timeout.1, p.heartbeat_interval)
             .and_then(|c| c.with_entries_per_append_max(p.entries_per_append_max))
             .and_then(|c| c.with_message_bytes_max(p.message_bytes_max))
             .and_then(|c| c.with_inflight_entries_max(p.inflight_entries_max))
             .and_then(|c| c.with_pending_proposals_max(p.pending_proposals_max))
-            .map_err(protocol)?;
-        Ok((id, config))
+            .and_then(|c| c.with_unapplied_entries_max(p.unapplied_entries_max))
+            .map_err(ConfigurationError::Protocol)?;
+        Ok((id, config, membership))
     }
 
     /// The cluster id: the configured one, or a hash (FNV-1a) of the member

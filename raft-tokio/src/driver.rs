@@ -1,19 +1,26 @@
 //! The node loop: the one task that owns a node's raft-core state.
 //!
-//! It waits for a peer message, a proposal, or the next timer deadline;
-//! steps raft-core with it and with whatever else is ready (a bounded
-//! batch); makes every `Persist` of the batch durable with one write and one
-//! fsync (group commit); and only then executes the batch's other outputs
-//! in order: sends, timers, deliveries, answers. So no send overtakes the
-//! fsync of a persist that came before it, which is raft-core's one ordering
-//! rule (see its crate documentation). There is no Raft rule here.
+//! It waits for a peer message, a proposal, a read, the application's
+//! progress, or the next timer deadline; steps raft-core with it and with
+//! whatever else is ready (a bounded batch); makes every `Persist` of the
+//! batch durable with one write and one fsync (group commit); and only then
+//! executes the batch's other outputs in order: sends, timers, deliveries,
+//! answers. So no send overtakes the fsync of a persist that came before
+//! it, which is raft-core's one ordering rule (see its crate
+//! documentation). There is no Raft rule here.
+//!
+//! The loop never waits for the application. Committed entries go into a
+//! channel that never blocks, whose content raft-core's delivery window
+//! bounds; the application's progress comes back as `Input::Applied`. While
+//! the application lags, the loop goes on stepping messages and timers (a
+//! leader keeps heartbeating) and only stops taking new proposals.
 
 use crate::api::{LeaderInfo, NodeError};
 use crate::reads::{ReadRequest, ReadWaiters};
 use crate::storage::{Storage, StorageCounters};
 use crate::transport::{Inbound, Transport};
 use crate::waiters::{ProposeRequest, Waiters};
-use raft_core::{Committed, Input, LogIndex, Node, Output, Persist, Status, Timer};
+use raft_core::{Committed, Input, LogIndex, Node, Output, Persist, Status, Timer, PROPOSAL_OVERHEAD_BYTES};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
@@ -30,21 +37,26 @@ const MESSAGES_PER_BATCH_MAX: usize = 512;
 /// Most proposals taken from the queue per batch: they become one
 /// `Input::Propose`, so one log append and one AppendEntries per follower.
 const PROPOSALS_PER_BATCH_MAX: usize = 1024;
-/// Bytes a proposal counts against the batch's byte bound beyond its data:
-/// its id and length as encoded in a Forward (at most 14) and then some.
-const PROPOSAL_OVERHEAD_BYTES: usize = 16;
 /// Most proposals in flight (taken from the queue, fate not yet known).
 /// Past it the node stops taking proposals, so callers wait in the bounded
 /// queue instead of the node holding their data without end (a leader
 /// without a quorum accepts proposals it cannot commit).
 const PROPOSALS_IN_FLIGHT_MAX: usize = 64 * 1024;
+/// How far the commit index may run ahead of the application's applied
+/// index before the node stops taking proposals, in delivery windows
+/// (raft-core's `unapplied_entries_max`): one window handed over and being
+/// applied, one committed and ready to follow. Past it, new proposals wait
+/// in the bounded queue (and their callers with them) until the
+/// application catches up, rather than the log growing without end ahead
+/// of it.
+const APPLY_LAG_WINDOWS_MAX: u64 = 2;
 /// Most reads held at once; past it callers wait in the bounded queue.
 const READS_IN_FLIGHT_MAX: usize = 64 * 1024;
 /// Most reads taken from the queue per batch (they become one `Input::Read`,
 /// which shares one leadership check).
 const READS_PER_BATCH_MAX: usize = 4096;
 /// How often proposals that waited too long are answered with a timeout.
-const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The timers raft-core asked for, with their deadlines, and the seeded RNG
 /// that draws their durations from the ranges it gave.
@@ -95,6 +107,22 @@ pub(crate) struct Published {
     pub leader: watch::Sender<LeaderInfo>,
 }
 
+/// The way to the application and back.
+pub(crate) struct Delivery {
+    /// Committed entries for the [`crate::EntryReceiver`] (`None` once it is
+    /// dropped). Unbounded as a channel so that the node loop never waits
+    /// on it, and yet bounded: raft-core keeps at most
+    /// `Config::unapplied_entries_max` entries (and `unapplied_bytes_max`
+    /// bytes) delivered and not reported applied, and the loop reports an
+    /// entry applied only once the application has taken it (see
+    /// `Driver::report_applied`), so the channel never holds more than one
+    /// window.
+    pub entries: Option<mpsc::UnboundedSender<Vec<Committed>>>,
+    /// The index of the last entry the application has applied: an entry
+    /// counts as applied once the application asks for the next one.
+    pub applied: watch::Receiver<LogIndex>,
+}
+
 pub(crate) struct Driver {
     node: Node,
     storage: Storage,
@@ -109,7 +137,7 @@ pub(crate) struct Driver {
     /// The index of the last command handed to the entry receiver: the
     /// barrier a confirmed read is answered with.
     last_delivered: LogIndex,
-    deliveries: Option<mpsc::Sender<Vec<Committed>>>,
+    delivery: Delivery,
     published: Published,
     shutdown: watch::Receiver<bool>,
     /// Outputs of the inputs stepped since the last flush.
@@ -117,8 +145,6 @@ pub(crate) struct Driver {
     persists: Vec<Persist>,
     rest: Vec<Output>,
     proposal_bytes: usize,
-    /// Shutdown was asked for while a delivery waited.
-    stopping: bool,
 }
 
 impl Driver {
@@ -133,7 +159,7 @@ impl Driver {
         inbox: mpsc::Receiver<Inbound>,
         requests: mpsc::Receiver<ProposeRequest>,
         reads: (mpsc::Receiver<ReadRequest>, ReadWaiters),
-        deliveries: mpsc::Sender<Vec<Committed>>,
+        delivery: Delivery,
         published: Published,
         shutdown: watch::Receiver<bool>,
     ) -> Driver {
@@ -149,14 +175,13 @@ impl Driver {
             read_requests: reads.0,
             reads: reads.1,
             last_delivered: LogIndex(0),
-            deliveries: Some(deliveries),
+            delivery,
             published,
             shutdown,
             outputs: first_outputs,
             persists: Vec::new(),
             rest: Vec::new(),
             proposal_bytes: 0,
-            stopping: false,
         }
     }
 
@@ -173,19 +198,27 @@ impl Driver {
     }
 
     /// The loop: wait (unless outputs are left over, e.g. retried
-    /// proposals), take what else is ready, flush.
+    /// proposals or entries the application made room for), take what else
+    /// is ready, flush, report the application's progress.
     async fn drive(&mut self) -> Result<(), NodeError> {
         let sleep = tokio::time::sleep_until(self.timers.next_deadline());
         tokio::pin!(sleep);
         loop {
             if self.outputs.is_empty() && self.waiters.batch_len() == 0 && !self.reads.has_batch() {
                 sleep.as_mut().reset(self.timers.next_deadline());
+                let listening = self.delivery.entries.is_some();
                 tokio::select! {
                     biased;
                     _ = self.shutdown.changed() => return Ok(()),
                     () = &mut sleep => self.on_deadlines(),
+                    // Read by `report_applied` below.
+                    changed = self.delivery.applied.changed(), if listening => {
+                        if changed.is_err() {
+                            self.delivery.entries = None; // the receiver is gone
+                        }
+                    }
                     Some(inbound) = self.inbox.recv() => self.on_inbound(inbound),
-                    Some(request) = self.requests.recv(), if self.waiters.in_flight() < PROPOSALS_IN_FLIGHT_MAX => {
+                    Some(request) = self.requests.recv(), if self.takes_proposals() => {
                         self.add_proposal(request, Instant::now())
                     }
                     Some(request) = self.read_requests.recv(), if self.reads.len() < READS_IN_FLIGHT_MAX => {
@@ -198,9 +231,34 @@ impl Driver {
             }
             self.take_ready();
             self.flush().await?;
-            if self.stopping {
-                return Ok(());
-            }
+            self.report_applied();
+        }
+    }
+
+    /// Whether new proposals are taken: not while too many are in flight,
+    /// nor while the application lags too far behind the commit index.
+    fn takes_proposals(&self) -> bool {
+        let state = self.node.state();
+        let lag = state.commit_index().0 - state.applied_index().0;
+        let lag_max = APPLY_LAG_WINDOWS_MAX * self.node.config().unapplied_entries_max();
+        self.waiters.in_flight() < PROPOSALS_IN_FLIGHT_MAX && lag <= lag_max
+    }
+
+    /// Tells raft-core how far the application has applied, which lets it
+    /// deliver more. Called after a flush, when every `Deliver` stepped so
+    /// far has been handed over. Once the application has taken every
+    /// command handed over (or dropped the receiver), every delivered index
+    /// counts as applied: what lies between is no-op entries.
+    fn report_applied(&mut self) {
+        let state = self.node.state();
+        let taken = *self.delivery.applied.borrow_and_update();
+        let applied = if self.delivery.entries.is_none() || taken >= self.last_delivered {
+            state.delivered_index()
+        } else {
+            taken
+        };
+        if applied > state.applied_index() {
+            self.node.step(Input::Applied(applied), &mut self.outputs);
         }
     }
 
@@ -242,7 +300,7 @@ impl Driver {
         let now = Instant::now();
         while self.waiters.batch_len() < PROPOSALS_PER_BATCH_MAX
             && self.proposal_bytes < bytes_max
-            && self.waiters.in_flight() < PROPOSALS_IN_FLIGHT_MAX
+            && self.takes_proposals()
         {
             let Ok(request) = self.requests.try_recv() else { break };
             self.add_proposal(request, now);
@@ -280,39 +338,36 @@ impl Driver {
         }
         let mut rest = std::mem::take(&mut self.rest);
         for o in rest.drain(..) {
-            self.execute(o).await;
+            self.execute(o);
         }
         self.rest = rest;
-        self.waiters.settle(self.node.state().delivered_index());
+        self.waiters.settle(self.node.state());
         self.publish();
         Ok(())
     }
 
-    async fn execute(&mut self, output: Output) {
+    fn execute(&mut self, output: Output) {
         match output {
             Output::Persist(_) => unreachable!("persists are taken out before"),
             Output::Send { to, message } => self.transport.send(to, message),
             Output::SetTimer { timer, min, max } => self.timers.set(timer, min, max, Instant::now()),
             Output::CancelTimer(timer) => *self.timers.slot(timer) = None,
             Output::Deliver(committed) => {
-                self.waiters.on_delivered(&committed);
                 if let Some(last) = committed.last() {
                     self.last_delivered = last.index;
                 }
-                // A reader that is behind makes the node wait (bounded
-                // queue); a reader that is gone no longer gets entries.
-                // A shutdown while waiting ends the wait (the node stops).
-                if let Some(tx) = &self.deliveries {
-                    tokio::select! {
-                        sent = tx.send(committed) => if sent.is_err() { self.deliveries = None },
-                        _ = self.shutdown.changed() => self.stopping = true,
+                // Never waits (see `Delivery`); a receiver that is gone no
+                // longer gets entries.
+                if let Some(tx) = &self.delivery.entries {
+                    if tx.send(committed).is_err() {
+                        self.delivery.entries = None;
                     }
                 }
             }
-            Output::ProposalAccepted { id, term, index } => {
-                self.waiters.on_accepted(id, term, index, self.node.state())
+            Output::ProposalAccepted { id, term, index } => self.waiters.on_accepted(id, term, index),
+            Output::ProposalRejected { id, reason } => {
+                self.waiters.on_rejected(id, reason, self.node.state().leader().is_some())
             }
-            Output::ProposalRejected { id, reason } => self.waiters.on_rejected(id, reason),
             Output::LeaderChanged { leader, term } => {
                 debug!(node = %self.node.config().id(), ?leader, %term, "leader changed");
             }

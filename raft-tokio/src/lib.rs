@@ -42,19 +42,42 @@
 //! ## Proposals
 //!
 //! [`RaftHandle::propose`] (and [`ProposalSender::propose`]) resolves with
-//! the entry's log index once it is committed and queued for the entry
+//! the entry's log index once it is committed and handed to the entry
 //! receiver. A proposal made at a follower is forwarded to the leader; one
 //! made while no leader is known waits at the node (boundedly) until one is.
 //! The node proposes again by itself, up to `RaftParams::proposal_retries_max`
 //! times, when that cannot duplicate the entry: when the node it reached had
-//! just stopped being leader (`Rejection::NotLeader`), and when a new leader
-//! overwrote the entry before it committed. So a proposal made during an
-//! election is not silently lost. What cannot be known is reported, not
-//! guessed: after `RaftParams::proposal_timeout` without an answer (a
-//! message lost with a connection, a partition) the call fails with
-//! [`ProposeError::Timeout`], and the entry may still commit.
+//! just stopped being leader (`Rejection::NotLeader`), and when another
+//! entry was committed at its index (raft-core's `ProposalFate::Lost`). So a
+//! proposal made during an election is not silently lost.
 //! [`ProposalSender::send`] is the fire-and-forget form; its failures are
 //! only logged.
+//!
+//! ### Every proposal is answered by its deadline
+//!
+//! A proposal's deadline is `RaftParams::proposal_timeout` after the call.
+//! raft-core does not answer every proposal: one forwarded to a leader that
+//! dies, or whose `Forward` or answer is lost with a connection, gets no
+//! output at all. The runtime answers it anyway, by the deadline (plus at
+//! most one 100 ms sweep of the node loop). The outcomes:
+//!
+//! - `Ok(index)`: committed at `index`, and handed to the entry receiver.
+//! - [`ProposeError::Busy`], [`ProposeError::NoLeader`],
+//!   [`ProposeError::NotLeader`], [`ProposeError::Lost`],
+//!   [`ProposeError::TooLarge`]: not committed, and it never will be (the
+//!   node never handed it to raft-core, or the leader refused it, or another
+//!   entry was committed at its index). Retrying cannot duplicate it.
+//! - [`ProposeError::Timeout`]: **unknown**. The proposal may have been
+//!   appended by a leader that then died or was cut off; it may or may not
+//!   commit later, and if it does it is delivered like any other entry. A
+//!   caller that must know reads it back, or makes its commands idempotent
+//!   (as raft-kv's client sessions do) and retries.
+//! - [`ProposeError::Stopped`]: the node stopped; unknown as for `Timeout`
+//!   if the proposal had been taken.
+//!
+//! A proposal that waited in the node's queue until its deadline (the node
+//! stops taking proposals while its application lags, below) is answered
+//! `Busy` and never proposed.
 //!
 //! ## Committed entries and restarts
 //!
@@ -71,21 +94,39 @@
 //! restarted node delivers nothing until a leader is elected and has
 //! committed an entry of its own term.
 //!
-//! The node writes no more than the application reads: when the receiver's
-//! queue (`RaftParams::delivery_queue_max` batches) is full, the node waits.
-//! An application that does not want the entries drops the receiver.
+//! ### A slow application never stalls the node
+//!
+//! The node loop never waits for the application. It hands over at most
+//! `RaftParams::unapplied_entries_max` entries that the application has not
+//! applied yet (raft-core's delivery window), and more as it applies them.
+//! An entry counts as applied once the application asks the receiver for
+//! the next one (or drops the receiver): so the usual loop
+//! `while let Some(e) = entries.recv_committed().await { apply(e) }` reports
+//! each entry once `apply` returned. While the application lags, the node
+//! goes on with messages and timers (a leader keeps its followers), and
+//! stops taking new proposals only while its commit index is more than two
+//! windows ahead of the application; callers then wait in the bounded
+//! proposal queue, until their deadline at most. An application that does
+//! not want the entries drops the receiver: everything then counts as
+//! applied.
 //!
 //! ## Storage
 //!
 //! `data_dir: Some(dir)` keeps the node's state in `dir/raft.redb`. Each
 //! batch of changes is one redb transaction committed with
 //! `Durability::Immediate` (one fsync). Term and vote are one record;
-//! appends and truncations of one batch commit together or not at all.
-//! Every record carries a CRC-32C checked when it is read. A store that
-//! cannot be read, fails a check, or belongs to another node stops the start
-//! with an error naming the file and the problem; it is never reset. A write
-//! that fails stops the node ([`NodeError`]). `data_dir: None` selects the
-//! in-memory store (tests, benchmarks): a restart forgets everything.
+//! the membership, appends and truncations of one batch commit with it
+//! together or not at all. Every record carries a CRC-32C checked when it
+//! is read. A new store starts with the configured members and stores them
+//! in its first batch; a store that holds other members than the
+//! configuration lists stops the start, naming both (membership changes
+//! are not supported yet). A store that cannot be read, fails a check, or
+//! belongs to another node stops the start with an error naming the file
+//! and the problem; it is never reset. A write that fails stops the node
+//! ([`NodeError`]), and so does a broken invariant of raft-core, whose
+//! checks run in release builds too ([`NodeError::Panicked`]).
+//! `data_dir: None` selects raft-core's in-memory store (tests,
+//! benchmarks): a restart forgets everything.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -109,3 +150,4 @@ pub use config::{ConfigurationError, RaftConfig, RaftParams, FRAME_OVERHEAD_BYTE
 pub use raft_core::{Committed, DropCounters, LogIndex, NodeId, RoleKind, Term};
 pub use reads::ReadError;
 pub use storage::{StorageError, StorageProblem, StoreIdentity, STORE_FILE};
+pub use transport::HANDSHAKES_PENDING_MAX;

@@ -1,8 +1,10 @@
-//! Durable storage of a node's hard state and log.
+//! Durable storage of a node's hard state, membership and log.
 //!
 //! Two stores, chosen explicitly by the configuration: [`DiskStore`] (redb,
-//! one file `raft.redb` in the node's data directory) and an in-memory store
-//! for tests and benchmarks, which a restart loses.
+//! one file `raft.redb` in the node's data directory) and raft-core's
+//! [`MemoryStore`] for tests and benchmarks, which a restart loses. Both
+//! hand back what they hold as a `MemoryStore`, which raft-core recovers
+//! from.
 //!
 //! The disk store runs on its own thread, so that a write and its fsync
 //! never block a tokio worker (they would stall every other task on it, the
@@ -11,7 +13,7 @@
 //! transaction, committed with `Durability::Immediate`, which is one fsync.
 
 use crate::record::{self, RecordError};
-use raft_core::{Entry, HardState, LogIndex, NodeId, Persist, RecoverError};
+use raft_core::{Log, LogIndex, Membership, MemoryStore, NodeId, Persist, RecoverError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -25,13 +27,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const KEY_HARD_STATE: &str = "hard_state";
 const KEY_IDENTITY: &str = "identity";
-
-/// What a node finds in its store when it starts.
-#[derive(Debug, Default)]
-pub(crate) struct Recovered {
-    pub hard: HardState,
-    pub entries: Vec<Entry>,
-}
+const KEY_MEMBERSHIP: &str = "membership";
 
 /// Which node and cluster a store belongs to, written on first use and
 /// checked on every later start, so that a data directory is never used by
@@ -83,6 +79,15 @@ pub enum StorageProblem {
     /// The stored state is one a correct node never writes (raft-core's
     /// recovery check).
     Inconsistent(RecoverError),
+    /// The store holds other members than the configuration lists.
+    /// Membership changes are not built yet, so the node refuses to start
+    /// rather than pick one of the two.
+    MembersDiffer {
+        /// The members the store holds.
+        stored: Membership,
+        /// The members the configuration lists.
+        configured: Membership,
+    },
     /// The store belongs to another node or cluster.
     WrongIdentity {
         /// What the store says.
@@ -109,6 +114,12 @@ impl fmt::Display for StorageError {
                 write!(f, "is corrupt: the log jumps from index {} to {found}", expected.prev())
             }
             StorageProblem::Inconsistent(e) => write!(f, "holds an impossible state: {e}"),
+            StorageProblem::MembersDiffer { stored, configured } => write!(
+                f,
+                "holds the members {} but the configuration lists {} (membership changes are not supported yet)",
+                members(stored),
+                members(configured)
+            ),
             StorageProblem::WrongIdentity { stored, configured } => write!(
                 f,
                 "belongs to node {} of cluster {:?}, but this node is {} of cluster {:?}",
@@ -122,6 +133,11 @@ impl fmt::Display for StorageError {
 
 impl std::error::Error for StorageError {}
 
+/// "n1, n2, n3".
+fn members(m: &Membership) -> String {
+    m.voters().iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+}
+
 /// The redb store of one node.
 pub(crate) struct DiskStore {
     db: Database,
@@ -130,7 +146,7 @@ pub(crate) struct DiskStore {
 
 impl DiskStore {
     /// Opens (or creates) the store in `dir` and reads everything back.
-    pub fn open(dir: &Path, identity: StoreIdentity) -> Result<(DiskStore, Recovered), StorageError> {
+    pub fn open(dir: &Path, identity: StoreIdentity) -> Result<(DiskStore, MemoryStore), StorageError> {
         let path = dir.join(STORE_FILE);
         let fail = |problem| StorageError { path: path.clone(), problem };
         if let Err(e) = std::fs::create_dir_all(dir) {
@@ -158,14 +174,18 @@ impl DiskStore {
         StorageError { path: self.path.clone(), problem: StorageProblem::CorruptRecord { table, index, error } }
     }
 
-    fn load(&self, identity: StoreIdentity) -> Result<Recovered, StorageError> {
+    fn load(&self, identity: StoreIdentity) -> Result<MemoryStore, StorageError> {
         self.check_identity(identity)?;
         let txn = self.db.begin_read().map_err(|e| self.unreadable(e))?;
-        let mut recovered = Recovered::default();
+        let mut recovered = MemoryStore::new();
         let meta = txn.open_table(META).map_err(|e| self.unreadable(e))?;
         if let Some(v) = meta.get(KEY_HARD_STATE).map_err(|e| self.unreadable(e))? {
             recovered.hard = record::decode(v.value()).map_err(|e| self.corrupt("meta", 0, e))?;
         }
+        if let Some(v) = meta.get(KEY_MEMBERSHIP).map_err(|e| self.unreadable(e))? {
+            recovered.membership = Some(record::decode(v.value()).map_err(|e| self.corrupt("meta", 0, e))?);
+        }
+        let mut entries = Vec::new();
         let log = txn.open_table(LOG).map_err(|e| self.unreadable(e))?;
         let mut expected = LogIndex(1);
         for item in log.iter().map_err(|e| self.unreadable(e))? {
@@ -175,9 +195,10 @@ impl DiskStore {
                 let problem = StorageProblem::LogGap { expected, found };
                 return Err(StorageError { path: self.path.clone(), problem });
             }
-            recovered.entries.push(record::decode(v.value()).map_err(|e| self.corrupt("log", found.0, e))?);
+            entries.push(record::decode(v.value()).map_err(|e| self.corrupt("log", found.0, e))?);
             expected = expected.next();
         }
+        recovered.log = Log::from_entries(entries);
         Ok(recovered)
     }
 
@@ -210,8 +231,10 @@ impl DiskStore {
         txn.commit().map_err(|e| self.unreadable(e))
     }
 
-    /// Makes `batch` durable: one transaction, one fsync. Order within the
-    /// batch is kept (a truncation before the append that follows it).
+    /// Makes `batch` durable: one transaction, one fsync, so that the term
+    /// and vote, the membership and the log changes of one batch commit
+    /// together or not at all. Order within the batch is kept (a truncation
+    /// before the append that follows it).
     pub fn write(&mut self, batch: &[Persist]) -> Result<(), StorageError> {
         let failed = |e: redb::Error| StorageError {
             path: self.path.clone(),
@@ -225,6 +248,9 @@ impl DiskStore {
                 match p {
                     Persist::HardState(h) => {
                         meta.insert(KEY_HARD_STATE, record::encode(h).as_slice()).map_err(|e| failed(e.into()))?;
+                    }
+                    Persist::Membership(m) => {
+                        meta.insert(KEY_MEMBERSHIP, record::encode(m).as_slice()).map_err(|e| failed(e.into()))?;
                     }
                     Persist::Truncate { from } => {
                         log.retain_in(from.0.., |_, _| false).map_err(|e| failed(e.into()))?;
@@ -242,44 +268,14 @@ impl DiskStore {
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+/// The text of a caught panic.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         s.to_string()
     } else if let Some(s) = panic.downcast_ref::<String>() {
         s.clone()
     } else {
         "unknown panic".to_string()
-    }
-}
-
-/// The in-memory store. raft-core keeps the whole log in memory already
-/// and nothing here survives a restart, so it keeps only what it needs to
-/// check the persists it is given: the last index (appends are contiguous,
-/// truncations within the log) and the hard state.
-#[derive(Default)]
-pub(crate) struct MemoryStore {
-    hard: HardState,
-    last_index: u64,
-}
-
-impl MemoryStore {
-    fn write(&mut self, batch: Vec<Persist>) {
-        for p in batch {
-            match p {
-                Persist::HardState(h) => {
-                    assert!(h.term >= self.hard.term, "raft-core lowered the term");
-                    self.hard = h;
-                }
-                Persist::Truncate { from } => {
-                    assert!(from.0 >= 1 && from.0 <= self.last_index + 1, "raft-core truncates outside the log");
-                    self.last_index = from.0 - 1;
-                }
-                Persist::Append { first, entries } => {
-                    assert_eq!(first.0, self.last_index + 1, "raft-core appends past the end");
-                    self.last_index += entries.len() as u64;
-                }
-            }
-        }
     }
 }
 
@@ -295,7 +291,8 @@ type Job = (Vec<Persist>, oneshot::Sender<Result<Vec<Persist>, StorageError>>);
 
 /// The store as the driver sees it.
 pub(crate) enum Storage {
-    /// Writes happen inline: there is nothing to wait for.
+    /// raft-core's in-memory store; writes happen inline: there is nothing
+    /// to wait for.
     Memory(MemoryStore),
     /// Every write fails (tests of what a failed write does).
     #[cfg(test)]
@@ -306,13 +303,13 @@ pub(crate) enum Storage {
 
 impl Storage {
     /// The in-memory store, empty.
-    pub fn memory() -> (Storage, Recovered) {
-        (Storage::Memory(MemoryStore::default()), Recovered::default())
+    pub fn memory() -> (Storage, MemoryStore) {
+        (Storage::Memory(MemoryStore::new()), MemoryStore::new())
     }
 
     /// Opens the disk store (blocking: call at start-up, not from a task's
     /// hot path) and starts its thread.
-    pub fn disk(dir: &Path, identity: StoreIdentity, name: String) -> Result<(Storage, Recovered), StorageError> {
+    pub fn disk(dir: &Path, identity: StoreIdentity, name: String) -> Result<(Storage, MemoryStore), StorageError> {
         let (mut store, recovered) = DiskStore::open(dir, identity)?;
         let path = store.path.clone();
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
@@ -348,7 +345,14 @@ impl Storage {
     async fn write(&mut self, mut batch: Vec<Persist>) -> Result<Vec<Persist>, StorageError> {
         match self {
             Storage::Memory(m) => {
-                m.write(std::mem::take(&mut batch));
+                for p in batch.drain(..) {
+                    // raft-core's store refuses only persists that break the
+                    // step contract: a raft-core bug, like a failed invariant
+                    // of its own, so the node stops the same way.
+                    if let Err(e) = m.apply(&p) {
+                        panic!("raft-core asked for a write that breaks its contract: {e}");
+                    }
+                }
                 Ok(batch)
             }
             #[cfg(test)]
@@ -369,6 +373,26 @@ impl Storage {
         }
     }
 
+    /// The store file, for the disk store.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Storage::Disk { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// Stops the storage thread and waits until the file is closed,
+    /// blocking: for a start that fails after the store was opened, so
+    /// that the store can be opened again at once.
+    pub fn close_blocking(mut self) {
+        if let Storage::Disk { jobs, thread, .. } = &mut self {
+            drop(jobs.take());
+            if let Some(t) = thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
     /// Stops the storage thread and waits until the file is closed, so that
     /// a restarted node can open it again.
     pub async fn close(&mut self) {
@@ -378,5 +402,34 @@ impl Storage {
                 let _ = tokio::task::spawn_blocking(move || t.join()).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft_core::{Entry, HardState, Term};
+
+    #[test]
+    fn the_membership_is_written_with_its_batch_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = StoreIdentity { cluster_id: Some(7), node_id: NodeId(1) };
+        let (mut store, fresh) = DiskStore::open(dir.path(), identity).unwrap();
+        assert_eq!(fresh, MemoryStore::new(), "a new store holds nothing");
+        let members = Membership::new([NodeId(1), NodeId(2), NodeId(3)]).unwrap();
+        let batch = vec![
+            Persist::Membership(members.clone()),
+            Persist::HardState(HardState { term: Term(1), voted_for: Some(NodeId(1)) }),
+            Persist::Append { first: LogIndex(1), entries: vec![Entry::noop(Term(1))] },
+        ];
+        store.write(&batch).unwrap();
+        drop(store);
+        let (_, stored) = DiskStore::open(dir.path(), identity).unwrap();
+        let mut expected = MemoryStore::new();
+        for p in &batch {
+            expected.apply(p).unwrap();
+        }
+        assert_eq!(stored, expected);
+        assert_eq!(stored.membership, Some(members));
     }
 }

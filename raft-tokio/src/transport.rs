@@ -11,8 +11,14 @@
 //! A connection whose handshake or any frame is bad (does not decode, is
 //! over the size limit, names a node outside the cluster or another
 //! cluster) is logged, counted and closed. The node keeps running.
+//!
+//! Until its handshake passes, an incoming connection is a stranger's: at
+//! most [`HANDSHAKES_PENDING_MAX`] of them are served at once (more are
+//! closed unread), each reads into a buffer the size of one handshake, and
+//! each has [`HANDSHAKE_TIMEOUT`] to complete it. Only then does it get the
+//! full-sized read buffer.
 
-use crate::wire::{self, Frame, FrameError, Hello};
+use crate::wire::{self, Frame, FrameError, Hello, HELLO_BYTES_MAX, LENGTH_PREFIX_BYTES};
 use raft_core::{Message, NodeId, ProposalId};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -31,6 +37,15 @@ const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// How long a new connection may take to connect and say hello before it
 /// is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most incoming connections served before their handshake passed. A
+/// cluster's own peers need one each (and a second while one reconnects);
+/// the rest is room for restarts. Past it, a new connection is closed at
+/// once, unread, and counted: strangers cannot make a node hold more than
+/// this many handshake buffers and tasks.
+pub const HANDSHAKES_PENDING_MAX: usize = 64;
+/// The read buffer of a connection whose handshake has not passed: one
+/// handshake frame (its peer sends nothing else before the answer).
+const HANDSHAKE_READ_BYTES: usize = LENGTH_PREFIX_BYTES + HELLO_BYTES_MAX;
 /// Most messages one write system call carries: enough to amortise the call
 /// under load, few enough that the first message is not held back long.
 const MESSAGES_PER_WRITE_MAX: usize = 256;
@@ -44,6 +59,8 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 pub(crate) struct TransportCounters {
     /// Connections closed because of a bad handshake or frame.
     pub rejected_connections: AtomicU64,
+    /// Connections closed unread: too many handshakes were pending.
+    pub refused_connections: AtomicU64,
     /// Messages dropped because a peer's send queue was full.
     pub send_queue_full: AtomicU64,
     /// Messages dropped because they would not fit in one frame.
@@ -135,6 +152,7 @@ async fn accept_loop(
     // The connections' tasks, so that a stopped node has closed every
     // connection (and its peers see it) before `Transport::stop` returns.
     let mut connections = tokio::task::JoinSet::new();
+    let handshakes = Arc::new(Semaphore::new(HANDSHAKES_PENDING_MAX));
     loop {
         let accepted = tokio::select! {
             _ = stopped.changed() => break,
@@ -143,9 +161,14 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, addr)) => {
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    counters.refused_connections.fetch_add(1, Ordering::Relaxed);
+                    debug!(node = %config.id, peer_addr = %addr, "refused a connection: too many handshakes pending");
+                    continue;
+                };
                 let (config, inbox, counters) = (config.clone(), inbox.clone(), counters.clone());
                 connections.spawn(async move {
-                    match serve(&config, stream, &inbox).await {
+                    match serve(&config, stream, &inbox, permit).await {
                         Ok(()) => {}
                         Err(e) if e.is_peer_fault() => {
                             counters.rejected_connections.fetch_add(1, Ordering::Relaxed);
@@ -219,12 +242,24 @@ struct FrameReader {
     stream: tokio::net::tcp::OwnedReadHalf,
     buf: Vec<u8>,
     start: usize,
+    /// The largest frame body accepted.
     limit: usize,
+    /// Bytes one read call may add to the buffer.
+    read_bytes: usize,
 }
 
 impl FrameReader {
-    fn new(stream: tokio::net::tcp::OwnedReadHalf, limit: usize) -> FrameReader {
-        FrameReader { stream, buf: Vec::with_capacity(READ_BUFFER_BYTES), start: 0, limit }
+    /// A reader for the handshake: frames of a handshake's size only, read
+    /// into a buffer of that size.
+    fn for_handshake(stream: tokio::net::tcp::OwnedReadHalf) -> FrameReader {
+        let read_bytes = HANDSHAKE_READ_BYTES;
+        FrameReader { stream, buf: Vec::with_capacity(read_bytes), start: 0, limit: HELLO_BYTES_MAX, read_bytes }
+    }
+
+    /// After the handshake: frames up to `limit`, read in big pieces.
+    fn for_messages(&mut self, limit: usize) {
+        self.limit = limit;
+        self.read_bytes = READ_BUFFER_BYTES;
     }
 
     /// The next frame; `Ok(None)` at a clean end of stream.
@@ -243,7 +278,10 @@ impl FrameReader {
             // beyond one frame plus one read.
             self.buf.drain(..self.start);
             self.start = 0;
-            self.buf.reserve(READ_BUFFER_BYTES);
+            // Before the handshake the buffer stays a few hundred bytes: it
+            // holds less than one handshake frame here, and reserving grows
+            // it to at most twice what it must hold.
+            self.buf.reserve(self.read_bytes);
             if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return if self.buf.is_empty() { Ok(None) } else { Err(ConnectionError::Truncated) };
             }
@@ -251,25 +289,23 @@ impl FrameReader {
     }
 }
 
-/// Serves one incoming connection: handshake, then messages into the inbox.
+/// Serves one incoming connection: handshake (holding one of the
+/// `HANDSHAKES_PENDING_MAX` permits), then messages into the inbox.
 async fn serve(
     config: &TransportConfig,
     stream: TcpStream,
     inbox: &mpsc::Sender<Inbound>,
+    handshake_permit: OwnedSemaphorePermit,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
-    let mut reader = FrameReader::new(read, config.frame_bytes_max);
-    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next()).await {
+    let mut reader = FrameReader::for_handshake(read);
+    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(config, &mut reader, &mut write)).await {
         Err(_) => return Err(ConnectionError::HandshakeTimeout),
-        Ok(r) => r?.ok_or(ConnectionError::ClosedBeforeHello)?,
+        Ok(hello) => hello?,
     };
-    let Frame::Hello(hello) = hello else { return Err(ConnectionError::ExpectedHello) };
-    check_hello(config, &hello)?;
-    let mut buf = Vec::new();
-    let ours = Hello { cluster_id: config.cluster_id, from: config.id, to: hello.from };
-    wire::encode_frame(&Frame::Hello(ours), &mut buf, config.frame_bytes_max).map_err(ConnectionError::Frame)?;
-    write.write_all(&buf).await?;
+    drop(handshake_permit);
+    reader.for_messages(config.frame_bytes_max);
     debug!(node = %config.id, peer = %hello.from, "accepted a connection");
     loop {
         match reader.next().await? {
@@ -282,6 +318,23 @@ async fn serve(
             Some(Frame::Hello(_)) => return Err(ConnectionError::ExpectedHello),
         }
     }
+}
+
+/// The accepting side's handshake: their hello, checked, then ours.
+async fn handshake(
+    config: &TransportConfig,
+    reader: &mut FrameReader,
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+) -> Result<Hello, ConnectionError> {
+    let Frame::Hello(hello) = reader.next().await?.ok_or(ConnectionError::ClosedBeforeHello)? else {
+        return Err(ConnectionError::ExpectedHello);
+    };
+    check_hello(config, &hello)?;
+    let mut buf = Vec::new();
+    let ours = Hello { cluster_id: config.cluster_id, from: config.id, to: hello.from };
+    wire::encode_frame(&Frame::Hello(ours), &mut buf, HELLO_BYTES_MAX).map_err(ConnectionError::Frame)?;
+    write.write_all(&buf).await?;
+    Ok(hello)
 }
 
 fn check_hello(config: &TransportConfig, hello: &Hello) -> Result<(), ConnectionError> {
@@ -377,11 +430,10 @@ impl Writer {
         stream.set_nodelay(true)?;
         let mut buf = Vec::new();
         let hello = Hello { cluster_id: self.config.cluster_id, from: self.config.id, to: self.peer };
-        wire::encode_frame(&Frame::Hello(hello), &mut buf, self.config.frame_bytes_max)
-            .map_err(ConnectionError::Frame)?;
+        wire::encode_frame(&Frame::Hello(hello), &mut buf, HELLO_BYTES_MAX).map_err(ConnectionError::Frame)?;
         let (read, mut write) = stream.into_split();
         write.write_all(&buf).await?;
-        let mut reader = FrameReader::new(read, self.config.frame_bytes_max);
+        let mut reader = FrameReader::for_handshake(read);
         let answer = match tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next()).await {
             Err(_) => return Err(ConnectionError::HandshakeTimeout),
             Ok(r) => r?.ok_or(ConnectionError::ClosedBeforeHello)?,

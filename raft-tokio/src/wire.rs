@@ -17,10 +17,19 @@ use std::fmt;
 
 /// The version byte at the start of every frame body. A node refuses
 /// frames of any other version rather than guess at their meaning.
-pub const WIRE_VERSION: u8 = 1;
+/// Version 2: forwarded proposals' and reads' results carry the refusal's
+/// reason (`Result` where version 1 had `Option`).
+pub const WIRE_VERSION: u8 = 2;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
+
+/// The most body bytes a [`Hello`] frame takes: the version byte, the
+/// variant tag and three u64 varints of at most 10 bytes each (32 in all),
+/// with room to spare. A connection's first frame is refused past it, so an
+/// unauthenticated peer is never read more than this before its handshake
+/// passes.
+pub const HELLO_BYTES_MAX: usize = 64;
 
 /// The first frame each side of a connection sends: who it is, who it
 /// thinks it is talking to, and which cluster it belongs to. Two clusters
@@ -129,7 +138,7 @@ pub(crate) mod tests {
     use proptest::prelude::*;
     use raft_core::{
         AppendEntries, AppendEntriesResponse, AppendResult, Entry, Forward, ForwardResponse, LeadershipCheck,
-        LeadershipCheckResponse, LogIndex, Payload, ProposalId, ReadId, ReadIndexRequest, ReadIndexResponse,
+        LeadershipCheckResponse, LogIndex, Payload, ProposalId, ReadId, ReadIndexRequest, ReadIndexResponse, Rejection,
         RequestVote, RequestVoteResponse, Term,
     };
 
@@ -143,6 +152,14 @@ pub(crate) mod tests {
     }
     fn bytes() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(any::<u8>(), 0..64)
+    }
+    fn rejection() -> impl Strategy<Value = Rejection> {
+        prop_oneof![
+            Just(Rejection::QueueFull),
+            Just(Rejection::TooLarge),
+            proptest::option::of(any::<u64>().prop_map(NodeId))
+                .prop_map(|leader_hint| Rejection::NotLeader { leader_hint }),
+        ]
     }
     pub(crate) fn entry() -> impl Strategy<Value = Entry> {
         let payload = prop_oneof![Just(Payload::Noop), bytes().prop_map(Payload::Command)];
@@ -188,7 +205,10 @@ pub(crate) mod tests {
                 term(),
                 hint,
                 proptest::collection::vec(
-                    (any::<u64>().prop_map(ProposalId), proptest::option::of((term(), index()))),
+                    (
+                        any::<u64>().prop_map(ProposalId),
+                        prop_oneof![(term(), index()).prop_map(Ok), rejection().prop_map(Err)]
+                    ),
                     0..8
                 )
             )
@@ -204,7 +224,10 @@ pub(crate) mod tests {
             (
                 term(),
                 proptest::option::of(any::<u64>().prop_map(NodeId)),
-                proptest::collection::vec((any::<u64>().prop_map(ReadId), proptest::option::of(index())), 0..8)
+                proptest::collection::vec(
+                    (any::<u64>().prop_map(ReadId), prop_oneof![index().prop_map(Ok), rejection().prop_map(Err)]),
+                    0..8
+                )
             )
                 .prop_map(|(term, leader_hint, results)| {
                     Message::ReadIndexResponse(ReadIndexResponse { term, leader_hint, results })
@@ -255,6 +278,15 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_largest_hello_fits_the_handshake_limit() {
+        let hello = Frame::Hello(Hello { cluster_id: u64::MAX, from: NodeId(u64::MAX), to: NodeId(u64::MAX) });
+        let mut buf = Vec::new();
+        let body = encode_frame(&hello, &mut buf, HELLO_BYTES_MAX).unwrap();
+        assert!(body <= 32, "{body}");
+        assert_eq!(split_frame(&buf, HELLO_BYTES_MAX).unwrap().map(|(f, _)| f), Some(hello));
+    }
+
+    #[test]
     fn oversized_frames_are_refused_before_reading_the_body() {
         let prefix = u32::MAX.to_be_bytes();
         assert_eq!(split_frame(&prefix, LIMIT), Err(FrameError::TooLarge { len: u32::MAX as usize, limit: LIMIT }));
@@ -271,8 +303,8 @@ pub(crate) mod tests {
         let hello = Frame::Hello(Hello { cluster_id: 9, from: NodeId(1), to: NodeId(2) });
         encode_frame(&hello, &mut buf, LIMIT).unwrap();
         let mut body = buf[LENGTH_PREFIX_BYTES..].to_vec();
-        body[0] = 2;
-        assert_eq!(decode_body(&body), Err(FrameError::UnknownVersion(2)));
+        body[0] = WIRE_VERSION + 1;
+        assert_eq!(decode_body(&body), Err(FrameError::UnknownVersion(WIRE_VERSION + 1)));
         body[0] = WIRE_VERSION;
         body.push(0);
         assert_eq!(decode_body(&body), Err(FrameError::TrailingBytes(1)));

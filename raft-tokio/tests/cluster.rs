@@ -37,9 +37,17 @@ async fn one_leader_and_every_nodes_proposals_in_one_order() {
     for committed in [&a, &b, &c] {
         assert_all_present(&delivered, committed);
     }
-    let status = cluster.node(leader).status();
+    let status = cluster.node(leader).status().raft;
     assert!(status.commit_index.0 >= 61, "60 entries and the leader's no-op: {status:?}");
-    assert_eq!(status.applied_index, status.commit_index);
+    // Everything committed was handed to the application...
+    assert_eq!(status.delivered_index, status.commit_index);
+    // ... and it reports it applied once it asks for more.
+    let node = cluster.node(leader);
+    common::wait_until("the leader's application applies all", || {
+        let s = node.status().raft;
+        s.applied_index == s.commit_index
+    })
+    .await;
     cluster.shutdown().await;
 }
 

@@ -1,11 +1,12 @@
 //! Bytes that are not our protocol, sent to a node's port: garbage, frames
 //! over the size limit, handshakes from outside the cluster. Each connection
-//! is closed, counted, and the node keeps serving.
+//! is closed, counted, and the node keeps serving. Connections that never
+//! shake hands hold a bounded number of slots, each for a bounded time.
 
 mod common;
 use common::{propose_many, Cluster, CLUSTER_ID};
 use raft_tokio::wire::{encode_frame, split_frame, Frame, Hello};
-use raft_tokio::NodeId;
+use raft_tokio::{NodeId, HANDSHAKES_PENDING_MAX};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -73,6 +74,59 @@ async fn bad_bytes_are_dropped_and_the_node_keeps_serving() {
     common::wait_until("seven rejections counted", || target.status().transport.rejected_connections - before == 7)
         .await;
     // The cluster still commits, through the node that was attacked.
+    propose_many(target, "after", 5).await;
+    cluster.converge(5).await;
+    cluster.shutdown().await;
+}
+
+/// Waits until the node closes `s`; returns how long that took.
+async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = tokio::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(limit, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| start.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_hold_bounded_slots_for_a_bounded_time() {
+    let cluster = Cluster::start(3, false).await;
+    cluster.leader().await;
+    let target = cluster.node(0);
+    let addr = target.local_addr().to_string();
+    let before = target.status().transport;
+    // Strangers that connect and say nothing take every handshake slot...
+    let mut silent = Vec::new();
+    for _ in 0..HANDSHAKES_PENDING_MAX {
+        silent.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    // ... so one more is closed at once, unread, and counted.
+    let mut one_more = TcpStream::connect(&addr).await.unwrap();
+    let refused = closed_within(&mut one_more, Duration::from_secs(1)).await;
+    assert!(refused.is_some(), "a connection past the bound was kept");
+    common::wait_until("the refusal counted", || {
+        target.status().transport.refused_connections - before.refused_connections == 1
+    })
+    .await;
+    // Each silent one is closed at the handshake deadline (2 s) and counted.
+    for s in &mut silent {
+        let closed = closed_within(s, Duration::from_secs(5)).await;
+        assert!(closed.is_some(), "a connection without a handshake outlived the deadline");
+    }
+    let pending = HANDSHAKES_PENDING_MAX as u64;
+    common::wait_until("the timeouts counted", || {
+        target.status().transport.rejected_connections - before.rejected_connections == pending
+    })
+    .await;
+    // The slots are free again: a valid handshake is answered.
+    assert!(expect_closed(&addr, &hello(CLUSTER_ID, 2, 1), &u32::MAX.to_be_bytes()).await);
     propose_many(target, "after", 5).await;
     cluster.converge(5).await;
     cluster.shutdown().await;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 const CANARY: &[u8] = b"CANARY-0123456789-CANARY";
 
-fn config(dir: &Path, id: u64) -> RaftConfig {
+fn config_for(dir: &Path, id: u64) -> RaftConfig {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let params = RaftParams { seed: Some(1), ..RaftParams::default() };
@@ -16,13 +16,13 @@ fn config(dir: &Path, id: u64) -> RaftConfig {
 
 /// Writes the canary through a one-node cluster and shuts it down cleanly.
 async fn store_with_canary(dir: &Path) {
-    let (node, _entries) = Raft::start(config(dir, 1)).await.expect("fresh store opens");
+    let (node, _entries) = Raft::start(config_for(dir, 1)).await.expect("fresh store opens");
     node.propose(CANARY.to_vec()).await.expect("commits");
     node.shutdown().await.unwrap();
 }
 
 async fn start_error(dir: &Path, id: u64) -> StartError {
-    match Raft::start(config(dir, id)).await {
+    match Raft::start(config_for(dir, id)).await {
         Ok(_) => panic!("a damaged or foreign store was accepted"),
         Err(e) => e,
     }
@@ -98,8 +98,34 @@ async fn a_store_of_another_node_is_refused() {
 async fn an_intact_store_comes_back_with_its_entries() {
     let dir = tempfile::tempdir().unwrap();
     store_with_canary(dir.path()).await;
-    let (node, mut entries) = Raft::start(config(dir.path(), 1)).await.expect("reopens");
+    let (node, mut entries) = Raft::start(config_for(dir.path(), 1)).await.expect("reopens");
     let first = entries.recv_committed().await.unwrap();
     assert_eq!((first.index.0, first.data.as_slice()), (2, CANARY));
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_other_members_is_refused_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_canary(dir.path()).await;
+    // The same node, now configured in a cluster of two.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let members = vec![(NodeId(1), addr), (NodeId(2), "127.0.0.1:1".to_string())];
+    let params = RaftParams { seed: Some(1), ..RaftParams::default() };
+    let config =
+        RaftConfig::with_ids(members, NodeId(1), params, Some(dir.path().to_path_buf())).with_listener(listener);
+    let err = match Raft::start(config).await {
+        Ok(_) => panic!("a store of other members was accepted"),
+        Err(e) => e,
+    };
+    let text = err.to_string();
+    assert!(
+        matches!(&err, StartError::Storage(e) if matches!(e.problem, StorageProblem::MembersDiffer { .. })),
+        "{text}"
+    );
+    assert!(text.contains("holds the members n1 but the configuration lists n1, n2"), "{text}");
+    // Refused before anything was written: the old configuration still starts.
+    let (node, _entries) = Raft::start(config_for(dir.path(), 1)).await.expect("reopens");
     node.shutdown().await.unwrap();
 }

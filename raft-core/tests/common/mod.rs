@@ -5,9 +5,9 @@
 //! so no test can see an output list that breaks it without failing.
 //!
 //! Nodes in arbitrary situations are built the way a real driver would build
-//! them: from a persisted hard state and log, through `State::recover`, and
-//! then moved into a role by feeding them inputs. No test reaches into the
-//! core's private fields.
+//! them: from a persisted store (term and vote, membership, log), through
+//! `State::recover`, and then moved into a role by feeding them inputs. No
+//! test reaches into the core's private fields.
 
 // Each test binary uses its own part of these helpers.
 #![allow(dead_code)]
@@ -15,9 +15,72 @@
 pub mod sim;
 
 use raft_core::{
-    AppendEntries, AppendEntriesResponse, AppendResult, Config, Entry, HardState, Input, Log, LogIndex, Message,
-    NodeId, Output, Persist, Proposal, ProposalId, RequestVote, RequestVoteResponse, State, Term, Timer,
+    AppendEntries, AppendEntriesResponse, AppendResult, Config, ConfigError, Entry, HardState, Input, Log, LogIndex,
+    Membership, MemoryStore, Message, NodeId, Output, Persist, Proposal, ProposalId, RequestVote, RequestVoteResponse,
+    State, Term, Timer,
 };
+
+/// A node's configuration together with the membership of its cluster:
+/// what a test needs to start or recover a node. It dereferences to the
+/// [`Config`], so it goes wherever a `&Config` does.
+#[derive(Clone, Debug)]
+pub struct TestConfig {
+    config: Config,
+    membership: Membership,
+}
+
+impl core::ops::Deref for TestConfig {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
+
+/// Forwards `Config`'s `with_*` setters, so that a test adjusts a bound as
+/// it would on a `Config` and keeps the membership.
+macro_rules! forward_setters {
+    ($($name:ident($ty:ty)),* $(,)?) => {
+        $(
+            #[doc = concat!("[`Config::", stringify!($name), "`], keeping the membership.")]
+            pub fn $name(self, n: $ty) -> Result<TestConfig, ConfigError> {
+                Ok(TestConfig { config: self.config.$name(n)?, membership: self.membership })
+            }
+        )*
+    };
+}
+
+impl TestConfig {
+    /// `config` in the cluster `membership`.
+    pub fn new(config: Config, membership: Membership) -> TestConfig {
+        TestConfig { config, membership }
+    }
+    /// The node's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The cluster's members.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+    /// Every member but this node, in id order.
+    pub fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.membership.peers(self.config.id())
+    }
+    /// The number of votes (or acknowledgements) that make a majority.
+    pub fn quorum(&self) -> usize {
+        self.membership.voters().len() / 2 + 1
+    }
+    forward_setters!(
+        with_entries_per_append_max(usize),
+        with_pending_proposals_max(usize),
+        with_message_bytes_max(usize),
+        with_inflight_entries_max(u64),
+        with_unapplied_entries_max(u64),
+        with_unapplied_bytes_max(u64),
+        with_uncommitted_entries_max(u64),
+        with_reads_max(usize),
+    );
+}
 
 /// Node `n`.
 pub fn id(n: u64) -> NodeId {
@@ -30,8 +93,49 @@ pub fn members(n: u64) -> Vec<NodeId> {
 }
 
 /// The configuration of node `me` in an `n`-node cluster, with defaults.
-pub fn config(me: u64, n: u64) -> Config {
-    Config::new(NodeId(me), members(n)).expect("a valid test configuration")
+pub fn config(me: u64, n: u64) -> TestConfig {
+    let membership = Membership::new(members(n)).expect("a valid test membership");
+    TestConfig::new(Config::new(NodeId(me)), membership)
+}
+
+/// A brand-new node of `config`'s cluster, and the outputs that start it.
+pub fn new_node(config: &TestConfig) -> (State, Vec<Output>) {
+    State::new(config, config.membership().clone())
+}
+
+/// A brand-new node and its store, which holds what the node's first
+/// outputs persisted (its membership), as a driver would have executed them.
+pub fn new_node_with_store(config: &TestConfig) -> (State, MemoryStore) {
+    let (state, outputs) = new_node(config);
+    assert_eq!(
+        outputs,
+        vec![Output::Persist(Persist::Membership(config.membership().clone())), election_timer(config)],
+        "a new node persists its membership and arms its election timer"
+    );
+    let mut store = MemoryStore::new();
+    persist_all(&mut store, &outputs);
+    (state, store)
+}
+
+/// Executes every persist of an output list against `store`, as a driver
+/// would; a persist the store refuses breaks the step contract.
+pub fn persist_all(store: &mut MemoryStore, outputs: &[Output]) {
+    if let Err(refused) = store.apply_all(outputs) {
+        panic!("the store refused a persist of {outputs:?}: {refused}");
+    }
+}
+
+/// A node restarted from `store` alone, having applied nothing.
+pub fn recover(config: &TestConfig, store: &MemoryStore) -> State {
+    let (state, outputs) =
+        State::recover(config, store.clone(), LogIndex(0)).expect("what the node persisted is recoverable");
+    assert_eq!(outputs, vec![election_timer(config)]);
+    state
+}
+
+/// The store of a node of `config`'s cluster that persisted `hard` and `entries`.
+pub fn store_of(config: &TestConfig, hard: HardState, entries: Vec<Entry>) -> MemoryStore {
+    MemoryStore { hard, membership: Some(config.membership().clone()), log: Log::from_entries(entries) }
 }
 
 /// The command entry a leader of `term` would have written at `index` in
@@ -54,20 +158,20 @@ pub fn terms_of(state: &State) -> Vec<u64> {
 /// A follower recovered from disk: current `term`, `voted_for`, a log whose
 /// entries have the given terms, and `commit` entries already applied (so
 /// its commit index is `commit`).
-pub fn follower(config: &Config, term: u64, voted_for: Option<u64>, log_terms: &[u64], commit: u64) -> State {
+pub fn follower(config: &TestConfig, term: u64, voted_for: Option<u64>, log_terms: &[u64], commit: u64) -> State {
     follower_with_log(config, term, voted_for, log_of(log_terms), commit)
 }
 
 /// As [`follower`], with the entries given.
 pub fn follower_with_log(
-    config: &Config,
+    config: &TestConfig,
     term: u64,
     voted_for: Option<u64>,
     entries: Vec<Entry>,
     commit: u64,
 ) -> State {
     let hard = HardState { term: Term(term), voted_for: voted_for.map(NodeId) };
-    let (state, outputs) = State::recover(config, hard, Log::from_entries(entries), LogIndex(commit))
+    let (state, outputs) = State::recover(config, store_of(config, hard, entries), LogIndex(commit))
         .expect("a consistent persisted state");
     assert_eq!(outputs, vec![election_timer(config)], "a recovered node only arms its election timer");
     state
@@ -231,7 +335,7 @@ pub fn delivered(outputs: &[Output]) -> Vec<(u64, u64, Vec<u8>)> {
 /// `term - 1` with the log given, timed out into an election for `term`, and
 /// granted the votes of the lowest-numbered peers it needs. Returns the
 /// state and the outputs of the step that made it leader.
-pub fn leader(config: &Config, term: u64, log_terms: &[u64], commit: u64) -> (State, Vec<Output>) {
+pub fn leader(config: &TestConfig, term: u64, log_terms: &[u64], commit: u64) -> (State, Vec<Output>) {
     let mut state = follower(config, term - 1, None, log_terms, commit);
     let mut outputs = step(config, &mut state, Input::Timeout(Timer::Election));
     let voters: Vec<NodeId> = config.peers().take(config.quorum() - 1).collect();
@@ -247,7 +351,7 @@ pub fn leader(config: &Config, term: u64, log_terms: &[u64], commit: u64) -> (St
 /// in order, at once), for scenario tests that need several real nodes.
 pub struct Harness {
     /// The nodes' configurations, node `i + 1` at position `i`.
-    pub configs: Vec<Config>,
+    pub configs: Vec<TestConfig>,
     /// The nodes' states.
     pub states: Vec<State>,
     /// Messages sent and not yet delivered: (from, to, message).
@@ -260,7 +364,7 @@ pub struct Harness {
 
 impl Harness {
     /// A cluster of the given states; `configs[i]` belongs to `states[i]`.
-    pub fn new(configs: Vec<Config>, states: Vec<State>) -> Harness {
+    pub fn new(configs: Vec<TestConfig>, states: Vec<State>) -> Harness {
         let n = states.len();
         Harness { configs, states, in_flight: Default::default(), trace: Vec::new(), applied: vec![Vec::new(); n] }
     }
@@ -298,65 +402,5 @@ impl Harness {
     /// The state of node `node` (1-based).
     pub fn state(&self, node: u64) -> &State {
         &self.states[(node - 1) as usize]
-    }
-}
-
-/// What a node has on disk: the record of its term and vote, and its log,
-/// changed only by the `Persist` outputs a driver executes. A crash keeps
-/// exactly this; `State::recover` starts from it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Disk {
-    /// The last term-and-vote record written.
-    pub hard: HardState,
-    /// The log entries written, at indexes 1, 2, ...
-    pub log: Vec<Entry>,
-}
-
-impl Disk {
-    /// Executes one persist, checking it against the contract: a truncation
-    /// removes entries that exist; an append lands just past the last entry.
-    pub fn apply(&mut self, persist: &Persist) {
-        if let Err(refused) = self.try_apply(persist) {
-            panic!("{refused}");
-        }
-    }
-
-    /// As [`Disk::apply`], but a persist that breaks the contract is
-    /// refused (the disk unchanged) and described rather than panicked on.
-    pub fn try_apply(&mut self, persist: &Persist) -> Result<(), String> {
-        let len = self.log.len() as u64;
-        match persist {
-            Persist::HardState(hard) => self.hard = *hard,
-            Persist::Truncate { from } => {
-                if from.0 < 1 || from.0 > len {
-                    return Err(format!("truncation at {from:?} of a log of {len} entries"));
-                }
-                self.log.truncate(from.0 as usize - 1);
-            }
-            Persist::Append { first, entries } => {
-                if first.0 != len + 1 {
-                    return Err(format!("an append at {first:?} must land just past the last entry, {len}"));
-                }
-                self.log.extend(entries.iter().cloned());
-            }
-        }
-        Ok(())
-    }
-
-    /// Executes every persist of an output list.
-    pub fn apply_all(&mut self, outputs: &[Output]) {
-        for o in outputs {
-            if let Output::Persist(p) = o {
-                self.apply(p);
-            }
-        }
-    }
-
-    /// A node restarted from this disk alone, having applied nothing.
-    pub fn recover(&self, config: &Config) -> State {
-        let (state, outputs) = State::recover(config, self.hard, Log::from_entries(self.log.clone()), LogIndex(0))
-            .expect("what the node persisted is recoverable");
-        assert_eq!(outputs, vec![election_timer(config)]);
-        state
     }
 }

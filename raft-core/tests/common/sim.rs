@@ -10,11 +10,15 @@
 //! crashes), so a seed replays exactly.
 //!
 //! The driver executes each output list in order, as the step contract
-//! says: `Persist` goes to the node's [`Disk`], `Send` to the network,
+//! says: `Persist` goes to the node's disk (a [`MemoryStore`], which
+//! refuses a persist that breaks the contract), `Send` to the network,
 //! timers to the node's timer table (`SetTimer` replaces that kind's
-//! deadline; `CancelTimer` removes it). A crash may strike in the middle of
-//! an output list: what was executed stays, what was not is lost. A crashed
-//! node keeps only its disk and restarts through `State::recover`.
+//! deadline; `CancelTimer` removes it), `Deliver` to the node's
+//! application, which applies the commands and, a moment later, reports
+//! them applied (`Input::Applied`), so that the core's delivery window
+//! moves on. A crash may strike in the middle of an output list: what was
+//! executed stays, what was not is lost. A crashed node keeps only its disk
+//! and restarts through `State::recover`.
 //!
 //! After every step the simulator checks the paper's safety properties
 //! (Figure 3) over the whole history: Election Safety, Leader Append-Only,
@@ -36,10 +40,9 @@
 //! client proposal of the phase must be committed, and every node must hold
 //! the same log and have delivered all of it.
 
-use super::Disk;
 use raft_core::{
-    AppendResult, Config, Entry, Fault, Input, LogIndex, Message, NodeId, Output, Payload, Proposal, ProposalId,
-    ReadId, State, Term, Timer,
+    AppendResult, Config, Entry, Fault, Input, LogIndex, Membership, MemoryStore, Message, NodeId, Output, Payload,
+    Proposal, ProposalId, ReadId, State, Term, Timer,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -82,6 +85,17 @@ fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     result.map_err(|_| CAUGHT.take())
 }
 
+/// The longest an application takes to apply what was delivered to it and
+/// report it applied: a fraction of a heartbeat, so that delivery windows
+/// fill now and then without slowing the cluster down.
+const APPLY_DELAY_MAX_US: u64 = 5_000;
+
+/// The delivery windows a run may draw (`Config::unapplied_entries_max`,
+/// `Config::unapplied_bytes_max`): from one entry, or 4 bytes (below the
+/// liveness phase's 6-byte commands, which then go alone), to the defaults.
+const UNAPPLIED_ENTRIES_CHOICES: [u64; 4] = [1, 3, 64, 4096];
+const UNAPPLIED_BYTES_CHOICES: [u64; 3] = [4, 8, 64 << 20];
+
 /// The longest a straggling message is held back: several election
 /// timeouts (150 to 300 ms by default), so that a node can lose and regain
 /// leadership while the message is on its way.
@@ -107,8 +121,8 @@ pub enum Property {
     LinearizableReads,
     /// Figure 2's persistent state: after every step, the node's store
     /// (built from its `Persist` outputs, in order) holds the current term,
-    /// the vote and the log that the node holds in memory; and it can be
-    /// recovered from.
+    /// the vote, the membership and the log that the node holds in memory;
+    /// and it can be recovered from.
     PersistedState,
     /// Figure 2, "updated on stable storage before responding to RPCs": a
     /// vote request, a vote or an acknowledgement is backed by what was
@@ -241,6 +255,9 @@ pub struct Outcome {
     pub accepted: u64,
     /// Reads served (ReadReady).
     pub reads_served: u64,
+    /// Deliveries held back by a full window and made when the
+    /// application reported progress (`Input::Applied`).
+    pub deliveries_after_applied: u64,
 }
 
 /// The faults in force; all zero in the liveness phase.
@@ -286,13 +303,33 @@ impl Faults {
 
 #[derive(Clone, Debug)]
 enum Event {
-    Arrive { from: NodeId, to: NodeId, message: Message },
-    Timer { node: usize, timer: Timer, generation: u64 },
+    Arrive {
+        from: NodeId,
+        to: NodeId,
+        message: Message,
+    },
+    Timer {
+        node: usize,
+        timer: Timer,
+        generation: u64,
+    },
     Chaos,
-    Restart { node: usize },
+    Restart {
+        node: usize,
+    },
     Heal,
-    Propose { node: usize },
-    Retry { data: Vec<u8> },
+    Propose {
+        node: usize,
+    },
+    Retry {
+        data: Vec<u8>,
+    },
+    /// The application of `node`, in its lifetime `lifetime`, reports what
+    /// it has applied.
+    Applied {
+        node: usize,
+        lifetime: u64,
+    },
 }
 
 /// One simulated machine: the core's state while it is up, its disk
@@ -300,7 +337,10 @@ enum Event {
 struct Machine {
     config: Config,
     state: Option<State>,
-    disk: Disk,
+    disk: MemoryStore,
+    /// How many times the node has started: an application's report of a
+    /// lifetime that ended is lost with it.
+    lifetime: u64,
     /// The armed timers: kind -> generation of the live deadline.
     timers: BTreeMap<Timer, u64>,
     /// Commands delivered in this lifetime, in order.
@@ -314,6 +354,7 @@ struct Machine {
 /// of history that the properties are checked against.
 pub struct Sim {
     options: Options,
+    membership: Membership,
     rng: ChaCha8Rng,
     now_us: u64,
     sequence: u64,
@@ -362,13 +403,21 @@ impl Sim {
         // needs an earlier-term entry to travel without the leader's no-op).
         let entries_per_append = [1, 2, 64][rng.random_range(0..3usize)];
         let inflight = [1, 4, 4096][rng.random_range(0..3usize)];
+        // Small delivery windows hand a backlog (a restarted node's whole
+        // committed log) to the application in many pieces, each after the
+        // application reported the previous one applied.
+        let unapplied_entries = UNAPPLIED_ENTRIES_CHOICES[rng.random_range(0..UNAPPLIED_ENTRIES_CHOICES.len())];
+        let unapplied_bytes = UNAPPLIED_BYTES_CHOICES[rng.random_range(0..UNAPPLIED_BYTES_CHOICES.len())];
         let ids: Vec<NodeId> = (1..=options.nodes).map(NodeId).collect();
+        let membership = Membership::new(ids.clone()).expect("valid");
         let machines = ids
             .iter()
             .map(|&id| {
-                let mut config = Config::new(id, ids.clone())
-                    .and_then(|c| c.with_entries_per_append_max(entries_per_append))
+                let mut config = Config::new(id)
+                    .with_entries_per_append_max(entries_per_append)
                     .and_then(|c| c.with_inflight_entries_max(inflight))
+                    .and_then(|c| c.with_unapplied_entries_max(unapplied_entries))
+                    .and_then(|c| c.with_unapplied_bytes_max(unapplied_bytes))
                     .expect("valid");
                 if let Some(fault) = options.fault {
                     config = config.with_fault(fault);
@@ -376,7 +425,8 @@ impl Sim {
                 Machine {
                     config,
                     state: None,
-                    disk: Disk::default(),
+                    disk: MemoryStore::new(),
+                    lifetime: 0,
                     timers: BTreeMap::new(),
                     applied: Vec::new(),
                     verified: (Term(0), 0),
@@ -385,6 +435,7 @@ impl Sim {
             .collect();
         Sim {
             options,
+            membership,
             rng,
             now_us: 0,
             sequence: 0,
@@ -423,11 +474,13 @@ impl Sim {
         if self.options.trace {
             let c = &self.machines[0].config;
             println!(
-                "seed {}: faults {:?}, entries per append {}, in flight {}",
+                "seed {}: faults {:?}, entries per append {}, in flight {}, unapplied {} entries / {} bytes",
                 self.options.seed,
                 self.faults,
                 c.entries_per_append_max(),
-                c.inflight_entries_max()
+                c.inflight_entries_max(),
+                c.unapplied_entries_max(),
+                c.unapplied_bytes_max()
             );
         }
         for node in 0..self.machines.len() {
@@ -570,6 +623,7 @@ impl Sim {
                 self.schedule(delay, Event::Propose { node: next });
                 Ok(())
             }
+            Event::Applied { node, lifetime } => self.report_applied(node, lifetime),
             Event::Retry { data } => {
                 // A liveness-phase client: proposes its command at a random
                 // node, and again after a client timeout until it is
@@ -643,11 +697,11 @@ impl Sim {
     /// Starts (or restarts) a node from its disk alone.
     fn start(&mut self, node: usize) -> Checked {
         let m = &mut self.machines[node];
-        let (state, outputs) = if m.disk == Disk::default() {
-            State::new(&m.config)
+        m.lifetime += 1;
+        let (state, outputs) = if m.disk == MemoryStore::new() {
+            State::new(&m.config, self.membership.clone())
         } else {
-            let log = raft_core::Log::from_entries(m.disk.log.clone());
-            State::recover(&m.config, m.disk.hard, log, LogIndex(0)).map_err(|e| Violation {
+            State::recover(&m.config, m.disk.clone(), LogIndex(0)).map_err(|e| Violation {
                 property: Property::PersistedState,
                 step: self.outcome.steps,
                 time_us: self.now_us,
@@ -658,7 +712,7 @@ impl Sim {
             println!("{:>9}us start n{} {state:?}", self.now_us, node + 1);
         }
         m.state = Some(state);
-        let entries = m.disk.log.clone();
+        let entries = m.disk.log.entries().to_vec();
         self.check_log_matching(&entries, 0)?;
         self.execute(node, outputs, None)?;
         Ok(())
@@ -695,6 +749,9 @@ impl Sim {
             self.record_commit(node, &after)?;
         }
         let touched = first_touched(&outputs);
+        if matches!(input, Input::Applied(_)) && outputs.iter().any(|o| matches!(o, Output::Deliver(_))) {
+            self.outcome.deliveries_after_applied += 1;
+        }
         self.execute(node, outputs.clone(), crash_at)?;
         self.check_step(node, &before, &after, &outputs)?;
         self.check_stale_term_rejected(node, &input, &before, &after, &outputs)?;
@@ -720,7 +777,7 @@ impl Sim {
             }
             match output {
                 Output::Persist(p) => {
-                    if let Err(refused) = self.machines[node].disk.try_apply(&p) {
+                    if let Err(refused) = self.machines[node].disk.apply(&p) {
                         let detail = format!("n{}'s store cannot execute {p:?}: {refused}", node + 1);
                         return Err(self.violation(Property::PersistedState, detail));
                     }
@@ -744,6 +801,9 @@ impl Sim {
                     for c in commands {
                         self.check_delivery(node, c.index.0, c.term, c.data)?;
                     }
+                    let lifetime = self.machines[node].lifetime;
+                    let delay = self.rng.random_range(0..=APPLY_DELAY_MAX_US);
+                    self.schedule(delay, Event::Applied { node, lifetime });
                 }
                 Output::ProposalAccepted { id, term, index } => {
                     let data = self.proposals[&id].clone();
@@ -808,6 +868,19 @@ impl Sim {
         Ok(())
     }
 
+    /// The application of `node` reports every command it was delivered in
+    /// this lifetime as applied, as a real one would: up to the index of the
+    /// last command it applied. A report of an earlier lifetime is lost.
+    fn report_applied(&mut self, node: usize, lifetime: u64) -> Checked {
+        let m = &self.machines[node];
+        let Some(state) = m.state.as_ref().filter(|_| m.lifetime == lifetime) else { return Ok(()) };
+        let Some(&(index, _, _)) = m.applied.last() else { return Ok(()) };
+        if LogIndex(index) <= state.applied_index() {
+            return Ok(()); // reported already
+        }
+        self.step(node, Input::Applied(LogIndex(index)))
+    }
+
     /// Persist-before-send, checked where it matters: when a vote request,
     /// a vote or an acknowledgement leaves, the disk already says so.
     fn check_backed_by_disk(&self, node: usize, to: NodeId, message: &Message) -> Checked {
@@ -857,7 +930,7 @@ impl Sim {
             return Ok(());
         }
         let claimed = match_index.0 as usize;
-        let ours = &self.machines[node].disk.log;
+        let ours = self.machines[node].disk.log.entries();
         let theirs = leader.log().entries();
         if claimed > 0 && (theirs.len() < claimed || ours.len() < claimed || ours[claimed - 1] != theirs[claimed - 1]) {
             let same = ours.iter().zip(theirs).take_while(|(a, b)| a == b).count();
@@ -967,9 +1040,13 @@ impl Sim {
             let detail = format!("{who} holds {:?} in memory, {:?} on disk", after.hard_state(), disk.hard);
             return Err(self.violation(Property::PersistedState, detail));
         }
-        if up && after.log().entries() != &disk.log[..] {
+        if up && disk.membership.as_ref() != Some(after.membership()) {
+            let detail = format!("{who} holds {:?} in memory, {:?} on disk", after.membership(), disk.membership);
+            return Err(self.violation(Property::PersistedState, detail));
+        }
+        if up && after.log().entries() != disk.log.entries() {
             let (memory, stored) = (after.log().entries().len(), disk.log.len());
-            let same = after.log().entries().iter().zip(&disk.log).take_while(|(a, b)| a == b).count();
+            let same = after.log().entries().iter().zip(disk.log.entries()).take_while(|(a, b)| a == b).count();
             let detail = format!("{who} holds {memory} entries in memory, {stored} on disk, alike up to {same}");
             return Err(self.violation(Property::PersistedState, detail));
         }
@@ -1118,7 +1195,7 @@ impl Sim {
         for index in from..self.committed.len() {
             let entry = &self.committed[index].0;
             let holders: Vec<String> = (0..self.machines.len())
-                .filter(|&n| self.machines[n].disk.log.get(index) == Some(entry))
+                .filter(|&n| self.machines[n].disk.log.get(LogIndex(index as u64 + 1)) == Some(entry))
                 .map(|n| format!("n{}", n + 1))
                 .collect();
             if holders.len() < quorum {

@@ -426,7 +426,7 @@ pub struct Member {
 }
 
 async fn status(State(s): Shared) -> Response {
-    let st = s.raft.status();
+    let st = s.raft.status().raft;
     let role = match st.role {
         RoleKind::Leader => "leader",
         RoleKind::Follower => "follower",

@@ -30,11 +30,21 @@ pub struct Cluster {
     pub nodes: Vec<Option<RaftHandle>>,
     pub delivered: Vec<Delivered>,
     pub dir: Option<tempfile::TempDir>,
+    /// Every node's parameters but its seed, applied index and cluster id.
+    pub params: RaftParams,
+    /// How long every node's application takes over each entry.
+    pub apply_delay: Duration,
 }
 
 impl Cluster {
     /// `n` nodes; with `disk`, each keeps its state in a temporary directory.
     pub async fn start(n: u64, disk: bool) -> Cluster {
+        Cluster::start_with(n, disk, RaftParams::default(), Duration::ZERO).await
+    }
+
+    /// `start`, with these parameters and an application that sleeps
+    /// `apply_delay` after each entry it takes.
+    pub async fn start_with(n: u64, disk: bool, params: RaftParams, apply_delay: Duration) -> Cluster {
         let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
         let members = listeners
             .iter()
@@ -42,7 +52,7 @@ impl Cluster {
             .map(|(i, l)| (NodeId(i as u64 + 1), l.local_addr().unwrap().to_string()))
             .collect();
         let dir = disk.then(|| tempfile::tempdir().unwrap());
-        let mut cluster = Cluster { members, nodes: Vec::new(), delivered: Vec::new(), dir };
+        let mut cluster = Cluster { members, nodes: Vec::new(), delivered: Vec::new(), dir, params, apply_delay };
         for (i, l) in listeners.into_iter().enumerate() {
             let (handle, delivered) = cluster.launch(i, Some(l), 0).await.expect("node starts");
             cluster.nodes.push(Some(handle));
@@ -60,7 +70,7 @@ impl Cluster {
             seed: Some(100 + i as u64),
             applied_index: applied,
             cluster_id: Some(CLUSTER_ID),
-            ..RaftParams::default()
+            ..self.params.clone()
         };
         RaftConfig::with_ids(self.members.clone(), NodeId(i as u64 + 1), params, self.data_dir(i))
     }
@@ -78,9 +88,13 @@ impl Cluster {
         let (handle, mut entries) = Raft::start(config).await?;
         let delivered: Delivered = Arc::default();
         let sink = delivered.clone();
+        let delay = self.apply_delay;
         tokio::spawn(async move {
             while let Some(c) = entries.recv_committed().await {
                 sink.lock().unwrap().push(c);
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
             }
         });
         Ok((handle, delivered))
