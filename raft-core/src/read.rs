@@ -259,6 +259,7 @@ impl State {
         out: &mut Vec<Output>,
     ) {
         self.debug_assert_current_term(config, m.term);
+        self.heard_from(config, from);
         if m.round > self.reads.round {
             out.push(Output::Dropped(crate::io::Dropped::StaleResponse));
             return;
