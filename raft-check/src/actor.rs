@@ -15,7 +15,7 @@
 use crate::kv::{self, ClientState, Command as KvCommand, Value};
 use raft_core::{
     Config, Input, LogIndex, Membership, MemoryStore, Message, NodeId, Output, Payload, Proposal, ProposalId, ReadId,
-    State, Timer,
+    RoleKind, State, Timer,
 };
 use stateright::actor::{model_timeout, Actor, Id, Out};
 use std::borrow::Cow;
@@ -109,6 +109,9 @@ pub struct Broken {
     /// node's state or granted or acknowledged it (§5.1: a stale term is
     /// rejected).
     pub acted_on_stale_term: bool,
+    /// A step that started a pre-vote, or answered one, changed the node's
+    /// term or vote (thesis §9.6: a pre-vote changes neither).
+    pub pre_vote_changed_term: bool,
     /// raft-core (or the adapter executing its outputs) panicked in a step:
     /// a broken contract. The node takes no further input.
     pub panicked: bool,
@@ -359,11 +362,17 @@ impl Server {
         if s.broken.panicked || s.broken.unrecoverable {
             return None;
         }
+        // A pre-vote, and a granted pre-vote's answer, carry a term nobody
+        // adopts (thesis §9.6); every other higher term must be adopted.
         let higher_term = match &input {
+            Input::Receive { message: Message::PreVote(_), .. } => None,
+            Input::Receive { message: Message::PreVoteResponse(r), .. } if r.granted => None,
             Input::Receive { message, .. } => Some(message.term()).filter(|&t| t > s.raft.term()),
             _ => None,
         };
+        let answers_pre_vote = matches!(&input, Input::Receive { message: Message::PreVote(_), .. });
         let stale_rpc = matches!(&input, Input::Receive { message, .. } if message.is_term_checked() && message.term() < s.raft.term());
+        let election_timeout = matches!(input, Input::Timeout(Timer::Election));
         let mut local = Out::new();
         let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut next = s.clone();
@@ -379,7 +388,15 @@ impl Server {
             };
             next.raft.step(config, input, &mut outputs);
             next.broken.overwrote_as_leader |= overwrote_own_entries(&s.raft, &next.raft);
-            next.broken.kept_old_term |= higher_term.is_some_and(|t| next.raft.term() < t || next.raft.is_leader());
+            // Check-quorum's lease: a vote request dropped by a node that
+            // hears from a live leader (thesis §6.2) is the one exception.
+            let in_lease = outputs.iter().any(|o| matches!(o, Output::Dropped(raft_core::Dropped::InLease)));
+            next.broken.kept_old_term |=
+                !in_lease && higher_term.is_some_and(|t| next.raft.term() < t || next.raft.is_leader());
+            let starts_pre_vote = next.raft.role_kind() == RoleKind::PreCandidate
+                && (s.raft.role_kind() != RoleKind::PreCandidate || election_timeout);
+            next.broken.pre_vote_changed_term |=
+                (answers_pre_vote || starts_pre_vote) && next.raft.hard_state() != s.raft.hard_state();
             next.broken.acted_on_stale_term |= stale_rpc && (next.raft != s.raft || outputs.iter().any(grants));
             self.execute(&mut next, &s.raft, outputs, &mut local);
             next
@@ -438,6 +455,7 @@ impl Server {
                 | Output::LeaderChanged { .. }
                 | Output::ProposalAccepted { .. }
                 | Output::ProposalRejected { .. }
+                | Output::TransferRejected { .. }
                 | Output::Dropped(_) => {}
             }
         }

@@ -135,6 +135,15 @@ pub struct Args {
     /// Leaders send one entry per AppendEntries, one in flight per follower.
     #[arg(long)]
     pub split_appends: bool,
+    /// Pre-vote on (thesis §9.6): a node asks whether it could win before
+    /// it changes its term.
+    #[arg(long)]
+    pub pre_vote: bool,
+    /// Check-quorum on (thesis §6.2): a leader that has not heard from a
+    /// majority steps down; a node that hears from a live leader ignores
+    /// vote requests of higher terms.
+    #[arg(long)]
+    pub check_quorum: bool,
     /// Profiles: run only this profile (`deep` for the deep one).
     #[arg(long)]
     pub profile: Option<String>,
@@ -174,6 +183,8 @@ impl Args {
             max_log: self.max_log,
             heartbeats: self.heartbeats,
             split_appends: self.split_appends,
+            pre_vote: self.pre_vote,
+            check_quorum: self.check_quorum,
             fault: self.fault,
             switches: Switches {
                 forget_vote_on_recovery: self.bug == Some(Bug::ForgetVoteOnRecovery),

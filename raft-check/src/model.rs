@@ -78,6 +78,14 @@ pub struct ModelConfig {
     /// Off, a leader sends its whole log at once (the runtime's default of
     /// 64 entries per message covers every model log).
     pub split_appends: bool,
+    /// Pre-vote (thesis §9.6): a node whose election timer fires asks
+    /// whether it could win before it changes its term.
+    pub pre_vote: bool,
+    /// Check-quorum (thesis §6.2): a leader steps down when a majority was
+    /// not heard from in a period (its timer fires at any moment in the
+    /// model), and a node that hears from a live leader ignores vote
+    /// requests of higher terms.
+    pub check_quorum: bool,
     /// A rule of raft-core broken on purpose (the mutation harness).
     pub fault: Option<Fault>,
     /// Deliberate adapter bugs, for tests.
@@ -100,6 +108,8 @@ impl Default for ModelConfig {
             max_log: 3,
             heartbeats: true,
             split_appends: false,
+            pre_vote: false,
+            check_quorum: false,
             fault: None,
             switches: Switches::default(),
             config_hook: None,
@@ -143,7 +153,8 @@ pub fn start_value(i: usize) -> Vec<u8> {
 impl ModelConfig {
     /// The raft-core configuration of server `i`.
     pub fn raft_config(&self, i: usize) -> Config {
-        let mut config = Config::new(NodeId(i as u64));
+        let mut config =
+            Config::new(NodeId(i as u64)).with_pre_vote(self.pre_vote).with_check_quorum(self.check_quorum);
         if self.split_appends {
             config = config
                 .with_entries_per_append_max(1)

@@ -105,6 +105,21 @@ pub fn ci_profiles() -> Vec<Profile> {
             search: Search::Walks { seed: 1, runs: 20_000, steps: 80, weights: READ_WALK_WEIGHTS },
         },
         Profile {
+            name: "prevote-walks",
+            why: "pre-vote and check-quorum on, split appends, terms up to 4: the thesis's two \
+                  extensions keep every property, and a pre-vote changes no term",
+            config: ModelConfig {
+                split_appends: true,
+                max_term: 4,
+                max_log: 4,
+                crashes: 0,
+                pre_vote: true,
+                check_quorum: true,
+                ..base.clone()
+            },
+            search: walks,
+        },
+        Profile {
             name: "crash-walks",
             why: "split appends under a crash and recovery at terms up to 3: what is persisted and recovered",
             config: ModelConfig { split_appends: true, max_term: 3, max_log: 4, crashes: 1, ..base },

@@ -16,6 +16,7 @@
 //! | Higher Term Adopted   | Leader Stepped Down                     |
 //! | Stale Term Rejected   | Stale Message In Flight                 |
 //! | No Panic              | Log Liveness                            |
+//! | Pre-Vote Changes Nothing (pre-vote on) | Pre-Vote Refused       |
 //! | Linearizable (kv)     | Read Completed (kv)                     |
 //! | Read Index Fresh (kv) | Read Completed (kv)                     |
 //!
@@ -67,6 +68,11 @@ pub const STALE_TERM_REJECTED: &str = "Stale Term Rejected";
 /// raft-core never panics (an `assert!` of its contract failing is a
 /// counterexample like any other).
 pub const NO_PANIC: &str = "No Panic";
+/// A pre-vote changes no term and no vote: neither the pre-candidate's
+/// when it starts one, nor its voters' when they answer (thesis §9.6).
+pub const PRE_VOTE_CHANGES_NOTHING: &str = "Pre-Vote Changes Nothing";
+/// Sometimes a refused pre-vote is in flight (with pre-vote on).
+pub const PRE_VOTE_REFUSED: &str = "Pre-Vote Refused";
 /// kv model: the clients' reads and writes are linearizable.
 pub const LINEARIZABLE: &str = "Linearizable";
 /// kv model: a read is served at a read index at least as high as every
@@ -134,6 +140,15 @@ pub fn add_all(model: RaftModel) -> RaftModel {
         .property(Expectation::Sometimes, LEADER_STEPPED_DOWN, leader_stepped_down);
     let model = if model.cfg.crashes > 0 {
         model.property(Expectation::Sometimes, LEADER_AFTER_CRASH, leader_after_crash)
+    } else {
+        model
+    };
+    let model = if model.cfg.pre_vote {
+        model.property(Expectation::Always, PRE_VOTE_CHANGES_NOTHING, pre_vote_changes_nothing).property(
+            Expectation::Sometimes,
+            PRE_VOTE_REFUSED,
+            pre_vote_refused,
+        )
     } else {
         model
     };
@@ -261,7 +276,7 @@ fn delivered_in_order(_: &RaftModel, state: &RaftState) -> bool {
 fn leader_matches(state: &RaftState) -> impl Iterator<Item = (&Log, raft_core::Term, usize, LogIndex)> {
     live_servers(state).flat_map(|(_, s)| {
         let progress = match s.raft.role() {
-            Role::Leader { progress } => Some(progress),
+            Role::Leader { progress, .. } => Some(progress),
             _ => None,
         };
         progress.into_iter().flatten().map(|(id, p)| (s.raft.log(), s.raft.term(), id.0 as usize, p.match_index()))
@@ -283,6 +298,15 @@ fn leader_knows_a_match(_: &RaftModel, state: &RaftState) -> bool {
 
 fn higher_term_adopted(_: &RaftModel, state: &RaftState) -> bool {
     live_servers(state).all(|(_, s)| !s.broken.kept_old_term)
+}
+
+fn pre_vote_changes_nothing(_: &RaftModel, state: &RaftState) -> bool {
+    live_servers(state).all(|(_, s)| !s.broken.pre_vote_changed_term)
+}
+
+fn pre_vote_refused(_: &RaftModel, state: &RaftState) -> bool {
+    crate::model::in_flight(&state.network)
+        .any(|env| matches!(env.msg, Msg::Raft(m) if matches!(&**m, Message::PreVoteResponse(r) if !r.granted)))
 }
 
 fn stale_term_rejected(_: &RaftModel, state: &RaftState) -> bool {

@@ -27,6 +27,8 @@ pub struct Config {
     unapplied_bytes_max: u64,
     uncommitted_entries_max: u64,
     reads_max: usize,
+    pre_vote: bool,
+    check_quorum: bool,
     #[cfg(feature = "fault-injection")]
     fault: Option<Fault>,
 }
@@ -108,6 +110,11 @@ impl Config {
             // cannot commit; proposals beyond are refused, not hoarded.
             uncommitted_entries_max: 64 * 1024,
             reads_max: 64 * 1024,
+            // Off by default until every layer has them (the runtime's
+            // transfer API and tests, the checker's default model); then on,
+            // as hashicorp's raft and CockroachDB have them.
+            pre_vote: false,
+            check_quorum: false,
             #[cfg(feature = "fault-injection")]
             fault: None,
         }
@@ -199,6 +206,23 @@ impl Config {
     pub fn with_reads_max(mut self, n: usize) -> Result<Config, ConfigError> {
         self.reads_max = nonzero("reads_max", n)?;
         Ok(self)
+    }
+
+    /// Turns pre-vote (thesis §9.6) on or off: with it, a node whose
+    /// election timer fires first asks whether it could win, and changes
+    /// its term only if a majority says yes.
+    pub fn with_pre_vote(mut self, on: bool) -> Config {
+        self.pre_vote = on;
+        self
+    }
+
+    /// Turns check-quorum (thesis §6.2) on or off: with it, a leader that
+    /// has not heard from a majority for an election timeout steps down,
+    /// and a node that hears from a live leader ignores vote requests of
+    /// higher terms (unless a leadership transfer sent them).
+    pub fn with_check_quorum(mut self, on: bool) -> Config {
+        self.check_quorum = on;
+        self
     }
 
     /// Breaks one rule on purpose (test builds only).
@@ -293,6 +317,14 @@ impl Config {
     /// The most entries a leader holds uncommitted.
     pub fn uncommitted_entries_max(&self) -> u64 {
         self.uncommitted_entries_max
+    }
+    /// Whether pre-vote is on.
+    pub fn pre_vote(&self) -> bool {
+        self.pre_vote
+    }
+    /// Whether check-quorum is on.
+    pub fn check_quorum(&self) -> bool {
+        self.check_quorum
     }
     /// The most reads held waiting (see [`Config::with_reads_max`]).
     pub fn reads_max(&self) -> usize {

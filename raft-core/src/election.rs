@@ -3,16 +3,17 @@
 use crate::config::Config;
 use crate::fault::Fault;
 use crate::io::{Output, Persist};
-use crate::message::{Message, RequestVote, RequestVoteResponse};
+use crate::message::{Message, PreVote, PreVoteResponse, RequestVote, RequestVoteResponse, TimeoutNow};
 use crate::state::{Role, State};
 use crate::types::NodeId;
 
 impl State {
-    /// §5.2: on election timeout, a follower or candidate starts an election:
+    /// §5.2: on election timeout (without pre-vote), after a won pre-vote,
+    /// or on a leader's `TimeoutNow` (`transfer`), a node starts an election:
     /// it becomes a candidate of the next term (its vote for itself persisted
     /// before any request leaves), re-arms its timer and asks every peer for
     /// a vote. A cluster of one voter elects it at once.
-    pub(crate) fn start_election(&mut self, config: &Config, out: &mut Vec<Output>) {
+    pub(crate) fn start_election(&mut self, config: &Config, transfer: bool, out: &mut Vec<Output>) {
         self.become_candidate(config, out);
         if self.has_won_election() {
             self.start_leading(config, out);
@@ -23,6 +24,7 @@ impl State {
             term: self.hard.term,
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
+            transfer,
         };
         for to in self.membership.peers(config.id()) {
             out.push(Output::Send { to, message: Message::RequestVote(request.clone()) });
@@ -31,8 +33,84 @@ impl State {
 
     fn has_won_election(&self) -> bool {
         match &self.role {
-            Role::Candidate { votes } => self.membership.quorum().is_won(votes),
+            Role::PreCandidate { votes } | Role::Candidate { votes } => self.membership.quorum().is_won(votes),
             _ => false,
+        }
+    }
+
+    /// Thesis §9.6: on election timeout with pre-vote on, a node first asks
+    /// every peer whether it would vote for it in the next term, changing no
+    /// term and no vote; it stands for election only with a majority of yes.
+    /// So a node that was cut off, and comes back with an old log or while
+    /// the leader lives, disrupts nobody.
+    pub(crate) fn start_pre_vote(&mut self, config: &Config, out: &mut Vec<Output>) {
+        self.become_pre_candidate(config, out);
+        if self.has_won_election() {
+            self.start_election(config, false, out);
+            return;
+        }
+        out.push(self.election_timer(config));
+        let request = PreVote {
+            term: self.hard.term.next(),
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+        };
+        for to in self.membership.peers(config.id()) {
+            out.push(Output::Send { to, message: Message::PreVote(request.clone()) });
+        }
+    }
+
+    /// Thesis §9.6: a pre-vote is granted when a real vote would be (the
+    /// term asked about is above ours, the log is up to date) and this node
+    /// does not hear from a live leader (check-quorum's lease). Nothing
+    /// changes here: no term, no vote, no timer.
+    pub(crate) fn on_pre_vote(&self, from: NodeId, m: PreVote, out: &mut Vec<Output>) {
+        let granted = m.term > self.hard.term
+            && self.log.is_up_to_date(m.last_log_term, m.last_log_index)
+            && !self.hears_from_live_leader();
+        let term = if granted { m.term } else { self.hard.term };
+        self.reply_pre_vote(from, term, granted, out);
+    }
+
+    /// Whether this node leads, or follows a leader it has heard from since
+    /// its election timer last fired.
+    pub(crate) fn hears_from_live_leader(&self) -> bool {
+        self.is_leader() || (matches!(self.role, Role::Follower) && self.leader.is_some())
+    }
+
+    pub(crate) fn reply_pre_vote(&self, to: NodeId, term: crate::types::Term, granted: bool, out: &mut Vec<Output>) {
+        let response = PreVoteResponse { term: if granted { term } else { self.hard.term }, granted };
+        out.push(Output::Send { to, message: Message::PreVoteResponse(response) });
+    }
+
+    /// A pre-candidate that gathers a majority of pre-votes stands for
+    /// election. A refusal of a higher term made it a follower already (the
+    /// dispatch adopts that term, so a pre-candidate with an older term makes
+    /// progress); a grant counts only if it answers this round.
+    pub(crate) fn on_pre_vote_response(
+        &mut self,
+        config: &Config,
+        from: NodeId,
+        m: PreVoteResponse,
+        out: &mut Vec<Output>,
+    ) {
+        let round = self.hard.term.next();
+        let Role::PreCandidate { votes } = &mut self.role else { unreachable!("dispatched to pre-candidates only") };
+        if m.granted && m.term == round {
+            votes.insert(from);
+            if self.has_won_election() {
+                self.start_election(config, false, out);
+            }
+        }
+    }
+
+    /// Thesis §3.10: the leader of this term hands over its leadership: this
+    /// node stands for election at once, skipping pre-vote, and its vote
+    /// requests say so (voters then set check-quorum's lease aside).
+    pub(crate) fn on_timeout_now(&mut self, config: &Config, m: TimeoutNow, out: &mut Vec<Output>) {
+        self.debug_assert_current_term(config, m.term);
+        if self.membership.is_voter(config.id()) {
+            self.start_election(config, true, out);
         }
     }
 

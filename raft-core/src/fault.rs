@@ -111,4 +111,13 @@ faults! {
     DeliverUncommitted => "deliver-uncommitted", "§5.3", "deliver committed entries only";
     /// Each commit delivers again every entry from the start of the log.
     DeliverTwice => "deliver-twice", "§5.3", "deliver each entry once, in log order";
+    /// A node that receives a pre-vote of a higher term adopts (and
+    /// persists) that term, as if it were a vote request.
+    PreVoteAdoptsTerm => "pre-vote-adopts-term", "thesis §9.6", "a pre-vote changes no one's term";
+    /// A node whose election timer fires increments its term when it starts
+    /// a pre-vote, not only when the pre-vote wins.
+    PreCandidateBumpsTerm => "pre-candidate-bumps-term", "thesis §9.6", "a pre-candidate keeps its term";
+    /// A node that wins a pre-vote starts its election in its current term
+    /// (voting for itself again) instead of the next one.
+    ElectionKeepsTerm => "election-keeps-term", "thesis §9.6", "an election after a pre-vote takes a new term";
 }

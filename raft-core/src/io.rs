@@ -14,6 +14,12 @@ pub enum Timer {
     Election,
     /// Leaders: send heartbeats (and retry appends) when it fires.
     Heartbeat,
+    /// Leaders with check-quorum (thesis §6.2): every minimum election
+    /// timeout, step down unless a majority was heard from since the last.
+    CheckQuorum,
+    /// Leaders transferring leadership (thesis §3.10): give up the transfer
+    /// when it fires (an election timeout after it began).
+    Transfer,
 }
 
 /// One input to [`crate::step`]. Nothing else reaches the core.
@@ -39,6 +45,11 @@ pub enum Input {
     /// delivered and not yet applied, and delivers more as this arrives;
     /// see `Config::unapplied_entries_max`.
     Applied(LogIndex),
+    /// An operator asks the leader to hand its leadership to `target`
+    /// (thesis §3.10). Refused with [`Output::TransferRejected`] unless this
+    /// node leads and the target is another voter; success shows as a
+    /// [`Output::LeaderChanged`] naming the target.
+    TransferLeadership(NodeId),
 }
 
 /// A client proposal: opaque bytes and the caller's id for the answer.
@@ -94,12 +105,34 @@ pub enum Rejection {
     QueueFull,
     /// The proposal is larger than `Config::message_bytes_max`.
     TooLarge,
+    /// The leader is handing its leadership to `target` and takes no
+    /// proposals meanwhile. Retry at the target, or here after an election
+    /// timeout if the transfer fails.
+    Transferring {
+        /// The node leadership is being handed to.
+        target: NodeId,
+    },
     /// The node it was forwarded to was no longer leader. Retry, possibly at
     /// the hinted leader.
     NotLeader {
         /// The leader the refusing node knew of, if any.
         leader_hint: Option<NodeId>,
     },
+}
+
+/// Why a leadership transfer was refused: each is the caller's mistake or
+/// bad timing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TransferRejection {
+    /// This node does not lead; ask the hinted leader.
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// The target is this node, which leads already.
+    ToSelf,
+    /// The target is not a voter of the cluster.
+    NotVoter,
 }
 
 /// Why an input was ignored. Each is counted by [`crate::Node`]; none is an
@@ -123,6 +156,10 @@ pub enum Dropped {
     /// A timer fired that the node's role does not use (a late timeout
     /// after a role change).
     StaleTimer,
+    /// A vote request of a higher term reached a node that hears from a
+    /// live leader (check-quorum's lease, thesis §6.2): a disruptive
+    /// candidate is ignored, unless a leadership transfer sent it.
+    InLease,
 }
 
 /// One output of [`crate::step`], to be executed by the driver in order.
@@ -195,4 +232,11 @@ pub enum Output {
     },
     /// The input was ignored (see [`Dropped`]).
     Dropped(Dropped),
+    /// A leadership transfer was refused.
+    TransferRejected {
+        /// The node named as target.
+        target: NodeId,
+        /// Why.
+        reason: TransferRejection,
+    },
 }

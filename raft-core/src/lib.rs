@@ -110,6 +110,7 @@ mod delivery;
 mod election;
 mod fault;
 mod io;
+mod leadership;
 mod log;
 mod membership;
 mod message;
@@ -126,13 +127,13 @@ mod types;
 pub use config::{Config, ConfigError};
 #[cfg(feature = "fault-injection")]
 pub use fault::Fault;
-pub use io::{Committed, Dropped, Input, Output, Persist, Proposal, Rejection, Timer};
+pub use io::{Committed, Dropped, Input, Output, Persist, Proposal, Rejection, Timer, TransferRejection};
 pub use log::Log;
 pub use membership::{Membership, MembershipError};
 pub use message::{
     AppendEntries, AppendEntriesResponse, AppendResult, Forward, ForwardResponse, LeadershipCheck,
-    LeadershipCheckResponse, Message, Placement, ReadIndexRequest, ReadIndexResponse, ReadIndexResult, RequestVote,
-    RequestVoteResponse,
+    LeadershipCheckResponse, Message, Placement, PreVote, PreVoteResponse, ReadIndexRequest, ReadIndexResponse,
+    ReadIndexResult, RequestVote, RequestVoteResponse, TimeoutNow,
 };
 pub use node::{DropCounters, Node, Status};
 pub use progress::{Mode, Progress};

@@ -30,6 +30,44 @@ pub enum Message {
     ReadIndexRequest(ReadIndexRequest),
     /// The leader's answer to a `ReadIndexRequest`.
     ReadIndexResponse(ReadIndexResponse),
+    /// A node whose election timer fired asks whether it could win an
+    /// election, before it changes any term (pre-vote, thesis §9.6).
+    PreVote(PreVote),
+    /// The answer to a `PreVote`.
+    PreVoteResponse(PreVoteResponse),
+    /// A leader hands its leadership to an up-to-date follower: start an
+    /// election now (thesis §3.10).
+    TimeoutNow(TimeoutNow),
+}
+
+/// Arguments of a pre-vote: the RequestVote the sender would send if it
+/// stood for election. Nobody adopts its term, or changes a vote for it.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PreVote {
+    /// The term the sender would stand in: its own term plus one.
+    pub term: Term,
+    /// Index of the sender's last log entry.
+    pub last_log_index: LogIndex,
+    /// Term of the sender's last log entry.
+    pub last_log_term: Term,
+}
+
+/// The answer to a [`PreVote`].
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PreVoteResponse {
+    /// If granted, the term asked about (the responder did not adopt it);
+    /// if refused, the responder's own term, so that a pre-candidate with an
+    /// older term learns the newer one and can make progress.
+    pub term: Term,
+    /// Whether the responder would vote for the sender in that term.
+    pub granted: bool,
+}
+
+/// A leader's request that its transfer target start an election at once.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TimeoutNow {
+    /// The leader's term.
+    pub term: Term,
 }
 
 /// A leader asks its followers to confirm that it still leads, for the
@@ -81,6 +119,11 @@ pub struct RequestVote {
     pub last_log_index: LogIndex,
     /// Term of the candidate's last log entry.
     pub last_log_term: Term,
+    /// The election was started by a leadership transfer (`TimeoutNow`):
+    /// voters that hear from a live leader vote anyway (thesis §3.10).
+    /// Absent in a replay file written before transfers existed: false.
+    #[serde(default)]
+    pub transfer: bool,
 }
 
 /// Results of RequestVote (Figure 2).
@@ -174,7 +217,10 @@ impl Message {
     pub fn is_response(&self) -> bool {
         matches!(
             self,
-            Message::RequestVoteResponse(_) | Message::AppendEntriesResponse(_) | Message::LeadershipCheckResponse(_)
+            Message::RequestVoteResponse(_)
+                | Message::AppendEntriesResponse(_)
+                | Message::LeadershipCheckResponse(_)
+                | Message::PreVoteResponse(_)
         )
     }
 
@@ -191,6 +237,9 @@ impl Message {
                 | Message::AppendEntriesResponse(_)
                 | Message::LeadershipCheck(_)
                 | Message::LeadershipCheckResponse(_)
+                | Message::PreVote(_)
+                | Message::PreVoteResponse(_)
+                | Message::TimeoutNow(_)
         )
     }
 
@@ -207,6 +256,9 @@ impl Message {
             Message::LeadershipCheckResponse(m) => m.term,
             Message::ReadIndexRequest(m) => m.term,
             Message::ReadIndexResponse(m) => m.term,
+            Message::PreVote(m) => m.term,
+            Message::PreVoteResponse(m) => m.term,
+            Message::TimeoutNow(m) => m.term,
         }
     }
 
@@ -224,7 +276,8 @@ impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Message::RequestVote(m) => {
-                write!(f, "RequestVote({}, last {}@{})", m.term, m.last_log_index, m.last_log_term)
+                let transfer = if m.transfer { ", transfer" } else { "" };
+                write!(f, "RequestVote({}, last {}@{}{transfer})", m.term, m.last_log_index, m.last_log_term)
             }
             Message::RequestVoteResponse(m) => {
                 write!(f, "Vote({}, {})", m.term, if m.granted { "granted" } else { "refused" })
@@ -248,6 +301,11 @@ impl fmt::Debug for Message {
             Message::LeadershipCheckResponse(m) => write!(f, "CheckOk({}, round {})", m.term, m.round),
             Message::ReadIndexRequest(m) => write!(f, "ReadIndex({}, {:?})", m.term, m.ids),
             Message::ReadIndexResponse(m) => write!(f, "ReadIndexResponse({}, {:?})", m.term, m.results),
+            Message::PreVote(m) => write!(f, "PreVote({}, last {}@{})", m.term, m.last_log_index, m.last_log_term),
+            Message::PreVoteResponse(m) => {
+                write!(f, "PreVoteAnswer({}, {})", m.term, if m.granted { "granted" } else { "refused" })
+            }
+            Message::TimeoutNow(m) => write!(f, "TimeoutNow({})", m.term),
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct DropCounters {
     pub second_leader: u64,
     /// See [`Dropped::StaleTimer`].
     pub stale_timer: u64,
+    /// See [`Dropped::InLease`].
+    pub in_lease: u64,
 }
 
 impl DropCounters {
@@ -35,6 +37,7 @@ impl DropCounters {
             Dropped::OutOfRange => &mut self.out_of_range,
             Dropped::SecondLeader => &mut self.second_leader,
             Dropped::StaleTimer => &mut self.stale_timer,
+            Dropped::InLease => &mut self.in_lease,
         };
         *counter += 1;
     }

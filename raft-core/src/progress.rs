@@ -22,6 +22,9 @@ pub struct Progress {
     next_index: LogIndex,
     match_index: LogIndex,
     mode: Mode,
+    /// The follower answered since the leader's last check-quorum (thesis
+    /// §6.2). Always false with check-quorum off.
+    active: bool,
 }
 
 /// How a leader sends to a follower.
@@ -42,7 +45,22 @@ impl Progress {
     /// A follower a new leader knows nothing of: probed from `next_index`
     /// (just past the leader's log).
     pub(crate) fn new(next_index: LogIndex) -> Progress {
-        Progress { next_index, match_index: LogIndex(0), mode: Mode::Probe { sent: false } }
+        Progress { next_index, match_index: LogIndex(0), mode: Mode::Probe { sent: false }, active: false }
+    }
+
+    /// Whether the follower answered since the last check-quorum.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// The follower answered this leader.
+    pub(crate) fn heard_from(&mut self) {
+        self.active = true;
+    }
+
+    /// A check-quorum passed: every follower must answer again before the next.
+    pub(crate) fn forget_heard(&mut self) {
+        self.active = false;
     }
 
     /// The next index to send.

@@ -62,6 +62,11 @@ impl State {
         out: &mut Vec<Output>,
     ) -> Vec<(ProposalId, Placement)> {
         let term = self.hard.term;
+        if let Some(target) = self.transfer_target() {
+            // Thesis §3.10: a leader handing over takes no proposals, so
+            // that the target can catch up and the transfer end.
+            return commands.into_iter().map(|(id, _)| (id, Err(Rejection::Transferring { target }))).collect();
+        }
         let first = self.log.last_index().next();
         let uncommitted = self.log.last_index().0 - self.commit_index.0;
         let room = config.uncommitted_entries_max().saturating_sub(uncommitted) as usize;

@@ -263,6 +263,7 @@ impl State {
             out.push(Output::Dropped(crate::io::Dropped::StaleResponse));
             return;
         }
+        self.heard_from(config, from);
         let acked = self.reads.acked.entry(from).or_insert(0);
         *acked = (*acked).max(m.round);
         self.release_confirmed_reads(config, out);

@@ -45,7 +45,7 @@ impl State {
     }
 
     fn has_streamable_backlog(&self, config: &Config, peer: NodeId) -> bool {
-        let Role::Leader { progress } = &self.role else { return false };
+        let Role::Leader { progress, .. } = &self.role else { return false };
         progress.get(&peer).is_some_and(|p| {
             p.mode() == crate::progress::Mode::Replicate
                 && p.next_index() <= self.log.last_index()
@@ -61,7 +61,7 @@ impl State {
         let term = self.hard.term;
         let leader_commit = self.commit_index;
         let last = self.log.last_index();
-        let Role::Leader { progress } = &mut self.role else { return };
+        let Role::Leader { progress, .. } = &mut self.role else { return };
         let Some(p) = progress.get_mut(&peer) else { return };
         let may_carry_entries = force && matches!(p.mode(), crate::progress::Mode::Probe { .. })
             || !p.is_paused(config.inflight_entries_max());
@@ -217,14 +217,17 @@ impl State {
     ) {
         self.debug_assert_current_term(config, m.term);
         let last = self.log.last_index();
+        if matches!(m.result, AppendResult::Success { match_index } if match_index > last) {
+            out.push(Output::Dropped(Dropped::OutOfRange));
+            return;
+        }
+        // Any valid answer of this term shows the follower alive (§6.2).
+        self.heard_from(config, from);
         match m.result {
             AppendResult::Success { match_index } => {
-                if match_index > last {
-                    out.push(Output::Dropped(Dropped::OutOfRange));
-                    return;
-                }
                 self.progress_mut(from).acknowledged(match_index);
                 self.maybe_commit(config, out);
+                self.maybe_send_timeout_now(from, out);
                 self.send_append(config, from, false, out);
             }
             AppendResult::Conflict { rejected_index, last_index, conflict } => {
@@ -251,7 +254,7 @@ impl State {
         follower_last: LogIndex,
         conflict: Option<(crate::types::Term, LogIndex)>,
     ) -> Option<LogIndex> {
-        let Role::Leader { progress } = &self.role else { return None };
+        let Role::Leader { progress, .. } = &self.role else { return None };
         let p = progress.get(&from)?;
         if !p.expects_rejection_at(rejected_index) || rejected_index == LogIndex(0) {
             return None;
@@ -271,7 +274,7 @@ impl State {
 
     fn progress_mut(&mut self, peer: NodeId) -> &mut Progress {
         match &mut self.role {
-            Role::Leader { progress } => progress.get_mut(&peer).expect("progress for every peer"),
+            Role::Leader { progress, .. } => progress.get_mut(&peer).expect("progress for every peer"),
             _ => unreachable!("progress_mut outside the leader role"),
         }
     }
@@ -280,7 +283,7 @@ impl State {
     /// but only when that entry is of its own term (Figure 8); everything
     /// before it commits with it.
     pub(crate) fn maybe_commit(&mut self, config: &Config, out: &mut Vec<Output>) {
-        let Role::Leader { progress } = &self.role else { return };
+        let Role::Leader { progress, .. } = &self.role else { return };
         let (me, last) = (config.id(), self.log.last_index());
         let matched = |n: NodeId| if n == me { last } else { progress[&n].match_index() };
         let quorum = self.membership.quorum();

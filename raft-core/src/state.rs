@@ -49,6 +49,13 @@ pub struct State {
 pub enum Role {
     /// Follows the leader of its term, if any.
     Follower,
+    /// Its election timer fired and pre-vote is on: asks whether it could
+    /// win an election, without changing its term or vote (thesis §9.6).
+    /// It still knows the leader it followed, if any, and forwards to it.
+    PreCandidate {
+        /// The voters that would vote for it (itself included).
+        votes: BTreeSet<NodeId>,
+    },
     /// Asks for votes; holds the voters that granted theirs (itself included).
     Candidate {
         /// The members that granted their vote this term.
@@ -58,6 +65,9 @@ pub enum Role {
     Leader {
         /// Per follower: what is known to match and what to send next.
         progress: BTreeMap<NodeId, Progress>,
+        /// The follower leadership is being handed to, if a transfer is
+        /// under way (thesis §3.10).
+        transfer: Option<NodeId>,
     },
 }
 
@@ -66,6 +76,8 @@ pub enum Role {
 pub enum RoleKind {
     /// See [`Role::Follower`].
     Follower,
+    /// See [`Role::PreCandidate`].
+    PreCandidate,
     /// See [`Role::Candidate`].
     Candidate,
     /// See [`Role::Leader`].
@@ -195,6 +207,7 @@ impl State {
             Input::Propose(proposals) => self.propose(config, proposals, out),
             Input::Read(ids) => self.read(config, ids, out),
             Input::Applied(index) => self.on_applied(config, index, out),
+            Input::TransferLeadership(target) => self.transfer_leadership(config, target, out),
         }
         // Messages that a role change or a new leader made due are sent
         // last, so that every persist of this step precedes every send.
@@ -224,10 +237,12 @@ impl State {
     pub fn renamed(&self, node: &dyn Fn(NodeId) -> NodeId, command: &dyn Fn(&[u8]) -> Vec<u8>) -> State {
         let role = match &self.role {
             Role::Follower => Role::Follower,
+            Role::PreCandidate { votes } => Role::PreCandidate { votes: votes.iter().map(|&v| node(v)).collect() },
             Role::Candidate { votes } => Role::Candidate { votes: votes.iter().map(|&v| node(v)).collect() },
-            Role::Leader { progress } => {
-                Role::Leader { progress: progress.iter().map(|(&id, &p)| (node(id), p)).collect() }
-            }
+            Role::Leader { progress, transfer } => Role::Leader {
+                progress: progress.iter().map(|(&id, &p)| (node(id), p)).collect(),
+                transfer: transfer.map(node),
+            },
         };
         State {
             hard: HardState { term: self.hard.term, voted_for: self.hard.voted_for.map(node) },
@@ -268,6 +283,7 @@ impl State {
     pub fn role_kind(&self) -> RoleKind {
         match self.role {
             Role::Follower => RoleKind::Follower,
+            Role::PreCandidate { .. } => RoleKind::PreCandidate,
             Role::Candidate { .. } => RoleKind::Candidate,
             Role::Leader { .. } => RoleKind::Leader,
         }
@@ -330,23 +346,36 @@ impl State {
         }
         if term > self.hard.term {
             // §5.1: a higher term in any message makes this node a follower
-            // of that term. An AppendEntries or a LeadershipCheck also names
-            // the leader.
+            // of that term. An AppendEntries, a LeadershipCheck or a
+            // TimeoutNow also names the leader.
             //
-            // EXCEPTIONS GO HERE: pre-vote (a pre-vote request or answer
-            // carries a term the sender has not adopted, and must not
-            // depose anyone) and check-quorum (a follower that hears from a
-            // live leader ignores a higher-term vote request) are the only
-            // places a higher term does not make this node a follower.
-            let step_down = !(self.is_leader() && config.breaks(Fault::NoStepDownOnHigherTerm));
-            if step_down {
-                let names_leader = matches!(message, Message::AppendEntries(_) | Message::LeadershipCheck(_));
-                self.become_follower(config, term, names_leader.then_some(from), out);
-                // An answer that carried a newer term has done its work:
-                // this node is now a follower of that term, which expects no
-                // answers. Not reported as dropped: it changed the state.
-                if message.is_response() {
+            // The exceptions, all here: a pre-vote request, and a granted
+            // pre-vote's answer, carry a term nobody adopted (thesis §9.6);
+            // a node that hears from a live leader ignores a vote request
+            // of a higher term unless a transfer sent it (thesis §6.2).
+            match &message {
+                Message::PreVote(_) if !config.breaks(Fault::PreVoteAdoptsTerm) => {}
+                Message::PreVoteResponse(m) if m.granted => {}
+                Message::RequestVote(m) if !m.transfer && self.in_leader_lease(config) => {
+                    out.push(Output::Dropped(Dropped::InLease));
                     return;
+                }
+                _ => {
+                    let step_down = !(self.is_leader() && config.breaks(Fault::NoStepDownOnHigherTerm));
+                    if step_down {
+                        let names_leader = matches!(
+                            message,
+                            Message::AppendEntries(_) | Message::LeadershipCheck(_) | Message::TimeoutNow(_)
+                        );
+                        self.become_follower(config, term, names_leader.then_some(from), out);
+                        // An answer that carried a newer term has done its
+                        // work: this node is now a follower of that term,
+                        // which expects no answers. Not reported as
+                        // dropped: it changed the state.
+                        if message.is_response() {
+                            return;
+                        }
+                    }
                 }
             }
         } else if term < self.hard.term && message.is_term_checked() && !accepts_stale(config, &message) {
@@ -368,6 +397,13 @@ impl State {
             Message::RequestVoteResponse(m) if matches!(self.role, Role::Candidate { .. }) => {
                 self.on_vote_response(config, from, m, out)
             }
+            Message::PreVote(m) => self.on_pre_vote(from, m, out),
+            Message::PreVoteResponse(m) if matches!(self.role, Role::PreCandidate { .. }) => {
+                self.on_pre_vote_response(config, from, m, out)
+            }
+            // Only the leader of this term may hand its leadership over.
+            Message::TimeoutNow(m) if !is_leader && self.leader == Some(from) => self.on_timeout_now(config, m, out),
+            Message::TimeoutNow(_) => out.push(Output::Dropped(Dropped::SecondLeader)),
             // One leader per term (§5.2): an append or a leadership check of
             // this term from anyone but the leader already known for it is
             // distrusted, by a leader and by a follower alike.
@@ -381,7 +417,8 @@ impl State {
             // An answer to a role this node no longer has.
             Message::RequestVoteResponse(_)
             | Message::AppendEntriesResponse(_)
-            | Message::LeadershipCheckResponse(_) => out.push(Output::Dropped(Dropped::StaleResponse)),
+            | Message::LeadershipCheckResponse(_)
+            | Message::PreVoteResponse(_) => out.push(Output::Dropped(Dropped::StaleResponse)),
             Message::Forward(m) => self.on_forward(config, from, m, out),
             Message::ForwardResponse(m) => self.on_forward_response(m, out),
             Message::ReadIndexRequest(m) => self.on_read_index_request(config, from, m, out),
@@ -398,6 +435,10 @@ impl State {
             // Figure 2, AppendEntries receiver rule 1.
             Message::AppendEntries(m) => self.refuse_append(from, m.prev_log_index, out),
             Message::LeadershipCheck(m) => self.reply_leadership_check(from, m.round, out),
+            // A pre-vote of an older term is refused with this node's term:
+            // dropping it could leave a node with a longer log but an older
+            // term unable ever to win (etcd issues 8243, 9586).
+            Message::PreVote(m) => self.reply_pre_vote(from, m.term, false, out),
             _ => out.push(Output::Dropped(Dropped::StaleResponse)),
         }
     }
@@ -410,13 +451,28 @@ impl State {
     }
 
     fn timeout(&mut self, config: &Config, timer: Timer, out: &mut Vec<Output>) {
+        let voter = self.membership.is_voter(config.id());
         match (timer, &self.role) {
-            (Timer::Election, Role::Follower | Role::Candidate { .. }) if self.membership.is_voter(config.id()) => {
-                self.start_election(config, out)
+            (Timer::Election, Role::Follower | Role::PreCandidate { .. } | Role::Candidate { .. }) if voter => {
+                if config.pre_vote() {
+                    self.start_pre_vote(config, out)
+                } else {
+                    self.start_election(config, false, out)
+                }
             }
             (Timer::Heartbeat, Role::Leader { .. }) => self.heartbeat(config, out),
+            (Timer::CheckQuorum, Role::Leader { .. }) => self.check_quorum(config, out),
+            (Timer::Transfer, Role::Leader { transfer: Some(_), .. }) => self.abandon_transfer(),
             _ => out.push(Output::Dropped(Dropped::StaleTimer)),
         }
+    }
+
+    /// Check-quorum's lease (thesis §6.2): this node leads, or follows a
+    /// leader it heard from within an election timeout (its election timer
+    /// has not fired since: that would have made it a pre-candidate or a
+    /// candidate).
+    fn in_leader_lease(&self, config: &Config) -> bool {
+        config.check_quorum() && self.hears_from_live_leader()
     }
 
     /// Clears what belongs to the role this node is leaving, and adopts
@@ -448,20 +504,44 @@ impl State {
         out: &mut Vec<Output>,
     ) {
         let was_leader = self.is_leader();
+        let was_transferring = matches!(self.role, Role::Leader { transfer: Some(_), .. });
         self.reset(config, term, out);
         if was_leader {
             out.push(Output::CancelTimer(Timer::Heartbeat));
+            if config.check_quorum() {
+                out.push(Output::CancelTimer(Timer::CheckQuorum));
+            }
+            if was_transferring {
+                out.push(Output::CancelTimer(Timer::Transfer));
+            }
             out.push(self.election_timer(config));
         }
         self.role = Role::Follower;
         self.set_leader(config, leader, out);
     }
 
+    /// Thesis §9.6: becomes a pre-candidate. Its term, vote and the leader it
+    /// knew are kept (a pre-candidate that forgot its leader could not
+    /// forward to it, etcd PR 8334, raft-rs PR 84); only the role changes.
+    pub(crate) fn become_pre_candidate(&mut self, config: &Config, out: &mut Vec<Output>) {
+        if config.breaks(Fault::PreCandidateBumpsTerm) {
+            self.hard = HardState { term: self.hard.term.next(), voted_for: None };
+            out.push(Output::Persist(Persist::HardState(self.hard)));
+        }
+        self.reset(config, self.hard.term, out);
+        self.role = Role::PreCandidate { votes: BTreeSet::from([config.id()]) };
+    }
+
     /// §5.2: becomes a candidate of the next term, voting for itself. The
     /// new term and vote are one record, persisted before any request leaves.
     pub(crate) fn become_candidate(&mut self, config: &Config, out: &mut Vec<Output>) {
         let me = config.id();
-        self.hard = HardState { term: self.hard.term.next(), voted_for: Some(me) };
+        let term = if config.breaks(Fault::ElectionKeepsTerm) && matches!(self.role, Role::PreCandidate { .. }) {
+            self.hard.term
+        } else {
+            self.hard.term.next()
+        };
+        self.hard = HardState { term, voted_for: Some(me) };
         out.push(Output::Persist(Persist::HardState(self.hard)));
         self.reset(config, self.hard.term, out);
         self.role = Role::Candidate { votes: BTreeSet::from([me]) };
@@ -478,7 +558,7 @@ impl State {
         let next_index = self.log.last_index().next();
         let progress: BTreeMap<NodeId, Progress> =
             self.membership.peers(config.id()).map(|p| (p, Progress::new(next_index))).collect();
-        self.role = Role::Leader { progress };
+        self.role = Role::Leader { progress, transfer: None };
         let pending = core::mem::take(&mut self.pending);
         self.append_own(config, vec![Entry::noop(self.hard.term)], out);
         self.append_proposals(config, pending, out);
@@ -486,6 +566,9 @@ impl State {
         self.set_leader(config, Some(config.id()), out);
         let hb = config.heartbeat_interval();
         out.push(Output::SetTimer { timer: Timer::Heartbeat, min: hb, max: hb });
+        if config.check_quorum() {
+            out.push(self.check_quorum_timer(config));
+        }
     }
 
     /// Records the leader of the current term and reports a change. A
@@ -502,6 +585,14 @@ impl State {
     pub(crate) fn election_timer(&self, config: &Config) -> Output {
         let (min, max) = config.election_timeout();
         Output::SetTimer { timer: Timer::Election, min, max }
+    }
+
+    /// Check-quorum's period, and a transfer's deadline: the minimum
+    /// election timeout, so that a leader cut off from its majority steps
+    /// down within two of them.
+    pub(crate) fn check_quorum_timer(&self, config: &Config) -> Output {
+        let (min, _) = config.election_timeout();
+        Output::SetTimer { timer: Timer::CheckQuorum, min, max: min }
     }
 
     /// Appends entries to this node's own log and asks for them to be persisted.
@@ -529,7 +620,9 @@ impl State {
             assert!(l == config.id() || self.pending.is_empty(), "proposals held while a leader is known");
         }
         match &self.role {
-            Role::Follower => assert!(self.leader != Some(config.id()), "follower names itself leader"),
+            Role::Follower | Role::PreCandidate { .. } => {
+                assert!(self.leader != Some(config.id()), "follower names itself leader")
+            }
             Role::Candidate { .. } => {
                 assert_eq!(self.hard.voted_for, Some(config.id()), "candidate did not vote for itself");
                 assert!(self.leader.is_none(), "candidate knows a leader");
@@ -549,13 +642,14 @@ impl State {
         assert!(self.reads.applying_all_above(self.delivered_index), "a read ready to serve was held back");
         match &self.role {
             Role::Follower => {}
-            Role::Candidate { votes } => {
+            Role::PreCandidate { votes } | Role::Candidate { votes } => {
                 assert!(votes.contains(&config.id()), "candidate did not count its own vote");
                 assert!(!self.membership.quorum().is_won(votes), "candidate holds a majority of votes");
             }
-            Role::Leader { progress } => {
+            Role::Leader { progress, transfer } => {
                 let me = config.id();
                 assert!(progress.keys().copied().eq(self.membership.peers(me)), "progress is not the peer set");
+                assert!(transfer.is_none_or(|t| progress.contains_key(&t)), "transfer to a non-peer");
                 for p in progress.values() {
                     assert!(p.match_index() < p.next_index(), "match_index not below next_index");
                     assert!(p.next_index() <= self.log.last_index().next(), "next_index past the log's end");
@@ -622,11 +716,18 @@ impl fmt::Debug for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let role = match &self.role {
             Role::Follower => "F".to_string(),
+            Role::PreCandidate { votes } => format!("P{:?}", votes),
             Role::Candidate { votes } => format!("C{:?}", votes),
-            Role::Leader { progress } => {
-                let p: Vec<String> =
-                    progress.iter().map(|(id, p)| format!("{id}:{}/{}", p.match_index().0, p.next_index().0)).collect();
-                format!("L[{}]", p.join(" "))
+            Role::Leader { progress, transfer } => {
+                let p: Vec<String> = progress
+                    .iter()
+                    .map(|(id, p)| {
+                        let active = if p.is_active() { "*" } else { "" };
+                        format!("{id}:{}/{}{active}", p.match_index().0, p.next_index().0)
+                    })
+                    .collect();
+                let transfer = transfer.map(|t| format!(" transfer to {t}")).unwrap_or_default();
+                format!("L[{}]{transfer}", p.join(" "))
             }
         };
         write!(f, "{role} {:?} log {:?} commit {}", self.hard, self.log, self.commit_index.0)?;

@@ -134,6 +134,7 @@ fn node_counts_drops_by_reason() {
                 term: Term(1),
                 last_log_index: raft_core::LogIndex(0),
                 last_log_term: Term(0),
+                transfer: false,
             }),
         ),
         &mut out,
@@ -166,7 +167,7 @@ fn a_follower_drops_a_second_leader_of_its_term() {
 /// message does not compile until it is listed here.
 fn one_of_every_kind(term: Term) -> Vec<Message> {
     let messages = vec![
-        Message::RequestVote(RequestVote { term, last_log_index: LogIndex(0), last_log_term: Term(0) }),
+        Message::RequestVote(RequestVote { term, last_log_index: LogIndex(0), last_log_term: Term(0), transfer: true }),
         Message::RequestVoteResponse(RequestVoteResponse { term, granted: true }),
         Message::AppendEntries(AppendEntries {
             term,
@@ -185,6 +186,9 @@ fn one_of_every_kind(term: Term) -> Vec<Message> {
         Message::LeadershipCheckResponse(LeadershipCheckResponse { term, round: 1 }),
         Message::ReadIndexRequest(ReadIndexRequest { term, ids: vec![ReadId(1)] }),
         Message::ReadIndexResponse(ReadIndexResponse { term, leader_hint: None, results: vec![] }),
+        Message::PreVote(raft_core::PreVote { term, last_log_index: LogIndex(0), last_log_term: Term(0) }),
+        Message::PreVoteResponse(raft_core::PreVoteResponse { term, granted: true }),
+        Message::TimeoutNow(raft_core::TimeoutNow { term }),
     ];
     let kinds: Vec<usize> = messages
         .iter()
@@ -199,9 +203,12 @@ fn one_of_every_kind(term: Term) -> Vec<Message> {
             Message::LeadershipCheckResponse(_) => 7,
             Message::ReadIndexRequest(_) => 8,
             Message::ReadIndexResponse(_) => 9,
+            Message::PreVote(_) => 10,
+            Message::PreVoteResponse(_) => 11,
+            Message::TimeoutNow(_) => 12,
         })
         .collect();
-    assert_eq!(kinds, (0..10).collect::<Vec<_>>(), "one message of each kind");
+    assert_eq!(kinds, (0..13).collect::<Vec<_>>(), "one message of each kind");
     messages
 }
 

@@ -27,8 +27,9 @@ use common::*;
 use proptest::prelude::*;
 use raft_core::{
     AppendEntries, AppendEntriesResponse, AppendResult, Entry, Forward, ForwardResponse, Input, LeadershipCheck,
-    LeadershipCheckResponse, LogIndex, MemoryStore, Message, NodeId, Output, Payload, Proposal, ProposalId, ReadId,
-    ReadIndexRequest, ReadIndexResponse, Rejection, RequestVote, RequestVoteResponse, State, Term, Timer,
+    LeadershipCheckResponse, LogIndex, MemoryStore, Message, NodeId, Output, Payload, PreVote, PreVoteResponse,
+    Proposal, ProposalId, ReadId, ReadIndexRequest, ReadIndexResponse, Rejection, RequestVote, RequestVoteResponse,
+    State, Term, TimeoutNow, Timer,
 };
 
 /// `Term::MAX_ACCEPTED` and `LogIndex::MAX_ACCEPTED` (the same number).
@@ -119,9 +120,14 @@ fn message() -> impl Strategy<Value = Message> {
     let placement = prop_oneof![(term(), index()).prop_map(Ok), rejection().prop_map(Err)];
     let read_result = prop_oneof![index().prop_map(Ok), rejection().prop_map(Err)];
     prop_oneof![
-        (term(), index(), term()).prop_map(|(term, last_log_index, last_log_term)| {
-            Message::RequestVote(RequestVote { term, last_log_index, last_log_term })
+        (term(), index(), term(), any::<bool>()).prop_map(|(term, last_log_index, last_log_term, transfer)| {
+            Message::RequestVote(RequestVote { term, last_log_index, last_log_term, transfer })
         }),
+        (term(), index(), term()).prop_map(|(term, last_log_index, last_log_term)| {
+            Message::PreVote(PreVote { term, last_log_index, last_log_term })
+        }),
+        (term(), any::<bool>()).prop_map(|(term, granted)| Message::PreVoteResponse(PreVoteResponse { term, granted })),
+        term().prop_map(|term| Message::TimeoutNow(TimeoutNow { term })),
         (term(), any::<bool>())
             .prop_map(|(term, granted)| Message::RequestVoteResponse(RequestVoteResponse { term, granted })),
         append_entries(),
@@ -154,7 +160,14 @@ fn input() -> impl Strategy<Value = Input> {
         .prop_map(|ps| ps.into_iter().map(|(id, data)| Proposal { id, data }).collect());
     prop_oneof![
         12 => (sender(), message()).prop_map(|(from, message)| Input::Receive { from, message }),
-        2 => prop_oneof![Just(Timer::Election), Just(Timer::Heartbeat)].prop_map(Input::Timeout),
+        2 => prop_oneof![
+            Just(Timer::Election),
+            Just(Timer::Heartbeat),
+            Just(Timer::CheckQuorum),
+            Just(Timer::Transfer)
+        ]
+        .prop_map(Input::Timeout),
+        1 => sender().prop_map(Input::TransferLeadership),
         2 => proposals.prop_map(Input::Propose),
         1 => prop::collection::vec(number(8).prop_map(ReadId), 0..5).prop_map(Input::Read),
         2 => index().prop_map(Input::Applied),
@@ -174,19 +187,24 @@ fn bounds() -> impl Strategy<Value = TestConfig> {
         prop::sample::select(vec![8u64, 64 << 20]),
         prop::sample::select(vec![2u64, 8, 64 * 1024]),
         prop::sample::select(vec![1usize, 4, 64 * 1024]),
+        any::<(bool, bool)>(),
     )
-        .prop_map(|(entries, bytes, inflight, pending, unapplied, unapplied_bytes, uncommitted, reads)| {
-            config(1, 3)
-                .with_entries_per_append_max(entries)
-                .and_then(|c| c.with_message_bytes_max(bytes))
-                .and_then(|c| c.with_inflight_entries_max(inflight))
-                .and_then(|c| c.with_pending_proposals_max(pending))
-                .and_then(|c| c.with_unapplied_entries_max(unapplied))
-                .and_then(|c| c.with_unapplied_bytes_max(unapplied_bytes))
-                .and_then(|c| c.with_uncommitted_entries_max(uncommitted))
-                .and_then(|c| c.with_reads_max(reads))
-                .expect("valid bounds")
-        })
+        .prop_map(
+            |(entries, bytes, inflight, pending, unapplied, unapplied_bytes, uncommitted, reads, extensions)| {
+                config(1, 3)
+                    .with_pre_vote(extensions.0)
+                    .with_check_quorum(extensions.1)
+                    .with_entries_per_append_max(entries)
+                    .and_then(|c| c.with_message_bytes_max(bytes))
+                    .and_then(|c| c.with_inflight_entries_max(inflight))
+                    .and_then(|c| c.with_pending_proposals_max(pending))
+                    .and_then(|c| c.with_unapplied_entries_max(unapplied))
+                    .and_then(|c| c.with_unapplied_bytes_max(unapplied_bytes))
+                    .and_then(|c| c.with_uncommitted_entries_max(uncommitted))
+                    .and_then(|c| c.with_reads_max(reads))
+                    .expect("valid bounds")
+            },
+        )
 }
 
 /// Follower of term 3 with the log [1, 1, 2, 3], entry 3 committed, that
@@ -198,10 +216,15 @@ fn a_follower(c: &TestConfig) -> State {
     s
 }
 
-/// Candidate of term 3 with the log [1, 1, 2].
+/// Candidate of term 3 with the log [1, 1, 2] (a pre-candidate of term 2
+/// first, with pre-vote on).
 fn a_candidate(c: &TestConfig) -> State {
     let mut s = follower(c, 2, None, &[1, 1, 2], 0);
     step(c, &mut s, Input::Timeout(Timer::Election));
+    if c.pre_vote() {
+        assert_eq!((s.role_kind(), s.term()), (raft_core::RoleKind::PreCandidate, Term(2)));
+        step(c, &mut s, receive(2, Message::PreVoteResponse(PreVoteResponse { term: Term(3), granted: true })));
+    }
     assert_eq!((s.role_kind(), s.term()), (raft_core::RoleKind::Candidate, Term(3)));
     s
 }

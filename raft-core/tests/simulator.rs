@@ -106,13 +106,17 @@ fn simulator_finds_stale_reads_without_a_leadership_check() {
 
 /// The liveness phase can fail: a leader that never steps down on seeing
 /// a higher term (`Fault::NoStepDownOnHigherTerm`) keeps leading its old
-/// term after the faults stop, beside the leader of the newer one, so the
+/// term after the faults stop, beside the leader of the newer one; or,
+/// with check-quorum's lease keeping the others from voting, beside a
+/// node that stands for election in ever higher terms. Either way the
 /// cluster never agrees on one leader.
 #[test]
 fn simulator_finds_no_agreed_leader_when_a_leader_never_steps_down() {
     let (seed, violation) = find_violation(Fault::NoStepDownOnHigherTerm, Property::LeaderAgreement);
     println!("with NoStepDownOnHigherTerm, seed {seed}: {violation}");
-    assert!(violation.detail.contains("2 live nodes in the leader role"), "{violation}");
+    let two_leaders = violation.detail.contains("2 live nodes in the leader role");
+    let one_never_follows = violation.detail.contains("not every live node follows it");
+    assert!(two_leaders || one_never_follows, "{violation}");
 }
 
 /// Seeds tried per fault and cluster size, in order from 0, in the

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
 /// Most peer messages stepped in one batch. A batch shares one fsync, so a
 /// bigger one saves fsyncs under load; but the first message's answer waits
@@ -63,19 +63,30 @@ pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 pub(crate) struct Timers {
     election: Option<Instant>,
     heartbeat: Option<Instant>,
+    check_quorum: Option<Instant>,
+    transfer: Option<Instant>,
     sweep: Instant,
     rng: ChaCha8Rng,
 }
 
 impl Timers {
     pub fn new(rng: ChaCha8Rng) -> Timers {
-        Timers { election: None, heartbeat: None, sweep: Instant::now() + SWEEP_INTERVAL, rng }
+        Timers {
+            election: None,
+            heartbeat: None,
+            check_quorum: None,
+            transfer: None,
+            sweep: Instant::now() + SWEEP_INTERVAL,
+            rng,
+        }
     }
 
     fn slot(&mut self, timer: Timer) -> &mut Option<Instant> {
         match timer {
             Timer::Election => &mut self.election,
             Timer::Heartbeat => &mut self.heartbeat,
+            Timer::CheckQuorum => &mut self.check_quorum,
+            Timer::Transfer => &mut self.transfer,
         }
     }
 
@@ -85,12 +96,15 @@ impl Timers {
     }
 
     fn next_deadline(&self) -> Instant {
-        [self.election, self.heartbeat].into_iter().flatten().fold(self.sweep, Instant::min)
+        [self.election, self.heartbeat, self.check_quorum, self.transfer]
+            .into_iter()
+            .flatten()
+            .fold(self.sweep, Instant::min)
     }
 
     /// Clears and returns a timer whose deadline has passed.
     fn take_expired(&mut self, now: Instant) -> Option<Timer> {
-        [Timer::Election, Timer::Heartbeat].into_iter().find(|&t| {
+        [Timer::Election, Timer::Heartbeat, Timer::CheckQuorum, Timer::Transfer].into_iter().find(|&t| {
             let slot = self.slot(t);
             let due = slot.is_some_and(|d| d <= now);
             if due {
@@ -374,6 +388,9 @@ impl Driver {
             Output::ReadReady { id, .. } => self.reads.on_ready(id, self.last_delivered),
             Output::ReadRejected { id, reason } => self.reads.on_rejected(id, reason),
             Output::Dropped(reason) => debug!(node = %self.node.config().id(), ?reason, "input dropped"),
+            Output::TransferRejected { target, reason } => {
+                info!(node = %self.node.config().id(), %target, ?reason, "leadership transfer refused")
+            }
         }
     }
 

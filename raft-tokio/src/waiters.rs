@@ -158,6 +158,10 @@ impl Waiters {
             Rejection::QueueFull if leader_known => waiter.resolve(Err(ProposeError::Busy)),
             Rejection::QueueFull => waiter.resolve(Err(ProposeError::NoLeader)),
             Rejection::TooLarge => waiter.resolve(Err(ProposeError::TooLarge)),
+            // The leader hands over to `target`: propose again, there.
+            Rejection::Transferring { target } => {
+                self.retry_or(waiter, ProposeError::NotLeader { leader_hint: Some(target) })
+            }
         }
     }
 

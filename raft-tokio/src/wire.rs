@@ -169,9 +169,15 @@ pub(crate) mod tests {
     pub(crate) fn message() -> impl Strategy<Value = Message> {
         let hint = proptest::option::of(any::<u64>().prop_map(NodeId));
         prop_oneof![
-            (term(), index(), term()).prop_map(|(term, last_log_index, last_log_term)| {
-                Message::RequestVote(RequestVote { term, last_log_index, last_log_term })
+            (term(), index(), term(), any::<bool>()).prop_map(|(term, last_log_index, last_log_term, transfer)| {
+                Message::RequestVote(RequestVote { term, last_log_index, last_log_term, transfer })
             }),
+            (term(), index(), term()).prop_map(|(term, last_log_index, last_log_term)| {
+                Message::PreVote(raft_core::PreVote { term, last_log_index, last_log_term })
+            }),
+            (term(), any::<bool>())
+                .prop_map(|(term, granted)| { Message::PreVoteResponse(raft_core::PreVoteResponse { term, granted }) }),
+            term().prop_map(|term| Message::TimeoutNow(raft_core::TimeoutNow { term })),
             (term(), any::<bool>())
                 .prop_map(|(term, granted)| Message::RequestVoteResponse(RequestVoteResponse { term, granted })),
             (term(), index(), term(), proptest::collection::vec(entry(), 0..8), index()).prop_map(

@@ -101,7 +101,7 @@ struct SimNode {
     state: State,
     alive: bool,
     disk_free_at: Micros,
-    timer_generation: [u64; 2],
+    timer_generation: [u64; TIMER_KINDS],
     /// What the node persisted.
     disk: MemoryStore,
 }
@@ -118,10 +118,15 @@ pub struct Sim {
     events: u64,
 }
 
+/// raft-core's timer kinds, each with its own generation counter.
+const TIMER_KINDS: usize = 4;
+
 fn timer_slot(timer: Timer) -> usize {
     match timer {
         Timer::Election => 0,
         Timer::Heartbeat => 1,
+        Timer::CheckQuorum => 2,
+        Timer::Transfer => 3,
     }
 }
 
@@ -152,7 +157,7 @@ impl Sim {
                 state,
                 alive: true,
                 disk_free_at: 0,
-                timer_generation: [0; 2],
+                timer_generation: [0; TIMER_KINDS],
                 disk: MemoryStore::new(),
             });
             sim.execute(NodeId(i as u64 + 1), outputs);
@@ -241,8 +246,7 @@ impl Sim {
     pub fn crash(&mut self, id: NodeId) {
         let n = self.node_mut(id);
         n.alive = false;
-        n.timer_generation[0] += 1;
-        n.timer_generation[1] += 1;
+        n.timer_generation.iter_mut().for_each(|g| *g += 1);
     }
 
     /// Restarts a crashed node from what it persisted.

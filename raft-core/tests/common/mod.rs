@@ -80,6 +80,14 @@ impl TestConfig {
         with_uncommitted_entries_max(u64),
         with_reads_max(usize),
     );
+    /// [`Config::with_pre_vote`], keeping the membership.
+    pub fn with_pre_vote(self, on: bool) -> TestConfig {
+        TestConfig { config: self.config.with_pre_vote(on), membership: self.membership }
+    }
+    /// [`Config::with_check_quorum`], keeping the membership.
+    pub fn with_check_quorum(self, on: bool) -> TestConfig {
+        TestConfig { config: self.config.with_check_quorum(on), membership: self.membership }
+    }
 }
 
 /// Node `n`.
@@ -92,10 +100,19 @@ pub fn members(n: u64) -> Vec<NodeId> {
     (1..=n).map(NodeId).collect()
 }
 
-/// The configuration of node `me` in an `n`-node cluster, with defaults.
+/// The configuration of node `me` in an `n`-node cluster, as the paper's §5
+/// has it: defaults, but with pre-vote and check-quorum off, so that the
+/// tests of §5's rules see §5's messages. Tests of those two extensions
+/// turn them on ([`config_with_extensions`]).
 pub fn config(me: u64, n: u64) -> TestConfig {
     let membership = Membership::new(members(n)).expect("a valid test membership");
-    TestConfig::new(Config::new(NodeId(me)), membership)
+    TestConfig::new(Config::new(NodeId(me)).with_pre_vote(false).with_check_quorum(false), membership)
+}
+
+/// The configuration of node `me` in an `n`-node cluster with raft-core's
+/// defaults: pre-vote and check-quorum on.
+pub fn config_with_extensions(me: u64, n: u64) -> TestConfig {
+    config(me, n).with_pre_vote(true).with_check_quorum(true)
 }
 
 /// A brand-new node of `config`'s cluster, and the outputs that start it.
@@ -232,6 +249,7 @@ pub fn request_vote(term: u64, last_log_index: u64, last_log_term: u64) -> Messa
         term: Term(term),
         last_log_index: LogIndex(last_log_index),
         last_log_term: Term(last_log_term),
+        transfer: false,
     })
 }
 
@@ -339,6 +357,13 @@ pub fn leader(config: &TestConfig, term: u64, log_terms: &[u64], commit: u64) ->
     let mut state = follower(config, term - 1, None, log_terms, commit);
     let mut outputs = step(config, &mut state, Input::Timeout(Timer::Election));
     let voters: Vec<NodeId> = config.peers().take(config.quorum() - 1).collect();
+    if config.pre_vote() {
+        // A pre-vote first (thesis §9.6): the same majority says yes.
+        for &voter in &voters {
+            let granted = Message::PreVoteResponse(raft_core::PreVoteResponse { term: Term(term), granted: true });
+            outputs = step(config, &mut state, receive(voter.0, granted));
+        }
+    }
     for voter in voters {
         outputs = step(config, &mut state, receive(voter.0, vote(term, true)));
     }

@@ -169,6 +169,10 @@ pub enum Property {
     /// The delivery contract: in one lifetime a node delivers the commands
     /// of its log in log order, each once, skipping none.
     DeliverOnceInOrder,
+    /// Thesis §9.6: a pre-vote changes no term and no vote, neither the
+    /// pre-candidate's (when it starts one) nor its voters' (when they
+    /// answer one).
+    PreVoteChangesNothing,
     /// The rest of the step contract between the core and its driver: a
     /// dropped input changes nothing, each read is answered once, an
     /// accepted proposal ends where it was said to be.
@@ -408,12 +412,19 @@ impl Sim {
         // application reported the previous one applied.
         let unapplied_entries = UNAPPLIED_ENTRIES_CHOICES[rng.random_range(0..UNAPPLIED_ENTRIES_CHOICES.len())];
         let unapplied_bytes = UNAPPLIED_BYTES_CHOICES[rng.random_range(0..UNAPPLIED_BYTES_CHOICES.len())];
+        // Pre-vote and check-quorum (raft-core's defaults) on or off, each
+        // in half the runs: with them some §5 rules hide behind them (a
+        // pre-vote checks the log too), so both ways are checked.
+        let pre_vote = rng.random_bool(0.5);
+        let check_quorum = rng.random_bool(0.5);
         let ids: Vec<NodeId> = (1..=options.nodes).map(NodeId).collect();
         let membership = Membership::new(ids.clone()).expect("valid");
         let machines = ids
             .iter()
             .map(|&id| {
                 let mut config = Config::new(id)
+                    .with_pre_vote(pre_vote)
+                    .with_check_quorum(check_quorum)
                     .with_entries_per_append_max(entries_per_append)
                     .and_then(|c| c.with_inflight_entries_max(inflight))
                     .and_then(|c| c.with_unapplied_entries_max(unapplied_entries))
@@ -755,6 +766,7 @@ impl Sim {
         self.execute(node, outputs.clone(), crash_at)?;
         self.check_step(node, &before, &after, &outputs)?;
         self.check_stale_term_rejected(node, &input, &before, &after, &outputs)?;
+        self.check_pre_vote_changes_nothing(node, &input, &before, &after)?;
         self.check_append_receiver(node, &input, &before, &after, &outputs)?;
         self.check_commit_current_term_only(node, &before, &after)?;
         if let Some(first) = touched {
@@ -814,7 +826,10 @@ impl Sim {
                 Output::ReadRejected { id, .. } => {
                     self.reads.remove(&id);
                 }
-                Output::ProposalRejected { .. } | Output::LeaderChanged { .. } | Output::Dropped(_) => {}
+                Output::ProposalRejected { .. }
+                | Output::LeaderChanged { .. }
+                | Output::TransferRejected { .. }
+                | Output::Dropped(_) => {}
             }
         }
         Ok(())
@@ -895,6 +910,10 @@ impl Sim {
                 }
                 AppendResult::Conflict { .. } => disk.hard.term == m.term,
             },
+            // Thesis §9.6: a pre-vote asks about the term after the stored
+            // one, and a granted answer echoes a term its sender never took.
+            Message::PreVote(m) => disk.hard.term.next() == m.term,
+            Message::PreVoteResponse(m) if m.granted => disk.hard.term < m.term,
             other => disk.hard.term >= other.term(),
         };
         if backed {
@@ -1076,6 +1095,21 @@ impl Sim {
     /// receiver's leaves the receiver as it was, and no vote is granted and
     /// no append acknowledged in answer to it. (Client traffic, Forward and
     /// ReadIndex messages, carries terms as hints only.)
+    /// PreVoteChangesNothing, on one step.
+    fn check_pre_vote_changes_nothing(&self, node: usize, input: &Input, before: &State, after: &State) -> Checked {
+        let answers_pre_vote = matches!(input, Input::Receive { message: Message::PreVote(_), .. });
+        let starts_pre_vote = after.role_kind() == raft_core::RoleKind::PreCandidate
+            && before.role_kind() != raft_core::RoleKind::PreCandidate
+            || matches!(input, Input::Timeout(raft_core::Timer::Election))
+                && after.role_kind() == raft_core::RoleKind::PreCandidate;
+        if (answers_pre_vote || starts_pre_vote) && before.hard_state() != after.hard_state() {
+            let detail =
+                format!("n{} went from {:?} to {:?} on {input:?}", node + 1, before.hard_state(), after.hard_state());
+            return Err(self.violation(Property::PreVoteChangesNothing, detail));
+        }
+        Ok(())
+    }
+
     fn check_stale_term_rejected(
         &self,
         node: usize,

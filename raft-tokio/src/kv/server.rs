@@ -431,6 +431,7 @@ async fn status(State(s): Shared) -> Response {
         RoleKind::Leader => "leader",
         RoleKind::Follower => "follower",
         RoleKind::Candidate => "candidate",
+        RoleKind::PreCandidate => "pre-candidate",
     };
     let members = s
         .raft
