@@ -233,7 +233,12 @@ pub fn run(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i
         Mode::Explore => explore(args, config, out),
         Mode::Profiles => crate::profiles::report_profiles(args.profile.as_deref(), args.threads(), out),
         Mode::Mutants => crate::profiles::report_mutants(args.fault, args.threads(), out),
-        Mode::Election => match crate::timing::sweep::run(args.nodes as u64, args.seed, &args.election) {
+        Mode::Election => match crate::timing::sweep::run(
+            args.nodes as u64,
+            args.seed,
+            &args.election,
+            (args.pre_vote, args.check_quorum),
+        ) {
             Ok(()) => 0,
             Err(message) => {
                 eprintln!("error: {message}");

@@ -39,12 +39,22 @@ pub struct ElectionParams {
     pub net: NetworkConfig,
     /// The longest a trial may run, in virtual time, after the crash.
     pub limit: Micros,
+    /// Pre-vote (thesis §9.6) and check-quorum (§6.2) on.
+    pub extensions: (bool, bool),
 }
 
 impl ElectionParams {
     /// The paper's setup for this timeout range.
     pub fn paper(timeout_ms: (u64, u64), trials: u32, seed: u64) -> ElectionParams {
-        ElectionParams { nodes: 5, timeout_ms, trials, seed, net: NetworkConfig::paper(), limit: 60_000_000 }
+        ElectionParams {
+            nodes: 5,
+            timeout_ms,
+            trials,
+            seed,
+            net: NetworkConfig::paper(),
+            limit: 60_000_000,
+            extensions: (false, false),
+        }
     }
 
     fn configs(&self) -> Vec<Config> {
@@ -54,7 +64,13 @@ impl ElectionParams {
         // in the paper's experiment.
         let heartbeat = min / 2;
         ids.iter()
-            .map(|&id| Config::new(id).with_timing(min, max, heartbeat).expect("a valid experiment configuration"))
+            .map(|&id| {
+                Config::new(id)
+                    .with_pre_vote(self.extensions.0)
+                    .with_check_quorum(self.extensions.1)
+                    .with_timing(min, max, heartbeat)
+                    .expect("a valid experiment configuration")
+            })
             .collect()
     }
 }
