@@ -68,6 +68,9 @@ pub enum Msg {
     /// Server to client: the value read, and the log index it was read at
     /// (the read index; 0 for a read that bypassed the log).
     GetOk(Value, LogIndex),
+    /// Operator to server (a server sends it to itself at start, so that it
+    /// arrives at any moment): hand the leadership to this node.
+    Transfer(NodeId),
 }
 
 impl fmt::Debug for Msg {
@@ -78,6 +81,7 @@ impl fmt::Debug for Msg {
             Msg::PutOk => write!(f, "PutOk"),
             Msg::Get => write!(f, "Get"),
             Msg::GetOk(v, i) => write!(f, "GetOk({v} at {i})"),
+            Msg::Transfer(target) => write!(f, "TransferLeadership(to {target})"),
         }
     }
 }
@@ -200,6 +204,9 @@ pub struct Server {
     pub membership: Membership,
     /// A command this node proposes when it first starts (raft-lite's model).
     pub propose_at_start: Option<Vec<u8>>,
+    /// A node this one asks (once, at its first start, by a message to
+    /// itself that arrives at any moment) to take over its leadership.
+    pub transfer_at_start: Option<NodeId>,
     /// Whether the leader's heartbeat timer is modelled (see
     /// `ModelConfig::heartbeats`).
     pub heartbeats: bool,
@@ -230,7 +237,7 @@ impl Actor for Node {
             Node::Server(server) => {
                 let mut local = Out::new();
                 let started =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.start(storage, &mut local)));
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.start(id, storage, &mut local)));
                 match started {
                     Ok(state) => {
                         o.append(&mut local);
@@ -281,7 +288,7 @@ impl Actor for Node {
 
 impl Server {
     /// A fresh start (no storage yet) or a recovery from storage.
-    fn start(&self, storage: &Option<Arc<Durable>>, o: &mut Out<Node>) -> ServerState {
+    fn start(&self, id: Id, storage: &Option<Arc<Durable>>, o: &mut Out<Node>) -> ServerState {
         let (raft, outputs) = match storage {
             None => State::new(&self.config, self.membership.clone()),
             Some(durable) => {
@@ -314,6 +321,9 @@ impl Server {
             state.raft.step(&self.config, Input::Propose(vec![proposal]), &mut outputs);
             self.execute(&mut state, &before, outputs, o);
         }
+        if let (None, Some(target)) = (storage, self.transfer_at_start) {
+            o.send(id, Msg::Transfer(target));
+        }
         state
     }
 
@@ -334,6 +344,7 @@ impl Server {
             // Linearizable reads without the log (ReadIndex): the answer goes
             // out when raft-core says the read may be served (`ReadReady`).
             Msg::Get => self.step(s, Input::Read(vec![ReadId(usize::from(src) as u64)]), o),
+            Msg::Transfer(target) => self.step(s, Input::TransferLeadership(target), o),
             Msg::PutOk | Msg::GetOk(..) => None,
         }
     }

@@ -86,6 +86,9 @@ pub struct ModelConfig {
     /// model), and a node that hears from a live leader ignores vote
     /// requests of higher terms.
     pub check_quorum: bool,
+    /// Whether each server asks, once, to hand its leadership to the next
+    /// server (thesis §3.10), by a message that may arrive at any moment.
+    pub transfers: bool,
     /// A rule of raft-core broken on purpose (the mutation harness).
     pub fault: Option<Fault>,
     /// Deliberate adapter bugs, for tests.
@@ -110,6 +113,7 @@ impl Default for ModelConfig {
             split_appends: false,
             pre_vote: false,
             check_quorum: false,
+            transfers: false,
             fault: None,
             switches: Switches::default(),
             config_hook: None,
@@ -143,6 +147,10 @@ pub struct History {
     pub read_floors: Vec<(Id, LogIndex)>,
     /// kv model: a read was answered at a read index below its floor.
     pub stale_read_index: bool,
+    /// Every (term, candidate) whose election a leadership transfer started
+    /// (it sent a RequestVote marked as a transfer). Empty unless the model
+    /// has transfers.
+    pub transfer_elections: Vec<(Term, NodeId)>,
 }
 
 /// The command server `i` proposes at start: one ASCII letter, `a` for node 0.
@@ -198,6 +206,7 @@ impl ModelConfig {
                     config: self.raft_config(i),
                     membership: self.membership(),
                     propose_at_start: proposes_at_start.then(|| start_value(i)),
+                    transfer_at_start: self.transfers.then(|| NodeId(((i + 1) % self.servers) as u64)),
                     heartbeats: self.heartbeats,
                     switches: self.switches,
                 })
@@ -239,6 +248,16 @@ impl ModelConfig {
 fn record_out(cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
     match env.msg {
         Msg::Raft(m) => {
+            if let Message::RequestVote(r) = &**m {
+                let election = (r.term, NodeId(usize::from(env.src) as u64));
+                if !r.transfer || history.transfer_elections.contains(&election) {
+                    return None;
+                }
+                let mut next = history.clone();
+                next.transfer_elections.push(election);
+                next.transfer_elections.sort_unstable();
+                return Some(next);
+            }
             let Message::AppendEntries(append) = &**m else { return None };
             let leader = (m.term(), NodeId(usize::from(env.src) as u64));
             let new_leader = history.leaders.binary_search(&leader).err();

@@ -106,8 +106,8 @@ pub fn ci_profiles() -> Vec<Profile> {
         },
         Profile {
             name: "prevote-walks",
-            why: "pre-vote and check-quorum on, split appends, terms up to 4: the thesis's two \
-                  extensions keep every property, and a pre-vote changes no term",
+            why: "pre-vote, check-quorum and a leadership transfer per server, split appends, terms \
+                  up to 4: the thesis's extensions keep every property, and a pre-vote changes no term",
             config: ModelConfig {
                 split_appends: true,
                 max_term: 4,
@@ -115,6 +115,7 @@ pub fn ci_profiles() -> Vec<Profile> {
                 crashes: 0,
                 pre_vote: true,
                 check_quorum: true,
+                transfers: true,
                 ..base.clone()
             },
             search: walks,

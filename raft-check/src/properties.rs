@@ -71,6 +71,12 @@ pub const NO_PANIC: &str = "No Panic";
 /// A pre-vote changes no term and no vote: neither the pre-candidate's
 /// when it starts one, nor its voters' when they answer (thesis §9.6).
 pub const PRE_VOTE_CHANGES_NOTHING: &str = "Pre-Vote Changes Nothing";
+/// Sometimes a leader of a term was elected in an election a leadership
+/// transfer started (with transfers in the model).
+pub const TRANSFER_COMPLETED: &str = "Transfer Completed";
+/// Sometimes a live server that led a term is a follower of that same term:
+/// in a model without crashes only check-quorum does that.
+pub const STEPPED_DOWN_BY_CHECK_QUORUM: &str = "Leader Stepped Down By Check-Quorum";
 /// Sometimes a refused pre-vote is in flight (with pre-vote on).
 pub const PRE_VOTE_REFUSED: &str = "Pre-Vote Refused";
 /// kv model: the clients' reads and writes are linearizable.
@@ -149,6 +155,16 @@ pub fn add_all(model: RaftModel) -> RaftModel {
             PRE_VOTE_REFUSED,
             pre_vote_refused,
         )
+    } else {
+        model
+    };
+    let model = if model.cfg.transfers {
+        model.property(Expectation::Sometimes, TRANSFER_COMPLETED, transfer_completed)
+    } else {
+        model
+    };
+    let model = if model.cfg.check_quorum && model.cfg.crashes == 0 {
+        model.property(Expectation::Sometimes, STEPPED_DOWN_BY_CHECK_QUORUM, stepped_down_by_check_quorum)
     } else {
         model
     };
@@ -302,6 +318,17 @@ fn higher_term_adopted(_: &RaftModel, state: &RaftState) -> bool {
 
 fn pre_vote_changes_nothing(_: &RaftModel, state: &RaftState) -> bool {
     live_servers(state).all(|(_, s)| !s.broken.pre_vote_changed_term)
+}
+
+fn transfer_completed(_: &RaftModel, state: &RaftState) -> bool {
+    state.history.transfer_elections.iter().any(|e| state.history.leaders.binary_search(e).is_ok())
+}
+
+fn stepped_down_by_check_quorum(_: &RaftModel, state: &RaftState) -> bool {
+    let leaders = &state.history.leaders;
+    live_servers(state).any(|(i, s)| {
+        !s.raft.is_leader() && leaders.binary_search(&(s.raft.term(), raft_core::NodeId(i as u64))).is_ok()
+    })
 }
 
 fn pre_vote_refused(_: &RaftModel, state: &RaftState) -> bool {

@@ -83,6 +83,7 @@ pub fn steps_of_path(model: &RaftModel, path: &Path<RaftState, Action>) -> Vec<S
                     Msg::Raft(message) => Input::Receive { from: node_id(src), message: (*message).clone() },
                     Msg::Put(value) => propose(KvCommand::Write { client, value }),
                     Msg::Get if !server.switches.reads_bypass_log => Input::Read(vec![ReadId(u64::from(client))]),
+                    Msg::Transfer(target) => Input::TransferLeadership(target),
                     Msg::Get | Msg::PutOk | Msg::GetOk(..) => continue,
                 };
                 (dst, Event::Input(input))

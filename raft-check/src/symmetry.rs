@@ -242,7 +242,11 @@ fn rename_server(s: &ServerState, r: &Renaming) -> ServerState {
 }
 
 fn rename_msg(msg: &Msg, r: &Renaming) -> Msg {
-    let Msg::Raft(message) = msg else { return msg.clone() };
+    let message = match msg {
+        Msg::Raft(message) => message,
+        Msg::Transfer(target) => return Msg::Transfer(r.node(*target)),
+        _ => return msg.clone(),
+    };
     let message = match &**message {
         Message::AppendEntries(m) => {
             let mut m = m.clone();
