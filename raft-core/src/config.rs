@@ -110,11 +110,11 @@ impl Config {
             // cannot commit; proposals beyond are refused, not hoarded.
             uncommitted_entries_max: 64 * 1024,
             reads_max: 64 * 1024,
-            // Off by default until every layer has them (the runtime's
-            // transfer API and tests, the checker's default model); then on,
-            // as hashicorp's raft and CockroachDB have them.
-            pre_vote: false,
-            check_quorum: false,
+            // On by default, as hashicorp's raft and CockroachDB have them: a
+            // node cut off and healed cannot depose a healthy leader, and a
+            // leader cut off from its majority steps down.
+            pre_vote: true,
+            check_quorum: true,
             #[cfg(feature = "fault-injection")]
             fault: None,
         }

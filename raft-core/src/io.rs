@@ -142,7 +142,8 @@ pub enum Dropped {
     /// The sender is not a member of the cluster (or is this node).
     UnknownSender,
     /// A response from an older term, or a response this node's role does
-    /// not expect.
+    /// not expect; or a leader's `TimeoutNow` of an older term, which needs
+    /// no answer.
     StaleResponse,
     /// An index beyond what this node holds or sent, entries whose terms
     /// go backwards or exceed the message's term, a term or index above

@@ -28,7 +28,8 @@ impl State {
         let mut heard: BTreeSet<NodeId> = progress.iter().filter(|(_, p)| p.is_active()).map(|(&id, _)| id).collect();
         heard.insert(config.id());
         if !self.membership.quorum().is_won(&heard) {
-            // The timer that fired is spent: only the others are cancelled.
+            // Stepping down cancels every leader timer (this one is spent
+            // already: the cancel is harmless) and arms the election timer.
             self.become_follower(config, self.hard.term, None, out);
             return;
         }

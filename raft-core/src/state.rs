@@ -683,6 +683,7 @@ fn validate(message: &Message) -> Result<(), Dropped> {
             Ok(())
         }
         Message::RequestVote(m) if m.last_log_term > m.term => Err(Dropped::OutOfRange),
+        Message::PreVote(m) if m.last_log_term > m.term => Err(Dropped::OutOfRange),
         _ => Ok(()),
     }
 }

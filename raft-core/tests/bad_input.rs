@@ -72,6 +72,21 @@ fn impossible_vote_requests_are_dropped() {
     }
 }
 
+/// A PreVote whose last log term exceeds the term it asks about is as
+/// impossible as such a RequestVote (the sender's last log term is at most
+/// its own term, one below the term asked about), and should be dropped
+/// alike rather than answered.
+#[test]
+fn impossible_pre_votes_are_dropped() {
+    for (role, c, state) in every_role() {
+        let mut s = state.clone();
+        let before = s.clone();
+        let outputs = step(&c, &mut s, receive(2, pre_vote(4, 3, 5)));
+        assert_eq!(outputs, vec![raft_core::Output::Dropped(Dropped::OutOfRange)], "{role}");
+        assert_eq!(s, before, "{role}");
+    }
+}
+
 /// A leader told that a follower matches beyond the leader's own log has
 /// been lied to: dropped, no commit.
 #[test]

@@ -8,13 +8,22 @@
 //! rules of `raft_core::Fault`, some property's violation (the mutation
 //! harness).
 //!
+//! Then scenarios without random faults, each paired with the run that
+//! shows it can fail: a node cut off and healed does not depose the leader
+//! with pre-vote (thesis §9.6) and does without; a leader cut off with a
+//! minority steps down within two election timeouts with check-quorum
+//! (thesis §6.2) and leads on without; a partial partition keeps one leader
+//! that commits with both, and churns leaders with neither; a leadership
+//! transfer (thesis §3.10) completes in one term; an abandoned one lets
+//! proposals resume.
+//!
 //! `SIM_SEED=n` runs exactly seed n (add `SIM_TRACE=1` to print every step);
 //! `SIM_SEEDS=n` runs seeds 0..n (default 500 per cluster size).
 
 mod common;
 
-use common::sim::{run_seed, Options, Outcome, Property, Sim, Violation};
-use raft_core::Fault;
+use common::sim::{run_seed, LeadershipChange, Options, Outcome, Property, Sim, Violation};
+use raft_core::{Fault, Input, LogIndex, NodeId, Rejection, Term};
 
 fn env_u64(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;
@@ -42,11 +51,20 @@ fn run_many(nodes: u64) -> Vec<Outcome> {
     let accepted: u64 = outcomes.iter().map(|o| o.accepted).sum();
     let reads: u64 = outcomes.iter().map(|o| o.reads_served).sum();
     let windowed: u64 = outcomes.iter().map(|o| o.deliveries_after_applied).sum();
+    let partial: u64 = outcomes.iter().map(|o| o.partial_partitions).sum();
+    let transfers: u64 = outcomes.iter().map(|o| o.transfers).sum();
+    let timeouts_now: u64 = outcomes.iter().map(|o| o.timeouts_now).sum();
     assert!(reads > 0, "no read was ever served: the read path is not exercised");
     assert!(windowed > 0, "no delivery ever waited for Input::Applied: the delivery window is not exercised");
+    if seeds.len() >= 50 {
+        // A handful of seeds may draw none; fifty cannot, short of a bug.
+        assert!(partial > 0, "no partial partition was made");
+        assert!(timeouts_now > 0, "no transfer reached its TimeoutNow: the transfer path is not exercised");
+    }
     println!(
         "simulator, {nodes} nodes: {} seeds ({}..={}), {steps} steps ({liveness} in liveness phases), \
-         {crashes} crashes, {terms} terms with a leader, {accepted} proposals accepted, \
+         {crashes} crashes, {partial} partial partitions, {transfers} transfers asked ({timeouts_now} TimeoutNow sent), \
+         {terms} terms with a leader, {accepted} proposals accepted, \
          {reads} reads served, {windowed} deliveries after a full window, {committed} log indexes committed",
         seeds.len(),
         seeds.first().unwrap_or(&0),
@@ -192,5 +210,301 @@ fn a_seed_replays_exactly() {
         let second = Sim::new(Options::new(nodes, 7)).run().expect("seed 7 passes");
         assert!(first.steps > 0);
         assert_eq!(first, second);
+    }
+}
+
+// Scenarios: runs without random faults (clients still propose, and every
+// property is still checked after every step), where the test cuts links,
+// asks for transfers and reads the history of who led when. Each runs a few
+// seeds, so that timers and message delays differ, and ends with the
+// liveness phase, which must converge.
+
+/// Seeds per scenario.
+const SCENARIO_SEEDS: u64 = 8;
+
+/// A run of `nodes` with no random faults and pre-vote and check-quorum as
+/// given.
+fn quiet(nodes: u64, seed: u64, pre_vote: bool, check_quorum: bool) -> Sim {
+    let trace = std::env::var_os("SIM_TRACE").is_some();
+    let options = Options {
+        chaos: false,
+        pre_vote: Some(pre_vote),
+        check_quorum: Some(check_quorum),
+        trace,
+        ..Options::new(nodes, seed)
+    };
+    Sim::new(options)
+}
+
+fn ok<T>(result: Result<T, Violation>) -> T {
+    result.unwrap_or_else(|v| panic!("{v}"))
+}
+
+/// Runs until one leader that every node follows; returns it and its term.
+fn settle(sim: &mut Sim) -> (usize, Term) {
+    let deadline = sim.now_us() + 5_000_000;
+    while sim.now_us() < deadline {
+        ok(sim.run_for(20_000));
+        if let Some(leader) = sim.agreed_leader() {
+            return leader;
+        }
+    }
+    panic!("no agreed leader within 5 s of a fault-free start");
+}
+
+/// The changes of who leads after `since_us`.
+fn changes_since(sim: &Sim, since_us: u64) -> Vec<LeadershipChange> {
+    sim.leadership().iter().filter(|c| c.time_us > since_us).copied().collect()
+}
+
+/// The minimum election timeout, in microseconds.
+fn election_timeout_min_us(sim: &Sim) -> u64 {
+    sim.config().election_timeout().0.as_micros() as u64
+}
+
+/// A follower of a settled cluster is cut off for two seconds (many
+/// election timeouts), then healed and given a second to settle. Returns
+/// the leader and term before, the cut node's term while cut off, the time
+/// of the heal, and the run.
+fn cut_off_and_heal(nodes: u64, seed: u64, pre_vote: bool) -> ((usize, Term), Term, u64, Sim) {
+    let mut sim = quiet(nodes, seed, pre_vote, false);
+    let (leader, term) = settle(&mut sim);
+    let cut = (leader + 1) % nodes as usize;
+    sim.isolate(cut);
+    ok(sim.run_for(2_000_000));
+    let cut_term = sim.state(cut).expect("up").term();
+    sim.heal();
+    let healed_at = sim.now_us();
+    ok(sim.run_for(1_000_000));
+    ((leader, term), cut_term, healed_at, sim)
+}
+
+/// Thesis §9.6: with pre-vote on (check-quorum off, so that pre-vote alone
+/// is tested), a follower cut off for many election timeouts asks for
+/// pre-votes in vain and never raises its term; healed, it follows the
+/// leader again, which kept its term throughout: no leader changed.
+#[test]
+fn s9_6_a_node_cut_off_and_healed_does_not_depose_the_leader() {
+    for nodes in [3, 5] {
+        for seed in 0..SCENARIO_SEEDS {
+            let ((leader, term), cut_term, _, sim) = cut_off_and_heal(nodes, seed, true);
+            let at = format!("{nodes} nodes, seed {seed}");
+            assert_eq!(cut_term, term, "{at}: the cut-off node kept its term");
+            assert_eq!(sim.agreed_leader(), Some((leader, term)), "{at}");
+            let settled_at = sim.leadership().last().expect("a leader was elected").time_us;
+            assert_eq!(changes_since(&sim, settled_at), vec![], "{at}: no leadership change after the first");
+            ok(sim.finish());
+        }
+    }
+}
+
+/// The same cut-off follower with pre-vote off (§5 alone): it stands for
+/// election in ever higher terms while cut off, and once healed its term
+/// deposes the leader. This is what the test above rules out, and shows
+/// the scenario can fail.
+#[test]
+fn s9_6_without_pre_vote_a_node_cut_off_and_healed_deposes_the_leader() {
+    for nodes in [3, 5] {
+        for seed in 0..SCENARIO_SEEDS {
+            let ((leader, term), cut_term, healed_at, sim) = cut_off_and_heal(nodes, seed, false);
+            let at = format!("{nodes} nodes, seed {seed}");
+            assert!(cut_term > term, "{at}: the cut-off node's term rose to {cut_term:?}");
+            let deposed = changes_since(&sim, healed_at).iter().any(|c| c.node == leader && !c.leads);
+            assert!(deposed, "{at}: the leader of {term:?} was deposed after the heal");
+            ok(sim.finish());
+        }
+    }
+}
+
+/// A settled cluster is split with its leader in the minority (alone of
+/// three, with one follower of five). Returns the old leader and term, the
+/// minority, the time of the split, and the run after `run_us` more.
+fn split_with_leader_in_minority(
+    nodes: u64,
+    seed: u64,
+    check_quorum: bool,
+    run_us: u64,
+) -> ((usize, Term), Vec<usize>, u64, Sim) {
+    let mut sim = quiet(nodes, seed, true, check_quorum);
+    let (leader, term) = settle(&mut sim);
+    let minority: Vec<usize> = (0..(nodes as usize - 1) / 2).map(|k| (leader + k) % nodes as usize).collect();
+    sim.partition(&minority);
+    let split_at = sim.now_us();
+    ok(sim.run_for(run_us));
+    ((leader, term), minority, split_at, sim)
+}
+
+/// Thesis §6.2: with check-quorum on, a leader cut off with a minority
+/// steps down within two minimum election timeouts (its check runs every
+/// such timeout, and the one after the split finds no majority heard),
+/// keeping its term; meanwhile the majority elects a leader of a newer
+/// term. Healed, the cluster converges.
+#[test]
+fn s6_2_a_leader_in_the_minority_steps_down_within_two_election_timeouts() {
+    let mut slowest = 0;
+    for nodes in [3, 5] {
+        for seed in 0..SCENARIO_SEEDS {
+            let ((leader, term), minority, split_at, mut sim) =
+                split_with_leader_in_minority(nodes, seed, true, 2_000_000);
+            let at = format!("{nodes} nodes, seed {seed}");
+            let bound = 2 * election_timeout_min_us(&sim);
+            let changes = changes_since(&sim, split_at);
+            let stepped_down = changes.iter().find(|c| c.node == leader && !c.leads).expect("stepped down");
+            assert_eq!(stepped_down.term, term, "{at}");
+            let after = stepped_down.time_us - split_at;
+            assert!(after <= bound, "{at}: the leader stepped down {after}us after the split, over {bound}us");
+            slowest = slowest.max(after);
+            assert_eq!(sim.state(leader).expect("up").term(), term, "{at}: stepping down is no new term");
+            let elected = changes.iter().find(|c| c.leads).expect("the majority elected a leader");
+            assert!(!minority.contains(&elected.node) && elected.term > term, "{at}: {elected:?}");
+            assert!(changes.iter().all(|c| !c.leads || !minority.contains(&c.node)), "{at}: the minority led again");
+            sim.heal();
+            ok(sim.finish());
+        }
+    }
+    println!("check-quorum: the slowest step-down came {slowest}us after the split");
+}
+
+/// The same split with check-quorum off: the old leader goes on leading
+/// its term in the minority, beside the majority's new leader, until the
+/// heal. This is what the test above rules out, and shows it can fail.
+#[test]
+fn s6_2_without_check_quorum_a_leader_in_the_minority_keeps_leading() {
+    for nodes in [3, 5] {
+        for seed in 0..SCENARIO_SEEDS {
+            let ((leader, term), _, split_at, mut sim) = split_with_leader_in_minority(nodes, seed, false, 2_000_000);
+            let at = format!("{nodes} nodes, seed {seed}");
+            assert!(sim.state(leader).expect("up").is_leader(), "{at}: still in the leader role");
+            assert_eq!(sim.state(leader).expect("up").term(), term, "{at}");
+            let changes = changes_since(&sim, split_at);
+            assert!(changes.iter().any(|c| c.leads && c.term > term), "{at}: and the majority elected another");
+            sim.heal();
+            ok(sim.finish());
+        }
+    }
+}
+
+/// A settled three-node cluster, leader A, whose link between A and B is
+/// cut both ways: B cannot hear A, and both still reach C. Returns the
+/// leader and term, the cut time, the leader's commit index then, and the
+/// run three seconds on.
+fn partial_partition(seed: u64, extensions: bool) -> ((usize, Term), u64, LogIndex, Sim) {
+    let mut sim = quiet(3, seed, extensions, extensions);
+    let (a, term) = settle(&mut sim);
+    let b = (a + 1) % 3;
+    sim.cut(a, b);
+    sim.cut(b, a);
+    let cut_at = sim.now_us();
+    let commit = sim.state(a).expect("up").commit_index();
+    ok(sim.run_for(3_000_000));
+    ((a, term), cut_at, commit, sim)
+}
+
+/// Thesis §9.6 and §6.2 together, in a partial partition (A and B cannot
+/// talk; both reach C): B's election timer fires again and again, but C
+/// hears from the live leader A and refuses B's pre-votes, so B never
+/// raises its term; A keeps leading its term and keeps committing with C.
+#[test]
+fn s9_6_s6_2_a_partial_partition_keeps_a_leader_that_commits() {
+    for seed in 0..SCENARIO_SEEDS {
+        let ((a, term), cut_at, commit, mut sim) = partial_partition(seed, true);
+        let at = format!("seed {seed}");
+        assert_eq!(changes_since(&sim, cut_at), vec![], "{at}: no leadership change");
+        let leader = sim.state(a).expect("up");
+        assert!(leader.is_leader() && leader.term() == term, "{at}");
+        assert!(leader.commit_index().0 >= commit.0 + 5, "{at}: committed {commit:?} to {:?}", leader.commit_index());
+        let b = (a + 1) % 3;
+        assert_eq!(sim.state(b).expect("up").term(), term, "{at}: B never raised its term");
+        sim.heal();
+        ok(sim.finish());
+    }
+}
+
+/// The same partial partition with both extensions off: B's elections, in
+/// ever higher terms, reach C, whose next answer to A deposes it, again and
+/// again. This is what the test above rules out, and shows it can fail.
+#[test]
+fn s9_6_s6_2_without_either_a_partial_partition_deposes_the_leader() {
+    for seed in 0..SCENARIO_SEEDS {
+        let ((a, term), cut_at, _, mut sim) = partial_partition(seed, false);
+        let at = format!("seed {seed}");
+        let changes = changes_since(&sim, cut_at);
+        assert!(changes.iter().any(|c| c.node == a && c.term == term && !c.leads), "{at}: A deposed");
+        sim.heal();
+        ok(sim.finish());
+    }
+}
+
+/// Thesis §3.10: a leader asked to hand its leadership to a follower that
+/// holds its whole log does so within one term: the follower is elected in
+/// the next term, and no other node leads or stands; every node follows it
+/// well within an election timeout. With pre-vote and check-quorum in every
+/// combination, in three and five nodes.
+#[test]
+fn s3_10_a_transfer_to_an_up_to_date_target_completes_in_one_term() {
+    for nodes in [3, 5] {
+        for (pre_vote, check_quorum) in [(false, false), (true, false), (false, true), (true, true)] {
+            for seed in 0..SCENARIO_SEEDS / 2 {
+                let at = format!("{nodes} nodes, pre-vote {pre_vote}, check-quorum {check_quorum}, seed {seed}");
+                let mut sim = quiet(nodes, seed, pre_vote, check_quorum);
+                let (leader, term) = settle(&mut sim);
+                let target = (leader + 1) % nodes as usize;
+                let last = |sim: &Sim, n: usize| sim.state(n).expect("up").log().last_index();
+                for _ in 0..1_000 {
+                    if last(&sim, target) == last(&sim, leader) {
+                        break;
+                    }
+                    ok(sim.run_for(100));
+                }
+                assert_eq!(last(&sim, target), last(&sim, leader), "{at}: the target caught up");
+                let asked_at = sim.now_us();
+                ok(sim.input(leader, Input::TransferLeadership(NodeId(target as u64 + 1))));
+                ok(sim.run_for(election_timeout_min_us(&sim)));
+                // The target may win before the old leader hears of it: the
+                // two changes come in either order.
+                let mut changes: Vec<(usize, Term, bool)> =
+                    changes_since(&sim, asked_at - 1).iter().map(|c| (c.node, c.term, c.leads)).collect();
+                changes.sort();
+                let mut expected = vec![(leader, term, false), (target, Term(term.0 + 1), true)];
+                expected.sort();
+                assert_eq!(changes, expected, "{at}");
+                assert_eq!(sim.agreed_leader(), Some((target, Term(term.0 + 1))), "{at}");
+                ok(sim.finish());
+            }
+        }
+    }
+}
+
+/// Thesis §3.10: a transfer to a target that cannot be reached is given
+/// up when its deadline passes (a minimum election timeout): meanwhile the
+/// leader refuses proposals, naming the target; afterwards it accepts and
+/// commits them again, in the same term, having never stopped leading.
+#[test]
+fn s3_10_an_abandoned_transfer_resumes_proposals() {
+    for nodes in [3, 5] {
+        for seed in 0..SCENARIO_SEEDS {
+            let at = format!("{nodes} nodes, seed {seed}");
+            let mut sim = quiet(nodes, seed, true, true);
+            let (leader, term) = settle(&mut sim);
+            let target = (leader + 1) % nodes as usize;
+            sim.isolate(target);
+            let asked_at = sim.now_us();
+            let target_id = NodeId(target as u64 + 1);
+            ok(sim.input(leader, Input::TransferLeadership(target_id)));
+            let during = ok(sim.propose(leader, b"during"));
+            assert_eq!(sim.answer(during), Some(Err(Rejection::Transferring { target: target_id })), "{at}");
+            ok(sim.run_for(election_timeout_min_us(&sim) + 1));
+            assert_eq!(sim.state(leader).expect("up").transfer_target(), None, "{at}: the transfer was given up");
+            let after = ok(sim.propose(leader, b"after"));
+            let Some(Ok((accepted_term, index))) = sim.answer(after) else {
+                panic!("{at}: {:?}", sim.answer(after));
+            };
+            assert_eq!(accepted_term, term, "{at}");
+            ok(sim.run_for(100_000));
+            assert!(sim.state(leader).expect("up").commit_index() >= index, "{at}: and committed");
+            assert_eq!(changes_since(&sim, asked_at), vec![], "{at}: the leader never stopped leading");
+            sim.heal();
+            ok(sim.finish());
+        }
     }
 }

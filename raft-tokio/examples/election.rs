@@ -31,9 +31,26 @@
 //! It prints one line in the format of raft-check's election simulator;
 //! `--verbose` adds a line per trial and a line on the restarts and the
 //! nodes' durable writes (on stderr). `RUST_LOG` turns on the nodes' logs.
+//!
+//! `--scenario` picks another experiment on the same cluster (each trial
+//! starts from a stable cluster, as above):
+//! - `isolate-leader`: stops a majority of the nodes, the leader not among
+//!   them, and measures until the leader no longer says it leads
+//!   (check-quorum, thesis §6.2); then restarts them.
+//! - `transfer`: asks the leader to hand its leadership to a random
+//!   follower (thesis §3.10) and measures until every node knows that
+//!   follower as leader.
+//! - `restart-follower`: stops a random follower, waits one maximum
+//!   election timeout, restarts it, and watches for five more; the figure is
+//!   the time until every node agrees on a leader again, and the line ends
+//!   with how many trials saw the restarted node depose the leader (a new
+//!   term), which pre-vote (thesis §9.6) should make none.
+//!
+//! `--pre-vote off` and `--check-quorum off` turn the extensions off (both
+//! on by default, as in `RaftParams`).
 
 use clap::{Parser, ValueEnum};
-use raft_tokio::{LeaderInfo, NodeId, Raft, RaftConfig, RaftHandle, RaftParams, StartError, Term};
+use raft_tokio::{LeaderInfo, NodeId, Raft, RaftConfig, RaftHandle, RaftParams, RoleKind, StartError, Term};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::str::FromStr;
@@ -77,6 +94,23 @@ struct Args {
     /// A line per trial and one on restarts and writes, on stderr.
     #[arg(long)]
     verbose: bool,
+    /// What each trial does.
+    #[arg(long, value_enum, default_value_t = Scenario::KillLeader)]
+    scenario: Scenario,
+    /// Pre-vote (thesis §9.6): on or off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pre_vote: bool,
+    /// Check-quorum (thesis §6.2): on or off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    check_quorum: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    KillLeader,
+    IsolateLeader,
+    Transfer,
+    RestartFollower,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -153,6 +187,8 @@ struct View {
 struct Cluster {
     members: Vec<(NodeId, String)>,
     timeout: TimeoutRange,
+    /// Pre-vote and check-quorum.
+    extensions: (bool, bool),
     dir: Option<tempfile::TempDir>,
     nodes: Vec<Option<RaftHandle>>,
     /// Incremented at each start, so that a late change from a node's
@@ -168,6 +204,7 @@ impl Cluster {
         n: u64,
         timeout: TimeoutRange,
         storage: StorageKind,
+        extensions: (bool, bool),
         rng: &mut ChaCha8Rng,
     ) -> Result<Cluster, StartError> {
         let listeners: Vec<_> =
@@ -183,6 +220,7 @@ impl Cluster {
         let mut cluster = Cluster {
             members,
             timeout,
+            extensions,
             dir,
             nodes: vec![None; n],
             lives: vec![0; n],
@@ -202,6 +240,8 @@ impl Cluster {
             heartbeat_interval: self.timeout.heartbeat(),
             seed: Some(seed),
             cluster_id: Some(CLUSTER_ID),
+            pre_vote: self.extensions.0,
+            check_quorum: self.extensions.1,
             ..RaftParams::default()
         };
         let data_dir = self.dir.as_ref().map(|d| d.path().join(format!("n{}", i + 1)));
@@ -330,6 +370,95 @@ impl Cluster {
 
     /// Kills the leader at a random moment within one heartbeat interval of
     /// a stable moment and measures until every survivor knows a new leader.
+    /// A stable leader and term, at a random phase of its heartbeats.
+    async fn stable_moment(&mut self, rng: &mut ChaCha8Rng) -> Result<(usize, Term), String> {
+        let settle = self.timeout.max();
+        let heartbeat_micros = self.timeout.heartbeat().as_micros() as u64;
+        loop {
+            let (leader, term) = self.wait_stable(settle).await?;
+            let delay = Duration::from_micros(rng.random_range(0..heartbeat_micros));
+            self.follow_until(Instant::now() + delay).await;
+            if self.agreement().map(|(l, t, _)| (l, t)) == Some((NodeId(leader as u64 + 1), term)) {
+                return Ok((leader, term));
+            }
+        }
+    }
+
+    /// Waits until `done` holds of the views, or `deadline`: the outcome
+    /// measured from `from`.
+    async fn measure(
+        &mut self,
+        from: Instant,
+        deadline: Instant,
+        done: impl Fn(&Cluster) -> Option<Instant>,
+    ) -> Outcome {
+        loop {
+            if let Some(at) = done(self) {
+                return Outcome::Elected(at.saturating_duration_since(from));
+            }
+            match self.next_change(deadline).await {
+                Some(change) => self.apply(change),
+                None => return Outcome::Censored(deadline - from),
+            }
+        }
+    }
+
+    /// `isolate-leader`: stops a majority, measures until the leader stops
+    /// saying it leads, restarts them.
+    async fn isolate_leader(&mut self, rng: &mut ChaCha8Rng, limit: Duration) -> Result<Trial, String> {
+        let (leader, term) = self.stable_moment(rng).await?;
+        let n = self.nodes.len();
+        let stopped: Vec<usize> = (1..=n / 2 + 1).map(|k| (leader + k) % n).collect();
+        let at = Instant::now();
+        for &i in &stopped {
+            self.kill(i).await;
+        }
+        let outcome = self
+            .measure(at, at + limit, |c| c.views[leader].filter(|v| v.info.role != RoleKind::Leader).map(|v| v.at))
+            .await;
+        for &i in &stopped {
+            self.launch(i, None, rng.random()).await.map_err(|e| e.to_string())?;
+        }
+        Ok(Trial { outcome, killed: leader, old_term: term, new_term: term })
+    }
+
+    /// `transfer`: hands the leadership to a random follower, measures
+    /// until every node knows it as leader.
+    async fn transfer(&mut self, rng: &mut ChaCha8Rng, limit: Duration) -> Result<Trial, String> {
+        let (leader, term) = self.stable_moment(rng).await?;
+        let n = self.nodes.len();
+        let target = (leader + rng.random_range(1..n)) % n;
+        let target_id = NodeId(target as u64 + 1);
+        let handle = self.nodes[leader].clone().expect("running");
+        let at = Instant::now();
+        let call = tokio::spawn(async move { handle.transfer_leadership(target_id).await });
+        let outcome = self
+            .measure(at, at + limit, |c| c.agreement().filter(|(l, t, _)| *l == target_id && *t > term).map(|a| a.2))
+            .await;
+        if let Ok(Err(e)) = call.await {
+            eprintln!("the transfer to node {} failed: {e}", target + 1);
+        }
+        let new_term = self.agreement().map_or(term, |a| a.1);
+        Ok(Trial { outcome, killed: target, old_term: term, new_term })
+    }
+
+    /// `restart-follower`: stops a follower for one maximum election
+    /// timeout, restarts it, watches five more; the outcome is the time
+    /// from the restart until every node agrees on a leader.
+    async fn restart_follower(&mut self, rng: &mut ChaCha8Rng, limit: Duration) -> Result<Trial, String> {
+        let (leader, term) = self.stable_moment(rng).await?;
+        let n = self.nodes.len();
+        let follower = (leader + rng.random_range(1..n)) % n;
+        self.kill(follower).await;
+        self.follow_until(Instant::now() + self.timeout.max()).await;
+        self.launch(follower, None, rng.random()).await.map_err(|e| e.to_string())?;
+        let at = Instant::now();
+        let outcome = self.measure(at, at + limit, |c| c.agreement().map(|a| a.2)).await;
+        self.follow_until(at + 5 * self.timeout.max()).await;
+        let (_, new_term) = self.wait_stable(self.timeout.max()).await?;
+        Ok(Trial { outcome, killed: follower, old_term: term, new_term })
+    }
+
     async fn trial(&mut self, rng: &mut ChaCha8Rng, limit: Duration) -> Result<Trial, String> {
         let settle = self.timeout.max();
         let heartbeat_micros = self.timeout.heartbeat().as_micros() as u64;
@@ -443,7 +572,8 @@ async fn main() {
     }
     let limit = Duration::from_secs(args.limit_seconds);
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    let mut cluster = match Cluster::start(args.nodes, args.timeout, args.storage, &mut rng).await {
+    let extensions = (args.pre_vote, args.check_quorum);
+    let mut cluster = match Cluster::start(args.nodes, args.timeout, args.storage, extensions, &mut rng).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("the cluster cannot start: {e}");
@@ -457,8 +587,16 @@ async fn main() {
     // out before the leader's connection to it is back up).
     let mut terms_while_rejoining = 0;
     let mut last_new_term = None;
+    // Trials of `restart-follower` whose leader was deposed (a new term).
+    let mut depositions = 0;
     for k in 0..args.trials {
-        let trial = match cluster.trial(&mut rng, limit).await {
+        let trial = match args.scenario {
+            Scenario::KillLeader => cluster.trial(&mut rng, limit).await,
+            Scenario::IsolateLeader => cluster.isolate_leader(&mut rng, limit).await,
+            Scenario::Transfer => cluster.transfer(&mut rng, limit).await,
+            Scenario::RestartFollower => cluster.restart_follower(&mut rng, limit).await,
+        };
+        let trial = match trial {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("trial {}: {e}", k + 1);
@@ -480,6 +618,12 @@ async fn main() {
             );
         }
         outcomes.push(trial.outcome);
+        if args.scenario == Scenario::RestartFollower && trial.new_term > trial.old_term {
+            depositions += 1;
+        }
+        if args.scenario != Scenario::KillLeader {
+            continue;
+        }
         let restarted = cluster.launch(trial.killed, None, rng.random()).await;
         if let Err(e) = restarted {
             eprintln!("node {} cannot restart: {e}", trial.killed + 1);
@@ -489,7 +633,16 @@ async fn main() {
     let (writes, write_micros) = cluster.writes();
     cluster.shutdown().await;
     let label = format!("{}-{}ms", args.timeout.min_ms, args.timeout.max_ms);
-    println!("timeout {label:>9}: {}", Summary::of(&outcomes));
+    let extensions = format!("pre_vote={} check_quorum={}", args.pre_vote, args.check_quorum);
+    match args.scenario {
+        Scenario::KillLeader => println!("timeout {label:>9}: {}", Summary::of(&outcomes)),
+        Scenario::RestartFollower => println!(
+            "restart-follower {label} {extensions}: {} depositions={depositions}/{}",
+            Summary::of(&outcomes),
+            args.trials
+        ),
+        s => println!("{s:?} {label} {extensions}: {}", Summary::of(&outcomes)),
+    }
     if args.verbose {
         eprintln!(
             "storage={:?} nodes={} seconds={:.1} terms_while_rejoining={} write_mean={}us (current lives' durable writes)",

@@ -39,7 +39,7 @@ async fn main() {
         entries.push(NodeEntry { id, raft: raft.local_addr().unwrap(), http: http.local_addr().unwrap() });
         listeners.push((raft, http));
     }
-    let cluster = ClusterFile { cluster_id: "bench".into(), nodes: entries };
+    let cluster = ClusterFile::new("bench", entries);
     let mut nodes = Vec::new();
     for (i, pair) in listeners.into_iter().enumerate() {
         let data = (args.storage == "disk").then(|| dir.join(format!("n{}", i + 1)));

@@ -2,6 +2,7 @@
 //! the leader, read the status, shut down.
 
 use crate::config::{ConfigurationError, RaftConfig, FRAME_OVERHEAD_BYTES};
+use crate::driver::TransferRequest;
 use crate::driver::{Delivery, Driver, Published, Timers};
 use crate::reads::{ReadError, ReadRequest, ReadWaiters};
 use crate::storage::StorageProblem;
@@ -10,6 +11,7 @@ use crate::transport::{Transport, TransportConfig, TransportCounters};
 use crate::waiters::{ProposeRequest, Waiters};
 use raft_core::{
     Committed, Config, LogIndex, Membership, MemoryStore, Node, NodeId, Output, RecoverError, RoleKind, Status, Term,
+    TransferRejection,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -28,6 +30,9 @@ const INBOX_MAX: usize = 4096;
 /// Most proposals waiting for the node loop. `ProposalSender::send` fails
 /// with `Busy` when it is full; `propose` waits.
 const PROPOSAL_QUEUE_MAX: usize = 4096;
+/// Most leadership transfer requests waiting for the node loop: an
+/// operator's action, rare; callers beyond it wait.
+const TRANSFER_QUEUE_MAX: usize = 16;
 
 /// Why a proposal did not commit (or may not have).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +81,47 @@ impl fmt::Display for ProposeError {
 }
 
 impl std::error::Error for ProposeError {}
+
+/// Why a leadership transfer did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferError {
+    /// The node is not running.
+    Stopped,
+    /// raft-core refused it at once: this node does not lead (ask the
+    /// hinted leader), the target is this node, or the target is not a
+    /// voter. Nothing changed.
+    Refused(TransferRejection),
+    /// The target was not known as leader here within two maximum election
+    /// timeouts (its log could not be brought up to date, or it lost the
+    /// election). The leader gives the transfer up after one election
+    /// timeout and takes proposals again; `leader` is the leader this node
+    /// knows of now.
+    Timeout {
+        /// The leader this node knows of at the deadline.
+        leader: Option<NodeId>,
+    },
+}
+
+impl fmt::Display for TransferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransferError::Stopped => write!(f, "the node is not running"),
+            TransferError::Refused(TransferRejection::NotLeader { leader_hint: Some(l) }) => {
+                write!(f, "this node does not lead; node {l} does")
+            }
+            TransferError::Refused(TransferRejection::NotLeader { leader_hint: None }) => {
+                write!(f, "this node does not lead, and knows no leader")
+            }
+            TransferError::Refused(TransferRejection::ToSelf) => write!(f, "the target leads already"),
+            TransferError::Refused(TransferRejection::NotVoter) => write!(f, "the target is not a voter"),
+            TransferError::Timeout { leader } => {
+                write!(f, "the target did not become leader in time (leader now: {leader:?})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TransferError {}
 
 /// Why a node could not start.
 #[derive(Debug)]
@@ -276,6 +322,9 @@ pub struct RaftHandle {
     proposals: ProposalSender,
     reads: mpsc::Sender<ReadRequest>,
     read_timeout: std::time::Duration,
+    transfers: mpsc::Sender<TransferRequest>,
+    /// Two maximum election timeouts: how long a transfer may take.
+    transfer_timeout: std::time::Duration,
     status: watch::Receiver<Status>,
     leader: watch::Receiver<LeaderInfo>,
     counters: Arc<TransportCounters>,
@@ -325,6 +374,38 @@ impl RaftHandle {
         match tokio::time::timeout_at(deadline + ANSWER_GRACE, answer).await {
             Err(_) => Err(ReadError::Timeout),
             Ok(answer) => answer.unwrap_or(Err(ReadError::Stopped)),
+        }
+    }
+
+    /// Hands this node's leadership to `target` (Raft thesis §3.10), and
+    /// waits until this node knows `target` as leader. The leader stops
+    /// taking proposals (they are proposed again at the target), brings the
+    /// target's log up to date and tells it to stand for election at once.
+    ///
+    /// Errors: [`TransferError::Refused`] at once when this node does not
+    /// lead (with the leader it knows, to ask there), or `target` is this
+    /// node or not a voter; [`TransferError::Timeout`] when `target` is not
+    /// leader within two maximum election timeouts (the leader gives up
+    /// after one and takes proposals again); [`TransferError::Stopped`].
+    pub async fn transfer_leadership(&self, target: NodeId) -> Result<(), TransferError> {
+        let deadline = Instant::now() + self.transfer_timeout;
+        let mut leader = self.leader.clone();
+        let (reply, answer) = oneshot::channel();
+        match tokio::time::timeout_at(deadline, self.transfers.send(TransferRequest { target, reply })).await {
+            Err(_) => return Err(TransferError::Timeout { leader: self.leader().leader }),
+            Ok(Err(_)) => return Err(TransferError::Stopped),
+            Ok(Ok(())) => {}
+        }
+        match answer.await {
+            Err(_) => return Err(TransferError::Stopped),
+            Ok(Err(rejection)) => return Err(TransferError::Refused(rejection)),
+            Ok(Ok(())) => {}
+        }
+        let known = tokio::time::timeout_at(deadline, leader.wait_for(|l| l.leader == Some(target))).await;
+        match known.map(|seen| seen.is_ok()) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(TransferError::Stopped),
+            Err(_) => Err(TransferError::Timeout { leader: self.leader().leader }),
         }
     }
 
@@ -497,6 +578,7 @@ fn start_with(
     let transport = Transport::start(transport_config, listener, inbox_tx, counters.clone());
     let (request_tx, requests) = mpsc::channel(PROPOSAL_QUEUE_MAX);
     let (read_tx, read_requests) = mpsc::channel(PROPOSAL_QUEUE_MAX);
+    let (transfer_tx, transfers) = mpsc::channel(TRANSFER_QUEUE_MAX);
     let read_waiters = ReadWaiters::new(p.proposal_retries_max, p.proposal_timeout);
     // Unbounded as a channel; what it holds is bounded by raft-core's
     // delivery window (see `Delivery`).
@@ -521,6 +603,7 @@ fn start_with(
         inbox,
         requests,
         (read_requests, read_waiters),
+        transfers,
         Delivery { entries: Some(delivery_tx), applied: applied_rx },
         Published { status: status_tx, leader: leader_tx },
         shutdown.subscribe(),
@@ -549,6 +632,8 @@ fn start_with(
         proposals: ProposalSender { tx: request_tx, timeout: p.proposal_timeout },
         reads: read_tx,
         read_timeout: p.proposal_timeout,
+        transfers: transfer_tx,
+        transfer_timeout: 2 * p.election_timeout.1,
         status: status_rx,
         leader: leader_rx,
         counters,

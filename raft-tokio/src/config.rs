@@ -60,6 +60,19 @@ pub struct RaftParams {
     /// application; while it lags, new proposals wait (see the crate
     /// documentation). Default 4096.
     pub unapplied_entries_max: u64,
+    /// Pre-vote (Raft thesis §9.6): a node whose election timer fires asks
+    /// first whether it could win, and changes its term only if a majority
+    /// says yes, so a node that was cut off or restarted does not depose a
+    /// live leader when it comes back. Default on (raft-core's default is
+    /// off; hashicorp's raft and CockroachDB run with it on).
+    pub pre_vote: bool,
+    /// Check-quorum (Raft thesis §6.2): a leader that has not heard from a
+    /// majority for an election timeout steps down, so a leader cut off in
+    /// a minority stops saying it leads (and its clients are told at once
+    /// that no leader is known) within two election timeouts; and a node
+    /// that hears from a live leader ignores vote requests of higher terms.
+    /// Default on, as `pre_vote`.
+    pub check_quorum: bool,
 }
 
 /// Bytes a frame may carry beyond `message_bytes_max`: the encoding's
@@ -83,6 +96,8 @@ impl Default for RaftParams {
             pending_proposals_max: 4096,
             send_queue_max: 4096,
             unapplied_entries_max: 4096,
+            pre_vote: true,
+            check_quorum: true,
         }
     }
 }
@@ -212,7 +227,9 @@ impl RaftConfig {
             .and_then(|c| c.with_inflight_entries_max(p.inflight_entries_max))
             .and_then(|c| c.with_pending_proposals_max(p.pending_proposals_max))
             .and_then(|c| c.with_unapplied_entries_max(p.unapplied_entries_max))
-            .map_err(ConfigurationError::Protocol)?;
+            .map_err(ConfigurationError::Protocol)?
+            .with_pre_vote(p.pre_vote)
+            .with_check_quorum(p.check_quorum);
         Ok((id, config, membership))
     }
 

@@ -20,11 +20,15 @@ use crate::reads::{ReadRequest, ReadWaiters};
 use crate::storage::{Storage, StorageCounters};
 use crate::transport::{Inbound, Transport};
 use crate::waiters::{ProposeRequest, Waiters};
-use raft_core::{Committed, Input, LogIndex, Node, Output, Persist, Status, Timer, PROPOSAL_OVERHEAD_BYTES};
+use raft_core::{
+    Committed, Input, LogIndex, Node, NodeId, Output, Persist, Status, Timer, TransferRejection,
+    PROPOSAL_OVERHEAD_BYTES,
+};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info};
@@ -115,6 +119,13 @@ impl Timers {
     }
 }
 
+/// A leadership transfer asked for through the API: the node loop steps it
+/// and answers whether raft-core began it or refused it.
+pub(crate) struct TransferRequest {
+    pub target: NodeId,
+    pub reply: oneshot::Sender<Result<(), TransferRejection>>,
+}
+
 /// What the driver publishes for the API after every batch.
 pub(crate) struct Published {
     pub status: watch::Sender<Status>,
@@ -148,6 +159,7 @@ pub(crate) struct Driver {
     requests: mpsc::Receiver<ProposeRequest>,
     read_requests: mpsc::Receiver<ReadRequest>,
     reads: ReadWaiters,
+    transfers: mpsc::Receiver<TransferRequest>,
     /// The index of the last command handed to the entry receiver: the
     /// barrier a confirmed read is answered with.
     last_delivered: LogIndex,
@@ -173,6 +185,7 @@ impl Driver {
         inbox: mpsc::Receiver<Inbound>,
         requests: mpsc::Receiver<ProposeRequest>,
         reads: (mpsc::Receiver<ReadRequest>, ReadWaiters),
+        transfers: mpsc::Receiver<TransferRequest>,
         delivery: Delivery,
         published: Published,
         shutdown: watch::Receiver<bool>,
@@ -188,6 +201,7 @@ impl Driver {
             requests,
             read_requests: reads.0,
             reads: reads.1,
+            transfers,
             last_delivered: LogIndex(0),
             delivery,
             published,
@@ -238,6 +252,7 @@ impl Driver {
                     Some(request) = self.read_requests.recv(), if self.reads.len() < READS_IN_FLIGHT_MAX => {
                         self.reads.add(request, Instant::now())
                     }
+                    Some(request) = self.transfers.recv() => self.on_transfer(request),
                 }
                 // Let the tasks that are ready run first: under load they
                 // queue more inputs, and one batch takes them all.
@@ -281,6 +296,18 @@ impl Driver {
             Inbound::Message(from, message) => self.node.step(Input::Receive { from, message }, &mut self.outputs),
             Inbound::Unsent(ids) => self.waiters.on_unsent(ids),
         }
+    }
+
+    /// Steps a leadership transfer; raft-core refuses it in the same step
+    /// or not at all, so the answer is known at once.
+    fn on_transfer(&mut self, request: TransferRequest) {
+        let first = self.outputs.len();
+        self.node.step(Input::TransferLeadership(request.target), &mut self.outputs);
+        let refused = self.outputs[first..].iter().find_map(|o| match o {
+            Output::TransferRejected { target, reason } if *target == request.target => Some(*reason),
+            _ => None,
+        });
+        let _ = request.reply.send(refused.map_or(Ok(()), Err));
     }
 
     fn on_deadlines(&mut self) {

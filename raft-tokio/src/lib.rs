@@ -79,6 +79,24 @@
 //! stops taking proposals while its application lags, below) is answered
 //! `Busy` and never proposed.
 //!
+//! ## Pre-vote, check-quorum and leadership transfer
+//!
+//! Both of raft-core's extensions are on by default here
+//! (`RaftParams::pre_vote`, `RaftParams::check_quorum`; raft-kv's cluster
+//! file may switch them off). With pre-vote (Raft thesis §9.6), a node that
+//! was paused, cut off or restarted asks before it changes its term, so it
+//! does not depose a live leader when it comes back. With check-quorum
+//! (§6.2), a leader that has not heard from a majority for an election
+//! timeout steps down: a leader cut off in a minority stops saying it leads
+//! within two election timeouts, and its callers learn that no leader is
+//! known instead of waiting for their deadline.
+//!
+//! [`RaftHandle::transfer_leadership`] hands the leadership to another
+//! voter (§3.10) and resolves once this node knows it as leader. While the
+//! transfer runs (one election timeout at most) the leader takes no
+//! proposals; the runtime proposes them again 100 ms later, at the new
+//! leader, without counting an attempt.
+//!
 //! ## Committed entries and restarts
 //!
 //! The [`EntryReceiver`] yields every committed command in log order, each
@@ -144,10 +162,10 @@ pub mod wire;
 
 pub use api::{
     EntryReceiver, LeaderInfo, NodeError, NodeStatus, ProposalSender, ProposeError, Raft, RaftHandle, StartError,
-    TransportDrops,
+    TransferError, TransportDrops,
 };
 pub use config::{ConfigurationError, RaftConfig, RaftParams, FRAME_OVERHEAD_BYTES};
-pub use raft_core::{Committed, DropCounters, LogIndex, NodeId, RoleKind, Term};
+pub use raft_core::{Committed, DropCounters, LogIndex, NodeId, RoleKind, Term, TransferRejection};
 pub use reads::ReadError;
 pub use storage::{StorageError, StorageProblem, StoreIdentity, STORE_FILE};
 pub use transport::HANDSHAKES_PENDING_MAX;

@@ -158,10 +158,12 @@ impl Waiters {
             Rejection::QueueFull if leader_known => waiter.resolve(Err(ProposeError::Busy)),
             Rejection::QueueFull => waiter.resolve(Err(ProposeError::NoLeader)),
             Rejection::TooLarge => waiter.resolve(Err(ProposeError::TooLarge)),
-            // The leader hands over to `target`: propose again, there.
-            Rejection::Transferring { target } => {
-                self.retry_or(waiter, ProposeError::NotLeader { leader_hint: Some(target) })
-            }
+            // The leader hands over its leadership and did not append it:
+            // propose again at the next sweep (100 ms on), when this node
+            // forwards it to the new leader, or takes it again itself if
+            // the transfer failed. Not an attempt: it cannot be a duplicate,
+            // and the deadline bounds the waiting.
+            Rejection::Transferring { .. } => self.parked.push(waiter),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Three nodes as separate OS processes (the `raft-node` binary), killed
 //! with SIGKILL and restarted from their data directories: a crash, not a
-//! clean shutdown.
+//! clean shutdown; and paused with SIGSTOP and resumed with SIGCONT.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -32,7 +32,28 @@ impl Proc {
         writeln!(self.stdin, "{text}").unwrap();
         self.stdin.flush().unwrap();
     }
+    /// Every `leader` line so far: (leader id, term, role).
+    fn leader_lines(&self) -> Vec<(String, u64, String)> {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("leader "))
+            .map(|l| {
+                let parts: Vec<&str> = l.split(' ').collect();
+                (parts[0].to_string(), parts[1].parse().unwrap(), parts[2].to_string())
+            })
+            .collect()
+    }
+    /// SIGSTOP (`on`) or SIGCONT.
+    fn pause(&self, on: bool) {
+        let signal = if on { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").arg(signal).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success(), "kill {signal} failed");
+    }
     fn kill(mut self) {
+        // A paused process dies of SIGKILL too; resume it anyway so that
+        // nothing is left stopped if the kill fails.
+        self.pause(false);
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
@@ -194,4 +215,59 @@ fn processes_agree_and_survive_kill_and_restart() {
     }
     c.leader();
     assert_eq!(c.converge(25), before, "the same log after a whole-cluster crash");
+}
+
+/// Pre-vote (thesis §9.6): a follower frozen for 3 s (ten election
+/// timeouts) times out the moment it resumes, but its pre-vote is refused by
+/// nodes that hear from the leader, so it changes no term and the leader
+/// stays. Without pre-vote it would stand in a higher term and depose it.
+#[test]
+fn a_paused_follower_resumes_without_deposing_the_leader() {
+    let mut c = Cluster::new(3);
+    let leader = c.leader();
+    let (_, term, _) = *c.proc(leader).leader_lines().last().unwrap();
+    let follower = (leader + 1) % 3;
+    c.proc(follower).pause(true);
+    std::thread::sleep(Duration::from_secs(3));
+    c.proc(follower).pause(false);
+    // Long enough for the resumed node's timer to fire, its pre-vote to be
+    // refused, and the leader's heartbeats to reach it.
+    std::thread::sleep(Duration::from_secs(2));
+    c.proc(leader).propose("after-pause");
+    c.converge(1);
+    for (i, p) in c.procs.iter().enumerate() {
+        let p = p.as_ref().unwrap();
+        let later: Vec<_> = p.leader_lines().into_iter().filter(|(_, t, _)| *t > term).collect();
+        assert!(later.is_empty(), "node {} saw a term after {term}: {later:?}", i + 1);
+    }
+    let leader_id = (leader + 1).to_string();
+    assert_eq!(c.proc(leader).leader(), Some((leader_id.clone(), "Leader".into())), "the leader still leads");
+    assert_eq!(c.proc(follower).leader().map(|(l, _)| l), Some(leader_id), "and the resumed node follows it");
+}
+
+/// Check-quorum (thesis §6.2): a leader whose two followers are frozen
+/// hears from no majority and steps down within two election timeouts
+/// (300-600 ms by default), instead of leading a minority for ever.
+#[test]
+fn a_leader_whose_followers_are_paused_steps_down() {
+    let mut c = Cluster::new(3);
+    let leader = c.leader();
+    let others = [(leader + 1) % 3, (leader + 2) % 3];
+    for &i in &others {
+        c.proc(i).pause(true);
+    }
+    let paused = Instant::now();
+    let stepped_down = wait_until("the leader steps down", || {
+        let role = c.proc(leader).leader()?.1;
+        (role != "Leader").then(Instant::now)
+    });
+    let took = stepped_down - paused;
+    for &i in &others {
+        c.proc(i).pause(false);
+    }
+    println!("leader stepped down {took:?} after its followers were paused");
+    // Two maximum election timeouts, and slack for a loaded machine and
+    // the 25 ms polling.
+    assert!(took < Duration::from_millis(600 + 400), "took {took:?}");
+    c.leader();
 }

@@ -16,8 +16,8 @@ pub mod sim;
 
 use raft_core::{
     AppendEntries, AppendEntriesResponse, AppendResult, Config, ConfigError, Entry, HardState, Input, Log, LogIndex,
-    Membership, MemoryStore, Message, NodeId, Output, Persist, Proposal, ProposalId, RequestVote, RequestVoteResponse,
-    State, Term, Timer,
+    Membership, MemoryStore, Message, NodeId, Output, Persist, PreVote, PreVoteResponse, Proposal, ProposalId,
+    RequestVote, RequestVoteResponse, State, Term, TimeoutNow, Timer,
 };
 
 /// A node's configuration together with the membership of its cluster:
@@ -206,6 +206,20 @@ pub fn heartbeat_timer(config: &Config) -> Output {
     Output::SetTimer { timer: Timer::Heartbeat, min: interval, max: interval }
 }
 
+/// The check-quorum timer output of `config` (thesis §6.2): every minimum
+/// election timeout.
+pub fn check_quorum_timer(config: &Config) -> Output {
+    let (min, _) = config.election_timeout();
+    Output::SetTimer { timer: Timer::CheckQuorum, min, max: min }
+}
+
+/// The transfer deadline output of `config` (thesis §3.10): a minimum
+/// election timeout.
+pub fn transfer_timer(config: &Config) -> Output {
+    let (min, _) = config.election_timeout();
+    Output::SetTimer { timer: Timer::Transfer, min, max: min }
+}
+
 /// Persist-before-send (the step contract): once a `Send` appears in an
 /// output list, no `Persist` may follow it, so a driver that executes the
 /// list in order never sends a vote or an acknowledgement before the state
@@ -256,6 +270,36 @@ pub fn request_vote(term: u64, last_log_index: u64, last_log_term: u64) -> Messa
 /// A RequestVoteResponse.
 pub fn vote(term: u64, granted: bool) -> Message {
     Message::RequestVoteResponse(RequestVoteResponse { term: Term(term), granted })
+}
+
+/// A RequestVote of an election that a leadership transfer started
+/// (thesis §3.10).
+pub fn request_vote_transfer(term: u64, last_log_index: u64, last_log_term: u64) -> Message {
+    Message::RequestVote(RequestVote {
+        term: Term(term),
+        last_log_index: LogIndex(last_log_index),
+        last_log_term: Term(last_log_term),
+        transfer: true,
+    })
+}
+
+/// A PreVote (thesis §9.6): `term` is the one the sender would stand in.
+pub fn pre_vote(term: u64, last_log_index: u64, last_log_term: u64) -> Message {
+    Message::PreVote(PreVote {
+        term: Term(term),
+        last_log_index: LogIndex(last_log_index),
+        last_log_term: Term(last_log_term),
+    })
+}
+
+/// A PreVoteResponse.
+pub fn pre_vote_answer(term: u64, granted: bool) -> Message {
+    Message::PreVoteResponse(PreVoteResponse { term: Term(term), granted })
+}
+
+/// A TimeoutNow (thesis §3.10).
+pub fn timeout_now(term: u64) -> Message {
+    Message::TimeoutNow(TimeoutNow { term: Term(term) })
 }
 
 /// An AppendEntries.
@@ -360,8 +404,7 @@ pub fn leader(config: &TestConfig, term: u64, log_terms: &[u64], commit: u64) ->
     if config.pre_vote() {
         // A pre-vote first (thesis §9.6): the same majority says yes.
         for &voter in &voters {
-            let granted = Message::PreVoteResponse(raft_core::PreVoteResponse { term: Term(term), granted: true });
-            outputs = step(config, &mut state, receive(voter.0, granted));
+            outputs = step(config, &mut state, receive(voter.0, pre_vote_answer(term, true)));
         }
     }
     for voter in voters {

@@ -34,15 +34,25 @@
 //!
 //! A run has two phases. In the safety phase the network loses, duplicates,
 //! delays and reorders messages (now and then holding one back for longer
-//! than an election takes), partitions the cluster, and nodes crash and
-//! restart. In the liveness phase every fault stops and every node is up;
-//! within a bounded number of steps one leader must be elected, every
-//! client proposal of the phase must be committed, and every node must hold
-//! the same log and have delivered all of it.
+//! than an election takes), partitions the cluster (a minority cut off, or
+//! a partial partition: one link cut, both ways or one way only), nodes
+//! crash and restart, and an operator now and then asks the leader to hand
+//! its leadership over. In the liveness phase every fault stops and every
+//! node is up; within a bounded number of steps one leader must be elected,
+//! every client proposal of the phase must be committed, and every node
+//! must hold the same log and have delivered all of it.
+//!
+//! Scenario tests drive a run by hand instead: with `Options::chaos` off no
+//! random fault strikes (clients still propose), and the test advances the
+//! clock ([`Sim::run_for`]), cuts and heals links ([`Sim::isolate`],
+//! [`Sim::cut`], [`Sim::heal`]), feeds inputs ([`Sim::input`]), looks at
+//! the nodes and at the history of who led when ([`Sim::leadership`]), and
+//! ends with the liveness phase ([`Sim::finish`]). Every property is checked
+//! after every step all the same.
 
 use raft_core::{
     AppendResult, Config, Entry, Fault, Input, LogIndex, Membership, MemoryStore, Message, NodeId, Output, Payload,
-    Proposal, ProposalId, ReadId, State, Term, Timer,
+    Proposal, ProposalId, ReadId, Rejection, State, Term, Timer,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -225,6 +235,13 @@ pub struct Options {
     pub fault: Option<Fault>,
     /// Print every step (for replaying one seed).
     pub trace: bool,
+    /// Random faults in the safety phase (losses, delays, crashes,
+    /// partitions, transfers). Off for scenario tests, which make their own.
+    pub chaos: bool,
+    /// Pre-vote on or off for every node; `None` draws it from the seed.
+    pub pre_vote: Option<bool>,
+    /// Check-quorum on or off for every node; `None` draws it from the seed.
+    pub check_quorum: Option<bool>,
 }
 
 impl Options {
@@ -238,6 +255,9 @@ impl Options {
             liveness_proposals: 5,
             fault: None,
             trace: false,
+            chaos: true,
+            pre_vote: None,
+            check_quorum: None,
         }
     }
 }
@@ -262,6 +282,25 @@ pub struct Outcome {
     /// Deliveries held back by a full window and made when the
     /// application reported progress (`Input::Applied`).
     pub deliveries_after_applied: u64,
+    /// Partial partitions made: one link cut, one way or both.
+    pub partial_partitions: u64,
+    /// Leadership transfers asked of a leader.
+    pub transfers: u64,
+    /// TimeoutNow messages sent (transfers that reached their target's turn).
+    pub timeouts_now: u64,
+}
+
+/// A node took or left the leader role: the history scenario tests read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeadershipChange {
+    /// The virtual time, in microseconds.
+    pub time_us: u64,
+    /// The node (0-based).
+    pub node: usize,
+    /// The term it leads, or led.
+    pub term: Term,
+    /// It became leader (true) or stopped leading: stepped down or crashed.
+    pub leads: bool,
 }
 
 /// The faults in force; all zero in the liveness phase.
@@ -366,8 +405,15 @@ pub struct Sim {
     machines: Vec<Machine>,
     faults: Faults,
     liveness: bool,
-    /// Nodes on the minority side of a partition; empty when healed.
-    partitioned: BTreeSet<usize>,
+    /// The directed links cut, as (from, to): a message on one is lost
+    /// when it arrives. Empty when healed.
+    blocked: BTreeSet<(usize, usize)>,
+    /// The safety phase has begun (the nodes are started).
+    begun: bool,
+    /// Who led when.
+    leadership: Vec<LeadershipChange>,
+    /// How each proposal was answered at the node it was made at.
+    answers: BTreeMap<ProposalId, Result<(Term, LogIndex), Rejection>>,
     timer_generation: u64,
     outcome: Outcome,
     // History, for the properties.
@@ -401,7 +447,8 @@ impl Sim {
     /// A cluster of `options.nodes` fresh nodes.
     pub fn new(options: Options) -> Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-        let faults = Faults::draw(&mut rng);
+        let drawn = Faults::draw(&mut rng);
+        let faults = if options.chaos { drawn } else { Faults::NONE };
         // Small batches and windows split what a leader sends into many
         // messages, which makes more interleavings reachable (Figure 8's
         // needs an earlier-term entry to travel without the leader's no-op).
@@ -417,6 +464,8 @@ impl Sim {
         // pre-vote checks the log too), so both ways are checked.
         let pre_vote = rng.random_bool(0.5);
         let check_quorum = rng.random_bool(0.5);
+        let pre_vote = options.pre_vote.unwrap_or(pre_vote);
+        let check_quorum = options.check_quorum.unwrap_or(check_quorum);
         let ids: Vec<NodeId> = (1..=options.nodes).map(NodeId).collect();
         let membership = Membership::new(ids.clone()).expect("valid");
         let machines = ids
@@ -454,7 +503,10 @@ impl Sim {
             machines,
             faults,
             liveness: false,
-            partitioned: BTreeSet::new(),
+            blocked: BTreeSet::new(),
+            begun: false,
+            leadership: Vec::new(),
+            answers: BTreeMap::new(),
             timer_generation: 0,
             outcome: Outcome::default(),
             leaders: BTreeMap::new(),
@@ -482,34 +534,58 @@ impl Sim {
     }
 
     fn run_phases(&mut self) -> Result<Outcome, Violation> {
+        self.advance_to(self.options.safety_us)?;
+        self.converge()
+    }
+
+    /// Starts every node and schedules the first client proposal (and,
+    /// with chaos, the first fault), once.
+    fn begin(&mut self) -> Checked {
+        if self.begun {
+            return Ok(());
+        }
+        self.begun = true;
         if self.options.trace {
             let c = &self.machines[0].config;
             println!(
-                "seed {}: faults {:?}, entries per append {}, in flight {}, unapplied {} entries / {} bytes",
+                "seed {}: faults {:?}, entries per append {}, in flight {}, unapplied {} entries / {} bytes, pre-vote {}, check-quorum {}",
                 self.options.seed,
                 self.faults,
                 c.entries_per_append_max(),
                 c.inflight_entries_max(),
                 c.unapplied_entries_max(),
-                c.unapplied_bytes_max()
+                c.unapplied_bytes_max(),
+                c.pre_vote(),
+                c.check_quorum()
             );
         }
         for node in 0..self.machines.len() {
             self.start(node)?;
         }
-        let chaos = self.chaos_delay();
-        self.schedule(chaos, Event::Chaos);
+        if self.options.chaos {
+            let chaos = self.chaos_delay();
+            self.schedule(chaos, Event::Chaos);
+        }
         let first_proposal = self.rng.random_range(1_000..50_000);
         self.schedule(first_proposal, Event::Propose { node: 0 });
-        while let Some(((time, _), event)) = self.events.pop_first() {
-            if time > self.options.safety_us {
-                self.events.insert((time, 0), event);
-                break;
-            }
+        Ok(())
+    }
+
+    /// Handles every event due up to `time_us`, then sets the clock there.
+    fn advance_to(&mut self, time_us: u64) -> Checked {
+        self.begin()?;
+        while self.events.first_key_value().is_some_and(|(&(time, _), _)| time <= time_us) {
+            let ((time, _), event) = self.events.pop_first().expect("an event is due");
             self.now_us = time;
             self.handle(event)?;
         }
-        self.now_us = self.options.safety_us;
+        self.now_us = self.now_us.max(time_us);
+        Ok(())
+    }
+
+    /// The liveness phase: every fault ends, and the cluster must converge
+    /// within `liveness_steps_max` steps.
+    fn converge(&mut self) -> Result<Outcome, Violation> {
         self.start_liveness()?;
         let start = self.outcome.steps;
         while let Some(((time, _), event)) = self.events.pop_first() {
@@ -527,6 +603,107 @@ impl Sim {
             }
         }
         Err(self.liveness_failure())
+    }
+
+    /// Scenario tests: runs the safety phase (with whatever faults the
+    /// options and the test made) for `duration_us` more of virtual time.
+    pub fn run_for(&mut self, duration_us: u64) -> Checked {
+        let until = self.now_us + duration_us;
+        self.guarded(|sim| sim.advance_to(until))
+    }
+
+    /// Scenario tests: ends the run with the liveness phase.
+    pub fn finish(mut self) -> Result<Outcome, Violation> {
+        self.guarded(|sim| sim.converge())
+    }
+
+    /// Scenario tests: feeds `input` to `node` (0-based) now.
+    pub fn input(&mut self, node: usize, input: Input) -> Checked {
+        self.guarded(|sim| {
+            sim.begin()?;
+            sim.step(node, input)
+        })
+    }
+
+    /// Scenario tests: a client proposes `data` at `node` now. The answer,
+    /// when it comes, is in [`Sim::answer`].
+    pub fn propose(&mut self, node: usize, data: &[u8]) -> Result<ProposalId, Violation> {
+        let proposal = self.new_proposal(Some(data.to_vec()));
+        let id = proposal.id;
+        self.input(node, Input::Propose(vec![proposal]))?;
+        Ok(id)
+    }
+
+    /// How proposal `id` was answered so far: accepted at (term, index), or
+    /// refused and why.
+    pub fn answer(&self, id: ProposalId) -> Option<Result<(Term, LogIndex), Rejection>> {
+        self.answers.get(&id).copied()
+    }
+
+    /// Scenario tests: cuts `node` off from every other node, both ways.
+    pub fn isolate(&mut self, node: usize) {
+        self.partition(&[node]);
+    }
+
+    /// Scenario tests: cuts every link between `side` and the other nodes,
+    /// both ways.
+    pub fn partition(&mut self, side: &[usize]) {
+        for &a in side {
+            for b in (0..self.machines.len()).filter(|b| !side.contains(b)) {
+                self.cut(a, b);
+                self.cut(b, a);
+            }
+        }
+    }
+
+    /// Scenario tests: cuts the link from `from` to `to` (one way).
+    pub fn cut(&mut self, from: usize, to: usize) {
+        if self.options.trace {
+            println!("{:>9}us cut n{} -> n{}", self.now_us, from + 1, to + 1);
+        }
+        self.blocked.insert((from, to));
+    }
+
+    /// Scenario tests: heals every cut link.
+    pub fn heal(&mut self) {
+        if self.options.trace {
+            println!("{:>9}us heal", self.now_us);
+        }
+        self.blocked.clear();
+    }
+
+    /// The virtual time, in microseconds.
+    pub fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    /// The state of `node` (0-based), if it is up.
+    pub fn state(&self, node: usize) -> Option<&State> {
+        self.machines[node].state.as_ref()
+    }
+
+    /// Node 0's configuration (every node's, but for its id).
+    pub fn config(&self) -> &Config {
+        &self.machines[0].config
+    }
+
+    /// The one leader that every live node follows, and its term, if any.
+    pub fn agreed_leader(&self) -> Option<(usize, Term)> {
+        let (node, leader) = self.leader_agreement().ok()?;
+        Some((node, leader.term()))
+    }
+
+    /// Every change of who leads, in order.
+    pub fn leadership(&self) -> &[LeadershipChange] {
+        &self.leadership
+    }
+
+    /// Runs `f`, turning a panic into a [`Property::Panic`] violation.
+    fn guarded<T>(&mut self, f: impl FnOnce(&mut Sim) -> Result<T, Violation>) -> Result<T, Violation> {
+        match catch_panic(|| f(self)) {
+            Ok(result) => result,
+            Err(message) => Err(self.violation(Property::Panic, format!("the simulator panicked: {message}"))),
+        }
     }
 
     /// Why the liveness phase did not converge in time. The leader comes
@@ -563,7 +740,7 @@ impl Sim {
     fn start_liveness(&mut self) -> Checked {
         self.liveness = true;
         self.faults = Faults::NONE;
-        self.partitioned.clear();
+        self.blocked.clear();
         for node in 0..self.machines.len() {
             if self.machines[node].state.is_none() {
                 self.start(node)?;
@@ -583,7 +760,7 @@ impl Sim {
             Event::Arrive { from, to, message } => {
                 let node = (to.0 - 1) as usize;
                 let from_index = (from.0 - 1) as usize;
-                if self.partitioned.contains(&node) != self.partitioned.contains(&from_index) {
+                if self.blocked.contains(&(from_index, node)) {
                     return Ok(());
                 }
                 self.step(node, Input::Receive { from, message })
@@ -611,7 +788,7 @@ impl Sim {
             }
             Event::Heal => {
                 if !self.liveness {
-                    self.partitioned.clear();
+                    self.blocked.clear();
                 }
                 Ok(())
             }
@@ -659,10 +836,12 @@ impl Sim {
         Proposal { id, data }
     }
 
-    /// A crash (and a later restart) or a partition (and a later heal).
+    /// A crash (and a later restart), a partition (and a later heal), or
+    /// an operator's leadership transfer.
     fn chaos(&mut self) -> Checked {
         let n = self.machines.len();
-        if self.rng.random_bool(0.5) {
+        let roll = self.rng.random_range(0..20);
+        if roll < 9 {
             // Leaders are the most interesting nodes to lose: half of the
             // crashes strike the latest leader that is up, if any.
             let leader = self.machines.iter().rposition(|m| m.state.as_ref().is_some_and(State::is_leader));
@@ -675,27 +854,64 @@ impl Sim {
                 let downtime = self.rng.random_range(10_000..1_000_000);
                 self.schedule(downtime, Event::Restart { node });
             }
-        } else if self.partitioned.is_empty() {
-            // A minority (sometimes a lone node, sometimes two) is cut off;
-            // the leader is as likely as anyone to be in it.
-            let size = self.rng.random_range(1..=(n - 1) / 2);
-            let leader = self.machines.iter().position(|m| m.state.as_ref().is_some_and(State::is_leader));
-            if let Some(leader) = leader.filter(|_| self.rng.random_bool(0.5)) {
-                self.partitioned.insert(leader);
+        } else if roll < 18 {
+            if self.blocked.is_empty() {
+                self.random_partition();
+                let duration = self.rng.random_range(50_000..1_500_000);
+                self.schedule(duration, Event::Heal);
             }
-            while self.partitioned.len() < size {
-                let node = self.rng.random_range(0..n);
-                self.partitioned.insert(node);
+        } else {
+            // Thesis §3.10: the latest leader is asked to hand its leadership
+            // to any node, itself included (which it refuses).
+            let leader = self.machines.iter().rposition(|m| m.state.as_ref().is_some_and(State::is_leader));
+            if let Some(leader) = leader {
+                let target = NodeId(self.rng.random_range(1..=n as u64));
+                self.outcome.transfers += 1;
+                self.step(leader, Input::TransferLeadership(target))?;
             }
-            let duration = self.rng.random_range(50_000..1_500_000);
-            self.schedule(duration, Event::Heal);
         }
         Ok(())
+    }
+
+    /// Half the time a minority (sometimes a lone node, sometimes two) is
+    /// cut off; the other half, a partial partition: one link is cut, both
+    /// ways or one way only, so that some nodes hear others that they
+    /// cannot answer, or that cannot hear one another but share a
+    /// neighbour. The leader is as likely as anyone to be on the cut side,
+    /// or at an end of the cut link.
+    fn random_partition(&mut self) {
+        let n = self.machines.len();
+        let leader = self.machines.iter().position(|m| m.state.as_ref().is_some_and(State::is_leader));
+        let leader = leader.filter(|_| self.rng.random_bool(0.5));
+        match self.rng.random_range(0..4) {
+            0 | 1 => {
+                let size = self.rng.random_range(1..=(n - 1) / 2);
+                let mut side: BTreeSet<usize> = leader.into_iter().collect();
+                while side.len() < size {
+                    side.insert(self.rng.random_range(0..n));
+                }
+                self.partition(&side.into_iter().collect::<Vec<_>>());
+            }
+            kind => {
+                let a = leader.unwrap_or_else(|| self.rng.random_range(0..n));
+                let b = (a + self.rng.random_range(1..n)) % n;
+                let (from, to) = if self.rng.random_bool(0.5) { (a, b) } else { (b, a) };
+                self.cut(from, to);
+                if kind == 2 {
+                    self.cut(to, from);
+                }
+                self.outcome.partial_partitions += 1;
+            }
+        }
     }
 
     fn crash(&mut self, node: usize) {
         if self.options.trace {
             println!("{:>9}us crash n{}", self.now_us, node + 1);
+        }
+        if let Some(state) = self.machines[node].state.as_ref().filter(|s| s.is_leader()) {
+            let change = LeadershipChange { time_us: self.now_us, node, term: state.term(), leads: false };
+            self.leadership.push(change);
         }
         let m = &mut self.machines[node];
         m.state = None;
@@ -703,6 +919,22 @@ impl Sim {
         m.applied.clear();
         m.verified = (Term(0), 0);
         self.outcome.crashes += 1;
+    }
+
+    /// Notes in the history a node that took or left the leader role.
+    fn record_leadership(&mut self, node: usize, before: &State, after: &State) {
+        let led = before.is_leader().then(|| before.term());
+        let leads = after.is_leader().then(|| after.term());
+        if led == leads {
+            return;
+        }
+        let time_us = self.now_us;
+        if let Some(term) = led {
+            self.leadership.push(LeadershipChange { time_us, node, term, leads: false });
+        }
+        if let Some(term) = leads {
+            self.leadership.push(LeadershipChange { time_us, node, term, leads: true });
+        }
     }
 
     /// Starts (or restarts) a node from its disk alone.
@@ -749,6 +981,7 @@ impl Sim {
         if self.options.trace {
             println!("{:>13}{after:?}\n{:>13}{outputs:?}", "", "");
         }
+        self.record_leadership(node, &before, &after);
         let crash_at = if self.rng.random_bool(self.faults.mid_step_crash) && !outputs.is_empty() {
             Some(self.rng.random_range(0..outputs.len()))
         } else {
@@ -796,6 +1029,9 @@ impl Sim {
                 }
                 Output::Send { to, message } => {
                     self.check_backed_by_disk(node, to, &message)?;
+                    if matches!(message, Message::TimeoutNow(_)) {
+                        self.outcome.timeouts_now += 1;
+                    }
                     self.check_ack_matches_leader(node, to, &message)?;
                     self.transmit(me, to, message);
                 }
@@ -818,6 +1054,7 @@ impl Sim {
                     self.schedule(delay, Event::Applied { node, lifetime });
                 }
                 Output::ProposalAccepted { id, term, index } => {
+                    self.answers.insert(id, Ok((term, index)));
                     let data = self.proposals[&id].clone();
                     self.accepted.push((data, term, index));
                     self.outcome.accepted += 1;
@@ -826,10 +1063,10 @@ impl Sim {
                 Output::ReadRejected { id, .. } => {
                     self.reads.remove(&id);
                 }
-                Output::ProposalRejected { .. }
-                | Output::LeaderChanged { .. }
-                | Output::TransferRejected { .. }
-                | Output::Dropped(_) => {}
+                Output::ProposalRejected { id, reason } => {
+                    self.answers.insert(id, Err(reason));
+                }
+                Output::LeaderChanged { .. } | Output::TransferRejected { .. } | Output::Dropped(_) => {}
             }
         }
         Ok(())
@@ -1303,7 +1540,7 @@ impl Sim {
     /// The one leader that every live node follows, or what stands in the
     /// way: exactly one live node in the leader role, and every live node in
     /// its term naming it as leader.
-    fn leader_agreement(&self) -> Result<&State, String> {
+    fn leader_agreement(&self) -> Result<(usize, &State), String> {
         let live: Vec<(usize, &State)> =
             self.machines.iter().enumerate().filter_map(|(i, m)| Some((i, m.state.as_ref()?))).collect();
         let views = || {
@@ -1319,7 +1556,7 @@ impl Sim {
         };
         let id = NodeId(leader as u64 + 1);
         if live.iter().all(|(_, s)| s.term() == state.term() && s.leader() == Some(id)) {
-            Ok(state)
+            Ok((leader, state))
         } else {
             Err(format!("n{} leads {:?} but not every live node follows it: {}", leader + 1, state.term(), views()))
         }
@@ -1330,7 +1567,7 @@ impl Sim {
     /// leader's log, all of it committed and delivered, and every liveness
     /// proposal delivered.
     fn converged(&self) -> bool {
-        let Ok(leader) = self.leader_agreement() else { return false };
+        let Ok((_, leader)) = self.leader_agreement() else { return false };
         let last = leader.log().last_index();
         let everyone_agrees = self.machines.iter().all(|m| {
             m.state

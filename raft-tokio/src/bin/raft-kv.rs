@@ -4,7 +4,12 @@
 //! raft-kv local [--nodes 3]                      a whole cluster on loopback, in one process
 //! raft-kv serve --id 1 --config cluster.toml     one node of a cluster file
 //! raft-kv put KEY VALUE | get KEY | delete KEY | cas KEY ... | status   [--endpoint URL]
+//! raft-kv transfer-leader --to ID [--endpoint URL]   hand the leadership to node ID
 //! ```
+//!
+//! Pre-vote and check-quorum are on unless the cluster file says
+//! `pre_vote = false` / `check_quorum = false`, or `serve` / `local` is
+//! given `--no-pre-vote` / `--no-check-quorum`.
 //!
 //! Logs go to stderr (`RUST_LOG` sets the level; default `info`).
 
@@ -38,6 +43,8 @@ enum Command {
         /// Where the node keeps its Raft state (default: data/node-<id>).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        protocol: Protocol,
     },
     /// Runs a whole cluster on 127.0.0.1 in this process, in memory, and
     /// prints its endpoints. For trying raft-kv out; Ctrl-C stops it.
@@ -45,6 +52,8 @@ enum Command {
         /// How many nodes.
         #[arg(long, default_value_t = 3)]
         nodes: u64,
+        #[command(flatten)]
+        protocol: Protocol,
     },
     /// Reads a key (linearizable; --local reads this node's copy, maybe stale).
     Get {
@@ -97,6 +106,33 @@ enum Command {
         #[command(flatten)]
         endpoint: Endpoint,
     },
+    /// Hands the leadership to node --to (any node takes the request; a
+    /// follower passes it to the leader). Returns once --to leads.
+    TransferLeader {
+        /// The node to become leader.
+        #[arg(long)]
+        to: u64,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+}
+
+/// Switches for the protocol's extensions, both on by default.
+#[derive(clap::Args)]
+struct Protocol {
+    /// Turn pre-vote (Raft thesis §9.6) off, whatever the cluster file says.
+    #[arg(long)]
+    no_pre_vote: bool,
+    /// Turn check-quorum (Raft thesis §6.2) off, whatever the cluster file says.
+    #[arg(long)]
+    no_check_quorum: bool,
+}
+
+impl Protocol {
+    fn apply(&self, cluster: &mut ClusterFile) {
+        cluster.pre_vote &= !self.no_pre_vote;
+        cluster.check_quorum &= !self.no_check_quorum;
+    }
 }
 
 #[derive(clap::Args)]
@@ -118,8 +154,8 @@ async fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
     let result = match cli.command {
-        Command::Serve { id, config, data_dir } => serve(id, config, data_dir).await,
-        Command::Local { nodes } => local(nodes).await,
+        Command::Serve { id, config, data_dir, protocol } => serve(id, config, data_dir, protocol).await,
+        Command::Local { nodes, protocol } => local(nodes, protocol).await,
         Command::Get { key, local, endpoint } => {
             let query = if local { "?consistency=local" } else { "" };
             client(endpoint.endpoint, "GET", &format!("/kv/{}{query}", percent_encode(key.as_bytes())), Vec::new())
@@ -137,6 +173,10 @@ async fn main() -> ExitCode {
             client(endpoint.endpoint, "POST", &format!("/kv/{}/cas", percent_encode(key.as_bytes())), body).await
         }
         Command::Status { endpoint } => client(endpoint.endpoint, "GET", "/status", Vec::new()).await,
+        Command::TransferLeader { to, endpoint } => {
+            let body = serde_json::json!({ "to": to }).to_string().into_bytes();
+            client(endpoint.endpoint, "POST", "/leader/transfer", body).await
+        }
     };
     match result {
         Ok(code) => code,
@@ -147,16 +187,17 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(id: u64, config: PathBuf, data_dir: Option<PathBuf>) -> Result<ExitCode, String> {
+async fn serve(id: u64, config: PathBuf, data_dir: Option<PathBuf>, protocol: Protocol) -> Result<ExitCode, String> {
     let text = std::fs::read_to_string(&config).map_err(|e| format!("cannot read {}: {e}", config.display()))?;
-    let cluster = ClusterFile::parse(&text, Some(id)).map_err(|e| format!("{}: {e}", config.display()))?;
+    let mut cluster = ClusterFile::parse(&text, Some(id)).map_err(|e| format!("{}: {e}", config.display()))?;
+    protocol.apply(&mut cluster);
     let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(format!("data/node-{id}")));
     let node = KvNode::start(&cluster, id, Some(data_dir), None).await.map_err(|e| e.to_string())?;
     eprintln!("raft-kv: node {id} serving HTTP on http://{}", node.http_addr);
     wait_for_stop(&node).await
 }
 
-async fn local(nodes: u64) -> Result<ExitCode, String> {
+async fn local(nodes: u64, protocol: Protocol) -> Result<ExitCode, String> {
     if nodes == 0 {
         return Err("--nodes must be at least 1".into());
     }
@@ -169,7 +210,8 @@ async fn local(nodes: u64) -> Result<ExitCode, String> {
         entries.push(NodeEntry { id, raft: addr(&raft)?, http: addr(&http)? });
         listeners.push((raft, http));
     }
-    let cluster = ClusterFile { cluster_id: "local".into(), nodes: entries };
+    let mut cluster = ClusterFile::new("local", entries);
+    protocol.apply(&mut cluster);
     let mut running = Vec::new();
     for (i, pair) in listeners.into_iter().enumerate() {
         let node = KvNode::start(&cluster, i as u64 + 1, None, Some(pair)).await.map_err(|e| e.to_string())?;

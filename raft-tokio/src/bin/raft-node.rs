@@ -34,6 +34,12 @@ struct Args {
     /// The timer RNG seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Turn pre-vote off (on by default).
+    #[arg(long)]
+    no_pre_vote: bool,
+    /// Turn check-quorum off (on by default).
+    #[arg(long)]
+    no_check_quorum: bool,
 }
 
 fn parse_member(s: &str) -> Result<(NodeId, String), String> {
@@ -48,7 +54,13 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
-    let params = RaftParams { applied_index: args.applied, seed: args.seed, ..RaftParams::default() };
+    let params = RaftParams {
+        applied_index: args.applied,
+        seed: args.seed,
+        pre_vote: !args.no_pre_vote,
+        check_quorum: !args.no_check_quorum,
+        ..RaftParams::default()
+    };
     let config = RaftConfig::with_ids(args.members, NodeId(args.id), params, args.data_dir);
     let (node, mut committed) = match Raft::start(config).await {
         Ok(started) => started,

@@ -8,6 +8,12 @@
 //! http = "127.0.0.1:8001"
 //! ```
 //!
+//! Two optional top-level keys switch off the protocol's extensions, which
+//! are on by default (see `RaftParams::pre_vote` and
+//! `RaftParams::check_quorum`): `pre_vote = false` and
+//! `check_quorum = false`. Every node of a cluster should use the same
+//! values.
+//!
 //! Every refusal names the line and says why.
 
 use serde::Deserialize;
@@ -33,6 +39,10 @@ pub struct ClusterFile {
     pub cluster_id: String,
     /// The nodes, in file order.
     pub nodes: Vec<NodeEntry>,
+    /// Pre-vote (thesis §9.6); `pre_vote = false` in the file turns it off.
+    pub pre_vote: bool,
+    /// Check-quorum (thesis §6.2); `check_quorum = false` turns it off.
+    pub check_quorum: bool,
 }
 
 /// Why a cluster file was refused.
@@ -59,8 +69,16 @@ impl std::error::Error for ConfigFileError {}
 #[serde(deny_unknown_fields)]
 struct RawFile {
     cluster_id: Spanned<String>,
+    #[serde(default = "on")]
+    pre_vote: bool,
+    #[serde(default = "on")]
+    check_quorum: bool,
     #[serde(default)]
     node: Vec<Spanned<RawNode>>,
+}
+
+fn on() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -128,7 +146,17 @@ impl ClusterFile {
                 });
             }
         }
-        Ok(ClusterFile { cluster_id: raw.cluster_id.into_inner(), nodes })
+        Ok(ClusterFile {
+            cluster_id: raw.cluster_id.into_inner(),
+            nodes,
+            pre_vote: raw.pre_vote,
+            check_quorum: raw.check_quorum,
+        })
+    }
+
+    /// A cluster of `nodes` with pre-vote and check-quorum on.
+    pub fn new(cluster_id: impl Into<String>, nodes: Vec<NodeEntry>) -> ClusterFile {
+        ClusterFile { cluster_id: cluster_id.into(), nodes, pre_vote: true, check_quorum: true }
     }
 
     /// The entry of node `id`.
@@ -158,6 +186,10 @@ http = "127.0.0.1:8002"
         assert_eq!(f.cluster_id, "demo");
         assert_eq!(f.nodes.len(), 2);
         assert_eq!(f.node(2).unwrap().http, "127.0.0.1:8002".parse().unwrap());
+        assert!(f.pre_vote && f.check_quorum, "on unless the file says otherwise");
+        let off = format!("pre_vote = false\ncheck_quorum = false\n{GOOD}");
+        let f = ClusterFile::parse(&off, None).unwrap();
+        assert!(!f.pre_vote && !f.check_quorum);
     }
 
     #[test]

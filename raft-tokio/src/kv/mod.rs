@@ -66,7 +66,12 @@ impl KvNode {
     ) -> Result<KvNode, KvStartError> {
         let me = cluster.node(id).expect("the id was checked against the cluster file");
         let members: Vec<(NodeId, String)> = cluster.nodes.iter().map(|n| (NodeId(n.id), n.raft.to_string())).collect();
-        let params = RaftParams { cluster_id: Some(cluster_hash(&cluster.cluster_id)), ..RaftParams::default() };
+        let params = RaftParams {
+            cluster_id: Some(cluster_hash(&cluster.cluster_id)),
+            pre_vote: cluster.pre_vote,
+            check_quorum: cluster.check_quorum,
+            ..RaftParams::default()
+        };
         let mut config = RaftConfig::with_ids(members, NodeId(id), params, data_dir);
         let http_listener = match listeners {
             Some((raft, http)) => {

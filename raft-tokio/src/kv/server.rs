@@ -8,7 +8,7 @@
 
 use super::http::{percent_decode, request, HttpError};
 use super::machine::{Command, KvMachine, Op, Outcome, KEY_BYTES_MAX, NO_SESSION, VALUE_BYTES_MAX};
-use crate::{EntryReceiver, ProposeError, RaftHandle, ReadError, RoleKind};
+use crate::{EntryReceiver, ProposeError, RaftHandle, ReadError, RoleKind, TransferError, TransferRejection};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -103,6 +103,7 @@ impl KvServer {
             .route("/kv/{key}/cas", post(cas_key))
             .route("/command", post(command))
             .route("/status", get(status))
+            .route("/leader/transfer", post(transfer_leader))
             .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
             .with_state(self.clone())
     }
@@ -395,12 +396,55 @@ fn outcome_response(outcome: Outcome) -> Response {
     }
 }
 
+/// `{"to": 2}`: the node to hand the leadership to.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    to: u64,
+}
+
+/// `POST /leader/transfer`: the leader hands its leadership to `to` and
+/// answers 200 `{"leader": to}` once it knows `to` leads. A follower
+/// forwards the request to the leader it knows, as it does writes; 503
+/// when no leader is known (or it changed meanwhile: retry), 409 when `to`
+/// leads already, 400 when `to` is not a voter, 504 when `to` did not
+/// become leader within two election timeouts.
+async fn transfer_leader(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let t: TransferBody = match serde_json::from_slice(&body) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"to\": node id}}: {e}")),
+    };
+    let info = s.raft.leader();
+    if info.role != RoleKind::Leader {
+        return match info.leader.and_then(|l| s.http.get(&l)) {
+            Some(&leader) if !headers.contains_key(FORWARDED_HEADER) => {
+                s.forward(leader, &method, &uri, &body, NO_SESSION, 0).await
+            }
+            _ => unavailable("no leader is known; retry"),
+        };
+    }
+    let to = t.to;
+    match s.raft.transfer_leadership(NodeId(to)).await {
+        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({ "leader": to }))).into_response(),
+        Err(TransferError::Refused(TransferRejection::ToSelf)) => {
+            error(StatusCode::CONFLICT, format!("node {to} leads already"))
+        }
+        Err(TransferError::Refused(TransferRejection::NotVoter)) => {
+            error(StatusCode::BAD_REQUEST, format!("node {to} is not a voter of the cluster"))
+        }
+        Err(e @ (TransferError::Refused(TransferRejection::NotLeader { .. }) | TransferError::Stopped)) => {
+            unavailable(&format!("{e}; retry"))
+        }
+        Err(e @ TransferError::Timeout { .. }) => error(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+    }
+}
+
 /// The body of `GET /status`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct StatusBody {
     /// This node.
     pub id: u64,
-    /// "leader", "follower" or "candidate".
+    /// "leader", "follower", "pre-candidate" or "candidate".
     pub role: String,
     /// Its current term.
     pub term: u64,

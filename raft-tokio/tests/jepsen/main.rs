@@ -1,8 +1,14 @@
 //! A Jepsen-style test of raft-kv: three `raft-kv serve` processes on
 //! loopback, concurrent clients doing put, get and compare-and-set on a few
 //! keys, and a nemesis that kills nodes with SIGKILL (the leader or any
-//! node) and restarts them from their data directories, and pauses nodes
-//! with SIGSTOP/SIGCONT to force elections. Every operation is recorded
+//! node) and restarts them from their data directories, pauses nodes
+//! with SIGSTOP/SIGCONT to force elections, and partitions the network:
+//! every directed link between two nodes goes through a TCP proxy in this
+//! test (`proxy.rs`), and the nemesis cuts the leader off alone, splits a
+//! random node from the other two (a majority and a minority), or cuts the
+//! link between two nodes that both still reach the third (a partial
+//! partition). After each fault heals, a write must succeed within
+//! `SERVING_AGAIN_MAX`; the longest wait is reported. Every operation is recorded
 //! with its invocation and return times; at the end each key's history is
 //! checked for linearizability (Wing & Gong with Lowe's memoization, see
 //! `checker.rs`; operations whose outcome is unknown count as
@@ -13,6 +19,7 @@
 //! `JEPSEN_SEED` the seed (printed either way).
 
 mod checker;
+mod proxy;
 
 use checker::{check, Answer, Call, Operation, Value, Verdict};
 use raft_tokio::kv::http::{percent_encode, request, HttpError, Response};
@@ -31,6 +38,8 @@ const REGISTER_KEYS: usize = 3;
 /// A client gives up on one request after this long; the outcome of a write
 /// is then unknown.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+/// After a fault heals, the cluster must take a write within this long.
+const SERVING_AGAIN_MAX: Duration = Duration::from_secs(10);
 
 /// Only one Jepsen run at a time: each starts three processes.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -44,8 +53,9 @@ struct Node {
 
 struct Cluster {
     dir: tempfile::TempDir,
-    config: PathBuf,
     nodes: Vec<Node>,
+    /// The proxy of every directed link (from, to), by node index.
+    links: BTreeMap<(usize, usize), proxy::Link>,
     unsafe_reads: bool,
 }
 
@@ -57,16 +67,29 @@ fn free_addr() -> SocketAddr {
 impl Cluster {
     async fn start(unsafe_reads: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut toml = String::from("cluster_id = \"jepsen\"\n");
         let mut nodes = Vec::new();
+        let mut rafts = Vec::new();
         for id in 1..=NODES {
-            let (raft, http) = (free_addr(), free_addr());
-            toml.push_str(&format!("[[node]]\nid = {id}\nraft = \"{raft}\"\nhttp = \"{http}\"\n"));
-            nodes.push(Node { id, http, child: None, paused: false });
+            rafts.push(free_addr());
+            nodes.push(Node { id, http: free_addr(), child: None, paused: false });
         }
-        let config = dir.path().join("cluster.toml");
-        std::fs::write(&config, toml).expect("write the cluster file");
-        let mut cluster = Cluster { dir, config, nodes, unsafe_reads };
+        let mut links = BTreeMap::new();
+        for from in 0..NODES {
+            for to in (0..NODES).filter(|&to| to != from) {
+                links.insert((from, to), proxy::Link::start(rafts[to]).await);
+            }
+        }
+        // Each node's own cluster file: its own address, and its peers'
+        // proxies on the links from it.
+        for from in 0..NODES {
+            let mut toml = String::from("cluster_id = \"jepsen\"\n");
+            for (to, node) in nodes.iter().enumerate() {
+                let raft = if to == from { rafts[to] } else { links[&(from, to)].addr };
+                toml.push_str(&format!("[[node]]\nid = {}\nraft = \"{raft}\"\nhttp = \"{}\"\n", node.id, node.http));
+            }
+            std::fs::write(dir.path().join(format!("cluster-{}.toml", from + 1)), toml).expect("write a cluster file");
+        }
+        let mut cluster = Cluster { dir, nodes, links, unsafe_reads };
         for i in 0..NODES {
             cluster.spawn(i);
         }
@@ -79,7 +102,7 @@ impl Cluster {
         let mut command = Command::new(env!("CARGO_BIN_EXE_raft-kv"));
         command
             .args(["serve", "--id", &id.to_string(), "--config"])
-            .arg(&self.config)
+            .arg(self.dir.path().join(format!("cluster-{id}.toml")))
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("n{id}")))
             .env("RUST_LOG", "warn")
@@ -136,7 +159,23 @@ impl Cluster {
         }
     }
 
+    /// Cuts (or heals) both directions between `a` and `b`.
+    fn cut(&self, a: usize, b: usize, on: bool) {
+        self.links[&(a, b)].set_cut(on);
+        self.links[&(b, a)].set_cut(on);
+    }
+
+    /// Cuts (or heals) every link of node `a`.
+    fn isolate(&self, a: usize, on: bool) {
+        for b in (0..NODES).filter(|&b| b != a) {
+            self.cut(a, b, on);
+        }
+    }
+
     async fn heal(&mut self) {
+        for link in self.links.values() {
+            link.set_cut(false);
+        }
         for i in 0..NODES {
             if self.nodes[i].paused {
                 self.pause(i, false).await;
@@ -160,38 +199,87 @@ struct Faults {
     leader_kills: u32,
     random_kills: u32,
     pauses: u32,
+    /// The leader cut off alone.
+    leader_isolations: u32,
+    /// A random node cut off from the other two.
+    splits: u32,
+    /// The link between two nodes cut, both still reaching the third.
+    partial_partitions: u32,
+    /// The longest time from a heal until a write succeeded.
+    longest_unavailable: Duration,
+}
+
+/// Waits until a write succeeds at some node; how long that took. Panics
+/// past `SERVING_AGAIN_MAX`.
+async fn wait_serving(http: &[SocketAddr], probe: u64) -> Duration {
+    let healed = Instant::now();
+    for attempt in 0usize.. {
+        let node = http[attempt % http.len()];
+        let path = format!("/kv/probe-{probe}");
+        let r = request(node, "PUT", &path, &[], b"p", Duration::from_secs(1)).await;
+        if matches!(&r, Ok(resp) if resp.status == 204) {
+            break;
+        }
+        assert!(healed.elapsed() < SERVING_AGAIN_MAX, "no write succeeded within {SERVING_AGAIN_MAX:?} of a heal");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    healed.elapsed()
 }
 
 async fn nemesis(cluster: Arc<tokio::sync::Mutex<Cluster>>, seed: u64, until: Instant) -> Faults {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e656d);
     let mut faults = Faults::default();
+    let http: Vec<SocketAddr> = cluster.lock().await.nodes.iter().map(|n| n.http).collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut probes = 0;
     while Instant::now() + Duration::from_secs(4) < until {
         let down = Duration::from_millis(rng.random_range(500..2500));
-        let choice = rng.random_range(0..3);
+        let choice = rng.random_range(0..6);
         let target = match choice {
-            0 => cluster.lock().await.leader().await,
+            0 | 3 => cluster.lock().await.leader().await,
             _ => Some(rng.random_range(0..NODES)),
         };
         let Some(target) = target else {
             tokio::time::sleep(Duration::from_millis(300)).await;
             continue;
         };
-        if choice == 2 {
-            faults.pauses += 1;
-            cluster.lock().await.pause(target, true).await;
-            tokio::time::sleep(down).await;
-            cluster.lock().await.pause(target, false).await;
-        } else {
-            if choice == 0 {
-                faults.leader_kills += 1
-            } else {
-                faults.random_kills += 1
+        match choice {
+            0 | 1 => {
+                if choice == 0 {
+                    faults.leader_kills += 1
+                } else {
+                    faults.random_kills += 1
+                }
+                cluster.lock().await.kill(target).await;
+                tokio::time::sleep(down).await;
+                cluster.lock().await.spawn(target);
             }
-            cluster.lock().await.kill(target).await;
-            tokio::time::sleep(down).await;
-            cluster.lock().await.spawn(target);
+            2 => {
+                faults.pauses += 1;
+                cluster.lock().await.pause(target, true).await;
+                tokio::time::sleep(down).await;
+                cluster.lock().await.pause(target, false).await;
+            }
+            3 | 4 => {
+                if choice == 3 {
+                    faults.leader_isolations += 1
+                } else {
+                    faults.splits += 1
+                }
+                cluster.lock().await.isolate(target, true);
+                tokio::time::sleep(down).await;
+                cluster.lock().await.isolate(target, false);
+            }
+            _ => {
+                faults.partial_partitions += 1;
+                let other = (target + rng.random_range(1..NODES)) % NODES;
+                cluster.lock().await.cut(target, other, true);
+                tokio::time::sleep(down).await;
+                cluster.lock().await.cut(target, other, false);
+            }
         }
+        probes += 1;
+        faults.longest_unavailable = faults.longest_unavailable.max(wait_serving(&http, probes).await);
         tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
     }
     faults
@@ -361,7 +449,8 @@ fn report(history: &[Operation], faults: &Faults, durable: usize) {
     let count = |f: &dyn Fn(&Operation) -> bool| history.iter().filter(|o| f(o)).count();
     println!(
         "jepsen: {} operations checked ({} reads, {} writes, {} cas; {} indeterminate), {durable} write-once keys \
-         acknowledged; faults: {} leader kills, {} random kills, {} pauses",
+         acknowledged; faults: {} leader kills, {} random kills, {} pauses, {} leader isolations, {} splits, {} \
+         partial partitions; longest wait for a write after a heal: {:?}",
         history.len(),
         count(&|o| o.call == Call::Get),
         count(&|o| matches!(o.call, Call::Put(_))),
@@ -370,6 +459,10 @@ fn report(history: &[Operation], faults: &Faults, durable: usize) {
         faults.leader_kills,
         faults.random_kills,
         faults.pauses,
+        faults.leader_isolations,
+        faults.splits,
+        faults.partial_partitions,
+        faults.longest_unavailable,
     );
 }
 
@@ -384,7 +477,7 @@ fn seconds(default: u64) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn raft_kv_is_linearizable_under_kills_and_pauses() {
+async fn raft_kv_is_linearizable_under_kills_pauses_and_partitions() {
     let verdict = run(seconds(40), seed(), false).await;
     assert_eq!(verdict, Verdict::Linearizable);
 }
