@@ -52,6 +52,11 @@ enum Command {
         /// How many nodes.
         #[arg(long, default_value_t = 3)]
         nodes: u64,
+        /// Node 1 serves HTTP on 127.0.0.1 at this port, node 2 at the next,
+        /// and so on (0: ports the system picks). The Raft ports are
+        /// always picked by the system.
+        #[arg(long, default_value_t = 40001)]
+        http_port: u16,
         #[command(flatten)]
         protocol: Protocol,
     },
@@ -155,7 +160,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
     let result = match cli.command {
         Command::Serve { id, config, data_dir, protocol } => serve(id, config, data_dir, protocol).await,
-        Command::Local { nodes, protocol } => local(nodes, protocol).await,
+        Command::Local { nodes, http_port, protocol } => local(nodes, http_port, protocol).await,
         Command::Get { key, local, endpoint } => {
             let query = if local { "?consistency=local" } else { "" };
             client(endpoint.endpoint, "GET", &format!("/kv/{}{query}", percent_encode(key.as_bytes())), Vec::new())
@@ -197,15 +202,24 @@ async fn serve(id: u64, config: PathBuf, data_dir: Option<PathBuf>, protocol: Pr
     wait_for_stop(&node).await
 }
 
-async fn local(nodes: u64, protocol: Protocol) -> Result<ExitCode, String> {
+async fn local(nodes: u64, http_port: u16, protocol: Protocol) -> Result<ExitCode, String> {
     if nodes == 0 {
         return Err("--nodes must be at least 1".into());
     }
-    let bind = || std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot bind 127.0.0.1: {e}"));
+    if http_port != 0 && u64::from(http_port) + nodes - 1 > u64::from(u16::MAX) {
+        return Err(format!("--http-port {http_port} leaves no port for node {nodes}"));
+    }
+    let bind = |port: u64| {
+        std::net::TcpListener::bind(("127.0.0.1", port as u16)).map_err(|e| {
+            let hint = if port == 0 { "" } else { " (choose others with --http-port, or 0 for any)" };
+            format!("cannot bind 127.0.0.1:{port}: {e}{hint}")
+        })
+    };
     let mut listeners = Vec::new();
     let mut entries = Vec::new();
     for id in 1..=nodes {
-        let (raft, http) = (bind()?, bind()?);
+        let http_at = if http_port == 0 { 0 } else { u64::from(http_port) + id - 1 };
+        let (raft, http) = (bind(0)?, bind(http_at)?);
         let addr = |l: &std::net::TcpListener| l.local_addr().map_err(|e| e.to_string());
         entries.push(NodeEntry { id, raft: addr(&raft)?, http: addr(&http)? });
         listeners.push((raft, http));
