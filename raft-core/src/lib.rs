@@ -1,8 +1,9 @@
 //! # raft-core: Raft as a pure, deterministic state machine
 //!
 //! This crate is the Raft protocol of the extended paper's §5 (Figure 2),
-//! with linearizable reads (ReadIndex, thesis §6.4). **It does no I/O, reads no clock and draws no random
-//! numbers.** Messages, timer expiries and client proposals come in as
+//! with linearizable reads (ReadIndex, thesis §6.4), pre-vote (§9.6),
+//! check-quorum (§6.2) and leadership transfer (§3.10). **It does no I/O,
+//! reads no clock and draws no random numbers.** Messages, timer expiries and client proposals come in as
 //! [`Input`]s; everything the node wants done goes out as [`Output`]s, in a
 //! list the driver executes in order. The same code runs under the model
 //! checker (raft-check), the simulators, and the tokio runtime (raft-tokio).
