@@ -125,15 +125,13 @@ pub fn add_all(model: RaftModel) -> RaftModel {
         .property(Expectation::Always, HIGHER_TERM_ADOPTED, higher_term_adopted)
         .property(Expectation::Always, STALE_TERM_REJECTED, stale_term_rejected)
         .property(Expectation::Always, NO_PANIC, no_panic);
-    let model = if kv {
-        model.property(Expectation::Always, LINEARIZABLE, linearizable).property(
+    let model = add_if(model, kv, |m| {
+        m.property(Expectation::Always, LINEARIZABLE, linearizable).property(
             Expectation::Always,
             READ_INDEX_FRESH,
             read_index_fresh,
         )
-    } else {
-        model
-    };
+    });
     let model = model
         .property(Expectation::Sometimes, ELECTION_LIVENESS, election_liveness)
         .property(Expectation::Sometimes, LOG_LIVENESS, log_liveness)
@@ -144,35 +142,22 @@ pub fn add_all(model: RaftModel) -> RaftModel {
         .property(Expectation::Sometimes, STALE_MESSAGE_IN_FLIGHT, stale_message_in_flight)
         .property(Expectation::Sometimes, DELIVERED_ON_TWO, delivered_on_two)
         .property(Expectation::Sometimes, LEADER_STEPPED_DOWN, leader_stepped_down);
-    let model = if model.cfg.crashes > 0 {
-        model.property(Expectation::Sometimes, LEADER_AFTER_CRASH, leader_after_crash)
-    } else {
-        model
-    };
-    let model = if model.cfg.pre_vote {
-        model.property(Expectation::Always, PRE_VOTE_CHANGES_NOTHING, pre_vote_changes_nothing).property(
+    let cfg = model.cfg.clone();
+    let model =
+        add_if(model, cfg.crashes > 0, |m| m.property(Expectation::Sometimes, LEADER_AFTER_CRASH, leader_after_crash));
+    let model = add_if(model, cfg.pre_vote, |m| {
+        m.property(Expectation::Always, PRE_VOTE_CHANGES_NOTHING, pre_vote_changes_nothing).property(
             Expectation::Sometimes,
             PRE_VOTE_REFUSED,
             pre_vote_refused,
         )
-    } else {
-        model
-    };
-    let model = if model.cfg.transfers {
-        model.property(Expectation::Sometimes, TRANSFER_COMPLETED, transfer_completed)
-    } else {
-        model
-    };
-    let model = if model.cfg.check_quorum && model.cfg.crashes == 0 {
-        model.property(Expectation::Sometimes, STEPPED_DOWN_BY_CHECK_QUORUM, stepped_down_by_check_quorum)
-    } else {
-        model
-    };
-    if kv {
-        model.property(Expectation::Sometimes, READ_COMPLETED, read_completed)
-    } else {
-        model
-    }
+    });
+    let model =
+        add_if(model, cfg.transfers, |m| m.property(Expectation::Sometimes, TRANSFER_COMPLETED, transfer_completed));
+    let model = add_if(model, cfg.check_quorum && cfg.crashes == 0, |m| {
+        m.property(Expectation::Sometimes, STEPPED_DOWN_BY_CHECK_QUORUM, stepped_down_by_check_quorum)
+    });
+    add_if(model, kv, |m| m.property(Expectation::Sometimes, READ_COMPLETED, read_completed))
 }
 
 /// Leaders ever elected come from the history (a leader that crashed still
@@ -314,6 +299,15 @@ fn leader_knows_a_match(_: &RaftModel, state: &RaftState) -> bool {
 
 fn higher_term_adopted(_: &RaftModel, state: &RaftState) -> bool {
     live_servers(state).all(|(_, s)| !s.broken.kept_old_term)
+}
+
+/// `add(model)` when `on`, else the model unchanged.
+fn add_if(model: RaftModel, on: bool, add: impl FnOnce(RaftModel) -> RaftModel) -> RaftModel {
+    if on {
+        add(model)
+    } else {
+        model
+    }
 }
 
 fn pre_vote_changes_nothing(_: &RaftModel, state: &RaftState) -> bool {

@@ -275,16 +275,15 @@ impl Driver {
 
     /// Tells raft-core how far the application has applied, which lets it
     /// deliver more. Called after a flush, when every `Deliver` stepped so
-    /// far has been handed over. Once the application has taken every
-    /// command handed over (or dropped the receiver), every delivered index
-    /// counts as applied: what lies between is no-op entries.
+    /// far has been handed over. (No-op entries the application never sees
+    /// count as applied in raft-core itself.) A receiver that is gone
+    /// applies nothing more: everything delivered counts as applied, so
+    /// that the node does not stop taking proposals for it.
     fn report_applied(&mut self) {
         let state = self.node.state();
-        let taken = *self.delivery.applied.borrow_and_update();
-        let applied = if self.delivery.entries.is_none() || taken >= self.last_delivered {
-            state.delivered_index()
-        } else {
-            taken
+        let applied = match self.delivery.entries {
+            None => state.delivered_index(),
+            Some(_) => *self.delivery.applied.borrow_and_update(),
         };
         if applied > state.applied_index() {
             self.node.step(Input::Applied(applied), &mut self.outputs);
