@@ -27,6 +27,7 @@ pub struct Config {
     unapplied_bytes_max: u64,
     uncommitted_entries_max: u64,
     reads_max: usize,
+    trailing_entries: u64,
     pre_vote: bool,
     check_quorum: bool,
     #[cfg(feature = "fault-injection")]
@@ -110,6 +111,10 @@ impl Config {
             // cannot commit; proposals beyond are refused, not hoarded.
             uncommitted_entries_max: 64 * 1024,
             reads_max: 64 * 1024,
+            // A follower that lags by fewer entries than this behind a
+            // snapshot is sent entries, not the snapshot (hashicorp keeps
+            // 10240, etcd 5000); 64 MiB of 64 KiB entries at most.
+            trailing_entries: 1024,
             // On by default, as hashicorp's raft and CockroachDB have them: a
             // node cut off and healed cannot depose a healthy leader, and a
             // leader cut off from its majority steps down.
@@ -206,6 +211,15 @@ impl Config {
     pub fn with_reads_max(mut self, n: usize) -> Result<Config, ConfigError> {
         self.reads_max = nonzero("reads_max", n)?;
         Ok(self)
+    }
+
+    /// Sets how many entries at and before a snapshot's index the log keeps
+    /// when the application takes a snapshot (`Input::SnapshotTaken`): a
+    /// follower that lags by fewer is sent entries rather than the whole
+    /// snapshot. 0 compacts everything the snapshot covers.
+    pub fn with_trailing_entries(mut self, n: u64) -> Config {
+        self.trailing_entries = n;
+        self
     }
 
     /// Turns pre-vote (thesis §9.6) on or off: with it, a node whose
@@ -317,6 +331,10 @@ impl Config {
     /// The most entries a leader holds uncommitted.
     pub fn uncommitted_entries_max(&self) -> u64 {
         self.uncommitted_entries_max
+    }
+    /// The entries kept at and before a snapshot's index.
+    pub fn trailing_entries(&self) -> u64 {
+        self.trailing_entries
     }
     /// Whether pre-vote is on.
     pub fn pre_vote(&self) -> bool {

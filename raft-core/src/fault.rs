@@ -120,4 +120,11 @@ faults! {
     /// A node that wins a pre-vote starts its election in its current term
     /// (voting for itself again) instead of the next one.
     ElectionKeepsTerm => "election-keeps-term", "thesis §9.6", "an election after a pre-vote takes a new term";
+    /// A follower installing a snapshot discards the log suffix that
+    /// matches the snapshot's last entry, and acknowledges the entries it
+    /// held before, which it no longer holds.
+    InstallDiscardsMatchingSuffix => "install-discards-matching-suffix", "§7", "keep the suffix that follows a matching snapshot entry";
+    /// A node takes a snapshot of, and compacts, entries it does not know
+    /// committed (up to its last index, not its applied index).
+    CompactPastCommit => "compact-past-commit", "§7", "compact only committed, applied entries";
 }

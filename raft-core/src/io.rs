@@ -2,6 +2,7 @@
 
 use crate::membership::Membership;
 use crate::message::Message;
+use crate::snapshot::SnapshotMeta;
 use crate::types::{Entry, HardState, LogIndex, NodeId, ProposalId, ReadId, Term};
 use core::time::Duration;
 use serde::{Deserialize, Serialize};
@@ -50,6 +51,14 @@ pub enum Input {
     /// node leads and the target is another voter; success shows as a
     /// [`Output::LeaderChanged`] naming the target.
     TransferLeadership(NodeId),
+    /// The application has made durable a snapshot of its state machine
+    /// covering every entry up to this index, which it has applied (§7).
+    /// The core records the snapshot (`Persist::Snapshot`) and compacts its
+    /// log, keeping `Config::trailing_entries` entries before the index for
+    /// followers that lag a little. An index above the applied index is
+    /// refused ([`Dropped::OutOfRange`]); one at or below the current
+    /// snapshot's changes nothing.
+    SnapshotTaken(LogIndex),
 }
 
 /// A client proposal: opaque bytes and the caller's id for the answer.
@@ -81,6 +90,23 @@ pub enum Persist {
         first: LogIndex,
         /// The entries.
         entries: Vec<Entry>,
+    },
+    /// Record this as the node's snapshot, replacing the one recorded. Its
+    /// data is already durable: the application took it (`Input::SnapshotTaken`)
+    /// or the driver received and installed it before handing the core the
+    /// `InstallSnapshot` message. Older snapshot data may be deleted once
+    /// this is durable.
+    Snapshot(SnapshotMeta),
+    /// Remove every log entry at `through` and before; the entry at
+    /// `through` had `term`, which is kept for the consistency check. When
+    /// `through` is at or past the last entry stored, the log is left empty
+    /// and starts after `through`. Always preceded by the `Snapshot` that
+    /// covers `through`, in this list or an earlier one.
+    Compact {
+        /// The last index removed.
+        through: LogIndex,
+        /// The term of the entry at `through`.
+        term: Term,
     },
 }
 
@@ -233,6 +259,25 @@ pub enum Output {
     },
     /// The input was ignored (see [`Dropped`]).
     Dropped(Dropped),
+    /// The application must replace its state machine with the snapshot's
+    /// data: a leader's snapshot was installed (the driver received the
+    /// data with the `InstallSnapshot` message), or a node recovered with
+    /// a snapshot beyond what the application said it applied. Entries
+    /// after `meta.index` are delivered next.
+    RestoreSnapshot(SnapshotMeta),
+    /// A follower reported a log that ends before what it had acknowledged
+    /// to this leader: it lost entries it had said were durable (its disk
+    /// was wiped, or its storage loses writes). Raft's safety assumes this
+    /// never happens, so the driver should log it loudly. The leader probes
+    /// the follower again from its reported end.
+    FollowerRegressed {
+        /// The follower.
+        peer: NodeId,
+        /// The highest index it had acknowledged.
+        acknowledged: LogIndex,
+        /// The last index it now reports.
+        last_index: LogIndex,
+    },
     /// A leadership transfer was refused.
     TransferRejected {
         /// The node named as target.

@@ -121,6 +121,7 @@ mod proposals;
 mod quorum;
 mod read;
 mod replication;
+mod snapshot;
 mod state;
 mod store;
 mod types;
@@ -132,7 +133,7 @@ pub use io::{Committed, Dropped, Input, Output, Persist, Proposal, Rejection, Ti
 pub use log::Log;
 pub use membership::{Membership, MembershipError};
 pub use message::{
-    AppendEntries, AppendEntriesResponse, AppendResult, Forward, ForwardResponse, LeadershipCheck,
+    AppendEntries, AppendEntriesResponse, AppendResult, Forward, ForwardResponse, InstallSnapshot, LeadershipCheck,
     LeadershipCheckResponse, Message, Placement, PreVote, PreVoteResponse, ReadIndexRequest, ReadIndexResponse,
     ReadIndexResult, RequestVote, RequestVoteResponse, TimeoutNow,
 };
@@ -140,6 +141,7 @@ pub use node::{DropCounters, Node, Status};
 pub use progress::{Mode, Progress};
 pub use proposals::ProposalFate;
 pub use read::Reads;
+pub use snapshot::SnapshotMeta;
 pub use state::{RecoverError, Role, RoleKind, State};
 pub use store::{MemoryStore, StoreError};
 pub use types::{

@@ -1,25 +1,28 @@
 //! The replicated log, as held in memory by one node.
 //!
-//! Indexes start at 1. The log may start after a snapshot: `first_index() ==
-//! snapshot_index + 1`, and the term of the entry at `snapshot_index` is kept
-//! so that the AppendEntries consistency check works at the boundary. Today
-//! the snapshot index is always 0; compaction will only have to move it.
+//! Indexes start at 1. After compaction (§7) the log starts later:
+//! `first_index() == compacted_index() + 1`, and the term of the entry at
+//! the compacted index is kept so that the AppendEntries consistency check
+//! works at the boundary. Compacted entries are committed and applied, and
+//! covered by a snapshot; the compaction point may lag the snapshot's index
+//! (entries kept for followers that lag a little, `Config::trailing_entries`).
 
 use crate::types::{Entry, LogIndex, Payload, Term};
 use serde::{Deserialize, Serialize};
 
-/// A node's log: a contiguous run of entries after an (optional) snapshot.
+/// A node's log: a contiguous run of entries after a compaction point (0:
+/// nothing compacted).
 #[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Log {
-    snapshot_index: LogIndex,
-    snapshot_term: Term,
+    compacted_index: LogIndex,
+    compacted_term: Term,
     entries: Vec<Entry>,
 }
 
 impl core::fmt::Debug for Log {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        if self.snapshot_index.0 > 0 {
-            write!(f, "[..{}@{}] ", self.snapshot_index, self.snapshot_term)?;
+        if self.compacted_index.0 > 0 {
+            write!(f, "[..{}@{}] ", self.compacted_index, self.compacted_term)?;
         }
         f.debug_list().entries(&self.entries).finish()
     }
@@ -33,30 +36,35 @@ impl Log {
 
     /// A log holding `entries` at indexes 1, 2, ...
     pub fn from_entries(entries: Vec<Entry>) -> Log {
-        Log { snapshot_index: LogIndex(0), snapshot_term: Term(0), entries }
+        Log { compacted_index: LogIndex(0), compacted_term: Term(0), entries }
     }
 
-    /// The index of the last entry covered by a snapshot (0: none).
-    pub fn snapshot_index(&self) -> LogIndex {
-        self.snapshot_index
+    /// The index of the last entry compacted away (0: none).
+    pub fn compacted_index(&self) -> LogIndex {
+        self.compacted_index
     }
 
-    /// The index of the first entry held in memory.
+    /// The term of the last entry compacted away (0: none).
+    pub fn compacted_term(&self) -> Term {
+        self.compacted_term
+    }
+
+    /// The index of the first entry held.
     pub fn first_index(&self) -> LogIndex {
-        self.snapshot_index.next()
+        self.compacted_index.next()
     }
 
     /// The index of the last entry (0 for an empty log).
     pub fn last_index(&self) -> LogIndex {
-        LogIndex(self.snapshot_index.0 + self.entries.len() as u64)
+        LogIndex(self.compacted_index.0 + self.entries.len() as u64)
     }
 
     /// The term of the last entry (0 for an empty log).
     pub fn last_term(&self) -> Term {
-        self.entries.last().map_or(self.snapshot_term, |e| e.term)
+        self.entries.last().map_or(self.compacted_term, |e| e.term)
     }
 
-    /// Number of entries held (not counting the snapshot).
+    /// Number of entries held (not counting compacted ones).
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -66,12 +74,12 @@ impl Log {
         self.entries.is_empty()
     }
 
-    /// The term of the entry at `index`: `Some(0)` for index 0, the snapshot
-    /// term at the snapshot index, `None` when the index is past the end or
-    /// compacted away.
+    /// The term of the entry at `index`: `Some(0)` for index 0, the
+    /// compacted term at the compacted index, `None` when the index is past
+    /// the end or before the compaction point.
     pub fn term_at(&self, index: LogIndex) -> Option<Term> {
-        if index == self.snapshot_index {
-            return Some(self.snapshot_term);
+        if index == self.compacted_index {
+            return Some(self.compacted_term);
         }
         self.get(index).map(|e| e.term)
     }
@@ -101,7 +109,7 @@ impl Log {
                 Payload::Command(data) => Entry::command(e.term, command(data)),
             })
             .collect();
-        Log { snapshot_index: self.snapshot_index, snapshot_term: self.snapshot_term, entries }
+        Log { compacted_index: self.compacted_index, compacted_term: self.compacted_term, entries }
     }
 
     /// All entries held, first to last.
@@ -122,12 +130,31 @@ impl Log {
     /// Removes the entries at `from` and after.
     ///
     /// # Panics
-    /// When `from` is at or before the snapshot index: compacted entries are
+    /// When `from` is at or before the compacted index: compacted entries are
     /// committed and can never be truncated (our bug if asked).
     pub fn truncate_from(&mut self, from: LogIndex) {
-        assert!(from > self.snapshot_index, "truncating compacted entries at {from:?}");
+        assert!(from > self.compacted_index, "truncating compacted entries at {from:?}");
         let keep = (from.0 - self.first_index().0) as usize;
         self.entries.truncate(keep);
+    }
+
+    /// Removes the entries at `through` and before (§7). When `through` is
+    /// at or past the last entry, the log is left empty, starting after
+    /// `through`, whose entry had `term` (installing a snapshot that covers
+    /// the whole log). When it is held, `term` must be its term.
+    ///
+    /// # Panics
+    /// When `through` is below the compaction point, or held with another
+    /// term (our bug if asked).
+    pub fn compact_through(&mut self, through: LogIndex, term: Term) {
+        assert!(through >= self.compacted_index, "compacting behind the compaction point at {through:?}");
+        if let Some(held) = self.term_at(through) {
+            assert_eq!(held, term, "compacting through {through:?} with the wrong term");
+        }
+        let remove = ((through.0 - self.compacted_index.0) as usize).min(self.entries.len());
+        self.entries.drain(..remove);
+        self.compacted_index = through;
+        self.compacted_term = term;
     }
 
     /// The first index of the run of entries with the same term as the entry
@@ -145,7 +172,7 @@ impl Log {
     /// The last index whose entry has term `term`, if any entry has it.
     pub fn last_index_of_term(&self, term: Term) -> Option<LogIndex> {
         let pos = self.entries.iter().rposition(|e| e.term == term)?;
-        Some(LogIndex(self.snapshot_index.0 + 1 + pos as u64))
+        Some(LogIndex(self.compacted_index.0 + 1 + pos as u64))
     }
 
     /// Whether a log ending at (`last_term`, `last_index`) is at least as
@@ -155,10 +182,10 @@ impl Log {
     }
 
     fn offset(&self, index: LogIndex) -> Option<usize> {
-        if index <= self.snapshot_index {
+        if index <= self.compacted_index {
             return None;
         }
-        let offset = (index.0 - self.snapshot_index.0 - 1) as usize;
+        let offset = (index.0 - self.compacted_index.0 - 1) as usize;
         (offset < self.entries.len()).then_some(offset)
     }
 }
@@ -194,6 +221,28 @@ mod tests {
         assert_eq!(l.last_index(), LogIndex(1));
         l.truncate_from(LogIndex(5));
         assert_eq!(l.last_index(), LogIndex(1));
+    }
+
+    #[test]
+    fn compaction_keeps_the_boundary_term() {
+        let mut l = log(&[1, 1, 2, 3]);
+        l.compact_through(LogIndex(2), Term(1));
+        assert_eq!((l.first_index(), l.last_index(), l.len()), (LogIndex(3), LogIndex(4), 2));
+        assert_eq!(l.term_at(LogIndex(2)), Some(Term(1)));
+        assert_eq!(l.term_at(LogIndex(1)), None);
+        assert_eq!(l.get(LogIndex(3)).map(|e| e.term), Some(Term(2)));
+        assert_eq!(l.first_index_of_term_at(LogIndex(3)), LogIndex(3));
+        // Past the end: the log is empty and starts after the point given.
+        l.compact_through(LogIndex(9), Term(5));
+        assert_eq!((l.first_index(), l.last_index(), l.last_term()), (LogIndex(10), LogIndex(9), Term(5)));
+        l.push(Entry::noop(Term(6)));
+        assert_eq!(l.term_at(LogIndex(10)), Some(Term(6)));
+    }
+
+    #[test]
+    #[should_panic(expected = "wrong term")]
+    fn compaction_refuses_a_mismatched_term() {
+        log(&[1, 2]).compact_through(LogIndex(2), Term(1));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 /// The members of the cluster. Build it with [`Membership::new`], which
 /// checks it. Shared: every state of a node holds the same one until a
 /// membership change, so cloning a state does not copy it.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Membership {
     voters: Arc<BTreeSet<NodeId>>,
 }

@@ -2,6 +2,7 @@
 //! carries a term" is a compile-time fact.
 
 use crate::io::Rejection;
+use crate::snapshot::SnapshotMeta;
 use crate::types::{Entry, LogIndex, NodeId, ProposalId, ReadId, Term, PROPOSAL_OVERHEAD_BYTES};
 use core::fmt;
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,21 @@ pub enum Message {
     /// A leader hands its leadership to an up-to-date follower: start an
     /// election now (thesis §3.10).
     TimeoutNow(TimeoutNow),
+    /// A leader brings a follower that needs compacted entries up to date
+    /// with its snapshot (§7). Only the metadata is here: the driver moves
+    /// the snapshot's data, and hands this message to the follower's core
+    /// once the data is durably installed. The follower answers with an
+    /// `AppendEntriesResponse`.
+    InstallSnapshot(InstallSnapshot),
+}
+
+/// Arguments of InstallSnapshot (§7, Figure 13), without the data.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct InstallSnapshot {
+    /// The leader's term.
+    pub term: Term,
+    /// What the snapshot covers.
+    pub snapshot: SnapshotMeta,
 }
 
 /// Arguments of a pre-vote: the RequestVote the sender would send if it
@@ -240,6 +256,7 @@ impl Message {
                 | Message::PreVote(_)
                 | Message::PreVoteResponse(_)
                 | Message::TimeoutNow(_)
+                | Message::InstallSnapshot(_)
         )
     }
 
@@ -259,6 +276,7 @@ impl Message {
             Message::PreVote(m) => m.term,
             Message::PreVoteResponse(m) => m.term,
             Message::TimeoutNow(m) => m.term,
+            Message::InstallSnapshot(m) => m.term,
         }
     }
 
@@ -306,6 +324,7 @@ impl fmt::Debug for Message {
                 write!(f, "PreVoteAnswer({}, {})", m.term, if m.granted { "granted" } else { "refused" })
             }
             Message::TimeoutNow(m) => write!(f, "TimeoutNow({})", m.term),
+            Message::InstallSnapshot(m) => write!(f, "InstallSnapshot({}, {:?})", m.term, m.snapshot),
         }
     }
 }

@@ -61,6 +61,10 @@ pub struct Status {
     pub leader: Option<NodeId>,
     /// Its last log index.
     pub last_log_index: LogIndex,
+    /// The first index its log holds (entries before are compacted).
+    pub first_log_index: LogIndex,
+    /// The index of its latest snapshot (0: none).
+    pub snapshot_index: LogIndex,
     /// The highest index it knows committed.
     pub commit_index: LogIndex,
     /// The highest index delivered to the application.
@@ -121,6 +125,8 @@ impl Node {
             term: self.state.term(),
             leader: self.state.leader(),
             last_log_index: self.state.log().last_index(),
+            first_log_index: self.state.log().first_index(),
+            snapshot_index: self.state.snapshot().map_or(LogIndex(0), |s| s.index),
             commit_index: self.state.commit_index(),
             delivered_index: self.state.delivered_index(),
             applied_index: self.state.applied_index(),

@@ -4,13 +4,13 @@
 //!
 //! ```text
 //!   new ──> Probe ──(an append succeeds)──> Replicate
-//!             ^                                 │
-//!             └────────(an append is rejected)──┘
+//!            ^ │                                │
+//!            │ └────(an append is rejected)─────┘
+//!            │ │
+//!            │ └──(the entries it needs are compacted)──> Snapshot
+//!            │                                               │
+//!            └──(regressed)        Replicate <──(answered)───┘
 //! ```
-//!
-//! A `Snapshot` mode (paused until the follower has installed a snapshot)
-//! is the third state the snapshots issue adds; the leader's code asks only
-//! `is_paused` and `sent`, so it needs no change for it.
 
 use crate::types::LogIndex;
 use core::fmt;
@@ -39,6 +39,13 @@ pub enum Mode {
     /// The follower is known to match up to `match_index`: new entries are
     /// streamed as they arrive, up to `Config::inflight_entries_max` ahead.
     Replicate,
+    /// The follower needs entries the leader has compacted: its snapshot
+    /// at `index` was sent, and nothing else is until the follower answers
+    /// (the heartbeat sends the snapshot again).
+    Snapshot {
+        /// The index of the snapshot sent.
+        index: LogIndex,
+    },
 }
 
 impl Progress {
@@ -87,6 +94,7 @@ impl Progress {
         match self.mode {
             Mode::Probe { sent } => sent,
             Mode::Replicate => self.in_flight() >= inflight_max,
+            Mode::Snapshot { .. } => true,
         }
     }
 
@@ -97,7 +105,24 @@ impl Progress {
         match self.mode {
             Mode::Probe { .. } => self.mode = Mode::Probe { sent: true },
             Mode::Replicate => self.next_index = LogIndex(self.next_index.0 + entries),
+            Mode::Snapshot { .. } => {}
         }
+    }
+
+    /// The leader's snapshot at `index` was sent: nothing more is sent until
+    /// the follower answers, and then from past the snapshot.
+    pub(crate) fn become_snapshot(&mut self, index: LogIndex) {
+        self.next_index = self.next_index.max(index.next());
+        self.mode = Mode::Snapshot { index };
+    }
+
+    /// The follower reported a log ending at `last_index`, before what it
+    /// had acknowledged: what it acknowledged is no longer known to match,
+    /// so it is probed again from past its end.
+    pub(crate) fn regressed(&mut self, last_index: LogIndex) {
+        self.match_index = LogIndex(0);
+        self.next_index = last_index.next();
+        self.mode = Mode::Probe { sent: false };
     }
 
     /// The follower acknowledged a match up to `index`: the leader now knows
@@ -126,6 +151,7 @@ impl Progress {
         match self.mode {
             Mode::Probe { .. } => rejected_index == self.next_index.prev(),
             Mode::Replicate => rejected_index > self.match_index && rejected_index < self.next_index,
+            Mode::Snapshot { .. } => false,
         }
     }
 }
@@ -157,6 +183,21 @@ mod tests {
         assert!(p.expects_rejection_at(LogIndex(7)) && !p.expects_rejection_at(LogIndex(5)));
         p.become_probe(LogIndex(6));
         assert_eq!(p.mode(), Mode::Probe { sent: false });
+    }
+
+    #[test]
+    fn a_snapshot_pauses_until_answered() {
+        let mut p = Progress::new(LogIndex(20));
+        p.become_snapshot(LogIndex(10));
+        assert!(p.is_paused(u64::MAX), "nothing is sent while a snapshot is out");
+        assert!(!p.expects_rejection_at(LogIndex(19)), "appends' rejections are not awaited");
+        p.acknowledged(LogIndex(10));
+        assert_eq!((p.match_index(), p.next_index(), p.mode()), (LogIndex(10), LogIndex(20), Mode::Replicate));
+        p.regressed(LogIndex(3));
+        assert_eq!(
+            (p.match_index(), p.next_index(), p.mode()),
+            (LogIndex(0), LogIndex(4), Mode::Probe { sent: false })
+        );
     }
 
     #[test]

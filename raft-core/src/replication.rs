@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::fault::Fault;
 use crate::io::{Dropped, Output, Persist};
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, Message};
-use crate::progress::Progress;
+use crate::progress::{Mode, Progress};
 use crate::state::{Role, State};
 use crate::types::{LogIndex, NodeId};
 
@@ -58,6 +58,30 @@ impl State {
     /// heartbeat), nothing is sent to a follower that is waiting on a probe,
     /// is up to date, or already has `inflight_entries_max` entries in flight.
     pub(crate) fn send_append(&mut self, config: &Config, peer: NodeId, force: bool, out: &mut Vec<Output>) {
+        let Role::Leader { progress, .. } = &self.role else { return };
+        let Some(p) = progress.get(&peer) else { return };
+        let in_snapshot = matches!(p.mode(), Mode::Snapshot { .. });
+        if in_snapshot || p.next_index() <= self.log.compacted_index() {
+            // The follower needs entries this leader compacted (§7). The
+            // heartbeat sends the snapshot again (a driver ignores a repeat
+            // while the transfer runs), with an empty append at the
+            // compaction point, so that the follower keeps hearing from its
+            // leader during a long transfer.
+            if force || !in_snapshot {
+                self.send_snapshot(peer, out);
+            }
+            if force {
+                let message = AppendEntries {
+                    term: self.hard.term,
+                    prev_log_index: self.log.compacted_index(),
+                    prev_log_term: self.log.compacted_term(),
+                    entries: Vec::new(),
+                    leader_commit: self.commit_index,
+                };
+                out.push(Output::Send { to: peer, message: Message::AppendEntries(message) });
+            }
+            return;
+        }
         let term = self.hard.term;
         let leader_commit = self.commit_index;
         let last = self.log.last_index();
@@ -94,10 +118,11 @@ impl State {
         // A valid leader of our term: a candidate steps down (§5.2), and the
         // election timer restarts.
         self.follow(config, from, out);
+        let m = self.skip_compacted(m);
 
         // Rule 2: the consistency check on (prev index, prev term).
         if !self.passes_consistency_check(config, &m) {
-            let conflict = (m.prev_log_index <= self.log.last_index() && m.prev_log_index > self.log.snapshot_index())
+            let conflict = (m.prev_log_index <= self.log.last_index() && m.prev_log_index > self.log.compacted_index())
                 .then(|| {
                     let term = self.log.term_at(m.prev_log_index).expect("held");
                     (term, self.log.first_index_of_term_at(m.prev_log_index))
@@ -158,6 +183,22 @@ impl State {
         }
     }
 
+    /// An append that starts before this node's compaction point: the
+    /// compacted entries are committed, so they match every leader's log
+    /// (§5.4.3), and only what follows them is checked and stored. An
+    /// append that ends before the point matches up to it.
+    fn skip_compacted(&self, mut m: AppendEntries) -> AppendEntries {
+        let compacted = self.log.compacted_index();
+        if m.prev_log_index >= compacted {
+            return m;
+        }
+        let covered = (compacted.0 - m.prev_log_index.0).min(m.entries.len() as u64);
+        m.entries.drain(..covered as usize);
+        m.prev_log_index = compacted;
+        m.prev_log_term = self.log.compacted_term();
+        m
+    }
+
     /// Rule 2: the entry before the new ones is held with the term the
     /// leader has there.
     fn passes_consistency_check(&self, config: &Config, m: &AppendEntries) -> bool {
@@ -201,7 +242,7 @@ impl State {
         out.push(self.election_timer(config));
     }
 
-    fn reply_append(&self, to: NodeId, result: AppendResult, out: &mut Vec<Output>) {
+    pub(crate) fn reply_append(&self, to: NodeId, result: AppendResult, out: &mut Vec<Output>) {
         let response = AppendEntriesResponse { term: self.hard.term, result };
         out.push(Output::Send { to, message: Message::AppendEntriesResponse(response) });
     }
@@ -228,6 +269,21 @@ impl State {
                 self.progress_mut(from).acknowledged(match_index);
                 self.maybe_commit(config, out);
                 self.maybe_send_timeout_now(from, out);
+                self.send_append(config, from, false, out);
+            }
+            AppendResult::Conflict { rejected_index, last_index, .. }
+                if last_index < self.match_index_of(from) && rejected_index >= self.match_index_of(from) =>
+            {
+                // An append at or past what the follower acknowledged was
+                // refused by a log that ends before it: the follower lost
+                // entries it had acknowledged (a wiped disk), and nothing it
+                // acknowledged can be trusted any more. (A rejection sent
+                // before the acknowledgement and duplicated late can look the
+                // same; it costs a probe from the follower's end, never safety:
+                // a lower match index only delays commits.)
+                let acknowledged = self.match_index_of(from);
+                out.push(Output::FollowerRegressed { peer: from, acknowledged, last_index });
+                self.progress_mut(from).regressed(last_index);
                 self.send_append(config, from, false, out);
             }
             AppendResult::Conflict { rejected_index, last_index, conflict } => {
@@ -272,7 +328,14 @@ impl State {
         Some(hint.min(rejected_index).max(p.match_index().next()))
     }
 
-    fn progress_mut(&mut self, peer: NodeId) -> &mut Progress {
+    fn match_index_of(&self, peer: NodeId) -> LogIndex {
+        match &self.role {
+            Role::Leader { progress, .. } => progress.get(&peer).map_or(LogIndex(0), |p| p.match_index()),
+            _ => LogIndex(0),
+        }
+    }
+
+    pub(crate) fn progress_mut(&mut self, peer: NodeId) -> &mut Progress {
         match &mut self.role {
             Role::Leader { progress, .. } => progress.get_mut(&peer).expect("progress for every peer"),
             _ => unreachable!("progress_mut outside the leader role"),

@@ -17,6 +17,7 @@ use crate::membership::Membership;
 use crate::message::Message;
 use crate::progress::Progress;
 use crate::read::Reads;
+use crate::snapshot::SnapshotMeta;
 use crate::store::MemoryStore;
 use crate::types::{Entry, HardState, LogIndex, NodeId, Term};
 use core::fmt;
@@ -30,6 +31,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct State {
     pub(crate) hard: HardState,
     pub(crate) membership: Membership,
+    /// The latest snapshot recorded (taken here or installed from a leader).
+    pub(crate) snapshot: Option<SnapshotMeta>,
     pub(crate) log: Log,
     pub(crate) role: Role,
     pub(crate) leader: Option<NodeId>,
@@ -103,6 +106,14 @@ pub enum RecoverError {
         /// The term stored.
         term: Term,
     },
+    /// The log is compacted past the snapshot recorded (or without one):
+    /// entries were removed that nothing holds any more.
+    CompactedPastSnapshot {
+        /// The log's compaction point.
+        compacted: LogIndex,
+        /// The snapshot's index (0: none).
+        snapshot: LogIndex,
+    },
     /// The application says it applied more than the log holds.
     AppliedBeyondLog {
         /// The applied index given.
@@ -122,6 +133,9 @@ impl fmt::Display for RecoverError {
             RecoverError::TermOutOfRange { term } => {
                 write!(f, "the stored term {term} is above the highest a node accepts")
             }
+            RecoverError::CompactedPastSnapshot { compacted, snapshot } => {
+                write!(f, "the log is compacted through {compacted} but the snapshot recorded ends at {snapshot}")
+            }
             RecoverError::AppliedBeyondLog { applied, last_index } => {
                 write!(f, "the application reports entries applied up to {applied} but the log ends at {last_index}")
             }
@@ -139,6 +153,7 @@ impl State {
         let state = State {
             hard: HardState::default(),
             membership,
+            snapshot: None,
             log: Log::new(),
             role: Role::Follower,
             leader: None,
@@ -155,16 +170,19 @@ impl State {
     }
 
     /// A node restarted from what it persisted (the `Persist` outputs, as a
-    /// [`MemoryStore`] applies them). `applied` is the last index the
-    /// application has already applied and does not want delivered again (0
-    /// to have every committed entry delivered anew). The node starts as a
-    /// follower knowing no leader.
+    /// [`MemoryStore`] applies them): its latest snapshot plus the log after
+    /// the compaction point. `applied` is the last index the application
+    /// has already applied and does not want delivered again (0 to have
+    /// every committed entry delivered anew). When the store holds a
+    /// snapshot beyond `applied`, the first output is
+    /// [`Output::RestoreSnapshot`]: the application loads it, and delivery
+    /// resumes after it. The node starts as a follower knowing no leader.
     pub fn recover(
         config: &Config,
         store: MemoryStore,
         applied: LogIndex,
     ) -> Result<(State, Vec<Output>), RecoverError> {
-        let MemoryStore { hard, membership, log } = store;
+        let MemoryStore { hard, membership, snapshot, log } = store;
         let membership = membership.ok_or(RecoverError::NoMembership)?;
         if hard.term > Term::MAX_ACCEPTED {
             return Err(RecoverError::TermOutOfRange { term: hard.term });
@@ -180,9 +198,22 @@ impl State {
         if applied > log.last_index() {
             return Err(RecoverError::AppliedBeyondLog { applied, last_index: log.last_index() });
         }
+        let snapshot_index = snapshot.as_ref().map_or(LogIndex(0), |s| s.index);
+        if log.compacted_index() > snapshot_index {
+            return Err(RecoverError::CompactedPastSnapshot {
+                compacted: log.compacted_index(),
+                snapshot: snapshot_index,
+            });
+        }
+        let mut outputs = Vec::new();
+        if let Some(s) = snapshot.as_ref().filter(|s| s.index > applied) {
+            outputs.push(Output::RestoreSnapshot(s.clone()));
+        }
+        let applied = applied.max(snapshot_index);
         let state = State {
             hard,
             membership,
+            snapshot,
             log,
             role: Role::Follower,
             leader: None,
@@ -193,7 +224,7 @@ impl State {
             pending: Vec::new(),
             reads: Reads::default(),
         };
-        let outputs = vec![state.election_timer(config)];
+        outputs.push(state.election_timer(config));
         Ok((state, outputs))
     }
 
@@ -208,6 +239,7 @@ impl State {
             Input::Read(ids) => self.read(config, ids, out),
             Input::Applied(index) => self.on_applied(config, index, out),
             Input::TransferLeadership(target) => self.transfer_leadership(config, target, out),
+            Input::SnapshotTaken(index) => self.on_snapshot_taken(config, index, out),
         }
         // Messages that a role change or a new leader made due are sent
         // last, so that every persist of this step precedes every send.
@@ -247,6 +279,10 @@ impl State {
         State {
             hard: HardState { term: self.hard.term, voted_for: self.hard.voted_for.map(node) },
             membership: self.membership.renamed(node),
+            snapshot: self
+                .snapshot
+                .as_ref()
+                .map(|s| SnapshotMeta { membership: s.membership.renamed(node), ..s.clone() }),
             log: self.log.map_commands(command),
             role,
             leader: self.leader.map(node),
@@ -270,6 +306,10 @@ impl State {
     /// The members of the cluster, as this node knows them.
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+    /// The latest snapshot this node recorded, if any.
+    pub fn snapshot(&self) -> Option<&SnapshotMeta> {
+        self.snapshot.as_ref()
     }
     /// The log.
     pub fn log(&self) -> &Log {
@@ -365,7 +405,10 @@ impl State {
                     if step_down {
                         let names_leader = matches!(
                             message,
-                            Message::AppendEntries(_) | Message::LeadershipCheck(_) | Message::TimeoutNow(_)
+                            Message::AppendEntries(_)
+                                | Message::LeadershipCheck(_)
+                                | Message::TimeoutNow(_)
+                                | Message::InstallSnapshot(_)
                         );
                         self.become_follower(config, term, names_leader.then_some(from), out);
                         // An answer that carried a newer term has done its
@@ -407,10 +450,13 @@ impl State {
             // One leader per term (§5.2): an append or a leadership check of
             // this term from anyone but the leader already known for it is
             // distrusted, by a leader and by a follower alike.
-            Message::AppendEntries(_) | Message::LeadershipCheck(_) if is_leader || other_leader => {
+            Message::AppendEntries(_) | Message::LeadershipCheck(_) | Message::InstallSnapshot(_)
+                if is_leader || other_leader =>
+            {
                 out.push(Output::Dropped(Dropped::SecondLeader))
             }
             Message::AppendEntries(m) => self.on_append_entries(config, from, m, out),
+            Message::InstallSnapshot(m) => self.on_install_snapshot(config, from, m, out),
             Message::LeadershipCheck(m) => self.on_leadership_check(config, from, m, out),
             Message::AppendEntriesResponse(m) if is_leader => self.on_append_response(config, from, m, out),
             Message::LeadershipCheckResponse(m) if is_leader => self.on_leadership_check_response(config, from, m, out),
@@ -434,6 +480,7 @@ impl State {
             Message::RequestVote(_) => self.reply_vote(from, false, out),
             // Figure 2, AppendEntries receiver rule 1.
             Message::AppendEntries(m) => self.refuse_append(from, m.prev_log_index, out),
+            Message::InstallSnapshot(m) => self.refuse_append(from, m.snapshot.index, out),
             Message::LeadershipCheck(m) => self.reply_leadership_check(from, m.round, out),
             // A pre-vote of an older term is refused with this node's term:
             // dropping it could leave a node with a longer log but an older
@@ -614,6 +661,9 @@ impl State {
         assert!(self.delivered_index <= self.commit_index, "delivered past commit");
         assert!(self.commit_index <= self.log.last_index(), "commit past the log's end");
         assert!(self.log.last_term() <= self.hard.term, "log term above current term");
+        let snapshot_index = self.snapshot.as_ref().map_or(LogIndex(0), |s| s.index);
+        assert!(self.log.compacted_index() <= snapshot_index, "compacted past the snapshot");
+        assert!(snapshot_index <= self.applied_index, "a snapshot of entries not applied");
         assert!(self.is_leader() || self.reads.leader_part_is_empty(), "a non-leader holds leader reads");
         assert!(self.pending.len() <= config.pending_proposals_max(), "pending queue over its bound");
         if let Some(l) = self.leader {
@@ -684,6 +734,15 @@ fn validate(message: &Message) -> Result<(), Dropped> {
         }
         Message::RequestVote(m) if m.last_log_term > m.term => Err(Dropped::OutOfRange),
         Message::PreVote(m) if m.last_log_term > m.term => Err(Dropped::OutOfRange),
+        Message::InstallSnapshot(m) => {
+            let s = &m.snapshot;
+            let bad = s.term > m.term || s.index == LogIndex(0) || s.index > LogIndex::MAX_ACCEPTED;
+            if bad {
+                Err(Dropped::OutOfRange)
+            } else {
+                Ok(())
+            }
+        }
         _ => Ok(()),
     }
 }
@@ -732,6 +791,9 @@ impl fmt::Debug for State {
             }
         };
         write!(f, "{role} {:?} log {:?} commit {}", self.hard, self.log, self.commit_index.0)?;
+        if let Some(s) = &self.snapshot {
+            write!(f, " {s:?}")?;
+        }
         if let Some(l) = self.leader {
             write!(f, " leader {l}")?;
         }

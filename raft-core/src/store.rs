@@ -10,20 +10,24 @@
 use crate::io::{Output, Persist};
 use crate::log::Log;
 use crate::membership::Membership;
+use crate::snapshot::SnapshotMeta;
 use crate::state::State;
 use crate::types::{HardState, LogIndex, Term};
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
 /// What a node has persisted: its term and vote (one record), its
-/// membership, and its log.
+/// membership, its latest snapshot's metadata, and its log after the
+/// compaction point.
 #[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MemoryStore {
     /// The last term-and-vote record written.
     pub hard: HardState,
     /// The last membership written (none before the node's first step).
     pub membership: Option<Membership>,
-    /// The log entries written.
+    /// The last snapshot recorded (the data is the driver's to keep).
+    pub snapshot: Option<SnapshotMeta>,
+    /// The log entries written and not compacted.
     pub log: Log,
 }
 
@@ -45,6 +49,21 @@ pub enum StoreError {
         /// The stored log's last index.
         last_index: LogIndex,
     },
+    /// A snapshot older than the one recorded.
+    SnapshotGoesBack {
+        /// The index of the snapshot recorded.
+        stored: LogIndex,
+        /// The index of the older one written.
+        written: LogIndex,
+    },
+    /// A compaction behind the compaction point, past the snapshot
+    /// recorded, or through an entry held with another term.
+    BadCompaction {
+        /// The last index to remove.
+        through: LogIndex,
+        /// The stored log's compaction point.
+        compacted: LogIndex,
+    },
     /// An append that does not start just past the stored log.
     AppendNotAtEnd {
         /// Where the append starts.
@@ -61,6 +80,13 @@ impl fmt::Display for StoreError {
             StoreError::TruncateOutsideLog { from, last_index } => {
                 write!(f, "truncation from {from} of a log ending at {last_index}")
             }
+            StoreError::SnapshotGoesBack { stored, written } => {
+                write!(f, "a snapshot at {written} is older than the one recorded at {stored}")
+            }
+            StoreError::BadCompaction { through, compacted } => write!(
+                f,
+                "a compaction through {through} (compacted through {compacted}) is behind the log's start, past the snapshot, or of the wrong term"
+            ),
             StoreError::AppendNotAtEnd { first, last_index } => {
                 write!(f, "an append at {first} must land just past the log's end, {last_index}")
             }
@@ -78,7 +104,12 @@ impl MemoryStore {
 
     /// The durable part of a state, as a correct driver would have stored it.
     pub fn of(state: &State) -> MemoryStore {
-        MemoryStore { hard: state.hard_state(), membership: Some(state.membership().clone()), log: state.log().clone() }
+        MemoryStore {
+            hard: state.hard_state(),
+            membership: Some(state.membership().clone()),
+            snapshot: state.snapshot().cloned(),
+            log: state.log().clone(),
+        }
     }
 
     /// Executes one persist. One that breaks the contract is refused and
@@ -94,7 +125,7 @@ impl MemoryStore {
             }
             Persist::Membership(m) => self.membership = Some(m.clone()),
             Persist::Truncate { from } => {
-                if *from <= self.log.snapshot_index() || *from > last_index {
+                if *from <= self.log.compacted_index() || *from > last_index {
                     return Err(StoreError::TruncateOutsideLog { from: *from, last_index });
                 }
                 self.log.truncate_from(*from);
@@ -104,6 +135,22 @@ impl MemoryStore {
                     return Err(StoreError::AppendNotAtEnd { first: *first, last_index });
                 }
                 self.log.extend(entries.iter().cloned());
+            }
+            Persist::Snapshot(meta) => {
+                let stored = self.snapshot.as_ref().map_or(LogIndex(0), |s| s.index);
+                if meta.index < stored {
+                    return Err(StoreError::SnapshotGoesBack { stored, written: meta.index });
+                }
+                self.snapshot = Some(meta.clone());
+            }
+            Persist::Compact { through, term } => {
+                let compacted = self.log.compacted_index();
+                let covered = self.snapshot.as_ref().is_some_and(|s| s.index >= *through);
+                let wrong_term = self.log.term_at(*through).is_some_and(|t| t != *term);
+                if *through <= compacted || !covered || wrong_term {
+                    return Err(StoreError::BadCompaction { through: *through, compacted });
+                }
+                self.log.compact_through(*through, *term);
             }
         }
         Ok(())
@@ -121,7 +168,11 @@ impl MemoryStore {
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} log {:?}", self.hard, self.log)
+        write!(f, "{:?} log {:?}", self.hard, self.log)?;
+        if let Some(s) = &self.snapshot {
+            write!(f, " {s:?}")?;
+        }
+        Ok(())
     }
 }
 

@@ -204,6 +204,19 @@ fn one_of_every_kind(term: Term) -> Vec<Message> {
         Message::PreVote(raft_core::PreVote { term, last_log_index: LogIndex(0), last_log_term: Term(0) }),
         Message::PreVoteResponse(raft_core::PreVoteResponse { term, granted: true }),
         Message::TimeoutNow(raft_core::TimeoutNow { term }),
+        Message::InstallSnapshot(raft_core::InstallSnapshot {
+            term,
+            snapshot: raft_core::SnapshotMeta {
+                index: LogIndex(5),
+                term: Term(1),
+                membership: raft_core::Membership::new([
+                    raft_core::NodeId(1),
+                    raft_core::NodeId(2),
+                    raft_core::NodeId(3),
+                ])
+                .unwrap(),
+            },
+        }),
     ];
     let kinds: Vec<usize> = messages
         .iter()
@@ -221,9 +234,10 @@ fn one_of_every_kind(term: Term) -> Vec<Message> {
             Message::PreVote(_) => 10,
             Message::PreVoteResponse(_) => 11,
             Message::TimeoutNow(_) => 12,
+            Message::InstallSnapshot(_) => 13,
         })
         .collect();
-    assert_eq!(kinds, (0..13).collect::<Vec<_>>(), "one message of each kind");
+    assert_eq!(kinds, (0..14).collect::<Vec<_>>(), "one message of each kind");
     messages
 }
 

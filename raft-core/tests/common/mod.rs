@@ -152,7 +152,7 @@ pub fn recover(config: &TestConfig, store: &MemoryStore) -> State {
 
 /// The store of a node of `config`'s cluster that persisted `hard` and `entries`.
 pub fn store_of(config: &TestConfig, hard: HardState, entries: Vec<Entry>) -> MemoryStore {
-    MemoryStore { hard, membership: Some(config.membership().clone()), log: Log::from_entries(entries) }
+    MemoryStore { hard, membership: Some(config.membership().clone()), snapshot: None, log: Log::from_entries(entries) }
 }
 
 /// The command entry a leader of `term` would have written at `index` in

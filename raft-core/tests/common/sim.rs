@@ -282,6 +282,9 @@ pub struct Outcome {
     /// Deliveries held back by a full window and made when the
     /// application reported progress (`Input::Applied`).
     pub deliveries_after_applied: u64,
+    /// `Output::FollowerRegressed` seen (no disk is ever wiped here: each is
+    /// a duplicated or late rejection).
+    pub regressions_reported: u64,
     /// Partial partitions made: one link cut, one way or both.
     pub partial_partitions: u64,
     /// Leadership transfers asked of a leader.
@@ -1067,6 +1070,13 @@ impl Sim {
                     self.answers.insert(id, Err(reason));
                 }
                 Output::LeaderChanged { .. } | Output::TransferRejected { .. } | Output::Dropped(_) => {}
+                // A duplicated old rejection looks like a regressed follower
+                // (see the core's replication.rs): harmless, counted.
+                Output::FollowerRegressed { .. } => self.outcome.regressions_reported += 1,
+                Output::RestoreSnapshot(_) => {
+                    let detail = format!("n{} was told {output:?}, but this simulator takes no snapshots", node + 1);
+                    return Err(self.violation(Property::PersistedState, detail));
+                }
             }
         }
         Ok(())
