@@ -88,6 +88,10 @@ impl TestConfig {
     pub fn with_check_quorum(self, on: bool) -> TestConfig {
         TestConfig { config: self.config.with_check_quorum(on), membership: self.membership }
     }
+    /// [`Config::with_trailing_entries`], keeping the membership.
+    pub fn with_trailing_entries(self, n: u64) -> TestConfig {
+        TestConfig { config: self.config.with_trailing_entries(n), membership: self.membership }
+    }
 }
 
 /// Node `n`.
