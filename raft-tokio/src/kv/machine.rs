@@ -143,6 +143,26 @@ impl KvMachine {
         self.map.is_empty()
     }
 
+    /// Every key and its value, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.map.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
+    /// Every remembered session: (client, its last seq, that request's
+    /// outcome, the index it was applied at), in client order.
+    pub fn sessions(&self) -> impl Iterator<Item = (u64, u64, &Outcome, u64)> + '_ {
+        self.sessions.iter().map(|(&client, (seq, outcome, at))| (client, *seq, outcome, *at))
+    }
+
+    /// A machine made of restored parts (the snapshot reader's).
+    pub(super) fn from_parts(
+        map: BTreeMap<Vec<u8>, Vec<u8>>,
+        sessions: BTreeMap<u64, (u64, Outcome, u64)>,
+        applied: u64,
+    ) -> KvMachine {
+        KvMachine { map, sessions, applied }
+    }
+
     /// Applies the entry at `index`. A request the client already had
     /// applied (same or older seq) is not applied again; the outcome of the
     /// same seq is returned again. Undecodable entries are skipped (and

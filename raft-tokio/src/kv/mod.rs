@@ -1,6 +1,7 @@
 //! raft-kv: a replicated key-value server on raft-tokio (the `kv` feature).
 //!
 //! - [`machine`]: the state machine replicated through the log;
+//! - [`snapshot`]: the machine written to and read from a snapshot;
 //! - [`server`]: the HTTP API every node serves;
 //! - [`config`]: the cluster file of `raft-kv serve`;
 //! - [`http`]: the small HTTP client used for forwarding and by the CLI.
@@ -9,6 +10,7 @@ pub mod config;
 pub mod http;
 pub mod machine;
 pub mod server;
+pub mod snapshot;
 
 use crate::{Raft, RaftConfig, RaftHandle, RaftParams, StartError};
 use config::ClusterFile;
