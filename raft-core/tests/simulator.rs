@@ -54,18 +54,24 @@ fn run_many(nodes: u64) -> Vec<Outcome> {
     let partial: u64 = outcomes.iter().map(|o| o.partial_partitions).sum();
     let transfers: u64 = outcomes.iter().map(|o| o.transfers).sum();
     let timeouts_now: u64 = outcomes.iter().map(|o| o.timeouts_now).sum();
+    let taken: u64 = outcomes.iter().map(|o| o.snapshots_taken).sum();
+    let installed: u64 = outcomes.iter().map(|o| o.snapshots_installed).sum();
+    let recovered: u64 = outcomes.iter().map(|o| o.recoveries_from_snapshot).sum();
     assert!(reads > 0, "no read was ever served: the read path is not exercised");
     assert!(windowed > 0, "no delivery ever waited for Input::Applied: the delivery window is not exercised");
     if seeds.len() >= 50 {
         // A handful of seeds may draw none; fifty cannot, short of a bug.
         assert!(partial > 0, "no partial partition was made");
         assert!(timeouts_now > 0, "no transfer reached its TimeoutNow: the transfer path is not exercised");
+        assert!(taken > 0 && installed > 0, "no snapshot was taken and installed: §7 is not exercised");
+        assert!(recovered > 0, "no node recovered from a snapshot");
     }
     println!(
         "simulator, {nodes} nodes: {} seeds ({}..={}), {steps} steps ({liveness} in liveness phases), \
          {crashes} crashes, {partial} partial partitions, {transfers} transfers asked ({timeouts_now} TimeoutNow sent), \
          {terms} terms with a leader, {accepted} proposals accepted, \
-         {reads} reads served, {windowed} deliveries after a full window, {committed} log indexes committed",
+         {reads} reads served, {windowed} deliveries after a full window, {committed} log indexes committed, \
+         {taken} snapshots taken, {installed} installed by followers, {recovered} restarts from a snapshot",
         seeds.len(),
         seeds.first().unwrap_or(&0),
         seeds.last().unwrap_or(&0),

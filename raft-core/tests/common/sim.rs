@@ -20,6 +20,15 @@
 //! executed stays, what was not is lost. A crashed node keeps only its disk
 //! and restarts through `State::recover`.
 //!
+//! In half the runs the applications take snapshots now and then (§7), at
+//! their applied index or, playing a buggy driver, at any index up to the
+//! log's end (which the core must refuse), with few trailing entries kept,
+//! so that nodes that were down or cut off are caught up by
+//! `InstallSnapshot`. The snapshot data is the prefix of the log it covers;
+//! the simulator's driver moves it with the message (keyed by the
+//! snapshot's index and term) and restores the application from it. Every
+//! property is checked over what a node holds, its snapshot included.
+//!
 //! After every step the simulator checks the paper's safety properties
 //! (Figure 3) over the whole history: Election Safety, Leader Append-Only,
 //! Log Matching, Leader Completeness and State Machine Safety; linearizable
@@ -51,11 +60,12 @@
 //! after every step all the same.
 
 use raft_core::{
-    AppendResult, Config, Entry, Fault, Input, LogIndex, Membership, MemoryStore, Message, NodeId, Output, Payload,
-    Proposal, ProposalId, ReadId, Rejection, State, Term, Timer,
+    AppendResult, Config, Entry, Fault, Input, Log, LogIndex, Membership, MemoryStore, Message, NodeId, Output,
+    Payload, Proposal, ProposalId, ReadId, Rejection, SnapshotMeta, State, Term, Timer,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -242,6 +252,10 @@ pub struct Options {
     pub pre_vote: Option<bool>,
     /// Check-quorum on or off for every node; `None` draws it from the seed.
     pub check_quorum: Option<bool>,
+    /// Snapshots taken by the applications, with this many trailing
+    /// entries kept; `None` draws it from the seed (off in half the runs,
+    /// and in runs without chaos).
+    pub snapshots: Option<Option<u64>>,
 }
 
 impl Options {
@@ -258,6 +272,7 @@ impl Options {
             chaos: true,
             pre_vote: None,
             check_quorum: None,
+            snapshots: None,
         }
     }
 }
@@ -289,6 +304,12 @@ pub struct Outcome {
     pub partial_partitions: u64,
     /// Leadership transfers asked of a leader.
     pub transfers: u64,
+    /// Snapshots the applications took (and the core recorded).
+    pub snapshots_taken: u64,
+    /// Snapshots a follower installed from its leader.
+    pub snapshots_installed: u64,
+    /// Restarts that began by restoring a snapshot.
+    pub recoveries_from_snapshot: u64,
     /// TimeoutNow messages sent (transfers that reached their target's turn).
     pub timeouts_now: u64,
 }
@@ -442,6 +463,15 @@ pub struct Sim {
     /// when each was issued.
     reads: BTreeMap<ReadId, u64>,
     next_read: u64,
+    // Snapshots.
+    /// The trailing entries kept when snapshots are on.
+    snapshots: Option<u64>,
+    /// Draws the snapshot choices, apart from the main generator, so that
+    /// a run without snapshots draws exactly what it drew before them.
+    snapshot_rng: ChaCha8Rng,
+    /// The data of every snapshot taken, by (index, term): the entries it
+    /// covers. Log Matching makes the name unique.
+    snapshot_data: BTreeMap<(LogIndex, Term), Vec<Entry>>,
 }
 
 type Checked = Result<(), Violation>;
@@ -469,6 +499,9 @@ impl Sim {
         let check_quorum = rng.random_bool(0.5);
         let pre_vote = options.pre_vote.unwrap_or(pre_vote);
         let check_quorum = options.check_quorum.unwrap_or(check_quorum);
+        let mut snapshot_rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0x5eed_5a95);
+        let drawn = snapshot_rng.random_bool(0.5).then(|| [0, 1, 4, 16][snapshot_rng.random_range(0..4usize)]);
+        let snapshots = options.snapshots.unwrap_or(if options.chaos { drawn } else { None });
         let ids: Vec<NodeId> = (1..=options.nodes).map(NodeId).collect();
         let membership = Membership::new(ids.clone()).expect("valid");
         let machines = ids
@@ -481,7 +514,8 @@ impl Sim {
                     .and_then(|c| c.with_inflight_entries_max(inflight))
                     .and_then(|c| c.with_unapplied_entries_max(unapplied_entries))
                     .and_then(|c| c.with_unapplied_bytes_max(unapplied_bytes))
-                    .expect("valid");
+                    .expect("valid")
+                    .with_trailing_entries(snapshots.unwrap_or(0));
                 if let Some(fault) = options.fault {
                     config = config.with_fault(fault);
                 }
@@ -524,6 +558,9 @@ impl Sim {
             liveness_data: Vec::new(),
             reads: BTreeMap::new(),
             next_read: 1,
+            snapshots,
+            snapshot_rng,
+            snapshot_data: BTreeMap::new(),
         }
     }
 
@@ -551,7 +588,7 @@ impl Sim {
         if self.options.trace {
             let c = &self.machines[0].config;
             println!(
-                "seed {}: faults {:?}, entries per append {}, in flight {}, unapplied {} entries / {} bytes, pre-vote {}, check-quorum {}",
+                "seed {}: faults {:?}, entries per append {}, in flight {}, unapplied {} entries / {} bytes, pre-vote {}, check-quorum {}, snapshots {:?}",
                 self.options.seed,
                 self.faults,
                 c.entries_per_append_max(),
@@ -559,7 +596,8 @@ impl Sim {
                 c.unapplied_entries_max(),
                 c.unapplied_bytes_max(),
                 c.pre_vote(),
-                c.check_quorum()
+                c.check_quorum(),
+                self.snapshots
             );
         }
         for node in 0..self.machines.len() {
@@ -958,7 +996,10 @@ impl Sim {
             println!("{:>9}us start n{} {state:?}", self.now_us, node + 1);
         }
         m.state = Some(state);
-        let entries = m.disk.log.entries().to_vec();
+        let entries = held(&self.snapshot_data, &m.disk.log, m.disk.snapshot.as_ref()).into_owned();
+        if outputs.iter().any(|o| matches!(o, Output::RestoreSnapshot(_))) {
+            self.outcome.recoveries_from_snapshot += 1;
+        }
         self.check_log_matching(&entries, 0)?;
         self.execute(node, outputs, None)?;
         Ok(())
@@ -1006,7 +1047,16 @@ impl Sim {
         self.check_append_receiver(node, &input, &before, &after, &outputs)?;
         self.check_commit_current_term_only(node, &before, &after)?;
         if let Some(first) = touched {
-            self.check_log_matching(after.log().entries(), first as usize - 1)?;
+            let entries = held(&self.snapshot_data, after.log(), after.snapshot());
+            self.check_log_matching(&entries, first as usize - 1)?;
+        }
+        if matches!(input, Input::Receive { message: Message::InstallSnapshot(_), .. })
+            && outputs.iter().any(|o| matches!(o, Output::RestoreSnapshot(_)))
+        {
+            self.outcome.snapshots_installed += 1;
+        }
+        if matches!(input, Input::SnapshotTaken(_)) && after.snapshot() != before.snapshot() {
+            self.outcome.snapshots_taken += 1;
         }
         self.check_commit_on_majority(touched)?;
         self.check_leader_completeness()
@@ -1073,9 +1123,20 @@ impl Sim {
                 // A duplicated old rejection looks like a regressed follower
                 // (see the core's replication.rs): harmless, counted.
                 Output::FollowerRegressed { .. } => self.outcome.regressions_reported += 1,
-                Output::RestoreSnapshot(_) => {
-                    let detail = format!("n{} was told {output:?}, but this simulator takes no snapshots", node + 1);
-                    return Err(self.violation(Property::PersistedState, detail));
+                Output::RestoreSnapshot(meta) => {
+                    // The application replaces its state by the snapshot's.
+                    let Some(data) = self.snapshot_data.get(&(meta.index, meta.term)) else {
+                        let detail = format!("n{} was told to restore {meta:?}, which nobody took", node + 1);
+                        return Err(self.violation(Property::PersistedState, detail));
+                    };
+                    self.machines[node].applied = data
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, e)| match &e.payload {
+                            Payload::Command(d) => Some((i as u64 + 1, e.term, d.clone())),
+                            Payload::Noop => None,
+                        })
+                        .collect();
                 }
             }
         }
@@ -1140,7 +1201,30 @@ impl Sim {
         if LogIndex(index) <= state.applied_index() {
             return Ok(()); // reported already
         }
-        self.step(node, Input::Applied(LogIndex(index)))
+        self.step(node, Input::Applied(LogIndex(index)))?;
+        self.maybe_take_snapshot(node)
+    }
+
+    /// Now and then, with snapshots on, the application of `node` takes a
+    /// snapshot at its applied index; now and then, playing a buggy driver,
+    /// at an index up to its log's end, which the core must refuse.
+    fn maybe_take_snapshot(&mut self, node: usize) -> Checked {
+        if self.snapshots.is_none() || !self.snapshot_rng.random_bool(0.2) {
+            return Ok(());
+        }
+        let Some(state) = self.machines[node].state.as_ref() else { return Ok(()) };
+        let (applied, last) = (state.applied_index().0, state.log().last_index().0);
+        let index =
+            if self.snapshot_rng.random_bool(0.8) { applied } else { self.snapshot_rng.random_range(applied..=last) };
+        let entries = held(&self.snapshot_data, state.log(), state.snapshot());
+        let (Some(entry), true) =
+            (entries.get((index as usize).wrapping_sub(1)), index > state.log().compacted_index().0)
+        else {
+            return Ok(());
+        };
+        let data = entries[..index as usize].to_vec();
+        self.snapshot_data.entry((LogIndex(index), entry.term)).or_insert(data);
+        self.step(node, Input::SnapshotTaken(LogIndex(index)))
     }
 
     /// Persist-before-send, checked where it matters: when a vote request,
@@ -1153,7 +1237,7 @@ impl Sim {
             Message::RequestVoteResponse(m) if m.granted => disk.hard.term == m.term && disk.hard.voted_for == Some(to),
             Message::AppendEntriesResponse(m) => match m.result {
                 AppendResult::Success { match_index } => {
-                    disk.hard.term == m.term && disk.log.len() as u64 >= match_index.0
+                    disk.hard.term == m.term && disk.log.last_index() >= match_index
                 }
                 AppendResult::Conflict { .. } => disk.hard.term == m.term,
             },
@@ -1196,10 +1280,11 @@ impl Sim {
             return Ok(());
         }
         let claimed = match_index.0 as usize;
-        let ours = self.machines[node].disk.log.entries();
-        let theirs = leader.log().entries();
+        let disk = &self.machines[node].disk;
+        let ours = held(&self.snapshot_data, &disk.log, disk.snapshot.as_ref());
+        let theirs = held(&self.snapshot_data, leader.log(), leader.snapshot());
         if claimed > 0 && (theirs.len() < claimed || ours.len() < claimed || ours[claimed - 1] != theirs[claimed - 1]) {
-            let same = ours.iter().zip(theirs).take_while(|(a, b)| a == b).count();
+            let same = ours.iter().zip(theirs.iter()).take_while(|(a, b)| a == b).count();
             let detail = format!(
                 "n{} acknowledged {message:?} to {to:?}, whose log of {} entries matches its stored {} only up to {same}",
                 node + 1,
@@ -1310,7 +1395,11 @@ impl Sim {
             let detail = format!("{who} holds {:?} in memory, {:?} on disk", after.membership(), disk.membership);
             return Err(self.violation(Property::PersistedState, detail));
         }
-        if up && after.log().entries() != disk.log.entries() {
+        if up && after.snapshot() != disk.snapshot.as_ref() {
+            let detail = format!("{who} holds {:?} in memory, {:?} on disk", after.snapshot(), disk.snapshot);
+            return Err(self.violation(Property::PersistedState, detail));
+        }
+        if up && after.log() != &disk.log {
             let (memory, stored) = (after.log().entries().len(), disk.log.len());
             let same = after.log().entries().iter().zip(disk.log.entries()).take_while(|(a, b)| a == b).count();
             let detail = format!("{who} holds {memory} entries in memory, {stored} on disk, alike up to {same}");
@@ -1325,9 +1414,9 @@ impl Sim {
                 ));
             }
             if before.is_leader() && before.term() == after.term() {
-                let old = before.log().entries();
-                let new = after.log().entries();
-                if new.len() < old.len() || new[..old.len()] != *old {
+                let old = held(&self.snapshot_data, before.log(), before.snapshot());
+                let new = held(&self.snapshot_data, after.log(), after.snapshot());
+                if new.len() < old.len() || new[..old.len()] != old[..] {
                     return Err(self.violation(
                         Property::LeaderAppendOnly,
                         format!("leader {who} of {:?} changed its log from {old:?} to {new:?}", after.term()),
@@ -1402,10 +1491,13 @@ impl Sim {
         let Input::Receive { from, message: Message::AppendEntries(m) } = input else { return Ok(()) };
         let who = format!("n{}", node + 1);
         let last_new = LogIndex(m.prev_log_index.0 + m.entries.len() as u64);
+        let before_held = held(&self.snapshot_data, before.log(), before.snapshot());
+        let after_held = held(&self.snapshot_data, after.log(), after.snapshot());
         for output in outputs {
             if let Output::Send { message: Message::AppendEntriesResponse(r), .. } = output {
                 if let AppendResult::Success { match_index } = r.result {
-                    let prev_term = before.log().term_at(m.prev_log_index);
+                    let prev = m.prev_log_index.0 as usize;
+                    let prev_term = if prev == 0 { Some(Term(0)) } else { before_held.get(prev - 1).map(|e| e.term) };
                     if prev_term != Some(m.prev_log_term) {
                         let detail = format!(
                             "{who} acknowledged {:?} from {from:?} holding {prev_term:?} at {:?}",
@@ -1414,19 +1506,21 @@ impl Sim {
                         );
                         return Err(self.violation(Property::ConsistencyCheck, detail));
                     }
-                    let (kept, appended) = merged(before.log().entries(), m.prev_log_index, &m.entries);
+                    let (kept, appended) = merged(&before_held, m.prev_log_index, &m.entries);
                     let expected = || kept.iter().chain(appended);
-                    if !after.log().entries().iter().eq(expected()) {
-                        let same = after.log().entries().iter().zip(expected()).take_while(|(a, b)| a == b).count();
+                    if !after_held.iter().eq(expected()) {
+                        let same = after_held.iter().zip(expected()).take_while(|(a, b)| a == b).count();
                         let detail = format!(
                             "{who} acknowledged {:?} from {from:?} holding {} entries, where merging it gives {}, alike up to {same}",
                             Message::AppendEntries(m.clone()),
-                            after.log().entries().len(),
+                            after_held.len(),
                             kept.len() + appended.len()
                         );
                         return Err(self.violation(Property::AppendMergesLog, detail));
                     }
-                    if match_index > last_new {
+                    // An append that ends inside the compacted (committed)
+                    // prefix is acknowledged up to its end.
+                    if match_index > last_new.max(before.log().compacted_index()) {
                         let detail = format!(
                             "{who} acknowledged {match_index:?} for an append from {from:?} that ends at {last_new:?}"
                         );
@@ -1473,10 +1567,15 @@ impl Sim {
     fn check_commit_on_majority(&mut self, touched: Option<u64>) -> Checked {
         let from = touched.map_or(self.on_majority, |t| (t as usize - 1).min(self.on_majority));
         let quorum = self.machines.len() / 2 + 1;
+        let disks: Vec<Cow<[Entry]>> = (from < self.committed.len())
+            .then(|| {
+                self.machines.iter().map(|m| held(&self.snapshot_data, &m.disk.log, m.disk.snapshot.as_ref())).collect()
+            })
+            .unwrap_or_default();
         for index in from..self.committed.len() {
             let entry = &self.committed[index].0;
             let holders: Vec<String> = (0..self.machines.len())
-                .filter(|&n| self.machines[n].disk.log.get(LogIndex(index as u64 + 1)) == Some(entry))
+                .filter(|&n| disks[n].get(index) == Some(entry))
                 .map(|n| format!("n{}", n + 1))
                 .collect();
             if holders.len() < quorum {
@@ -1497,8 +1596,9 @@ impl Sim {
     fn record_commit(&mut self, node: usize, state: &State) -> Checked {
         let commit = state.commit_index().0 as usize;
         let term = state.term();
+        let entries = held(&self.snapshot_data, state.log(), state.snapshot()).into_owned();
         for index in 1..=commit {
-            let entry = state.log().get(LogIndex(index as u64)).expect("committed entries are held").clone();
+            let entry = entries.get(index - 1).expect("committed entries are held").clone();
             match self.committed.get_mut(index - 1) {
                 Some((e, t)) => {
                     if *e != entry {
@@ -1527,11 +1627,12 @@ impl Sim {
             if term != state.term() {
                 (term, verified) = (state.term(), 0);
             }
+            let entries = held(&self.snapshot_data, state.log(), state.snapshot());
             while let Some((entry, commit_term)) = self.committed.get(verified) {
                 if *commit_term > term {
                     break;
                 }
-                let held = state.log().get(LogIndex(verified as u64 + 1));
+                let held = entries.get(verified);
                 if held != Some(entry) {
                     let detail = format!(
                         "leader n{} of {term:?} lacks committed entry {} {entry:?} (has {held:?})",
@@ -1579,10 +1680,14 @@ impl Sim {
     fn converged(&self) -> bool {
         let Ok((_, leader)) = self.leader_agreement() else { return false };
         let last = leader.log().last_index();
+        let leader_held = held(&self.snapshot_data, leader.log(), leader.snapshot());
         let everyone_agrees = self.machines.iter().all(|m| {
-            m.state
-                .as_ref()
-                .is_some_and(|s| s.log() == leader.log() && s.commit_index() == last && s.delivered_index() == last)
+            m.state.as_ref().is_some_and(|s| {
+                s.commit_index() == last
+                    && s.delivered_index() == last
+                    && s.log().last_index() == last
+                    && held(&self.snapshot_data, s.log(), s.snapshot()) == leader_held
+            })
         });
         everyone_agrees && self.liveness_data.iter().all(|d| self.delivered_data.contains(d))
     }
@@ -1592,9 +1697,9 @@ impl Sim {
     /// at (term, index) and that is in the final log there was committed
     /// with its own data.
     fn check_final(&self) -> Checked {
-        let log = self.machines[0].state.as_ref().expect("up").log();
+        let state = self.machines[0].state.as_ref().expect("up");
+        let log = held(&self.snapshot_data, state.log(), state.snapshot());
         let commands: Vec<(u64, Term, Vec<u8>)> = log
-            .entries()
             .iter()
             .enumerate()
             .filter_map(|(i, e)| match &e.payload {
@@ -1610,7 +1715,7 @@ impl Sim {
             }
         }
         for (data, term, index) in &self.accepted {
-            if let Some(entry) = log.get(*index) {
+            if let Some(entry) = log.get((index.0 as usize).wrapping_sub(1)) {
                 if entry.term == *term && entry.payload != Payload::Command(data.clone()) {
                     let detail = format!("proposal {data:?} accepted at {index:?}@{term:?}, which holds {entry:?}");
                     return Err(self.violation(Property::Contract, detail));
@@ -1635,6 +1740,22 @@ fn merged<'a>(log: &'a [Entry], prev: LogIndex, entries: &'a [Entry]) -> (&'a [E
     }
 }
 
+/// What a node holds, from index 1: its snapshot's data up to its log's
+/// compaction point, then its log. Borrowed when nothing is compacted.
+fn held<'l>(
+    data: &BTreeMap<(LogIndex, Term), Vec<Entry>>,
+    log: &'l Log,
+    snapshot: Option<&SnapshotMeta>,
+) -> Cow<'l, [Entry]> {
+    let compacted = log.compacted_index().0 as usize;
+    if compacted == 0 {
+        return Cow::Borrowed(log.entries());
+    }
+    let s = snapshot.expect("a compacted log has a snapshot");
+    let prefix = &data[&(s.index, s.term)][..compacted];
+    Cow::Owned(prefix.iter().chain(log.entries()).cloned().collect())
+}
+
 /// The first log index an output list changes, if any.
 fn first_touched(outputs: &[Output]) -> Option<u64> {
     outputs
@@ -1642,6 +1763,9 @@ fn first_touched(outputs: &[Output]) -> Option<u64> {
         .filter_map(|o| match o {
             Output::Persist(raft_core::Persist::Truncate { from }) => Some(from.0),
             Output::Persist(raft_core::Persist::Append { first, .. }) => Some(first.0),
+            // An installed snapshot may replace what a node holds anywhere
+            // before it (the data comes in where the log was).
+            Output::Persist(raft_core::Persist::Compact { .. }) => Some(1),
             _ => None,
         })
         .min()
