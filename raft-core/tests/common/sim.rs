@@ -1567,11 +1567,11 @@ impl Sim {
     fn check_commit_on_majority(&mut self, touched: Option<u64>) -> Checked {
         let from = touched.map_or(self.on_majority, |t| (t as usize - 1).min(self.on_majority));
         let quorum = self.machines.len() / 2 + 1;
-        let disks: Vec<Cow<[Entry]>> = (from < self.committed.len())
-            .then(|| {
-                self.machines.iter().map(|m| held(&self.snapshot_data, &m.disk.log, m.disk.snapshot.as_ref())).collect()
-            })
-            .unwrap_or_default();
+        let disks: Vec<Cow<[Entry]>> = if from < self.committed.len() {
+            self.machines.iter().map(|m| held(&self.snapshot_data, &m.disk.log, m.disk.snapshot.as_ref())).collect()
+        } else {
+            Vec::new()
+        };
         for index in from..self.committed.len() {
             let entry = &self.committed[index].0;
             let holders: Vec<String> = (0..self.machines.len())
