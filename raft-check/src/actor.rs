@@ -467,6 +467,8 @@ impl Server {
                 | Output::ProposalAccepted { .. }
                 | Output::ProposalRejected { .. }
                 | Output::TransferRejected { .. }
+                | Output::RestoreSnapshot(_)
+                | Output::FollowerRegressed { .. }
                 | Output::Dropped(_) => {}
             }
         }

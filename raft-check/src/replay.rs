@@ -51,6 +51,7 @@ impl fmt::Display for Step {
             Event::Input(Input::Read(ids)) => write!(f, "{} read {ids:?}", self.node),
             Event::Input(Input::Applied(index)) => write!(f, "{} applied {index}", self.node),
             Event::Input(Input::TransferLeadership(target)) => write!(f, "{} transfer to {target}", self.node),
+            Event::Input(Input::SnapshotTaken(index)) => write!(f, "{} snapshot taken at {index}", self.node),
             Event::Input(Input::Propose(ps)) => {
                 let data: Vec<_> = ps.iter().map(|p| String::from_utf8_lossy(&p.data).into_owned()).collect();
                 write!(f, "{} propose {data:?}", self.node)

@@ -208,7 +208,12 @@ fn rename(
                 // The renaming is a bijection on the members, so the
                 // membership is renamed to itself.
                 let membership = d.membership.clone();
-                std::sync::Arc::new(Durable { hard: rename_hard(d.hard, r), membership, log: r.log(&d.log) })
+                std::sync::Arc::new(Durable {
+                    hard: rename_hard(d.hard, r),
+                    membership,
+                    snapshot: d.snapshot.clone(),
+                    log: r.log(&d.log),
+                })
             })
         })
         .collect();
