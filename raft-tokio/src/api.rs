@@ -1,9 +1,10 @@
-//! The embedding API: start a node, propose, read committed entries, watch
-//! the leader, read the status, shut down.
+//! The embedding API: start a node, propose, read committed entries (and
+//! snapshots to restore), watch the leader, read the status, shut down.
 
-use crate::config::{ConfigurationError, RaftConfig, FRAME_OVERHEAD_BYTES};
-use crate::driver::TransferRequest;
+use crate::config::{ClusterState, ConfigurationError, RaftConfig, FRAME_OVERHEAD_BYTES};
+use crate::driver::{Delivered, DriverCounters, SnapshotRequest, Snapshots, TransferRequest};
 use crate::driver::{Delivery, Driver, Published, Timers};
+use crate::snapshots::{SnapshotReader, SnapshotStore};
 use crate::reads::{ReadError, ReadRequest, ReadWaiters};
 use crate::storage::StorageProblem;
 use crate::storage::{Storage, StorageCounters, StorageError, StoreIdentity};
@@ -17,12 +18,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Most peer messages waiting for the node loop. Readers wait when it is
 /// full, which pushes back on the senders through TCP.
@@ -33,6 +34,9 @@ const PROPOSAL_QUEUE_MAX: usize = 4096;
 /// Most leadership transfer requests waiting for the node loop: an
 /// operator's action, rare; callers beyond it wait.
 const TRANSFER_QUEUE_MAX: usize = 16;
+/// Most snapshot requests waiting for the node loop: an application takes
+/// one snapshot at a time; callers beyond it wait.
+const SNAPSHOT_QUEUE_MAX: usize = 16;
 
 /// Why a proposal did not commit (or may not have).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +145,24 @@ pub enum StartError {
     /// The in-memory store was asked to skip applied entries it does not
     /// have (`applied_index` beyond its empty log).
     Recover(RecoverError),
+    /// The store is empty but the configuration says the cluster exists
+    /// (`RaftParams::initial_cluster_state` is
+    /// [`ClusterState::Existing`]): this node lost its state (a wiped or
+    /// replaced disk, a wrong data directory), and must not vote or
+    /// acknowledge entries as if it had never been a member. Nothing was
+    /// written.
+    EmptyStoreInExistingCluster {
+        /// The data directory (`None`: the in-memory store, which is always
+        /// empty at start).
+        data_dir: Option<PathBuf>,
+    },
+    /// The snapshot directory cannot be created or listed.
+    SnapshotDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The system's error.
+        source: Arc<std::io::Error>,
+    },
 }
 
 impl fmt::Display for StartError {
@@ -150,6 +172,21 @@ impl fmt::Display for StartError {
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             StartError::Storage(e) => write!(f, "{e}"),
             StartError::Recover(e) => write!(f, "cannot recover: {e}"),
+            StartError::EmptyStoreInExistingCluster { data_dir: Some(dir) } => write!(
+                f,
+                "the data directory {} holds no Raft state, but initial_cluster_state is Existing: this node \
+                 has lost its state and refuses to start as a voter (restore the directory, or start it with \
+                 New only if it never was a member)",
+                dir.display()
+            ),
+            StartError::EmptyStoreInExistingCluster { data_dir: None } => write!(
+                f,
+                "an in-memory node always starts empty, and initial_cluster_state is Existing: refusing to \
+                 start as a voter that forgot its state"
+            ),
+            StartError::SnapshotDir { dir, source } => {
+                write!(f, "snapshot directory {}: {source}", dir.display())
+            }
         }
     }
 }
@@ -165,6 +202,16 @@ pub enum NodeError {
     /// The node loop panicked: an invariant of raft-core or of the runtime
     /// broke (a bug). The message is the panic's.
     Panicked(String),
+    /// raft-core installed a snapshot (a leader sent it: this node lagged
+    /// behind the leader's compacted log), but the application reads with
+    /// [`EntryReceiver::recv`] or [`EntryReceiver::recv_committed`], which
+    /// cannot hand it over. Going on would leave the application's state
+    /// without the snapshot's entries, so the node stops. Read with
+    /// [`EntryReceiver::recv_event`] to handle snapshots.
+    RestoreNotHandled {
+        /// The snapshot's index.
+        index: LogIndex,
+    },
 }
 
 impl fmt::Display for NodeError {
@@ -172,6 +219,11 @@ impl fmt::Display for NodeError {
         match self {
             NodeError::Storage(e) => write!(f, "{e}"),
             NodeError::Panicked(m) => write!(f, "the node loop panicked (a bug): {m}"),
+            NodeError::RestoreNotHandled { index } => write!(
+                f,
+                "the application must restore the snapshot at {index}, but it reads entries with recv or \
+                 recv_committed, which cannot restore; use recv_event"
+            ),
         }
     }
 }
@@ -220,6 +272,18 @@ pub struct NodeStatus {
     pub storage_writes: u64,
     /// Total time spent making them durable, in microseconds.
     pub storage_write_micros: u64,
+    /// How many times, as leader, this node saw a follower report a log
+    /// ending before what it had acknowledged (raft-core's
+    /// `Output::FollowerRegressed`, each logged at WARN): a follower that
+    /// lost its disk, or whose storage loses writes.
+    pub followers_regressed: u64,
+    /// Snapshot transfers this node sent to completion.
+    pub snapshots_sent: u64,
+    /// Snapshot transfers this node received and installed.
+    pub snapshots_received: u64,
+    /// Snapshot transfers that broke or were refused, on either side (each
+    /// logged at WARN; the leader's next heartbeat retries).
+    pub snapshot_transfers_failed: u64,
     /// Whether the node has stopped.
     pub stopped: bool,
 }
@@ -270,41 +334,96 @@ impl ProposalSender {
     }
 }
 
+/// What the [`EntryReceiver`] hands the application, in log order.
+#[derive(Debug)]
+pub enum Event {
+    /// A committed command: apply it.
+    Entry(Committed),
+    /// Replace the whole state machine by this snapshot's data: a leader
+    /// sent it (this node lagged behind its compacted log), or the node
+    /// restarted from its own snapshot beyond `RaftParams::applied_index`
+    /// (then it comes before any entry). Entries after its index follow.
+    Restore(SnapshotReader),
+}
+
 /// The receiving half of committed entries, in log order; each entry once
 /// per node lifetime (see the crate documentation on restarts).
 ///
 /// An entry counts as applied (raft-core's `Input::Applied`) once the
 /// application asks for the next one, or drops the receiver: the node hands
-/// over at most `RaftParams::unapplied_entries_max` entries beyond that.
+/// over at most `RaftParams::unapplied_entries_max` entries beyond that. A
+/// restore counts as applied through its index in the same way.
 pub struct EntryReceiver {
     /// Unbounded as a channel, bounded by raft-core's delivery window: see
     /// the driver's `deliveries`.
-    rx: mpsc::UnboundedReceiver<Vec<Committed>>,
+    rx: mpsc::UnboundedReceiver<Delivered>,
     buffered: std::vec::IntoIter<Committed>,
     /// The index of the entry returned last, reported applied at the next call.
     returned: Option<LogIndex>,
     /// The last index the application has applied, for the node loop.
     applied: watch::Sender<LogIndex>,
+    /// Tells the node loop that a restore reached `recv_committed` (which
+    /// cannot hand it over): the node stops.
+    refusals: mpsc::Sender<LogIndex>,
+    /// Set once a restore was refused: nothing more is handed over.
+    refused: bool,
 }
 
 impl EntryReceiver {
     /// The next committed command's bytes; `None` once the node stopped.
+    /// For applications that never take snapshots: see
+    /// [`Self::recv_committed`].
     pub async fn recv(&mut self) -> Option<Vec<u8>> {
         self.recv_committed().await.map(|c| c.data)
     }
 
     /// The next committed entry with its index and term; `None` once the
     /// node stopped. Calling it again reports this entry applied.
+    ///
+    /// For applications that never take snapshots. If the node must hand
+    /// over a snapshot (a leader's, because this node lagged behind its
+    /// compacted log), this logs an error, returns `None`, and the node
+    /// stops with [`NodeError::RestoreNotHandled`]: the application would
+    /// otherwise go on without the entries the snapshot covers. Use
+    /// [`Self::recv_event`] to handle snapshots.
     pub async fn recv_committed(&mut self) -> Option<Committed> {
+        match self.recv_event().await? {
+            Event::Entry(c) => Some(c),
+            Event::Restore(reader) => {
+                let index = reader.index();
+                error!(
+                    "the node must hand the application the snapshot at {index}, which recv/recv_committed \
+                     cannot do (use recv_event): stopping the node"
+                );
+                self.refused = true;
+                let _ = self.refusals.try_send(index);
+                None
+            }
+        }
+    }
+
+    /// The next event: a committed entry to apply, or a snapshot to replace
+    /// the state machine with. `None` once the node stopped. Calling it
+    /// again reports the event applied.
+    pub async fn recv_event(&mut self) -> Option<Event> {
+        if self.refused {
+            return None;
+        }
         if let Some(index) = self.returned.take() {
             self.applied.send_replace(index);
         }
         loop {
             if let Some(c) = self.buffered.next() {
                 self.returned = Some(c.index);
-                return Some(c);
+                return Some(Event::Entry(c));
             }
-            self.buffered = self.rx.recv().await?.into_iter();
+            match self.rx.recv().await? {
+                Delivered::Entries(entries) => self.buffered = entries.into_iter(),
+                Delivered::Restore(reader) => {
+                    self.returned = Some(reader.index());
+                    return Some(Event::Restore(reader));
+                }
+            }
         }
     }
 }
@@ -316,6 +435,9 @@ type Outcome = Option<Result<(), NodeError>>;
 /// [`RaftHandle::shutdown`] or the end of the runtime).
 #[derive(Clone)]
 pub struct RaftHandle {
+    pub(crate) snapshots: mpsc::Sender<SnapshotRequest>,
+    pub(crate) snapshot_store: SnapshotStore,
+    driver_counters: Arc<DriverCounters>,
     id: NodeId,
     local_addr: SocketAddr,
     members: Arc<[(NodeId, String)]>,
@@ -437,6 +559,10 @@ impl RaftHandle {
             },
             storage_writes: self.storage.writes.load(Ordering::Relaxed),
             storage_write_micros: self.storage.write_micros.load(Ordering::Relaxed),
+            followers_regressed: self.driver_counters.followers_regressed.load(Ordering::Relaxed),
+            snapshots_sent: c.snapshots_sent.load(Ordering::Relaxed),
+            snapshots_received: c.snapshots_received.load(Ordering::Relaxed),
+            snapshot_transfers_failed: c.snapshot_transfers_failed.load(Ordering::Relaxed),
             stopped: self.outcome.borrow().is_some(),
         }
     }
@@ -557,10 +683,23 @@ fn start_with(
         (None, Some(dir)) => Storage::disk(dir, identity, format!("raft-store-{id}")).map_err(StartError::Storage)?,
         (None, None) => Storage::memory(),
     };
+    if config.params.initial_cluster_state == ClusterState::Existing && stored == MemoryStore::new() {
+        storage.close_blocking();
+        return Err(StartError::EmptyStoreInExistingCluster { data_dir: config.data_dir.clone() });
+    }
+    let snapshot_store = match open_snapshot_store(config.data_dir.as_deref(), id, stored.snapshot.as_ref()) {
+        Ok(store) => store,
+        Err(e) => {
+            storage.close_blocking();
+            return Err(e);
+        }
+    };
+    let durable_snapshot = stored.snapshot.clone();
     let (node, first_outputs) = match open_node(core, membership, stored, config.applied(), storage.path()) {
         Ok(started) => started,
         Err(e) => {
             storage.close_blocking();
+            snapshot_store.remove_temporary();
             return Err(e);
         }
     };
@@ -574,11 +713,23 @@ fn start_with(
         members: config.members.iter().cloned().collect(),
         frame_bytes_max: p.message_bytes_max + FRAME_OVERHEAD_BYTES,
         send_queue_max: p.send_queue_max,
+        snapshots: snapshot_store.clone(),
+        receives: Arc::new(tokio::sync::Semaphore::new(crate::transfer::RECEIVES_MAX)),
     };
     let transport = Transport::start(transport_config, listener, inbox_tx, counters.clone());
     let (request_tx, requests) = mpsc::channel(PROPOSAL_QUEUE_MAX);
     let (read_tx, read_requests) = mpsc::channel(PROPOSAL_QUEUE_MAX);
     let (transfer_tx, transfers) = mpsc::channel(TRANSFER_QUEUE_MAX);
+    let (snapshot_tx, snapshot_requests) = mpsc::channel(SNAPSHOT_QUEUE_MAX);
+    let (refusal_tx, refusals) = mpsc::channel(1);
+    let driver_counters = Arc::new(DriverCounters::default());
+    let snapshots = Snapshots::new(
+        snapshot_store.clone(),
+        snapshot_requests,
+        refusals,
+        driver_counters.clone(),
+        durable_snapshot.as_ref(),
+    );
     let read_waiters = ReadWaiters::new(p.proposal_retries_max, p.proposal_timeout);
     // Unbounded as a channel; what it holds is bounded by raft-core's
     // delivery window (see `Delivery`).
@@ -607,6 +758,7 @@ fn start_with(
         Delivery { entries: Some(delivery_tx), applied: applied_rx },
         Published { status: status_tx, leader: leader_tx },
         shutdown.subscribe(),
+        snapshots,
     );
     let keep_running = shutdown.clone();
     let node_loop = tokio::spawn(driver.run());
@@ -626,6 +778,9 @@ fn start_with(
     });
     info!(node = %id, addr = %local_addr, cluster = format!("{cluster_id:#x}"), "started");
     let handle = RaftHandle {
+        snapshots: snapshot_tx,
+        snapshot_store,
+        driver_counters,
         id,
         local_addr,
         members: config.members.clone().into(),
@@ -641,9 +796,40 @@ fn start_with(
         shutdown,
         outcome,
     };
-    let entries =
-        EntryReceiver { rx: deliveries, buffered: Vec::new().into_iter(), returned: None, applied: applied_tx };
+    let entries = EntryReceiver {
+        rx: deliveries,
+        buffered: Vec::new().into_iter(),
+        returned: None,
+        applied: applied_tx,
+        refusals: refusal_tx,
+        refused: false,
+    };
     Ok((handle, entries))
+}
+
+/// The snapshot store: `<data_dir>/snapshots`, cleaned of every file but
+/// the one `current` names, which is checked whole (see
+/// [`crate::snapshots`]); or a private temporary directory for an
+/// in-memory node.
+fn open_snapshot_store(
+    data_dir: Option<&Path>,
+    id: NodeId,
+    current: Option<&raft_core::SnapshotMeta>,
+) -> Result<SnapshotStore, StartError> {
+    let opened = match data_dir {
+        Some(dir) => SnapshotStore::open(dir),
+        None => SnapshotStore::temporary(id.0),
+    };
+    let store = opened.map_err(|e| match e.problem {
+        crate::SnapshotFileProblem::Io(source) => StartError::SnapshotDir { dir: e.path, source },
+        problem => StartError::Storage(StorageError { path: e.path, problem: StorageProblem::Snapshot(problem) }),
+    })?;
+    if let Err(e) = store.clean_and_check(current) {
+        warn!(node = %id, "{e}");
+        store.remove_temporary();
+        return Err(StartError::Storage(StorageError { path: e.path, problem: StorageProblem::Snapshot(e.problem) }));
+    }
+    Ok(store)
 }
 
 /// The node, from what its store holds. A store that holds nothing is a new

@@ -73,6 +73,47 @@ pub struct RaftParams {
     /// that hears from a live leader ignores vote requests of higher terms.
     /// Default on, as `pre_vote`.
     pub check_quorum: bool,
+    /// Log entries kept before a snapshot's index when the application
+    /// takes a snapshot (raft-core's `Config::trailing_entries`): a follower
+    /// that lags by fewer is sent entries, which is cheaper than the
+    /// snapshot. Default 1024.
+    pub trailing_entries: u64,
+    /// Whether the cluster is being created or already exists; decides what
+    /// an empty store means. See [`ClusterState`]. Default
+    /// [`ClusterState::New`].
+    pub initial_cluster_state: ClusterState,
+}
+
+/// What an empty store at start means (etcd's `initial-cluster-state`).
+///
+/// A node that lost its disk and starts again with an empty store is not a
+/// new node: it has voted and acknowledged entries that the cluster counts
+/// on (Raft's safety assumes that what a node persisted stays persisted).
+/// Started as a voter it may vote a second time in a term, or help elect a
+/// leader that lacks entries it had acknowledged, and committed entries can
+/// be lost. raft-tokio cannot tell such a node from a brand-new one by its
+/// disk alone, so it is told.
+///
+/// The default is [`ClusterState::New`], as etcd's: it is the only value
+/// with which a new cluster starts without a second configuration, and it
+/// keeps every caller that predates this setting working. It is also the
+/// less safe one once the cluster has formed: deployments should start
+/// every node after its first start with [`ClusterState::Existing`] (raft-kv
+/// has a flag for it), so that a wiped data directory is refused instead of
+/// silently rejoining. Leaders see such a node anyway and count it
+/// (`NodeStatus::followers_regressed`, logged at WARN).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClusterState {
+    /// The cluster is being created: an empty store is a new member's, and
+    /// starts with the configured members.
+    #[default]
+    New,
+    /// The cluster exists: this node has started before, so an empty store
+    /// means it lost its state. The start is refused with
+    /// [`crate::StartError::EmptyStoreInExistingCluster`], naming the data
+    /// directory. (Rejoining as a new member needs membership changes,
+    /// which are not built yet.)
+    Existing,
 }
 
 /// Bytes a frame may carry beyond `message_bytes_max`: the encoding's
@@ -98,6 +139,8 @@ impl Default for RaftParams {
             unapplied_entries_max: 4096,
             pre_vote: true,
             check_quorum: true,
+            trailing_entries: 1024,
+            initial_cluster_state: ClusterState::New,
         }
     }
 }
@@ -229,7 +272,8 @@ impl RaftConfig {
             .and_then(|c| c.with_unapplied_entries_max(p.unapplied_entries_max))
             .map_err(ConfigurationError::Protocol)?
             .with_pre_vote(p.pre_vote)
-            .with_check_quorum(p.check_quorum);
+            .with_check_quorum(p.check_quorum)
+            .with_trailing_entries(p.trailing_entries);
         Ok((id, config, membership))
     }
 

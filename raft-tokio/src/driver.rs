@@ -14,24 +14,38 @@
 //! bounds; the application's progress comes back as `Input::Applied`. While
 //! the application lags, the loop goes on stepping messages and timers (a
 //! leader keeps heartbeating) and only stops taking new proposals.
+//!
+//! Snapshots: the application's (`RaftHandle::save_snapshot`) reach the loop
+//! as requests once their file is sealed, and become
+//! `Input::SnapshotTaken`; a leader's `InstallSnapshot` sends start a
+//! transfer task per follower ([`crate::transfer`]), repeats ignored while
+//! it runs; a received snapshot reaches the loop once installed, as
+//! `Inbound::Installed`; `RestoreSnapshot` opens the file for the
+//! application. After each flush the loop removes the snapshot file the
+//! durable state no longer names (see [`Snapshots::settle`]).
 
 use crate::api::{LeaderInfo, NodeError};
+use crate::snapshot_api::SnapshotError;
 use crate::reads::{ReadRequest, ReadWaiters};
-use crate::storage::{Storage, StorageCounters};
+use crate::snapshots::{SnapshotReader, SnapshotStore};
+use crate::storage::{Storage, StorageCounters, StorageError, StorageProblem};
 use crate::transport::{Inbound, Transport};
 use crate::waiters::{ProposeRequest, Waiters};
 use raft_core::{
-    Committed, Input, LogIndex, Node, NodeId, Output, Persist, Status, Timer, TransferRejection,
-    PROPOSAL_OVERHEAD_BYTES,
+    Committed, Input, LogIndex, Message, Node, NodeId, Output, Persist, SnapshotMeta, Status, Term, Timer,
+    TransferRejection, PROPOSAL_OVERHEAD_BYTES,
 };
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 /// Most peer messages stepped in one batch. A batch shares one fsync, so a
 /// bigger one saves fsyncs under load; but the first message's answer waits
@@ -132,6 +146,119 @@ pub(crate) struct Published {
     pub leader: watch::Sender<LeaderInfo>,
 }
 
+/// What the driver hands the [`crate::EntryReceiver`].
+pub(crate) enum Delivered {
+    /// Committed commands, in log order.
+    Entries(Vec<Committed>),
+    /// The application must replace its state by this snapshot.
+    Restore(SnapshotReader),
+}
+
+/// The application's snapshot, in two steps (see `RaftHandle::snapshot_writer`).
+pub(crate) enum SnapshotRequest {
+    /// May a snapshot at `index` be taken, and what is its term?
+    Prepare { index: LogIndex, reply: oneshot::Sender<Result<Term, SnapshotError>> },
+    /// The file of snapshot (index, term) is sealed: step `SnapshotTaken`,
+    /// answer once its record is durable.
+    Taken { index: LogIndex, term: Term, reply: TakenReply },
+}
+
+/// Counters the driver keeps for the status.
+#[derive(Debug, Default)]
+pub(crate) struct DriverCounters {
+    pub followers_regressed: AtomicU64,
+}
+
+/// The driver's snapshot bookkeeping.
+pub(crate) struct Snapshots {
+    pub store: SnapshotStore,
+    pub requests: mpsc::Receiver<SnapshotRequest>,
+    /// A restore the application refused to handle (it read with
+    /// `recv_committed`): the node stops.
+    pub refusals: mpsc::Receiver<LogIndex>,
+    pub counters: Arc<DriverCounters>,
+    /// The transfer task of each follower being sent a snapshot.
+    outgoing: BTreeMap<NodeId, JoinHandle<()>>,
+    /// The snapshot the durable state names (whose file is live).
+    durable: Option<(LogIndex, Term)>,
+    /// Files raft-core was offered in this batch (received, or taken by the
+    /// application), to remove after the flush unless it took them.
+    offered: Vec<(LogIndex, Term)>,
+    /// Taken snapshots, answered after the flush.
+    replies: Vec<(LogIndex, Term, TakenReply)>,
+}
+
+/// The answer to an application's snapshot, once its record is durable.
+type TakenReply = oneshot::Sender<Result<SnapshotMeta, SnapshotError>>;
+
+impl Snapshots {
+    pub fn new(
+        store: SnapshotStore,
+        requests: mpsc::Receiver<SnapshotRequest>,
+        refusals: mpsc::Receiver<LogIndex>,
+        counters: Arc<DriverCounters>,
+        durable: Option<&SnapshotMeta>,
+    ) -> Snapshots {
+        Snapshots {
+            store,
+            requests,
+            refusals,
+            counters,
+            outgoing: BTreeMap::new(),
+            durable: durable.map(|m| (m.index, m.term)),
+            offered: Vec::new(),
+            replies: Vec::new(),
+        }
+    }
+
+    /// Removes a snapshot file off the node loop (an unlink of a large file
+    /// takes a while). A file a removal misses is removed at the next start.
+    fn remove(&self, (index, term): (LogIndex, Term)) {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.remove(index, term));
+    }
+
+    /// After a flush, with `current` the snapshot raft-core holds (durable
+    /// now): removes the file of the snapshot it replaced, and the files it
+    /// was offered and did not take; answers the application's snapshots.
+    fn settle(&mut self, current: Option<&SnapshotMeta>) {
+        let key = current.map(|m| (m.index, m.term));
+        if key != self.durable {
+            if let Some(old) = self.durable.take() {
+                self.remove(old);
+            }
+            self.durable = key;
+        }
+        for offered in std::mem::take(&mut self.offered) {
+            if Some(offered) != key {
+                self.remove(offered);
+            }
+        }
+        for (index, term, reply) in std::mem::take(&mut self.replies) {
+            let answer = match current {
+                Some(meta) if (meta.index, meta.term) == (index, term) => Ok(meta.clone()),
+                _ => Err(SnapshotError::Superseded { index, snapshot: key.map_or(LogIndex(0), |k| k.0) }),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Starts sending `to` the snapshot, unless a transfer to it runs.
+    fn send(&mut self, transport: &Transport, to: NodeId, message: raft_core::InstallSnapshot) {
+        if self.outgoing.get(&to).is_some_and(|t| !t.is_finished()) {
+            return; // raft-core's heartbeat repeat: the transfer runs
+        }
+        self.outgoing.insert(to, transport.send_snapshot(to, message));
+    }
+
+    /// Stops every transfer this node sends.
+    fn stop(&mut self) {
+        for t in std::mem::take(&mut self.outgoing).into_values() {
+            t.abort();
+        }
+    }
+}
+
 /// The way to the application and back.
 pub(crate) struct Delivery {
     /// Committed entries for the [`crate::EntryReceiver`] (`None` once it is
@@ -142,7 +269,7 @@ pub(crate) struct Delivery {
     /// entry applied only once the application has taken it (see
     /// `Driver::report_applied`), so the channel never holds more than one
     /// window.
-    pub entries: Option<mpsc::UnboundedSender<Vec<Committed>>>,
+    pub entries: Option<mpsc::UnboundedSender<Delivered>>,
     /// The index of the last entry the application has applied: an entry
     /// counts as applied once the application asks for the next one.
     pub applied: watch::Receiver<LogIndex>,
@@ -166,6 +293,9 @@ pub(crate) struct Driver {
     delivery: Delivery,
     published: Published,
     shutdown: watch::Receiver<bool>,
+    snapshots: Snapshots,
+    /// An error met while executing outputs; the node stops after the batch.
+    fatal: Option<NodeError>,
     /// Outputs of the inputs stepped since the last flush.
     outputs: Vec<Output>,
     persists: Vec<Persist>,
@@ -189,6 +319,7 @@ impl Driver {
         delivery: Delivery,
         published: Published,
         shutdown: watch::Receiver<bool>,
+        snapshots: Snapshots,
     ) -> Driver {
         Driver {
             node,
@@ -206,6 +337,8 @@ impl Driver {
             delivery,
             published,
             shutdown,
+            snapshots,
+            fatal: None,
             outputs: first_outputs,
             persists: Vec::new(),
             rest: Vec::new(),
@@ -220,8 +353,11 @@ impl Driver {
         if let Err(e) = &result {
             error!(node = %self.node.config().id(), "node stopped: {e}");
         }
+        self.snapshots.stop();
         self.transport.stop().await;
         self.storage.close().await;
+        let store = self.snapshots.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.remove_temporary()).await;
         result
     }
 
@@ -253,6 +389,10 @@ impl Driver {
                         self.reads.add(request, Instant::now())
                     }
                     Some(request) = self.transfers.recv() => self.on_transfer(request),
+                    Some(request) = self.snapshots.requests.recv() => self.on_snapshot_request(request),
+                    Some(index) = self.snapshots.refusals.recv() => {
+                        return Err(NodeError::RestoreNotHandled { index });
+                    }
                 }
                 // Let the tasks that are ready run first: under load they
                 // queue more inputs, and one batch takes them all.
@@ -293,7 +433,43 @@ impl Driver {
     fn on_inbound(&mut self, inbound: Inbound) {
         match inbound {
             Inbound::Message(from, message) => self.node.step(Input::Receive { from, message }, &mut self.outputs),
+            Inbound::Installed(from, m) => {
+                self.snapshots.offered.push((m.snapshot.index, m.snapshot.term));
+                let message = Message::InstallSnapshot(m);
+                self.node.step(Input::Receive { from, message }, &mut self.outputs);
+            }
             Inbound::Unsent(ids) => self.waiters.on_unsent(ids),
+        }
+    }
+
+    /// The application's snapshot: whether it may be taken (and its term),
+    /// then, once its file is sealed, `SnapshotTaken`. An application
+    /// snapshots right after applying an entry, before it asks for the next
+    /// one, so the entry may not be reported applied yet: the snapshot says
+    /// it was.
+    fn on_snapshot_request(&mut self, request: SnapshotRequest) {
+        let state = self.node.state();
+        let current = state.snapshot().map_or(LogIndex(0), |s| s.index);
+        let delivered = state.delivered_index();
+        match request {
+            SnapshotRequest::Prepare { index, reply } => {
+                let answer = if index <= current {
+                    Err(SnapshotError::Superseded { index, snapshot: current })
+                } else if index > delivered {
+                    Err(SnapshotError::NotApplied { index, delivered })
+                } else {
+                    state.log().term_at(index).ok_or(SnapshotError::Superseded { index, snapshot: current })
+                };
+                let _ = reply.send(answer);
+            }
+            SnapshotRequest::Taken { index, term, reply } => {
+                if index > state.applied_index() && index <= delivered {
+                    self.node.step(Input::Applied(index), &mut self.outputs);
+                }
+                self.node.step(Input::SnapshotTaken(index), &mut self.outputs);
+                self.snapshots.offered.push((index, term));
+                self.snapshots.replies.push((index, term, reply));
+            }
         }
     }
 
@@ -381,14 +557,41 @@ impl Driver {
             self.execute(o);
         }
         self.rest = rest;
+        self.snapshots.settle(self.node.state().snapshot());
         self.waiters.settle(self.node.state());
         self.publish();
-        Ok(())
+        match self.fatal.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The application must load `meta`'s snapshot: hand it a reader (the
+    /// file is opened here, so that its removal once a newer snapshot is
+    /// durable cannot pull it from under the application).
+    fn restore(&mut self, meta: SnapshotMeta) {
+        info!(node = %self.node.config().id(), snapshot = ?meta, "the application restores a snapshot");
+        self.last_delivered = meta.index;
+        let Some(tx) = &self.delivery.entries else { return };
+        match self.snapshots.store.reader(&meta) {
+            Ok(reader) => {
+                if tx.send(Delivered::Restore(reader)).is_err() {
+                    self.delivery.entries = None;
+                }
+            }
+            Err(e) => {
+                let problem = StorageProblem::Snapshot(e.problem);
+                self.fatal = Some(NodeError::Storage(StorageError { path: e.path, problem }));
+            }
+        }
     }
 
     fn execute(&mut self, output: Output) {
         match output {
             Output::Persist(_) => unreachable!("persists are taken out before"),
+            Output::Send { to, message: Message::InstallSnapshot(m) } => {
+                self.snapshots.send(&self.transport, to, m)
+            }
             Output::Send { to, message } => self.transport.send(to, message),
             Output::SetTimer { timer, min, max } => self.timers.set(timer, min, max, Instant::now()),
             Output::CancelTimer(timer) => *self.timers.slot(timer) = None,
@@ -399,7 +602,7 @@ impl Driver {
                 // Never waits (see `Delivery`); a receiver that is gone no
                 // longer gets entries.
                 if let Some(tx) = &self.delivery.entries {
-                    if tx.send(committed).is_err() {
+                    if tx.send(Delivered::Entries(committed)).is_err() {
                         self.delivery.entries = None;
                     }
                 }
@@ -416,6 +619,13 @@ impl Driver {
             Output::Dropped(reason) => debug!(node = %self.node.config().id(), ?reason, "input dropped"),
             Output::TransferRejected { target, reason } => {
                 info!(node = %self.node.config().id(), %target, ?reason, "leadership transfer refused")
+            }
+            Output::RestoreSnapshot(meta) => self.restore(meta),
+            Output::FollowerRegressed { peer, acknowledged, last_index } => {
+                self.snapshots.counters.followers_regressed.fetch_add(1, Ordering::Relaxed);
+                warn!(node = %self.node.config().id(), %peer, %acknowledged, %last_index,
+                    "follower {peer} reports a log ending at {last_index}, before the {acknowledged} it had \
+                     acknowledged: it lost entries it had said were durable (a wiped or lossy disk?)");
             }
         }
     }

@@ -155,17 +155,22 @@ mod driver;
 pub mod kv;
 mod reads;
 pub mod record;
+mod snapshot_api;
+pub mod snapshots;
 mod storage;
+mod transfer;
 mod transport;
 mod waiters;
 pub mod wire;
 
 pub use api::{
-    EntryReceiver, LeaderInfo, NodeError, NodeStatus, ProposalSender, ProposeError, Raft, RaftHandle, StartError,
-    TransferError, TransportDrops,
+    EntryReceiver, Event, LeaderInfo, NodeError, NodeStatus, ProposalSender, ProposeError, Raft, RaftHandle,
+    StartError, TransferError, TransportDrops,
 };
-pub use config::{ConfigurationError, RaftConfig, RaftParams, FRAME_OVERHEAD_BYTES};
-pub use raft_core::{Committed, DropCounters, LogIndex, NodeId, RoleKind, Term, TransferRejection};
+pub use config::{ClusterState, ConfigurationError, RaftConfig, RaftParams, FRAME_OVERHEAD_BYTES};
+pub use raft_core::{Committed, DropCounters, LogIndex, Membership, NodeId, RoleKind, SnapshotMeta, Term, TransferRejection};
+pub use snapshot_api::{SnapshotError, SnapshotWriter};
+pub use snapshots::{SnapshotFileProblem, SnapshotReader, SNAPSHOT_DIR};
 pub use reads::ReadError;
 pub use storage::{StorageError, StorageProblem, StoreIdentity, STORE_FILE};
 pub use transport::HANDSHAKES_PENDING_MAX;

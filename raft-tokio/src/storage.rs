@@ -11,9 +11,19 @@
 //! other nodes' included when several share a process). The driver hands it
 //! the persists of one batch of inputs and awaits one reply: one redb write
 //! transaction, committed with `Durability::Immediate`, which is one fsync.
+//!
+//! The snapshot's metadata (`Persist::Snapshot`) and the compaction point
+//! (`Persist::Compact`: the last index removed and its term) are records of
+//! the meta table, written in the same transaction as the rest of their
+//! batch; a compaction removes the log's entries through it in that
+//! transaction too. So the store always holds a snapshot record, a
+//! compaction point at or before it, and the log contiguous after that
+//! point. The snapshot's data is a file of the snapshot store
+//! ([`crate::snapshots`]), made durable before raft-core asks for the record.
 
 use crate::record::{self, RecordError};
-use raft_core::{Log, LogIndex, Membership, MemoryStore, NodeId, Persist, RecoverError};
+use crate::snapshots::SnapshotFileProblem;
+use raft_core::{Log, LogIndex, Membership, MemoryStore, NodeId, Persist, RecoverError, Term};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,6 +38,9 @@ const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const KEY_HARD_STATE: &str = "hard_state";
 const KEY_IDENTITY: &str = "identity";
 const KEY_MEMBERSHIP: &str = "membership";
+const KEY_SNAPSHOT: &str = "snapshot";
+/// The compaction point: (last index removed, its term).
+const KEY_COMPACTED: &str = "compacted";
 
 /// Which node and cluster a store belongs to, written on first use and
 /// checked on every later start, so that a data directory is never used by
@@ -44,7 +57,8 @@ pub struct StoreIdentity {
 /// A store that could not be opened, read or written. The node stops.
 #[derive(Debug, Clone)]
 pub struct StorageError {
-    /// The store file.
+    /// The store file (or the snapshot file, for
+    /// [`StorageProblem::Snapshot`]).
     pub path: PathBuf,
     /// What is wrong with it.
     pub problem: StorageProblem,
@@ -99,10 +113,16 @@ pub enum StorageProblem {
     WriteFailed(Arc<redb::Error>),
     /// The storage thread is gone (it panicked).
     ThreadGone,
+    /// The snapshot file the store records cannot be used (the error's path
+    /// is the snapshot file).
+    Snapshot(SnapshotFileProblem),
 }
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let StorageProblem::Snapshot(problem) = &self.problem {
+            return write!(f, "snapshot file {} {problem}", self.path.display());
+        }
         write!(f, "store {}: ", self.path.display())?;
         match &self.problem {
             StorageProblem::Unreadable(e) => write!(f, "cannot be opened or read: {e}"),
@@ -127,6 +147,7 @@ impl fmt::Display for StorageError {
             ),
             StorageProblem::WriteFailed(e) => write!(f, "write failed: {e}"),
             StorageProblem::ThreadGone => write!(f, "the storage thread stopped unexpectedly"),
+            StorageProblem::Snapshot(_) => unreachable!("written above"),
         }
     }
 }
@@ -185,9 +206,16 @@ impl DiskStore {
         if let Some(v) = meta.get(KEY_MEMBERSHIP).map_err(|e| self.unreadable(e))? {
             recovered.membership = Some(record::decode(v.value()).map_err(|e| self.corrupt("meta", 0, e))?);
         }
+        if let Some(v) = meta.get(KEY_SNAPSHOT).map_err(|e| self.unreadable(e))? {
+            recovered.snapshot = Some(record::decode(v.value()).map_err(|e| self.corrupt("meta", 0, e))?);
+        }
+        let mut compacted = (LogIndex(0), Term(0));
+        if let Some(v) = meta.get(KEY_COMPACTED).map_err(|e| self.unreadable(e))? {
+            compacted = record::decode(v.value()).map_err(|e| self.corrupt("meta", 0, e))?;
+        }
         let mut entries = Vec::new();
         let log = txn.open_table(LOG).map_err(|e| self.unreadable(e))?;
-        let mut expected = LogIndex(1);
+        let mut expected = compacted.0.next();
         for item in log.iter().map_err(|e| self.unreadable(e))? {
             let (k, v) = item.map_err(|e| self.unreadable(e))?;
             let found = LogIndex(k.value());
@@ -198,7 +226,10 @@ impl DiskStore {
             entries.push(record::decode(v.value()).map_err(|e| self.corrupt("log", found.0, e))?);
             expected = expected.next();
         }
-        recovered.log = Log::from_entries(entries);
+        let mut log = Log::new();
+        log.compact_through(compacted.0, compacted.1);
+        log.extend(entries);
+        recovered.log = log;
         Ok(recovered)
     }
 
@@ -260,6 +291,14 @@ impl DiskStore {
                             let value = record::encode(e);
                             log.insert(first.0 + i as u64, value.as_slice()).map_err(|e| failed(e.into()))?;
                         }
+                    }
+                    Persist::Snapshot(s) => {
+                        meta.insert(KEY_SNAPSHOT, record::encode(s).as_slice()).map_err(|e| failed(e.into()))?;
+                    }
+                    Persist::Compact { through, term } => {
+                        log.retain_in(..=through.0, |_, _| false).map_err(|e| failed(e.into()))?;
+                        let point = record::encode(&(*through, *term));
+                        meta.insert(KEY_COMPACTED, point.as_slice()).map_err(|e| failed(e.into()))?;
                     }
                 }
             }

@@ -17,9 +17,16 @@
 //! closed unread), each reads into a buffer the size of one handshake, and
 //! each has [`HANDSHAKE_TIMEOUT`] to complete it. Only then does it get the
 //! full-sized read buffer.
+//!
+//! Snapshot data travels on connections of their own (see
+//! [`crate::transfer`]): an incoming connection whose first frame after the
+//! handshake is a snapshot offer is handed to the transfer receiver. An
+//! `InstallSnapshot` message on a message connection is refused: raft-core
+//! must only see it once its data is installed.
 
 use crate::wire::{self, Frame, FrameError, Hello, HELLO_BYTES_MAX, LENGTH_PREFIX_BYTES};
-use raft_core::{Message, NodeId, ProposalId};
+use crate::snapshots::SnapshotStore;
+use raft_core::{InstallSnapshot, Message, NodeId, ProposalId};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -65,6 +72,12 @@ pub(crate) struct TransportCounters {
     pub send_queue_full: AtomicU64,
     /// Messages dropped because they would not fit in one frame.
     pub oversized_messages: AtomicU64,
+    /// Snapshot transfers this node sent to completion.
+    pub snapshots_sent: AtomicU64,
+    /// Snapshot transfers this node received and installed.
+    pub snapshots_received: AtomicU64,
+    /// Snapshot transfers that failed, on either side.
+    pub snapshot_transfers_failed: AtomicU64,
 }
 
 /// What the transport needs to know about the cluster.
@@ -75,12 +88,19 @@ pub(crate) struct TransportConfig {
     pub members: BTreeMap<NodeId, String>,
     pub frame_bytes_max: usize,
     pub send_queue_max: usize,
+    /// Where snapshot files are read from and received into.
+    pub snapshots: SnapshotStore,
+    /// Transfers being received (see `transfer::RECEIVES_MAX`).
+    pub receives: Arc<Semaphore>,
 }
 
 /// What the transport hands the node loop.
 pub(crate) enum Inbound {
     /// A message from a peer.
     Message(NodeId, Message),
+    /// A snapshot received from a peer and durably installed in the snapshot
+    /// store: its `InstallSnapshot` message, for raft-core.
+    Installed(NodeId, InstallSnapshot),
     /// Proposals forwarded to a peer that were never written to a
     /// connection (it was down): proposing them again cannot duplicate them.
     Unsent(Vec<ProposalId>),
@@ -88,6 +108,7 @@ pub(crate) enum Inbound {
 
 /// The driver's handle on the transport: one queue per peer.
 pub(crate) struct Transport {
+    config: Arc<TransportConfig>,
     queues: BTreeMap<NodeId, mpsc::Sender<Message>>,
     counters: Arc<TransportCounters>,
     tasks: Vec<JoinHandle<()>>,
@@ -120,16 +141,25 @@ impl Transport {
             };
             tasks.push(tokio::spawn(writer.run(rx, stopped.clone())));
         }
-        Transport { queues, counters, tasks, stop }
+        Transport { config, queues, counters, tasks, stop }
     }
 
     /// Queues `message` for `to`; drops (and counts) it when the queue is full.
+    /// Never an `InstallSnapshot`: its data goes with it, on a transfer's
+    /// connection (`transfer::send`).
     pub fn send(&self, to: NodeId, message: Message) {
+        debug_assert!(!matches!(message, Message::InstallSnapshot(_)), "a snapshot is sent by a transfer");
         if let Some(q) = self.queues.get(&to) {
             if q.try_send(message).is_err() {
                 self.counters.send_queue_full.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Starts sending the snapshot `message` names to `to`, with its data,
+    /// on a connection of its own (see [`crate::transfer`]).
+    pub fn send_snapshot(&self, to: NodeId, message: InstallSnapshot) -> JoinHandle<()> {
+        tokio::spawn(crate::transfer::send(self.config.clone(), to, message, self.counters.clone()))
     }
 
     /// Stops every task and waits for them, so that the port is free again.
@@ -168,7 +198,7 @@ async fn accept_loop(
                 };
                 let (config, inbox, counters) = (config.clone(), inbox.clone(), counters.clone());
                 connections.spawn(async move {
-                    match serve(&config, stream, &inbox, permit).await {
+                    match serve(&config, stream, &inbox, permit, &counters).await {
                         Ok(()) => {}
                         Err(e) if e.is_peer_fault() => {
                             counters.rejected_connections.fetch_add(1, Ordering::Relaxed);
@@ -190,7 +220,7 @@ async fn accept_loop(
 
 /// Why a connection was closed.
 #[derive(Debug)]
-enum ConnectionError {
+pub(crate) enum ConnectionError {
     Io(std::io::Error),
     Frame(FrameError),
     HandshakeTimeout,
@@ -202,6 +232,12 @@ enum ConnectionError {
     UnknownNode(NodeId),
     NotForUs(NodeId),
     UnexpectedPeer { expected: NodeId, found: NodeId },
+    /// A snapshot transfer's frame on a message connection, or the reverse.
+    UnexpectedFrame(&'static str),
+    /// `InstallSnapshot` without its data, on a message connection.
+    BareInstallSnapshot,
+    /// A snapshot transfer's peer went silent.
+    Stalled,
 }
 
 impl std::fmt::Display for ConnectionError {
@@ -218,6 +254,9 @@ impl std::fmt::Display for ConnectionError {
             ConnectionError::UnknownNode(n) => write!(f, "handshake from {n}, not a member of this cluster"),
             ConnectionError::NotForUs(n) => write!(f, "handshake meant for {n}"),
             ConnectionError::UnexpectedPeer { expected, found } => write!(f, "expected {expected}, reached {found}"),
+            ConnectionError::UnexpectedFrame(what) => write!(f, "unexpected frame: {what}"),
+            ConnectionError::BareInstallSnapshot => write!(f, "InstallSnapshot outside a snapshot transfer"),
+            ConnectionError::Stalled => write!(f, "no progress for {:?}", crate::transfer::STALL_TIMEOUT),
         }
     }
 }
@@ -225,8 +264,11 @@ impl std::fmt::Display for ConnectionError {
 impl ConnectionError {
     /// Whether the peer broke the protocol (counted as a rejection), rather
     /// than the connection failing (a crash, a reset).
-    fn is_peer_fault(&self) -> bool {
-        !matches!(self, ConnectionError::Io(_) | ConnectionError::Truncated | ConnectionError::PeerClosed)
+    pub fn is_peer_fault(&self) -> bool {
+        !matches!(
+            self,
+            ConnectionError::Io(_) | ConnectionError::Truncated | ConnectionError::PeerClosed | ConnectionError::Stalled
+        )
     }
 }
 
@@ -238,7 +280,7 @@ impl From<std::io::Error> for ConnectionError {
 
 /// Reads frames from a connection into a buffer, one read call for as many
 /// frames as arrived.
-struct FrameReader {
+pub(crate) struct FrameReader {
     stream: tokio::net::tcp::OwnedReadHalf,
     buf: Vec<u8>,
     start: usize,
@@ -257,13 +299,13 @@ impl FrameReader {
     }
 
     /// After the handshake: frames up to `limit`, read in big pieces.
-    fn for_messages(&mut self, limit: usize) {
+    pub fn for_messages(&mut self, limit: usize) {
         self.limit = limit;
         self.read_bytes = READ_BUFFER_BYTES;
     }
 
     /// The next frame; `Ok(None)` at a clean end of stream.
-    async fn next(&mut self) -> Result<Option<Frame>, ConnectionError> {
+    pub async fn next(&mut self) -> Result<Option<Frame>, ConnectionError> {
         // Bound: every read adds at least one byte and a frame is refused as
         // soon as its prefix announces more than the limit, so this loop
         // reads at most one frame's worth before it returns.
@@ -296,6 +338,7 @@ async fn serve(
     stream: TcpStream,
     inbox: &mpsc::Sender<Inbound>,
     handshake_permit: OwnedSemaphorePermit,
+    counters: &TransportCounters,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
@@ -307,16 +350,24 @@ async fn serve(
     drop(handshake_permit);
     reader.for_messages(config.frame_bytes_max);
     debug!(node = %config.id, peer = %hello.from, "accepted a connection");
+    let mut first = true;
     loop {
         match reader.next().await? {
             None => return Ok(()),
+            Some(Frame::Message(Message::InstallSnapshot(_))) => return Err(ConnectionError::BareInstallSnapshot),
             Some(Frame::Message(m)) => {
                 if inbox.send(Inbound::Message(hello.from, m)).await.is_err() {
                     return Ok(()); // the node stopped
                 }
             }
+            Some(Frame::SnapshotOffer(offer)) if first => {
+                let peer = crate::transfer::Peer { from: hello.from, reader, write: &mut write };
+                return crate::transfer::receive(config, peer, offer, inbox, counters).await;
+            }
             Some(Frame::Hello(_)) => return Err(ConnectionError::ExpectedHello),
+            Some(_) => return Err(ConnectionError::UnexpectedFrame("a snapshot frame on a message connection")),
         }
+        first = false;
     }
 }
 
@@ -348,6 +399,39 @@ fn check_hello(config: &TransportConfig, hello: &Hello) -> Result<(), Connection
         return Err(ConnectionError::NotForUs(hello.to));
     }
     Ok(())
+}
+
+/// Connects to `peer` at `addr` and shakes hands; returns the two halves,
+/// the read half as a handshake-sized frame reader.
+pub(crate) async fn dial(
+    config: &TransportConfig,
+    peer: NodeId,
+    addr: &str,
+) -> Result<(FrameReader, tokio::net::tcp::OwnedWriteHalf), ConnectionError> {
+    // A peer whose host drops packets would hold a connect for minutes.
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(connected) => connected?,
+        Err(_) => return Err(ConnectionError::HandshakeTimeout),
+    };
+    stream.set_nodelay(true)?;
+    let mut buf = Vec::new();
+    let hello = Hello { cluster_id: config.cluster_id, from: config.id, to: peer };
+    wire::encode_frame(&Frame::Hello(hello), &mut buf, HELLO_BYTES_MAX).map_err(ConnectionError::Frame)?;
+    let (read, mut write) = stream.into_split();
+    write.write_all(&buf).await?;
+    let mut reader = FrameReader::for_handshake(read);
+    let answer = match tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next()).await {
+        Err(_) => return Err(ConnectionError::HandshakeTimeout),
+        Ok(r) => r?.ok_or(ConnectionError::ClosedBeforeHello)?,
+    };
+    let Frame::Hello(answer) = answer else { return Err(ConnectionError::ExpectedHello) };
+    if answer.cluster_id != config.cluster_id {
+        return Err(ConnectionError::WrongCluster { theirs: answer.cluster_id });
+    }
+    if answer.from != peer {
+        return Err(ConnectionError::UnexpectedPeer { expected: peer, found: answer.from });
+    }
+    Ok((reader, write))
 }
 
 /// The task that owns the connection to one peer.
@@ -422,31 +506,8 @@ impl Writer {
     }
 
     async fn connect(&self) -> Result<TcpStream, ConnectionError> {
-        // A peer whose host drops packets would hold a connect for minutes.
-        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(self.addr.as_str())).await {
-            Ok(connected) => connected?,
-            Err(_) => return Err(ConnectionError::HandshakeTimeout),
-        };
-        stream.set_nodelay(true)?;
-        let mut buf = Vec::new();
-        let hello = Hello { cluster_id: self.config.cluster_id, from: self.config.id, to: self.peer };
-        wire::encode_frame(&Frame::Hello(hello), &mut buf, HELLO_BYTES_MAX).map_err(ConnectionError::Frame)?;
-        let (read, mut write) = stream.into_split();
-        write.write_all(&buf).await?;
-        let mut reader = FrameReader::for_handshake(read);
-        let answer = match tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next()).await {
-            Err(_) => return Err(ConnectionError::HandshakeTimeout),
-            Ok(r) => r?.ok_or(ConnectionError::ClosedBeforeHello)?,
-        };
-        let Frame::Hello(answer) = answer else { return Err(ConnectionError::ExpectedHello) };
-        if answer.cluster_id != self.config.cluster_id {
-            return Err(ConnectionError::WrongCluster { theirs: answer.cluster_id });
-        }
-        if answer.from != self.peer {
-            return Err(ConnectionError::UnexpectedPeer { expected: self.peer, found: answer.from });
-        }
-        let read = reader.stream;
-        Ok(read.reunite(write).expect("the two halves of one stream"))
+        let (reader, write) = dial(&self.config, self.peer, &self.addr).await?;
+        Ok(reader.stream.reunite(write).expect("the two halves of one stream"))
     }
 
     /// Writes queued messages until the queue closes (`Ok`) or the

@@ -6,20 +6,48 @@
 //! length is checked against a limit before any body byte is read or any
 //! memory is reserved for it, so a peer cannot make a node allocate more than
 //! the limit. The first frame on a connection is a [`Hello`] naming the
-//! cluster and both ends; every later frame is a [`Frame::Message`].
+//! cluster and both ends; every later frame is a [`Frame::Message`], except
+//! on a snapshot transfer's connection (below).
+//!
+//! ## Snapshot transfers
+//!
+//! A leader sends a snapshot's data on a connection of its own, so that a
+//! large transfer never delays the heartbeats on the message connection.
+//! After the handshake the sender sends [`Frame::SnapshotOffer`] (the
+//! `InstallSnapshot` message, the data's length and CRC-32); the receiver
+//! answers [`Frame::SnapshotAccept`] with the offset to start from (0, or
+//! how much it kept of an earlier broken transfer of the same snapshot, or
+//! the whole length when it holds the file already) or
+//! [`Frame::SnapshotRefused`]; the sender streams [`Frame::SnapshotChunk`]s
+//! of at most [`SNAPSHOT_CHUNK_BYTES_MAX`] bytes, each with its offset and
+//! its own CRC-32; the receiver answers [`Frame::SnapshotDone`] once the
+//! file is durably installed (or with the reason it failed). Chunk frames
+//! are allowed up to [`SNAPSHOT_FRAME_BYTES_MAX`] only on such a connection,
+//! after its offer.
 //!
 //! Decoding is total: any byte string gives a frame or a [`FrameError`],
 //! never a panic (property-tested below).
 
-use raft_core::{Message, NodeId};
+use raft_core::{InstallSnapshot, Message, NodeId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The version byte at the start of every frame body. A node refuses
 /// frames of any other version rather than guess at their meaning.
 /// Version 2: forwarded proposals' and reads' results carry the refusal's
-/// reason (`Result` where version 1 had `Option`).
-pub const WIRE_VERSION: u8 = 2;
+/// reason (`Result` where version 1 had `Option`). Version 3: raft-core's
+/// snapshot messages (`InstallSnapshot`) and the snapshot transfer frames.
+pub const WIRE_VERSION: u8 = 3;
+
+/// Most data bytes in one [`SnapshotChunk`]: big enough that a transfer
+/// costs few frames and system calls, small enough that either side holds
+/// only a few of them in memory (the sender reads one chunk from the file at
+/// a time, the receiver writes one at a time).
+pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 1 << 20;
+
+/// The largest frame body on a snapshot transfer's connection: one chunk and
+/// its header.
+pub const SNAPSHOT_FRAME_BYTES_MAX: usize = SNAPSHOT_CHUNK_BYTES_MAX + 64;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
@@ -51,6 +79,97 @@ pub enum Frame {
     Hello(Hello),
     /// A Raft message from the connection's sender.
     Message(Message),
+    /// Sender to receiver, first after the handshake: a snapshot transfer.
+    SnapshotOffer(SnapshotOffer),
+    /// Receiver to sender: where to start (see the module documentation).
+    SnapshotAccept {
+        /// The first data byte to send.
+        offset: u64,
+    },
+    /// Receiver to sender: it will not take this transfer now.
+    SnapshotRefused(TransferRefusal),
+    /// Sender to receiver: the next piece of the data.
+    SnapshotChunk(SnapshotChunk),
+    /// Receiver to sender: the snapshot is installed, or why not.
+    SnapshotDone(Result<(), TransferRefusal>),
+}
+
+/// The start of a snapshot transfer.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotOffer {
+    /// The message the receiver hands its raft-core once the data is
+    /// installed; its metadata names the snapshot.
+    pub message: InstallSnapshot,
+    /// Bytes of data.
+    pub len: u64,
+    /// CRC-32 (IEEE) of the whole data.
+    pub crc: u32,
+}
+
+impl fmt::Debug for SnapshotOffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = &self.message;
+        write!(f, "SnapshotOffer(term {}, {:?}, {} bytes, crc {:#010x})", m.term, m.snapshot, self.len, self.crc)
+    }
+}
+
+/// A piece of a snapshot's data.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    /// The offset of its first byte in the data.
+    pub offset: u64,
+    /// CRC-32 (IEEE) of `data`.
+    pub crc: u32,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+impl fmt::Debug for SnapshotChunk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SnapshotChunk({} bytes at {}, crc {:#010x})", self.data.0.len(), self.offset, self.crc)
+    }
+}
+
+/// Why a receiver refused or failed a transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferRefusal {
+    /// It is receiving another snapshot.
+    Busy,
+    /// A chunk's offset, length or checksum was wrong, or the whole data's
+    /// checksum was.
+    BadData,
+    /// Writing or installing the file failed on the receiver.
+    Storage,
+}
+
+/// Bytes encoded as one length and the raw bytes (postcard's byte string),
+/// not as a sequence of numbers: a chunk is copied, not walked byte by byte.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Bytes(pub Vec<u8>);
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+        }
+        d.deserialize_byte_buf(Visitor)
+    }
 }
 
 /// Why a frame was refused. Every variant is the peer's fault.
