@@ -11,12 +11,19 @@
 //! `pre_vote = false` / `check_quorum = false`, or `serve` / `local` is
 //! given `--no-pre-vote` / `--no-check-quorum`.
 //!
+//! Each node writes a snapshot every `--snapshot-every` applied entries
+//! (default 10000, 0: never) and keeps `--trailing-entries` of its log
+//! before it; `serve --initial-cluster-state existing` refuses to start a
+//! node whose data directory is empty (it lost its state). Each flag
+//! overrides the cluster file's key of the same name (with underscores).
+//!
 //! Logs go to stderr (`RUST_LOG` sets the level; default `info`).
 
 use clap::{Parser, Subcommand};
-use raft_tokio::kv::config::{ClusterFile, NodeEntry};
+use raft_tokio::kv::config::{parse_cluster_state, ClusterFile, NodeEntry};
 use raft_tokio::kv::http::{percent_encode, request, Response};
 use raft_tokio::kv::KvNode;
+use raft_tokio::ClusterState;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,8 +50,17 @@ enum Command {
         /// Where the node keeps its Raft state (default: data/node-<id>).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// "new" for the first start of a cluster; "existing" once it has
+        /// formed: a node whose data directory is then empty (a lost or
+        /// wiped disk) refuses to start as a voter, which could vote twice
+        /// in a term or help lose committed writes. Default: the cluster
+        /// file's initial_cluster_state, else "new".
+        #[arg(long, value_parser = parse_cluster_state, value_name = "new|existing")]
+        initial_cluster_state: Option<ClusterState>,
         #[command(flatten)]
         protocol: Protocol,
+        #[command(flatten)]
+        compaction: Compaction,
     },
     /// Runs a whole cluster on 127.0.0.1 in this process, in memory, and
     /// prints its endpoints. For trying raft-kv out; Ctrl-C stops it.
@@ -59,6 +75,8 @@ enum Command {
         http_port: u16,
         #[command(flatten)]
         protocol: Protocol,
+        #[command(flatten)]
+        compaction: Compaction,
     },
     /// Reads a key (linearizable; --local reads this node's copy, maybe stale).
     Get {
@@ -140,6 +158,28 @@ impl Protocol {
     }
 }
 
+/// When nodes write snapshots and compact their logs.
+#[derive(clap::Args)]
+struct Compaction {
+    /// Write a snapshot of the state machine every N applied log entries,
+    /// then compact the log (0: never). Default: the cluster file's
+    /// snapshot_every, else 10000.
+    #[arg(long, value_name = "N")]
+    snapshot_every: Option<u64>,
+    /// Log entries kept before each snapshot's index: a follower lagging by
+    /// fewer is sent entries, by more the snapshot. Default: the cluster
+    /// file's trailing_entries, else 1024.
+    #[arg(long, value_name = "N")]
+    trailing_entries: Option<u64>,
+}
+
+impl Compaction {
+    fn apply(&self, cluster: &mut ClusterFile) {
+        cluster.snapshot_every = self.snapshot_every.unwrap_or(cluster.snapshot_every);
+        cluster.trailing_entries = self.trailing_entries.unwrap_or(cluster.trailing_entries);
+    }
+}
+
 #[derive(clap::Args)]
 struct Endpoint {
     /// The node to ask, e.g. http://127.0.0.1:8001 (any node answers).
@@ -159,8 +199,21 @@ async fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
     let result = match cli.command {
-        Command::Serve { id, config, data_dir, protocol } => serve(id, config, data_dir, protocol).await,
-        Command::Local { nodes, http_port, protocol } => local(nodes, http_port, protocol).await,
+        Command::Serve { id, config, data_dir, initial_cluster_state, protocol, compaction } => {
+            let settings = |cluster: &mut ClusterFile| {
+                protocol.apply(cluster);
+                compaction.apply(cluster);
+                cluster.initial_cluster_state = initial_cluster_state.unwrap_or(cluster.initial_cluster_state);
+            };
+            serve(id, config, data_dir, settings).await
+        }
+        Command::Local { nodes, http_port, protocol, compaction } => {
+            local(nodes, http_port, |cluster| {
+                protocol.apply(cluster);
+                compaction.apply(cluster);
+            })
+            .await
+        }
         Command::Get { key, local, endpoint } => {
             let query = if local { "?consistency=local" } else { "" };
             client(endpoint.endpoint, "GET", &format!("/kv/{}{query}", percent_encode(key.as_bytes())), Vec::new())
@@ -192,17 +245,22 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(id: u64, config: PathBuf, data_dir: Option<PathBuf>, protocol: Protocol) -> Result<ExitCode, String> {
+async fn serve(
+    id: u64,
+    config: PathBuf,
+    data_dir: Option<PathBuf>,
+    settings: impl FnOnce(&mut ClusterFile),
+) -> Result<ExitCode, String> {
     let text = std::fs::read_to_string(&config).map_err(|e| format!("cannot read {}: {e}", config.display()))?;
     let mut cluster = ClusterFile::parse(&text, Some(id)).map_err(|e| format!("{}: {e}", config.display()))?;
-    protocol.apply(&mut cluster);
+    settings(&mut cluster);
     let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(format!("data/node-{id}")));
-    let node = KvNode::start(&cluster, id, Some(data_dir), None).await.map_err(|e| e.to_string())?;
+    let node = KvNode::start(&cluster, id, Some(data_dir), None).await.map_err(|e| format!("node {id}: {e}"))?;
     eprintln!("raft-kv: node {id} serving HTTP on http://{}", node.http_addr);
     wait_for_stop(&node).await
 }
 
-async fn local(nodes: u64, http_port: u16, protocol: Protocol) -> Result<ExitCode, String> {
+async fn local(nodes: u64, http_port: u16, settings: impl FnOnce(&mut ClusterFile)) -> Result<ExitCode, String> {
     if nodes == 0 {
         return Err("--nodes must be at least 1".into());
     }
@@ -225,7 +283,7 @@ async fn local(nodes: u64, http_port: u16, protocol: Protocol) -> Result<ExitCod
         listeners.push((raft, http));
     }
     let mut cluster = ClusterFile::new("local", entries);
-    protocol.apply(&mut cluster);
+    settings(&mut cluster);
     let mut running = Vec::new();
     for (i, pair) in listeners.into_iter().enumerate() {
         let node = KvNode::start(&cluster, i as u64 + 1, None, Some(pair)).await.map_err(|e| e.to_string())?;
@@ -251,9 +309,10 @@ async fn wait_for_stop(node: &KvNode) -> Result<ExitCode, String> {
             node.raft().shutdown().await.map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
-        stopped = node.raft().stopped() => match stopped {
-            Ok(()) => Ok(ExitCode::SUCCESS),
-            Err(e) => Err(format!("node stopped: {e}")),
+        stopped = node.raft().stopped() => match (stopped, node.server.failure()) {
+            (_, Some(reason)) => Err(format!("node stopped: {reason}")),
+            (Ok(()), None) => Ok(ExitCode::SUCCESS),
+            (Err(e), None) => Err(format!("node stopped: {e}")),
         },
     }
 }

@@ -14,8 +14,26 @@
 //! `check_quorum = false`. Every node of a cluster should use the same
 //! values.
 //!
+//! Three more optional top-level keys, each with a `raft-kv serve` flag of
+//! the same name that overrides it:
+//!
+//! - `snapshot_every = N`: each node writes a snapshot of its state machine
+//!   every N applied log entries, after which its log is compacted to the
+//!   last `trailing_entries` entries before the snapshot (default
+//!   [`SNAPSHOT_EVERY_DEFAULT`]; 0: never, the log grows for ever).
+//! - `trailing_entries = N`: how many entries a compaction keeps (default
+//!   1024, `RaftParams::trailing_entries`): a follower that lags by fewer
+//!   is sent entries, one that lags by more is sent the snapshot.
+//! - `initial_cluster_state = "new" | "existing"` (etcd's name): what a node
+//!   that finds an empty data directory does. `"new"` (the default, for the
+//!   first start of a cluster) starts it as a new member. `"existing"`
+//!   refuses to start it: the cluster has formed, so an empty directory
+//!   means the node lost its disk, and as a voter it could vote twice in a
+//!   term or help lose committed entries. Set it once the cluster is up.
+//!
 //! Every refusal names the line and says why.
 
+use crate::{ClusterState, RaftParams};
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -43,6 +61,26 @@ pub struct ClusterFile {
     pub pre_vote: bool,
     /// Check-quorum (thesis §6.2); `check_quorum = false` turns it off.
     pub check_quorum: bool,
+    /// Applied entries between two snapshots of the state machine; 0: never.
+    pub snapshot_every: u64,
+    /// Entries kept before a snapshot when the log is compacted.
+    pub trailing_entries: u64,
+    /// What an empty data directory means (see the module documentation).
+    pub initial_cluster_state: ClusterState,
+}
+
+/// The default of `snapshot_every`: at 100-byte writes, about 1 MiB of log
+/// between snapshots, and a snapshot every few seconds under load.
+pub const SNAPSHOT_EVERY_DEFAULT: u64 = 10_000;
+
+/// Parses `"new"` or `"existing"`, the values of `initial_cluster_state`
+/// (and of the `--initial-cluster-state` flag).
+pub fn parse_cluster_state(text: &str) -> Result<ClusterState, String> {
+    match text {
+        "new" => Ok(ClusterState::New),
+        "existing" => Ok(ClusterState::Existing),
+        other => Err(format!("initial_cluster_state must be \"new\" or \"existing\", not {other:?}")),
+    }
 }
 
 /// Why a cluster file was refused.
@@ -73,12 +111,25 @@ struct RawFile {
     pre_vote: bool,
     #[serde(default = "on")]
     check_quorum: bool,
+    #[serde(default = "snapshot_every_default")]
+    snapshot_every: u64,
+    #[serde(default = "trailing_entries_default")]
+    trailing_entries: u64,
+    initial_cluster_state: Option<Spanned<String>>,
     #[serde(default)]
     node: Vec<Spanned<RawNode>>,
 }
 
 fn on() -> bool {
     true
+}
+
+fn snapshot_every_default() -> u64 {
+    SNAPSHOT_EVERY_DEFAULT
+}
+
+fn trailing_entries_default() -> u64 {
+    RaftParams::default().trailing_entries
 }
 
 #[derive(Deserialize)]
@@ -108,6 +159,10 @@ impl ClusterFile {
         if raw.cluster_id.get_ref().trim().is_empty() {
             return Err(at(raw.cluster_id.span(), "cluster_id must not be empty".into()));
         }
+        let initial_cluster_state = match &raw.initial_cluster_state {
+            None => ClusterState::default(),
+            Some(s) => parse_cluster_state(s.get_ref()).map_err(|reason| at(s.span(), reason))?,
+        };
         if raw.node.is_empty() {
             return Err(ConfigFileError {
                 line: None,
@@ -151,12 +206,24 @@ impl ClusterFile {
             nodes,
             pre_vote: raw.pre_vote,
             check_quorum: raw.check_quorum,
+            snapshot_every: raw.snapshot_every,
+            trailing_entries: raw.trailing_entries,
+            initial_cluster_state,
         })
     }
 
-    /// A cluster of `nodes` with pre-vote and check-quorum on.
+    /// A cluster of `nodes` with every default: pre-vote and check-quorum
+    /// on, a snapshot every [`SNAPSHOT_EVERY_DEFAULT`] entries, a new cluster.
     pub fn new(cluster_id: impl Into<String>, nodes: Vec<NodeEntry>) -> ClusterFile {
-        ClusterFile { cluster_id: cluster_id.into(), nodes, pre_vote: true, check_quorum: true }
+        ClusterFile {
+            cluster_id: cluster_id.into(),
+            nodes,
+            pre_vote: true,
+            check_quorum: true,
+            snapshot_every: SNAPSHOT_EVERY_DEFAULT,
+            trailing_entries: trailing_entries_default(),
+            initial_cluster_state: ClusterState::New,
+        }
     }
 
     /// The entry of node `id`.
@@ -190,6 +257,25 @@ http = "127.0.0.1:8002"
         let off = format!("pre_vote = false\ncheck_quorum = false\n{GOOD}");
         let f = ClusterFile::parse(&off, None).unwrap();
         assert!(!f.pre_vote && !f.check_quorum);
+    }
+
+    #[test]
+    fn snapshot_keys_have_defaults_and_can_be_set() {
+        let f = ClusterFile::parse(GOOD, None).unwrap();
+        assert_eq!(f.snapshot_every, SNAPSHOT_EVERY_DEFAULT);
+        assert_eq!(f.trailing_entries, RaftParams::default().trailing_entries);
+        assert_eq!(f.initial_cluster_state, ClusterState::New);
+        assert_eq!(f, ClusterFile::new("demo", f.nodes.clone()), "the file's defaults are new()'s");
+        let set = format!("snapshot_every = 0\ntrailing_entries = 20\ninitial_cluster_state = \"existing\"\n{GOOD}");
+        let f = ClusterFile::parse(&set, None).unwrap();
+        assert_eq!((f.snapshot_every, f.trailing_entries), (0, 20));
+        assert_eq!(f.initial_cluster_state, ClusterState::Existing);
+        let bad = format!("cluster_id = \"x\"\ninitial_cluster_state = \"old\"\n{}", &GOOD[GOOD.find('[').unwrap()..]);
+        let e = ClusterFile::parse(&bad, None).unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.reason.contains("\"new\" or \"existing\""), "{e}");
+        let negative = format!("snapshot_every = -1\n{GOOD}");
+        assert_eq!(ClusterFile::parse(&negative, None).unwrap_err().line, Some(1));
     }
 
     #[test]

@@ -154,6 +154,16 @@ impl KvMachine {
         self.sessions.iter().map(|(&client, (seq, outcome, at))| (client, *seq, outcome, *at))
     }
 
+    /// Writes this machine as a snapshot (see [`super::snapshot`]).
+    pub fn write_snapshot<W: std::io::Write>(&self, out: W) -> std::io::Result<super::snapshot::SnapshotSummary> {
+        super::snapshot::write_snapshot(self, out)
+    }
+
+    /// Reads a machine from a snapshot (see [`super::snapshot`]).
+    pub fn read_snapshot<R: std::io::Read>(input: R) -> Result<KvMachine, super::snapshot::RestoreError> {
+        super::snapshot::read_snapshot(input)
+    }
+
     /// A machine made of restored parts (the snapshot reader's).
     pub(super) fn from_parts(
         map: BTreeMap<Vec<u8>, Vec<u8>>,

@@ -48,6 +48,11 @@ pub enum KvStartError {
 impl std::fmt::Display for KvStartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            KvStartError::Raft(e @ StartError::EmptyStoreInExistingCluster { .. }) => write!(
+                f,
+                "{e} (raft-kv: this node was started with initial_cluster_state = \"existing\", from the cluster file \
+                 or --initial-cluster-state; use \"new\" only when the whole cluster is being created)"
+            ),
             KvStartError::Raft(e) => write!(f, "{e}"),
             KvStartError::Http(addr, e) => write!(f, "cannot serve HTTP on {addr}: {e}"),
         }
@@ -72,6 +77,8 @@ impl KvNode {
             cluster_id: Some(cluster_hash(&cluster.cluster_id)),
             pre_vote: cluster.pre_vote,
             check_quorum: cluster.check_quorum,
+            trailing_entries: cluster.trailing_entries,
+            initial_cluster_state: cluster.initial_cluster_state,
             ..RaftParams::default()
         };
         let mut config = RaftConfig::with_ids(members, NodeId(id), params, data_dir);
@@ -88,7 +95,7 @@ impl KvNode {
         let (raft, entries) = Raft::start(config).await.map_err(KvStartError::Raft)?;
         let http: BTreeMap<NodeId, std::net::SocketAddr> =
             cluster.nodes.iter().map(|n| (NodeId(n.id), n.http)).collect();
-        let server = KvServer::start(raft, entries, http);
+        let server = KvServer::start(raft, entries, http, cluster.snapshot_every);
         let router = server.router();
         let task = tokio::spawn(async move { axum::serve(listener, router).await });
         Ok(KvNode { server, http_addr, task })

@@ -5,10 +5,20 @@
 //! Reads are linearizable without the log (ReadIndex, through
 //! [`RaftHandle::read_barrier`]) on any node, or local (`?consistency=local`,
 //! possibly stale). See the README for the API table.
+//!
+//! Snapshots: every `snapshot_every` applied log entries the applier writes
+//! the state machine into raft-tokio's snapshot store (applies pause while
+//! it writes, reads go on), after which raft-tokio compacts the log. When
+//! raft-tokio hands over a snapshot instead of entries (at a restart, from
+//! the node's own; or a leader's, when this node fell behind its compacted
+//! log) the machine is replaced by it, and entries after its index follow.
 
 use super::http::{percent_decode, request, HttpError};
 use super::machine::{Command, KvMachine, Op, Outcome, KEY_BYTES_MAX, NO_SESSION, VALUE_BYTES_MAX};
-use crate::{EntryReceiver, ProposeError, RaftHandle, ReadError, RoleKind, TransferError, TransferRejection};
+use crate::{
+    EntryReceiver, Event, LogIndex, ProposeError, RaftHandle, ReadError, RoleKind, SnapshotError, SnapshotReader,
+    TransferError, TransferRejection,
+};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -23,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
-use tracing::warn;
+use tracing::{debug, error, info, warn};
 
 /// How long a request waits for its write to apply or its read to be
 /// confirmed before answering 504.
@@ -57,12 +67,22 @@ pub struct KvServer {
     /// leader's server never wake this server's requests.
     next_seq: AtomicU64,
     unsafe_local_reads: bool,
+    /// Why the server stopped its node, if it did (a snapshot it could not
+    /// restore).
+    failure: Mutex<Option<String>>,
 }
 
 impl KvServer {
-    /// Starts applying the node's committed entries to a fresh state machine
-    /// (the log is replayed from the start after a restart).
-    pub fn start(raft: RaftHandle, mut entries: EntryReceiver, http: BTreeMap<NodeId, SocketAddr>) -> Arc<KvServer> {
+    /// Starts applying the node's committed entries (and snapshots) to a
+    /// fresh state machine, and writes a snapshot every `snapshot_every`
+    /// applied log entries (0: never). After a restart the node hands over
+    /// its latest snapshot first, then the entries after it.
+    pub fn start(
+        raft: RaftHandle,
+        entries: EntryReceiver,
+        http: BTreeMap<NodeId, SocketAddr>,
+        snapshot_every: u64,
+    ) -> Arc<KvServer> {
         let start = random_start(raft.id().0);
         let server = Arc::new(KvServer {
             raft,
@@ -72,14 +92,103 @@ impl KvServer {
             http,
             next_seq: AtomicU64::new(start),
             unsafe_local_reads: std::env::var_os(UNSAFE_LOCAL_READS_ENV).is_some(),
+            failure: Mutex::new(None),
         });
-        let applier = server.clone();
-        tokio::spawn(async move {
-            while let Some(entry) = entries.recv_committed().await {
-                applier.apply(entry.index.0, &entry.data);
-            }
-        });
+        tokio::spawn(server.clone().run_applier(entries, snapshot_every));
         server
+    }
+
+    /// Why this server stopped its node, if it did: it was handed a snapshot
+    /// it could not read, and a node must not go on without the entries a
+    /// snapshot stands for.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().expect("not poisoned").clone()
+    }
+
+    async fn run_applier(self: Arc<Self>, mut entries: EntryReceiver, snapshot_every: u64) {
+        // The index of the last snapshot taken or restored (attempted, for
+        // one that failed to write: the next attempt is `snapshot_every`
+        // entries later, not at every entry).
+        let mut last_snapshot = 0u64;
+        while let Some(event) = entries.recv_event().await {
+            match event {
+                Event::Entry(entry) => {
+                    let index = entry.index.0;
+                    self.apply(index, &entry.data);
+                    if snapshot_every > 0 && index.saturating_sub(last_snapshot) >= snapshot_every {
+                        last_snapshot = index;
+                        self.take_snapshot(entry.index).await;
+                    }
+                }
+                Event::Restore(reader) => {
+                    let index = reader.index().0;
+                    if let Err(reason) = self.restore(reader).await {
+                        error!("{reason}: stopping the node");
+                        *self.failure.lock().expect("not poisoned") = Some(reason);
+                        let _ = self.raft.shutdown().await;
+                        return;
+                    }
+                    last_snapshot = index;
+                }
+            }
+        }
+    }
+
+    /// Writes the machine, which has applied every entry through `index`,
+    /// into the node's snapshot store. A failure is logged; the node goes
+    /// on with its log uncompacted until the next attempt.
+    async fn take_snapshot(self: &Arc<Self>, index: LogIndex) {
+        let started = std::time::Instant::now();
+        let writer = match self.raft.snapshot_writer(index).await {
+            Ok(w) => w,
+            Err(e) => return snapshot_not_taken(index, e),
+        };
+        let server = self.clone();
+        // Holding the read lock for the whole write: the applier is here, so
+        // nothing is applied meanwhile, and readers are not held up.
+        let written = tokio::task::spawn_blocking(move || {
+            let mut writer = writer;
+            let machine = server.machine.read().expect("not poisoned");
+            debug_assert_eq!(machine.applied(), index.0, "the applier snapshots right after applying");
+            machine.write_snapshot(&mut writer).map(|summary| (summary, writer))
+        })
+        .await
+        .expect("writing a snapshot does not panic");
+        let (summary, writer) = match written {
+            Ok(done) => done,
+            Err(e) => return warn!(%index, "the snapshot could not be written (the log stays uncompacted): {e}"),
+        };
+        match writer.finish().await {
+            Ok(meta) => info!(
+                index = meta.index.0,
+                term = meta.term.0,
+                keys = summary.keys,
+                sessions = summary.sessions,
+                bytes = summary.bytes,
+                ms = started.elapsed().as_millis() as u64,
+                "snapshot taken"
+            ),
+            Err(e) => snapshot_not_taken(index, e),
+        }
+    }
+
+    /// Replaces the machine by the snapshot's.
+    async fn restore(&self, reader: SnapshotReader) -> Result<(), String> {
+        let (index, path) = (reader.index(), reader.path().to_path_buf());
+        let describe = |e: &dyn std::fmt::Display| format!("cannot restore snapshot {index} ({}): {e}", path.display());
+        let read = tokio::task::spawn_blocking(move || KvMachine::read_snapshot(reader))
+            .await
+            .expect("reading a snapshot does not panic");
+        let machine = read.map_err(|e| describe(&e))?;
+        if machine.applied() > index.0 {
+            return Err(describe(&format!("its data has applied entry {}, beyond its index", machine.applied())));
+        }
+        info!(%index, keys = machine.len(), "state machine restored from a snapshot");
+        *self.machine.write().expect("not poisoned") = machine;
+        // Requests waiting for entries the snapshot covers are not answered
+        // here: they time out as unknown (504), as across a leader change.
+        self.applied.send_replace(index.0);
+        Ok(())
     }
 
     fn apply(&self, index: u64, data: &[u8]) {
@@ -115,6 +224,14 @@ impl KvServer {
 }
 
 type Shared = State<Arc<KvServer>>;
+
+fn snapshot_not_taken(index: LogIndex, e: SnapshotError) {
+    match e {
+        // A leader's snapshot was installed meanwhile: nothing to do.
+        SnapshotError::Superseded { .. } | SnapshotError::Stopped => debug!(%index, "snapshot not taken: {e}"),
+        _ => warn!(%index, "the snapshot could not be taken (the log stays uncompacted): {e}"),
+    }
+}
 
 /// Writes waiting for their entry to apply, by (client, seq).
 type Waiting = Mutex<HashMap<(u64, u64), Vec<oneshot::Sender<Outcome>>>>;
@@ -454,6 +571,18 @@ pub struct StatusBody {
     pub commit_index: u64,
     /// The highest index its state machine applied.
     pub applied_index: u64,
+    /// The index of its latest snapshot (0: none yet).
+    pub snapshot_index: u64,
+    /// The first index its log holds: entries before it are compacted into
+    /// the snapshot.
+    pub first_log_index: u64,
+    /// The last index its log holds (below `first_log_index` when the log
+    /// is empty after a compaction).
+    pub last_log_index: u64,
+    /// Snapshots it sent to followers that had fallen behind.
+    pub snapshots_sent: u64,
+    /// Snapshots it received from a leader and installed.
+    pub snapshots_received: u64,
     /// Every member: id, raft address, HTTP address.
     pub members: Vec<Member>,
 }
@@ -470,7 +599,8 @@ pub struct Member {
 }
 
 async fn status(State(s): Shared) -> Response {
-    let st = s.raft.status().raft;
+    let node = s.raft.status();
+    let st = node.raft;
     let role = match st.role {
         RoleKind::Leader => "leader",
         RoleKind::Follower => "follower",
@@ -494,6 +624,11 @@ async fn status(State(s): Shared) -> Response {
         leader: st.leader.map(|l| l.0),
         commit_index: st.commit_index.0,
         applied_index: *s.applied.borrow(),
+        snapshot_index: st.snapshot_index.0,
+        first_log_index: st.first_log_index.0,
+        last_log_index: st.last_log_index.0,
+        snapshots_sent: node.snapshots_sent,
+        snapshots_received: node.snapshots_received,
         members,
     };
     axum::Json(body).into_response()

@@ -16,7 +16,7 @@
 //! number of `KEYS` (key-value pairs, keys in ascending order), one `END`
 //! (how many sessions and keys came before). Nothing may follow `END`.
 //! Every check the reader makes answers a broken snapshot (truncated,
-//! damaged, foreign, out of order) with a [`SnapshotError`], never a panic.
+//! damaged, foreign, out of order) with a [`RestoreError`], never a panic.
 
 use super::machine::{KvMachine, Outcome, SESSIONS_MAX};
 use crate::record::crc32c;
@@ -47,7 +47,7 @@ const KIND_END: u8 = 4;
 /// Why a snapshot could not be read. Every variant but `Io` means the bytes
 /// are not a whole, well-formed raft-kv snapshot of a known version.
 #[derive(Debug)]
-pub enum SnapshotError {
+pub enum RestoreError {
     /// Reading the underlying stream failed.
     Io(io::Error),
     /// The stream does not begin with [`SNAPSHOT_MAGIC`].
@@ -71,32 +71,32 @@ pub enum SnapshotError {
     Malformed(&'static str),
 }
 
-impl fmt::Display for SnapshotError {
+impl fmt::Display for RestoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SnapshotError::Io(e) => write!(f, "cannot read the snapshot: {e}"),
-            SnapshotError::NotASnapshot => write!(f, "not a raft-kv snapshot (wrong magic bytes)"),
-            SnapshotError::Version(v) => {
+            RestoreError::Io(e) => write!(f, "cannot read the snapshot: {e}"),
+            RestoreError::NotASnapshot => write!(f, "not a raft-kv snapshot (wrong magic bytes)"),
+            RestoreError::Version(v) => {
                 write!(f, "raft-kv snapshot version {v} is unknown (this build reads {SNAPSHOT_VERSION})")
             }
-            SnapshotError::Truncated => write!(f, "the snapshot is truncated"),
-            SnapshotError::FrameLength(n) => write!(f, "a snapshot frame claims {n} bytes (at most {FRAME_BYTES_MAX})"),
-            SnapshotError::Checksum { stored, computed } => {
+            RestoreError::Truncated => write!(f, "the snapshot is truncated"),
+            RestoreError::FrameLength(n) => write!(f, "a snapshot frame claims {n} bytes (at most {FRAME_BYTES_MAX})"),
+            RestoreError::Checksum { stored, computed } => {
                 write!(f, "snapshot frame checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")
             }
-            SnapshotError::Malformed(what) => write!(f, "malformed snapshot: {what}"),
+            RestoreError::Malformed(what) => write!(f, "malformed snapshot: {what}"),
         }
     }
 }
 
-impl std::error::Error for SnapshotError {}
+impl std::error::Error for RestoreError {}
 
-impl From<io::Error> for SnapshotError {
-    fn from(e: io::Error) -> SnapshotError {
+impl From<io::Error> for RestoreError {
+    fn from(e: io::Error) -> RestoreError {
         if e.kind() == io::ErrorKind::UnexpectedEof {
-            SnapshotError::Truncated
+            RestoreError::Truncated
         } else {
-            SnapshotError::Io(e)
+            RestoreError::Io(e)
         }
     }
 }
@@ -207,13 +207,13 @@ struct FrameReader<R: Read> {
 impl<R: Read> FrameReader<R> {
     /// The next frame's kind, its body kept for [`Self::items`]; `None` at a
     /// clean end of the stream (between frames).
-    fn next(&mut self) -> Result<Option<u8>, SnapshotError> {
+    fn next(&mut self) -> Result<Option<u8>, RestoreError> {
         let mut header = [0u8; 8];
         let mut got = 0;
         while got < header.len() {
             match self.input.read(&mut header[got..]) {
                 Ok(0) if got == 0 => return Ok(None),
-                Ok(0) => return Err(SnapshotError::Truncated),
+                Ok(0) => return Err(RestoreError::Truncated),
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
@@ -222,13 +222,13 @@ impl<R: Read> FrameReader<R> {
         let len = u32::from_le_bytes(header[..4].try_into().expect("four bytes"));
         let stored = u32::from_le_bytes(header[4..].try_into().expect("four bytes"));
         if len == 0 || len as usize > FRAME_BYTES_MAX {
-            return Err(SnapshotError::FrameLength(len));
+            return Err(RestoreError::FrameLength(len));
         }
         self.body.resize(len as usize, 0);
         self.input.read_exact(&mut self.body)?;
         let computed = crc32c(&self.body);
         if computed != stored {
-            return Err(SnapshotError::Checksum { stored, computed });
+            return Err(RestoreError::Checksum { stored, computed });
         }
         Ok(Some(self.body[0]))
     }
@@ -236,12 +236,12 @@ impl<R: Read> FrameReader<R> {
     /// Decodes every item of the current frame, in order, into `each`.
     fn items<T: DeserializeOwned>(
         &self,
-        mut each: impl FnMut(T) -> Result<(), SnapshotError>,
-    ) -> Result<(), SnapshotError> {
+        mut each: impl FnMut(T) -> Result<(), RestoreError>,
+    ) -> Result<(), RestoreError> {
         let mut rest = &self.body[1..];
         while !rest.is_empty() {
-            let (item, after) = postcard::take_from_bytes::<T>(rest)
-                .map_err(|_| SnapshotError::Malformed("an item does not decode"))?;
+            let (item, after) =
+                postcard::take_from_bytes::<T>(rest).map_err(|_| RestoreError::Malformed("an item does not decode"))?;
             each(item)?;
             rest = after;
         }
@@ -249,37 +249,37 @@ impl<R: Read> FrameReader<R> {
     }
 
     /// The single item of the current frame.
-    fn only<T: DeserializeOwned>(&self) -> Result<T, SnapshotError> {
+    fn only<T: DeserializeOwned>(&self) -> Result<T, RestoreError> {
         let mut found = None;
         self.items(|item: T| match found.replace(item) {
             None => Ok(()),
-            Some(_) => Err(SnapshotError::Malformed("a frame that holds one item holds more")),
+            Some(_) => Err(RestoreError::Malformed("a frame that holds one item holds more")),
         })?;
-        found.ok_or(SnapshotError::Malformed("a frame that holds one item is empty"))
+        found.ok_or(RestoreError::Malformed("a frame that holds one item is empty"))
     }
 }
 
 /// Reads a snapshot written by [`write_snapshot`] into a new machine. The
 /// whole stream is read; anything broken is an error (see
-/// [`SnapshotError`]), never a panic.
-pub fn read_snapshot<R: Read>(mut input: R) -> Result<KvMachine, SnapshotError> {
+/// [`RestoreError`]), never a panic.
+pub fn read_snapshot<R: Read>(mut input: R) -> Result<KvMachine, RestoreError> {
     let mut magic = [0u8; 9];
-    input.read_exact(&mut magic).map_err(|e| match SnapshotError::from(e) {
+    input.read_exact(&mut magic).map_err(|e| match RestoreError::from(e) {
         // A stream too short for the magic is no snapshot at all.
-        SnapshotError::Truncated => SnapshotError::NotASnapshot,
+        RestoreError::Truncated => RestoreError::NotASnapshot,
         other => other,
     })?;
     if &magic[..8] != SNAPSHOT_MAGIC {
-        return Err(SnapshotError::NotASnapshot);
+        return Err(RestoreError::NotASnapshot);
     }
     if magic[8] != SNAPSHOT_VERSION {
-        return Err(SnapshotError::Version(magic[8]));
+        return Err(RestoreError::Version(magic[8]));
     }
     let mut frames = FrameReader { input, body: Vec::new() };
     match frames.next()? {
         Some(KIND_HEADER) => {}
-        Some(_) => return Err(SnapshotError::Malformed("the first frame is not the header")),
-        None => return Err(SnapshotError::Truncated),
+        Some(_) => return Err(RestoreError::Malformed("the first frame is not the header")),
+        None => return Err(RestoreError::Truncated),
     }
     let applied: u64 = frames.only()?;
     let machine = read_body(&mut frames, applied)?;
@@ -287,7 +287,7 @@ pub fn read_snapshot<R: Read>(mut input: R) -> Result<KvMachine, SnapshotError> 
     loop {
         match frames.input.read(&mut probe) {
             Ok(0) => return Ok(machine),
-            Ok(_) => return Err(SnapshotError::Malformed("bytes after the end frame")),
+            Ok(_) => return Err(RestoreError::Malformed("bytes after the end frame")),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e.into()),
         }
@@ -295,30 +295,30 @@ pub fn read_snapshot<R: Read>(mut input: R) -> Result<KvMachine, SnapshotError> 
 }
 
 /// The frames after the header, through the end frame.
-fn read_body<R: Read>(frames: &mut FrameReader<R>, applied: u64) -> Result<KvMachine, SnapshotError> {
+fn read_body<R: Read>(frames: &mut FrameReader<R>, applied: u64) -> Result<KvMachine, RestoreError> {
     let mut sessions: BTreeMap<u64, (u64, Outcome, u64)> = BTreeMap::new();
     let mut map: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     // Sessions frames may come until the first keys frame, not after.
     let mut keys_begun = false;
     loop {
         match frames.next()? {
-            None => return Err(SnapshotError::Truncated),
+            None => return Err(RestoreError::Truncated),
             Some(KIND_SESSIONS) if !keys_begun => frames.items(|s: SessionRecord| {
                 if sessions.last_key_value().is_some_and(|(&last, _)| last >= s.client) {
-                    return Err(SnapshotError::Malformed("session clients out of order"));
+                    return Err(RestoreError::Malformed("session clients out of order"));
                 }
                 if sessions.len() >= SESSIONS_MAX || s.at > applied {
-                    return Err(SnapshotError::Malformed("a session beyond the table's bounds"));
+                    return Err(RestoreError::Malformed("a session beyond the table's bounds"));
                 }
                 sessions.insert(s.client, (s.seq, s.outcome, s.at));
                 Ok(())
             })?,
-            Some(KIND_SESSIONS) => return Err(SnapshotError::Malformed("sessions after keys")),
+            Some(KIND_SESSIONS) => return Err(RestoreError::Malformed("sessions after keys")),
             Some(KIND_KEYS) => {
                 keys_begun = true;
                 frames.items(|(key, value): (Vec<u8>, Vec<u8>)| {
                     if map.last_key_value().is_some_and(|(last, _)| *last >= key) {
-                        return Err(SnapshotError::Malformed("keys out of order"));
+                        return Err(RestoreError::Malformed("keys out of order"));
                     }
                     map.insert(key, value);
                     Ok(())
@@ -327,11 +327,11 @@ fn read_body<R: Read>(frames: &mut FrameReader<R>, applied: u64) -> Result<KvMac
             Some(KIND_END) => {
                 let (s, k): (u64, u64) = frames.only()?;
                 if s != sessions.len() as u64 || k != map.len() as u64 {
-                    return Err(SnapshotError::Malformed("the end frame's counts do not match"));
+                    return Err(RestoreError::Malformed("the end frame's counts do not match"));
                 }
                 return Ok(KvMachine::from_parts(map, sessions, applied));
             }
-            Some(_) => return Err(SnapshotError::Malformed("an unknown or repeated frame kind")),
+            Some(_) => return Err(RestoreError::Malformed("an unknown or repeated frame kind")),
         }
     }
 }
@@ -433,8 +433,8 @@ mod tests {
         for len in 0..bytes.len() {
             let e = read_snapshot(&bytes[..len]).unwrap_err();
             match e {
-                SnapshotError::NotASnapshot if len < 9 => {}
-                SnapshotError::Truncated => {}
+                RestoreError::NotASnapshot if len < 9 => {}
+                RestoreError::Truncated => {}
                 other => panic!("a snapshot cut at {len} of {} bytes gave {other:?}", bytes.len()),
             }
         }
@@ -455,21 +455,24 @@ mod tests {
         let bytes = snapshot(&a_machine());
         let mut v2 = bytes.clone();
         v2[8] = 2;
-        assert!(matches!(read_snapshot(v2.as_slice()), Err(SnapshotError::Version(2))));
-        assert!(matches!(read_snapshot(&b"{\"a\": 1}\n"[..]), Err(SnapshotError::NotASnapshot)));
+        assert!(matches!(read_snapshot(v2.as_slice()), Err(RestoreError::Version(2))));
+        assert!(matches!(read_snapshot(&b"{\"a\": 1}\n"[..]), Err(RestoreError::NotASnapshot)));
         for extra in [&[0u8][..], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]] {
             let mut longer = bytes.clone();
             longer.extend_from_slice(extra);
-            assert!(matches!(read_snapshot(longer.as_slice()), Err(SnapshotError::Malformed(_))));
+            assert!(matches!(read_snapshot(longer.as_slice()), Err(RestoreError::Malformed(_))));
         }
         let mut huge = bytes[..9].to_vec();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         huge.extend_from_slice(&[0; 4]);
-        assert!(matches!(read_snapshot(huge.as_slice()), Err(SnapshotError::FrameLength(u32::MAX))));
+        assert!(matches!(read_snapshot(huge.as_slice()), Err(RestoreError::FrameLength(u32::MAX))));
     }
 
+    /// A frame's kind and its items, encoded.
+    type Frame = (u8, Vec<u8>);
+
     /// A stream of frames, each with a good checksum, for the content checks.
-    fn framed(frames: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    fn framed(frames: &[Frame]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut w = FrameWriter::new(&mut out);
         w.raw(SNAPSHOT_MAGIC).unwrap();
@@ -495,7 +498,7 @@ mod tests {
         let session = |client: u64, at: u64| SessionRecord { client, seq: 1, outcome: Outcome::Written, at };
         let good = framed(&[header.clone(), keys(&["a", "b"]), end(0, 2)]);
         assert_eq!(read_snapshot(good.as_slice()).unwrap().len(), 2);
-        let cases: Vec<(&str, Vec<(u8, Vec<u8>)>)> = vec![
+        let cases: Vec<(&str, Vec<Frame>)> = vec![
             ("no header", vec![keys(&["a"]), end(0, 1)]),
             ("keys out of order", vec![header.clone(), keys(&["b", "a"]), end(0, 2)]),
             ("a repeated key across frames", vec![header.clone(), keys(&["a"]), keys(&["a"]), end(0, 2)]),
@@ -519,7 +522,7 @@ mod tests {
         ];
         for (what, frames) in cases {
             let e = read_snapshot(framed(&frames).as_slice()).unwrap_err();
-            assert!(matches!(e, SnapshotError::Malformed(_)), "{what}: {e:?}");
+            assert!(matches!(e, RestoreError::Malformed(_)), "{what}: {e:?}");
         }
     }
 
