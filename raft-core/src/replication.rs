@@ -6,7 +6,7 @@ use crate::io::{Dropped, Output, Persist};
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, Message};
 use crate::progress::{Mode, Progress};
 use crate::state::{Role, State};
-use crate::types::{LogIndex, NodeId};
+use crate::types::{Entry, LogIndex, NodeId, Term};
 
 /// Most AppendEntries sent to one follower when new entries are appended.
 /// With the in-flight bound this caps what one step sends; acknowledgements
@@ -121,7 +121,7 @@ impl State {
         let m = self.skip_compacted(m);
 
         // Rule 2: the consistency check on (prev index, prev term).
-        if !self.passes_consistency_check(config, &m) {
+        if !self.passes_consistency_check(config, m.prev_log_index, m.prev_log_term) {
             let conflict = (m.prev_log_index <= self.log.last_index() && m.prev_log_index > self.log.compacted_index())
                 .then(|| {
                     let term = self.log.term_at(m.prev_log_index).expect("held");
@@ -186,35 +186,49 @@ impl State {
     /// An append that starts before this node's compaction point: the
     /// compacted entries are committed, so they match every leader's log
     /// (§5.4.3), and only what follows them is checked and stored. An
-    /// append that ends before the point matches up to it.
-    fn skip_compacted(&self, mut m: AppendEntries) -> AppendEntries {
+    /// append that ends before the point matches up to it. Called once
+    /// `conflicts_with_committed` has refused an append that contradicts
+    /// the compacted entry's term.
+    fn skip_compacted(&self, m: AppendEntries) -> AppendEntries {
+        let Some((prev_log_index, prev_log_term, entries)) = self.after_compaction(&m) else { return m };
+        let entries = entries.to_vec();
+        AppendEntries { prev_log_index, prev_log_term, entries, ..m }
+    }
+
+    /// The part of `m` after this node's compaction point, as (previous
+    /// index, previous term, entries); `None` when `m` holds an entry at the
+    /// compaction point whose term differs from the compacted one.
+    fn after_compaction<'m>(&self, m: &'m AppendEntries) -> Option<(LogIndex, Term, &'m [Entry])> {
         let compacted = self.log.compacted_index();
         if m.prev_log_index >= compacted {
-            return m;
+            return Some((m.prev_log_index, m.prev_log_term, &m.entries));
         }
-        let covered = (compacted.0 - m.prev_log_index.0).min(m.entries.len() as u64);
-        m.entries.drain(..covered as usize);
-        m.prev_log_index = compacted;
-        m.prev_log_term = self.log.compacted_term();
-        m
+        let covered = (compacted.0 - m.prev_log_index.0) as usize;
+        if m.entries.get(covered - 1).is_some_and(|e| e.term != self.log.compacted_term()) {
+            return None;
+        }
+        let skipped = covered.min(m.entries.len());
+        Some((compacted, self.log.compacted_term(), &m.entries[skipped..]))
     }
 
     /// Rule 2: the entry before the new ones is held with the term the
     /// leader has there.
-    fn passes_consistency_check(&self, config: &Config, m: &AppendEntries) -> bool {
-        match self.log.term_at(m.prev_log_index) {
+    fn passes_consistency_check(&self, config: &Config, prev_log_index: LogIndex, prev_log_term: Term) -> bool {
+        match self.log.term_at(prev_log_index) {
             Some(_) if config.breaks(Fault::ConsistencyCheckIgnoresTerm) => true,
-            held => held == Some(m.prev_log_term),
+            held => held == Some(prev_log_term),
         }
     }
 
     /// Whether `m` passes the consistency check but holds an entry whose
-    /// term differs from that of an entry this node knows committed.
+    /// term differs from that of an entry this node knows committed (a
+    /// compacted one included).
     pub(crate) fn conflicts_with_committed(&self, config: &Config, m: &AppendEntries) -> bool {
-        if !self.passes_consistency_check(config, m) {
+        let Some((prev_log_index, prev_log_term, entries)) = self.after_compaction(m) else { return true };
+        if !self.passes_consistency_check(config, prev_log_index, prev_log_term) {
             return false;
         }
-        (m.prev_log_index.0 + 1..).zip(&m.entries).any(|(i, entry)| {
+        (prev_log_index.0 + 1..).zip(entries).any(|(i, entry)| {
             let index = LogIndex(i);
             index <= self.commit_index && self.log.term_at(index).is_some_and(|t| t != entry.term)
         })

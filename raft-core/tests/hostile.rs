@@ -148,6 +148,13 @@ fn message() -> impl Strategy<Value = Message> {
         (term(), round())
             .prop_map(|(term, round)| Message::LeadershipCheckResponse(LeadershipCheckResponse { term, round })),
         (term(), ids()).prop_map(|(term, ids)| Message::ReadIndexRequest(ReadIndexRequest { term, ids })),
+        (term(), index(), term(), prop::sample::select(vec![vec![1u64, 2, 3], vec![2], vec![1, 2, 3, 4]])).prop_map(
+            |(term, index, snapshot_term, voters)| {
+                let membership = raft_core::Membership::new(voters.into_iter().map(NodeId)).expect("valid");
+                let snapshot = raft_core::SnapshotMeta { index, term: snapshot_term, membership };
+                Message::InstallSnapshot(raft_core::InstallSnapshot { term, snapshot })
+            }
+        ),
         (term(), prop::option::of(sender()), prop::collection::vec((number(8).prop_map(ReadId), read_result), 0..4))
             .prop_map(|(term, leader_hint, results)| {
                 Message::ReadIndexResponse(ReadIndexResponse { term, leader_hint, results })
@@ -171,6 +178,7 @@ fn input() -> impl Strategy<Value = Input> {
         2 => proposals.prop_map(Input::Propose),
         1 => prop::collection::vec(number(8).prop_map(ReadId), 0..5).prop_map(Input::Read),
         2 => index().prop_map(Input::Applied),
+        1 => index().prop_map(Input::SnapshotTaken),
     ]
 }
 
@@ -188,12 +196,25 @@ fn bounds() -> impl Strategy<Value = TestConfig> {
         prop::sample::select(vec![2u64, 8, 64 * 1024]),
         prop::sample::select(vec![1usize, 4, 64 * 1024]),
         any::<(bool, bool)>(),
+        prop::sample::select(vec![0u64, 1, 1024]),
     )
         .prop_map(
-            |(entries, bytes, inflight, pending, unapplied, unapplied_bytes, uncommitted, reads, extensions)| {
+            |(
+                entries,
+                bytes,
+                inflight,
+                pending,
+                unapplied,
+                unapplied_bytes,
+                uncommitted,
+                reads,
+                extensions,
+                trailing,
+            )| {
                 config(1, 3)
                     .with_pre_vote(extensions.0)
                     .with_check_quorum(extensions.1)
+                    .with_trailing_entries(trailing)
                     .with_entries_per_append_max(entries)
                     .and_then(|c| c.with_message_bytes_max(bytes))
                     .and_then(|c| c.with_inflight_entries_max(inflight))
@@ -258,6 +279,11 @@ fn feed(c: &TestConfig, mut state: State, inputs: Vec<Input>) -> Result<(), Test
         }
         prop_assert!(state.term() >= before.term(), "term went down on {:?}", input);
         prop_assert!(state.commit_index() >= before.commit_index(), "commit index went down on {:?}", input);
+        // A restored snapshot replaces everything delivered up to its index.
+        if let Some(meta) = outputs.iter().find_map(|o| if let Output::RestoreSnapshot(m) = o { Some(m) } else { None })
+        {
+            last_delivered = last_delivered.max(meta.index);
+        }
         for committed in
             outputs.iter().filter_map(|o| if let Output::Deliver(d) = o { Some(d) } else { None }).flatten()
         {

@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use raft_core::{
-    Dropped, HardState, Input, InstallSnapshot, LogIndex, MemoryStore, Message, Mode, NodeId, Output, Persist,
+    Dropped, Entry, HardState, Input, InstallSnapshot, LogIndex, MemoryStore, Message, Mode, NodeId, Output, Persist,
     RecoverError, Role, SnapshotMeta, State, StoreError, Term, Timer,
 };
 
@@ -215,6 +215,21 @@ fn s7_an_append_reaching_into_the_compacted_prefix_is_taken_after_it() {
     assert_eq!(sends(&outputs), vec![(id(1), append_ok(2, 3))]);
     // With the default trailing entries nothing was compacted from three.
     assert_eq!(s.log().first_index(), LogIndex(1));
+}
+
+/// §5.4.3 across the compaction point: an append whose entry at the
+/// compaction point has another term than the compacted (committed) one
+/// comes from a broken leader, and is dropped before anything changes;
+/// found by the hostile-input test.
+#[test]
+fn s7_an_append_contradicting_the_compacted_entry_is_dropped() {
+    for trailing in [0, 1] {
+        let c = config(1, 3).with_trailing_entries(trailing);
+        let mut s = follower(&c, 3, None, &[1, 1, 2, 3], 3);
+        step(&c, &mut s, Input::SnapshotTaken(LogIndex(2)));
+        let m = append(3, 0, 0, vec![Entry::noop(Term(0)), Entry::noop(Term(2))], 0);
+        assert_dropped(&c, &mut s, receive(2, m), Dropped::OutOfRange);
+    }
 }
 
 /// §7 recovery: a node restarts from its snapshot plus the log after the
