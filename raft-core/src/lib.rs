@@ -2,7 +2,8 @@
 //!
 //! This crate is the Raft protocol of the extended paper's §5 (Figure 2),
 //! with linearizable reads (ReadIndex, thesis §6.4), pre-vote (§9.6),
-//! check-quorum (§6.2) and leadership transfer (§3.10). **It does no I/O,
+//! check-quorum (§6.2), leadership transfer (§3.10), and snapshots with log
+//! compaction (§7; the bytes stay with the driver, see below). **It does no I/O,
 //! reads no clock and draws no random numbers.** Messages, timer expiries and client proposals come in as
 //! [`Input`]s; everything the node wants done goes out as [`Output`]s, in a
 //! list the driver executes in order. The same code runs under the model
@@ -21,8 +22,8 @@
 //!   persists its membership, and both arm the election timer.
 //! - Feed every input to [`step`] (or the in-place [`State::step`], or the
 //!   [`Node`] wrapper that also counts dropped inputs): peer messages, timer
-//!   expiries, proposals, reads, and the application's progress
-//!   ([`Input::Applied`]).
+//!   expiries, proposals, reads, the application's progress
+//!   ([`Input::Applied`]) and its snapshots ([`Input::SnapshotTaken`]).
 //! - Execute the outputs **in order**:
 //!   - [`Output::Persist`]: make the change durable (write and fsync)
 //!     **before executing any later output of the list**. This is the rule
@@ -48,7 +49,29 @@
 //!   - [`Output::LeaderChanged`], [`Output::ProposalAccepted`],
 //!     [`Output::ProposalRejected`], [`Output::ReadReady`],
 //!     [`Output::ReadRejected`]: notifications for the application.
+//!   - [`Output::RestoreSnapshot`]: replace the application's state by the
+//!     snapshot named (installed from the leader, or found at recovery);
+//!     entries after it are delivered next.
+//!   - [`Output::FollowerRegressed`]: a follower lost entries it had
+//!     acknowledged (a wiped disk); log it loudly.
 //!   - [`Output::Dropped`]: an input was ignored (bad or stale); count it.
+//!
+//! ## Snapshots: the core keeps metadata, the driver keeps the bytes
+//!
+//! The application snapshots its state at an applied index, makes it
+//! durable, and reports [`Input::SnapshotTaken`]; the core records the
+//! [`SnapshotMeta`] ([`Persist::Snapshot`]) and compacts its log
+//! ([`Persist::Compact`]), keeping [`Config::trailing_entries`] entries
+//! before the snapshot for followers that lag a little. A leader sends
+//! [`Message::InstallSnapshot`], which carries only the metadata, to a
+//! follower that needs compacted entries, and re-sends it on every
+//! heartbeat until the follower answers. The driver streams the data the
+//! metadata names (one transfer per follower at a time: a repeat is
+//! ignored while one runs), and hands the message to the follower's core
+//! once the data is durably installed there. The follower keeps the log
+//! suffix after a matching last entry, discards a log that does not match,
+//! and says [`Output::RestoreSnapshot`]. A node recovers from its snapshot
+//! plus the log after it ([`State::recover`]).
 //!
 //! ## Proposals: what is answered, and what the driver must time out
 //!
@@ -100,9 +123,9 @@
 //!
 //! ## What is not here yet
 //!
-//! Log compaction (the [`Log`] already starts after a snapshot index) and
-//! membership changes (the [`Membership`] is already state, and every
-//! majority question goes through one quorum module) are later work.
+//! Membership changes (the [`Membership`] is already state, carried by
+//! every snapshot, and every majority question goes through one quorum
+//! module) are later work.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
