@@ -678,6 +678,12 @@ fn start_with(
     let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
 
     let identity = StoreIdentity { cluster_id: config.params.cluster_id, node_id: id };
+    if let (ClusterState::Existing, Some(dir)) = (config.params.initial_cluster_state, &config.data_dir) {
+        // Refused before the store is created: nothing is written.
+        if !dir.join(crate::STORE_FILE).exists() {
+            return Err(StartError::EmptyStoreInExistingCluster { data_dir: Some(dir.clone()) });
+        }
+    }
     let (storage, stored) = match (given, &config.data_dir) {
         (Some(given), _) => given,
         (None, Some(dir)) => Storage::disk(dir, identity, format!("raft-store-{id}")).map_err(StartError::Storage)?,
