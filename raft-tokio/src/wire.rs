@@ -357,13 +357,39 @@ pub(crate) mod tests {
                 .prop_map(|(term, leader_hint, results)| {
                     Message::ReadIndexResponse(ReadIndexResponse { term, leader_hint, results })
                 }),
+            install().prop_map(|(term, snapshot)| Message::InstallSnapshot(InstallSnapshot { term, snapshot })),
         ]
+    }
+
+    /// An InstallSnapshot's term and metadata (raft-core's `InstallSnapshot`
+    /// has no `Debug`, which proptest needs of a strategy's values).
+    fn install() -> impl Strategy<Value = (Term, raft_core::SnapshotMeta)> {
+        let voters = proptest::collection::btree_set(any::<u64>().prop_map(NodeId), 1..5);
+        (term(), index(), term(), voters).prop_map(|(term, index, snapshot_term, voters)| {
+            let membership = raft_core::Membership::new(voters).expect("one voter at least");
+            (term, raft_core::SnapshotMeta { index, term: snapshot_term, membership })
+        })
+    }
+
+    fn refusal() -> impl Strategy<Value = TransferRefusal> {
+        prop_oneof![Just(TransferRefusal::Busy), Just(TransferRefusal::BadData), Just(TransferRefusal::Storage)]
     }
 
     fn frame() -> impl Strategy<Value = Frame> {
         let hello = (any::<u64>(), any::<u64>(), any::<u64>())
             .prop_map(|(c, f, t)| Frame::Hello(Hello { cluster_id: c, from: NodeId(f), to: NodeId(t) }));
-        prop_oneof![hello, message().prop_map(Frame::Message)]
+        prop_oneof![
+            hello,
+            message().prop_map(Frame::Message),
+            (install(), any::<u64>(), any::<u32>()).prop_map(|((term, snapshot), len, crc)| {
+                Frame::SnapshotOffer(SnapshotOffer { message: InstallSnapshot { term, snapshot }, len, crc })
+            }),
+            any::<u64>().prop_map(|offset| Frame::SnapshotAccept { offset }),
+            refusal().prop_map(Frame::SnapshotRefused),
+            (any::<u64>(), any::<u32>(), bytes())
+                .prop_map(|(offset, crc, data)| Frame::SnapshotChunk(SnapshotChunk { offset, crc, data: Bytes(data) })),
+            proptest::option::of(refusal()).prop_map(|r| Frame::SnapshotDone(r.map_or(Ok(()), Err))),
+        ]
     }
 
     proptest! {
@@ -400,6 +426,18 @@ pub(crate) mod tests {
             let cut = cut.index(buf.len());
             prop_assert_eq!(split_frame(&buf[..cut], LIMIT), Ok(None));
         }
+    }
+
+    #[test]
+    fn a_full_chunk_fits_its_frame_limit_and_is_encoded_as_raw_bytes() {
+        let data = vec![0xabu8; SNAPSHOT_CHUNK_BYTES_MAX];
+        let chunk = Frame::SnapshotChunk(SnapshotChunk { offset: u64::MAX, crc: u32::MAX, data: Bytes(data.clone()) });
+        let mut buf = Vec::new();
+        let body = encode_frame(&chunk, &mut buf, SNAPSHOT_FRAME_BYTES_MAX).unwrap();
+        // The bytes are one run: a length, then the data as is.
+        assert!(body <= SNAPSHOT_CHUNK_BYTES_MAX + 32, "{body}");
+        assert!(buf.windows(data.len()).any(|w| w == data.as_slice()));
+        assert_eq!(split_frame(&buf, SNAPSHOT_FRAME_BYTES_MAX).unwrap().map(|(f, _)| f), Some(chunk));
     }
 
     #[test]

@@ -131,3 +131,70 @@ async fn silent_connections_hold_bounded_slots_for_a_bounded_time() {
     cluster.converge(5).await;
     cluster.shutdown().await;
 }
+
+fn frame(f: &Frame) -> Vec<u8> {
+    let mut buf = Vec::new();
+    encode_frame(f, &mut buf, 2 << 20).unwrap();
+    buf
+}
+
+/// Reads frames from `s` until one is whole.
+async fn read_frame(s: &mut TcpStream, got: &mut Vec<u8>) -> Frame {
+    let mut buf = [0u8; 256];
+    loop {
+        if let Ok(Some((f, used))) = split_frame(got, 1 << 20) {
+            got.drain(..used);
+            return f;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed before answering");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_frames_outside_a_transfer_and_bad_chunks_are_refused() {
+    use raft_core::{InstallSnapshot, LogIndex, Membership, Message, SnapshotMeta, Term};
+    use raft_tokio::wire::{Bytes, SnapshotChunk, SnapshotOffer, TransferRefusal};
+    let cluster = Cluster::start(3, false).await;
+    cluster.leader().await;
+    let target = cluster.node(0);
+    let addr = target.local_addr().to_string();
+    let before = target.status();
+    let membership = Membership::new([NodeId(1), NodeId(2), NodeId(3)]).unwrap();
+    let install = InstallSnapshot {
+        term: Term(100),
+        snapshot: SnapshotMeta { index: LogIndex(1000), term: Term(100), membership },
+    };
+    // raft-core must never see an InstallSnapshot whose data was not
+    // installed: on a message connection it closes the connection.
+    let bare = frame(&Frame::Message(Message::InstallSnapshot(install.clone())));
+    assert!(expect_closed(&addr, &hello(CLUSTER_ID, 2, 1), &bare).await);
+    let chunk = SnapshotChunk { offset: 0, crc: 0, data: Bytes(b"0123456789".to_vec()) };
+    assert!(expect_closed(&addr, &hello(CLUSTER_ID, 2, 1), &frame(&Frame::SnapshotChunk(chunk.clone()))).await);
+
+    // A transfer whose chunk fails its checksum is refused.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(&hello(CLUSTER_ID, 2, 1)).await.unwrap();
+    let mut got = Vec::new();
+    assert!(matches!(read_frame(&mut s, &mut got).await, Frame::Hello(_)));
+    let crc = 0x1234_5678;
+    s.write_all(&frame(&Frame::SnapshotOffer(SnapshotOffer { message: install, len: 10, crc }))).await.unwrap();
+    assert_eq!(read_frame(&mut s, &mut got).await, Frame::SnapshotAccept { offset: 0 });
+    s.write_all(&frame(&Frame::SnapshotChunk(chunk))).await.unwrap();
+    assert_eq!(read_frame(&mut s, &mut got).await, Frame::SnapshotDone(Err(TransferRefusal::BadData)));
+
+    common::wait_until("the refusals counted", || {
+        let now = target.status();
+        now.transport.rejected_connections - before.transport.rejected_connections == 2
+            && now.snapshot_transfers_failed - before.snapshot_transfers_failed == 1
+    })
+    .await;
+    let after = target.status();
+    assert_eq!(after.snapshots_received, 0);
+    assert!(after.raft.term < Term(100), "the offer never reached raft-core: {:?}", after.raft);
+    assert_eq!(after.raft.snapshot_index, LogIndex(0));
+    propose_many(target, "after", 5).await;
+    cluster.converge(5).await;
+    cluster.shutdown().await;
+}

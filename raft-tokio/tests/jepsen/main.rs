@@ -15,6 +15,15 @@
 //! indeterminate), and every acknowledged write to a write-once key must be
 //! readable.
 //!
+//! Every node snapshots its state machine every `SNAPSHOT_EVERY` applied
+//! entries and keeps only `TRAILING_ENTRIES` entries before its snapshot,
+//! so a node killed and restarted recovers from its snapshot (and the log
+//! after it), and one that was down, paused or cut off for more than a few
+//! dozen writes is caught up by the leader's snapshot (InstallSnapshot)
+//! rather than by entries. Restarted nodes run with
+//! `--initial-cluster-state existing`. The report counts the restores and
+//! the snapshots installed from a leader (from the nodes' logs).
+//!
 //! `JEPSEN_SECONDS` sets how long the clients run (default 40),
 //! `JEPSEN_SEED` the seed (printed either way).
 
@@ -40,6 +49,14 @@ const REGISTER_KEYS: usize = 3;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
 /// After a fault heals, the cluster must take a write within this long.
 const SERVING_AGAIN_MAX: Duration = Duration::from_secs(10);
+/// Each node snapshots after this many applied entries.
+const SNAPSHOT_EVERY: u64 = 100;
+/// Entries kept before a snapshot's index: a follower further behind gets
+/// the snapshot.
+const TRAILING_ENTRIES: u64 = 20;
+/// The node processes' log filter: warnings, and the snapshot lines the
+/// report counts.
+const NODE_LOG_FILTER: &str = "warn,raft_tokio::transfer=info,raft_tokio::driver=info";
 
 /// Only one Jepsen run at a time: each starts three processes.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -49,6 +66,8 @@ struct Node {
     http: SocketAddr,
     child: Option<Child>,
     paused: bool,
+    /// Whether it was started before: later starts say the cluster exists.
+    started: bool,
 }
 
 struct Cluster {
@@ -71,7 +90,7 @@ impl Cluster {
         let mut rafts = Vec::new();
         for id in 1..=NODES {
             rafts.push(free_addr());
-            nodes.push(Node { id, http: free_addr(), child: None, paused: false });
+            nodes.push(Node { id, http: free_addr(), child: None, paused: false, started: false });
         }
         let mut links = BTreeMap::new();
         for from in 0..NODES {
@@ -82,7 +101,9 @@ impl Cluster {
         // Each node's own cluster file: its own address, and its peers'
         // proxies on the links from it.
         for from in 0..NODES {
-            let mut toml = String::from("cluster_id = \"jepsen\"\n");
+            let mut toml = format!(
+                "cluster_id = \"jepsen\"\nsnapshot_every = {SNAPSHOT_EVERY}\ntrailing_entries = {TRAILING_ENTRIES}\n"
+            );
             for (to, node) in nodes.iter().enumerate() {
                 let raft = if to == from { rafts[to] } else { links[&(from, to)].addr };
                 toml.push_str(&format!("[[node]]\nid = {}\nraft = \"{raft}\"\nhttp = \"{}\"\n", node.id, node.http));
@@ -98,20 +119,30 @@ impl Cluster {
 
     fn spawn(&mut self, i: usize) {
         let id = self.nodes[i].id;
-        let log = std::fs::File::create(self.dir.path().join(format!("node-{id}.log"))).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node-{id}.log")))
+            .expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_raft-kv"));
         command
             .args(["serve", "--id", &id.to_string(), "--config"])
             .arg(self.dir.path().join(format!("cluster-{id}.toml")))
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("n{id}")))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", NODE_LOG_FILTER)
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .kill_on_drop(true);
         if self.unsafe_reads {
             command.env(raft_tokio::kv::server::UNSAFE_LOCAL_READS_ENV, "1");
         }
+        if self.nodes[i].started {
+            // Its data directory holds its state: an empty one would mean a
+            // lost disk, which must be refused.
+            command.args(["--initial-cluster-state", "existing"]);
+        }
+        self.nodes[i].started = true;
         self.nodes[i].child = Some(command.spawn().expect("spawn raft-kv"));
         self.nodes[i].paused = false;
     }
@@ -414,7 +445,38 @@ async fn run(seconds: u64, seed: u64, unsafe_reads: bool) -> Verdict {
     check_durable(&http, &acknowledged, &logs, unsafe_reads).await;
     let history = history.lock().unwrap().clone();
     report(&history, &faults, durable.lock().unwrap().len());
+    check_snapshots(&http, &logs, &faults, history.len()).await;
     check(&history)
+}
+
+/// Every node took snapshots; restarted nodes restored theirs. Counts the
+/// restores and the snapshots installed from a leader in the nodes' logs.
+async fn check_snapshots(http: &[SocketAddr], logs: &Path, faults: &Faults, operations: usize) {
+    let mut indexes = Vec::new();
+    for &node in http {
+        let r = request(node, "GET", "/status", &[], &[], CLIENT_TIMEOUT).await.expect("the node answers /status");
+        let status: raft_tokio::kv::server::StatusBody = serde_json::from_slice(&r.body).expect("/status is JSON");
+        indexes.push((status.snapshot_index, status.first_log_index, status.last_log_index));
+    }
+    let (mut restores, mut installs) = (0, 0);
+    for id in 1..=NODES {
+        let log = std::fs::read_to_string(logs.join(format!("node-{id}.log"))).unwrap_or_default();
+        restores += log.matches("the application restores a snapshot").count();
+        installs += log.matches("snapshot received and installed").count();
+    }
+    println!(
+        "jepsen: snapshots every {SNAPSHOT_EVERY} entries; (snapshot index, first, last log index) per node at \
+         the end: {indexes:?}; {restores} restores, {installs} snapshots installed from a leader"
+    );
+    // A short run (JEPSEN_SECONDS) may not reach a snapshot; the default does.
+    if operations > 2000 {
+        for (i, (snapshot, _, _)) in indexes.iter().enumerate() {
+            assert!(*snapshot > 0, "node {} never took a snapshot; logs in {}", i + 1, logs.display());
+        }
+        if faults.leader_kills + faults.random_kills > 0 {
+            assert!(restores > 0, "no restarted node restored a snapshot; logs in {}", logs.display());
+        }
+    }
 }
 
 /// Every acknowledged write-once key must be readable, with its value.
