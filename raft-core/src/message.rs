@@ -47,6 +47,12 @@ pub enum Message {
     InstallSnapshot(InstallSnapshot),
 }
 
+impl fmt::Debug for InstallSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InstallSnapshot({}, {:?})", self.term, self.snapshot)
+    }
+}
+
 /// Arguments of InstallSnapshot (§7, Figure 13), without the data.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct InstallSnapshot {
@@ -324,7 +330,7 @@ impl fmt::Debug for Message {
                 write!(f, "PreVoteAnswer({}, {})", m.term, if m.granted { "granted" } else { "refused" })
             }
             Message::TimeoutNow(m) => write!(f, "TimeoutNow({})", m.term),
-            Message::InstallSnapshot(m) => write!(f, "InstallSnapshot({}, {:?})", m.term, m.snapshot),
+            Message::InstallSnapshot(m) => m.fmt(f),
         }
     }
 }
