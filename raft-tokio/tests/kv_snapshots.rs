@@ -324,6 +324,7 @@ async fn an_empty_data_directory_in_an_existing_cluster_is_refused() {
     assert!(!output.status.success(), "it must refuse to start: {stderr}");
     assert!(stderr.contains("refuses to start as a voter"), "{stderr}");
     assert!(stderr.contains(&c.nodes[lost].data.display().to_string()), "the message names the directory: {stderr}");
+    assert!(!c.nodes[lost].data.join(raft_tokio::STORE_FILE).exists(), "nothing was written");
     // Refused again: the refusal left nothing that passes for a state.
     let again = c.command(lost, &["--initial-cluster-state", "existing"]).output().unwrap();
     assert!(!again.status.success());

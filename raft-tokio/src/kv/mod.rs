@@ -50,8 +50,8 @@ impl std::fmt::Display for KvStartError {
         match self {
             KvStartError::Raft(e @ StartError::EmptyStoreInExistingCluster { .. }) => write!(
                 f,
-                "{e} (raft-kv: this node was started with initial_cluster_state = \"existing\", from the cluster file \
-                 or --initial-cluster-state; use \"new\" only when the whole cluster is being created)"
+                "{e} [raft-kv: \"existing\" comes from the cluster file's initial_cluster_state or from \
+                 --initial-cluster-state]"
             ),
             KvStartError::Raft(e) => write!(f, "{e}"),
             KvStartError::Http(addr, e) => write!(f, "cannot serve HTTP on {addr}: {e}"),
