@@ -4,8 +4,8 @@
 use crate::config::{ClusterState, ConfigurationError, RaftConfig, FRAME_OVERHEAD_BYTES};
 use crate::driver::{Delivered, DriverCounters, SnapshotRequest, Snapshots, TransferRequest};
 use crate::driver::{Delivery, Driver, Published, Timers};
-use crate::snapshots::{SnapshotReader, SnapshotStore};
 use crate::reads::{ReadError, ReadRequest, ReadWaiters};
+use crate::snapshots::{SnapshotReader, SnapshotStore};
 use crate::storage::StorageProblem;
 use crate::storage::{Storage, StorageCounters, StorageError, StoreIdentity};
 use crate::transport::{Transport, TransportConfig, TransportCounters};

@@ -25,8 +25,8 @@
 //! durable state no longer names (see [`Snapshots::settle`]).
 
 use crate::api::{LeaderInfo, NodeError};
-use crate::snapshot_api::SnapshotError;
 use crate::reads::{ReadRequest, ReadWaiters};
+use crate::snapshot_api::SnapshotError;
 use crate::snapshots::{SnapshotReader, SnapshotStore};
 use crate::storage::{Storage, StorageCounters, StorageError, StorageProblem};
 use crate::transport::{Inbound, Transport};
@@ -73,6 +73,12 @@ const READS_IN_FLIGHT_MAX: usize = 64 * 1024;
 /// Most reads taken from the queue per batch (they become one `Input::Read`,
 /// which shares one leadership check).
 const READS_PER_BATCH_MAX: usize = 4096;
+/// The least time between the starts of two snapshot transfers to one
+/// follower. raft-core repeats `InstallSnapshot` with every heartbeat; one
+/// that comes just after a transfer ended (before the follower's answer
+/// reached this leader) would send the snapshot again, and one that comes
+/// while the follower is down would dial it twenty times a second.
+const TRANSFER_RESTART_MIN: Duration = Duration::from_millis(500);
 /// How often proposals that waited too long are answered with a timeout.
 pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -177,8 +183,9 @@ pub(crate) struct Snapshots {
     /// `recv_committed`): the node stops.
     pub refusals: mpsc::Receiver<LogIndex>,
     pub counters: Arc<DriverCounters>,
-    /// The transfer task of each follower being sent a snapshot.
-    outgoing: BTreeMap<NodeId, JoinHandle<()>>,
+    /// The last transfer task of each follower sent a snapshot, and when it
+    /// started.
+    outgoing: BTreeMap<NodeId, (JoinHandle<()>, Instant)>,
     /// The snapshot the durable state names (whose file is live).
     durable: Option<(LogIndex, Term)>,
     /// Files raft-core was offered in this batch (received, or taken by the
@@ -243,18 +250,22 @@ impl Snapshots {
         }
     }
 
-    /// Starts sending `to` the snapshot, unless a transfer to it runs.
+    /// Starts sending `to` the snapshot, unless a transfer to it runs (a
+    /// heartbeat's repeat) or started less than [`TRANSFER_RESTART_MIN`] ago.
     fn send(&mut self, transport: &Transport, to: NodeId, message: raft_core::InstallSnapshot) {
-        if self.outgoing.get(&to).is_some_and(|t| !t.is_finished()) {
-            return; // raft-core's heartbeat repeat: the transfer runs
+        let now = Instant::now();
+        if let Some((task, started)) = self.outgoing.get(&to) {
+            if !task.is_finished() || now < *started + TRANSFER_RESTART_MIN {
+                return;
+            }
         }
-        self.outgoing.insert(to, transport.send_snapshot(to, message));
+        self.outgoing.insert(to, (transport.send_snapshot(to, message), now));
     }
 
     /// Stops every transfer this node sends.
     fn stop(&mut self) {
-        for t in std::mem::take(&mut self.outgoing).into_values() {
-            t.abort();
+        for (task, _) in std::mem::take(&mut self.outgoing).into_values() {
+            task.abort();
         }
     }
 }
@@ -589,9 +600,7 @@ impl Driver {
     fn execute(&mut self, output: Output) {
         match output {
             Output::Persist(_) => unreachable!("persists are taken out before"),
-            Output::Send { to, message: Message::InstallSnapshot(m) } => {
-                self.snapshots.send(&self.transport, to, m)
-            }
+            Output::Send { to, message: Message::InstallSnapshot(m) } => self.snapshots.send(&self.transport, to, m),
             Output::Send { to, message } => self.transport.send(to, message),
             Output::SetTimer { timer, min, max } => self.timers.set(timer, min, max, Instant::now()),
             Output::CancelTimer(timer) => *self.timers.slot(timer) = None,

@@ -5,8 +5,9 @@
 //! order, making every `Persist` durable (one write and one fsync per batch
 //! of inputs) before any later output runs. Nodes talk over TCP
 //! (length-prefixed, versioned postcard frames, see [`wire`]); each node
-//! keeps its term, vote and log in a redb file (or in memory, when asked).
-//! No Raft rule lives here: they are all in raft-core.
+//! keeps its term, vote and log in a redb file (or in memory, when asked),
+//! and its snapshots as files beside it. No Raft rule lives here: they are
+//! all in raft-core.
 //!
 //! ## Embedding
 //!
@@ -128,14 +129,113 @@
 //! not want the entries drops the receiver: everything then counts as
 //! applied.
 //!
+//! ## Snapshots
+//!
+//! An application whose log would grow without end takes snapshots of its
+//! state machine; raft-core then compacts the log, keeping
+//! `RaftParams::trailing_entries` entries (default 1024) before the
+//! snapshot for followers that lag a little. It reads with
+//! [`EntryReceiver::recv_event`], which yields [`Event::Entry`] for each
+//! committed command and [`Event::Restore`] when it must replace its whole
+//! state by a snapshot's:
+//!
+//! - at a restart, when the node holds a snapshot beyond
+//!   `RaftParams::applied_index`: the restore comes before any entry, and
+//!   the entries after the snapshot follow;
+//! - when a leader sent its snapshot because this node lagged behind the
+//!   leader's compacted log (after a long stop, a partition, a lost disk).
+//!
+//! [`RaftHandle::save_snapshot`]`(index, |w| ...)` takes one: the closure
+//! writes the state at `index` (an index the application applied) as any
+//! bytes it likes; the runtime writes them to a temporary file while it
+//! computes their CRC-32, fsyncs, renames, fsyncs the directory, and only
+//! then tells raft-core, which records the snapshot with the log in redb.
+//! [`RaftHandle::snapshot_writer`] is the same in two steps, for writing
+//! from another thread. The [`SnapshotReader`] of a restore reads those
+//! bytes back (blocking reads: use `spawn_blocking` for large ones); reading
+//! to the end checks the checksum.
+//!
+//! A leader streams its snapshot to a follower that needs it on a
+//! connection of its own, in checked chunks of 1 MiB, read from the file
+//! and written to the follower's file one at a time: neither side holds the
+//! snapshot in memory, and the node loops never wait for the transfer. A
+//! broken transfer is retried by the next heartbeat, resuming where the
+//! follower's partial file ends. Both sides log each transfer at INFO
+//! (size, time) and a failure at WARN; [`NodeStatus`] counts them.
+//!
+//! Applications that never snapshot keep using [`EntryReceiver::recv`] or
+//! [`EntryReceiver::recv_committed`]. If a leader's snapshot reaches such an
+//! application (other nodes snapshot, and this one lagged), the node stops
+//! with [`NodeError::RestoreNotHandled`] rather than let its state miss the
+//! snapshot's entries.
+//!
+//! ```
+//! use raft_tokio::{Event, LogIndex, NodeId, Raft, RaftConfig, RaftParams};
+//! use std::io::{Read, Write};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! let dir = std::env::temp_dir().join(format!("raft-tokio-doc-{}", std::process::id()));
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! let members = vec![(NodeId(1), listener.local_addr()?.to_string())];
+//! let config = |members| RaftConfig::with_ids(members, NodeId(1), RaftParams::default(), Some(dir.clone()));
+//! let (node, mut events) = Raft::start(config(members.clone()).with_listener(listener)).await?;
+//!
+//! // The application: the sum of the numbers proposed.
+//! let mut sum = 0u64;
+//! for n in 1..=3u64 {
+//!     node.propose(n.to_string().into_bytes()).await?;
+//! }
+//! let mut applied = LogIndex(0);
+//! while sum < 6 {
+//!     if let Some(Event::Entry(e)) = events.recv_event().await {
+//!         sum += String::from_utf8(e.data)?.parse::<u64>()?;
+//!         applied = e.index;
+//!     }
+//! }
+//! node.save_snapshot(applied, |w| w.write_all(&sum.to_le_bytes())).await?;
+//! node.shutdown().await?;
+//!
+//! // Restarted, the node hands the application its snapshot first.
+//! let (node, mut events) = Raft::start(config(members)).await?;
+//! let Some(Event::Restore(mut snapshot)) = events.recv_event().await else { panic!("a restore first") };
+//! assert_eq!(snapshot.index(), applied);
+//! let mut bytes = Vec::new();
+//! snapshot.read_to_end(&mut bytes)?; // small: no need for spawn_blocking
+//! sum = u64::from_le_bytes(bytes.as_slice().try_into()?);
+//! assert_eq!(sum, 6);
+//! node.shutdown().await?;
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })
+//! # }
+//! ```
+//!
+//! ## A node that lost its disk
+//!
+//! A node whose data directory was wiped must not come back as a voter: it
+//! would vote and acknowledge as if it had never promised anything, and
+//! committed entries could be lost. `RaftParams::initial_cluster_state`
+//! says whether the cluster is [`ClusterState::New`] (the default, which
+//! every first start needs) or [`ClusterState::Existing`], with which an
+//! empty store stops the start with
+//! [`StartError::EmptyStoreInExistingCluster`] naming the data directory.
+//! Restart nodes with `Existing` once the cluster has formed. A leader that
+//! sees a follower's log end before what it had acknowledged logs it at
+//! WARN and counts it (`NodeStatus::followers_regressed`).
+//!
 //! ## Storage
 //!
 //! `data_dir: Some(dir)` keeps the node's state in `dir/raft.redb`. Each
 //! batch of changes is one redb transaction committed with
 //! `Durability::Immediate` (one fsync). Term and vote are one record;
-//! the membership, appends and truncations of one batch commit with it
-//! together or not at all. Every record carries a CRC-32C checked when it
-//! is read. A new store starts with the configured members and stores them
+//! the membership, appends, truncations, the snapshot's metadata and the
+//! compaction point of one batch commit with it together or not at all.
+//! Every record carries a CRC-32C checked when it is read. Snapshots are
+//! files in `dir/snapshots` (see [`snapshots`]); the one to load at start is
+//! the one redb records, checked whole, and every other file there is
+//! removed (an unfinished write or transfer, a snapshot a crash left
+//! unrecorded, an old one). A damaged, torn or missing snapshot file stops
+//! the start with an error naming it. A new store starts with the configured members and stores them
 //! in its first batch; a store that holds other members than the
 //! configuration lists stops the start, naming both (membership changes
 //! are not supported yet). A store that cannot be read, fails a check, or
@@ -144,7 +244,8 @@
 //! ([`NodeError`]), and so does a broken invariant of raft-core, whose
 //! checks run in release builds too ([`NodeError::Panicked`]).
 //! `data_dir: None` selects raft-core's in-memory store (tests,
-//! benchmarks): a restart forgets everything.
+//! benchmarks): a restart forgets everything. Its snapshots go to a private
+//! temporary directory, removed when the node stops.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -168,9 +269,11 @@ pub use api::{
     StartError, TransferError, TransportDrops,
 };
 pub use config::{ClusterState, ConfigurationError, RaftConfig, RaftParams, FRAME_OVERHEAD_BYTES};
-pub use raft_core::{Committed, DropCounters, LogIndex, Membership, NodeId, RoleKind, SnapshotMeta, Term, TransferRejection};
+pub use raft_core::{
+    Committed, DropCounters, LogIndex, Membership, NodeId, RoleKind, SnapshotMeta, Term, TransferRejection,
+};
+pub use reads::ReadError;
 pub use snapshot_api::{SnapshotError, SnapshotWriter};
 pub use snapshots::{SnapshotFileProblem, SnapshotReader, SNAPSHOT_DIR};
-pub use reads::ReadError;
 pub use storage::{StorageError, StorageProblem, StoreIdentity, STORE_FILE};
 pub use transport::HANDSHAKES_PENDING_MAX;

@@ -471,4 +471,42 @@ mod tests {
         assert_eq!(stored, expected);
         assert_eq!(stored.membership, Some(members));
     }
+
+    #[test]
+    fn the_snapshot_record_and_the_compaction_point_are_read_back_with_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = StoreIdentity { cluster_id: Some(7), node_id: NodeId(1) };
+        let (mut store, _) = DiskStore::open(dir.path(), identity).unwrap();
+        let members = Membership::new([NodeId(1)]).unwrap();
+        let meta =
+            |index| raft_core::SnapshotMeta { index: LogIndex(index), term: Term(1), membership: members.clone() };
+        let entries = |n| (0..n).map(|_| Entry::noop(Term(1))).collect::<Vec<_>>();
+        let batches = vec![
+            vec![
+                Persist::Membership(members.clone()),
+                Persist::HardState(HardState { term: Term(1), voted_for: Some(NodeId(1)) }),
+                Persist::Append { first: LogIndex(1), entries: entries(10) },
+            ],
+            // An application's snapshot at 6, keeping two trailing entries.
+            vec![Persist::Snapshot(meta(6)), Persist::Compact { through: LogIndex(4), term: Term(1) }],
+            // A leader's snapshot past the log's end: the log is emptied and
+            // starts after it.
+            vec![Persist::Snapshot(meta(12)), Persist::Compact { through: LogIndex(12), term: Term(1) }],
+            vec![Persist::Append { first: LogIndex(13), entries: entries(2) }],
+        ];
+        let mut expected = MemoryStore::new();
+        for batch in &batches {
+            store.write(batch).unwrap();
+            for p in batch {
+                expected.apply(p).unwrap();
+            }
+            drop(store);
+            let (reopened, stored) = DiskStore::open(dir.path(), identity).unwrap();
+            assert_eq!(stored, expected);
+            store = reopened;
+        }
+        assert_eq!(expected.log.first_index(), LogIndex(13));
+        assert_eq!(expected.log.last_index(), LogIndex(14));
+        assert_eq!(expected.snapshot.map(|s| s.index), Some(LogIndex(12)));
+    }
 }

@@ -38,7 +38,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// A transfer whose peer makes no progress for this long (no frame read, or
 /// a write that does not complete) is given up: a paused or cut-off peer
@@ -64,6 +64,8 @@ enum Failure {
     /// the wrong offset, length or checksum).
     BadData(String),
     Stalled,
+    /// The sender could not connect to the receiver.
+    Unreachable(ConnectionError),
 }
 
 impl fmt::Display for Failure {
@@ -74,6 +76,7 @@ impl fmt::Display for Failure {
             Failure::Refused(r) => write!(f, "refused by the receiver: {r:?}"),
             Failure::BadData(what) => write!(f, "{what}"),
             Failure::Stalled => write!(f, "no progress for {STALL_TIMEOUT:?}"),
+            Failure::Unreachable(e) => write!(f, "cannot connect: {e}"),
         }
     }
 }
@@ -92,9 +95,9 @@ impl From<FileError> for Failure {
 
 /// Runs blocking file work off the runtime's workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
-    tokio::task::spawn_blocking(f).await.map_err(|_| {
-        Failure::Connection(ConnectionError::Io(std::io::Error::other("the runtime is shutting down")))
-    })
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Failure::Connection(ConnectionError::Io(std::io::Error::other("the runtime is shutting down"))))
 }
 
 async fn write_frame(write: &mut OwnedWriteHalf, frame: &Frame, buf: &mut Vec<u8>) -> Result<(), Failure> {
@@ -134,6 +137,11 @@ pub(crate) async fn send(
             info!(node = %config.id, %peer, snapshot = ?meta, bytes = len, resumed_at = offset, secs, mib_per_sec,
                 "snapshot sent");
         }
+        // The follower is down: the message connection's writer says so
+        // already, and the next heartbeat tries again.
+        Err(Failure::Unreachable(e)) => {
+            debug!(node = %config.id, %peer, snapshot = ?meta, "cannot reach the follower to send a snapshot: {e}")
+        }
         Err(e) => {
             counters.snapshot_transfers_failed.fetch_add(1, Ordering::Relaxed);
             warn!(node = %config.id, %peer, snapshot = ?meta, secs = seconds(start),
@@ -148,7 +156,7 @@ async fn send_data(config: &TransportConfig, peer: NodeId, message: InstallSnaps
     let (index, term) = (message.snapshot.index, message.snapshot.term);
     let (mut file, trailer, _) = blocking(move || store.open_file(index, term)).await??;
     let addr = config.members.get(&peer).cloned().unwrap_or_default();
-    let (mut reader, mut write) = dial(config, peer, &addr).await?;
+    let (mut reader, mut write) = dial(config, peer, &addr).await.map_err(Failure::Unreachable)?;
     reader.for_messages(ANSWER_FRAME_BYTES_MAX);
     info!(node = %config.id, %peer, snapshot = ?message.snapshot, bytes = trailer.len, "sending a snapshot");
     let mut buf = Vec::with_capacity(SNAPSHOT_FRAME_BYTES_MAX + wire::LENGTH_PREFIX_BYTES);
@@ -176,7 +184,8 @@ async fn send_data(config: &TransportConfig, peer: NodeId, message: InstallSnaps
         .await?;
         let read = read.map_err(|e| Failure::BadData(format!("reading the snapshot file: {e}")))?;
         (file, chunk) = read;
-        let frame = Frame::SnapshotChunk(SnapshotChunk { offset: position, crc: crc32fast::hash(&chunk), data: Bytes(chunk) });
+        let frame =
+            Frame::SnapshotChunk(SnapshotChunk { offset: position, crc: crc32fast::hash(&chunk), data: Bytes(chunk) });
         write_frame(&mut write, &frame, &mut buf).await?;
         let Frame::SnapshotChunk(sent) = frame else { unreachable!("built above") };
         chunk = sent.data.0;
@@ -213,10 +222,10 @@ pub(crate) async fn receive(
     let (start, from, meta) = (Instant::now(), peer.from, offer.message.snapshot.clone());
     info!(node = %config.id, %from, snapshot = ?meta, bytes = offer.len, "receiving a snapshot");
     match receive_data(config, &mut peer, &offer).await {
-        Ok(offset) => {
+        Ok((offset, seal_secs)) => {
             counters.snapshots_received.fetch_add(1, Ordering::Relaxed);
             info!(node = %config.id, %from, snapshot = ?meta, bytes = offer.len, resumed_at = offset,
-                secs = seconds(start), "snapshot received and installed");
+                secs = seconds(start), seal_secs, "snapshot received and installed");
             if inbox.send(Inbound::Installed(from, offer.message)).await.is_err() {
                 return Ok(()); // the node stopped
             }
@@ -236,7 +245,7 @@ pub(crate) async fn receive(
                 let _ = write_frame(peer.write, &Frame::SnapshotDone(Err(r)), &mut buf).await;
             }
             match e {
-                Failure::Connection(e) => Err(e),
+                Failure::Connection(e) | Failure::Unreachable(e) => Err(e),
                 Failure::Stalled => Err(ConnectionError::Stalled),
                 _ => Ok(()),
             }
@@ -245,8 +254,13 @@ pub(crate) async fn receive(
 }
 
 /// Receives the data into the snapshot store; returns the offset it resumed
-/// at (the whole length when the file was already installed).
-async fn receive_data(config: &TransportConfig, peer: &mut Peer<'_>, offer: &SnapshotOffer) -> Result<u64, Failure> {
+/// at (the whole length when the file was already installed) and the time
+/// the file took to seal (its fsync, mostly).
+async fn receive_data(
+    config: &TransportConfig,
+    peer: &mut Peer<'_>,
+    offer: &SnapshotOffer,
+) -> Result<(u64, f64), Failure> {
     let store = config.snapshots.clone();
     let (index, term) = (offer.message.snapshot.index, offer.message.snapshot.term);
     let (len, crc) = (offer.len, offer.crc);
@@ -256,7 +270,7 @@ async fn receive_data(config: &TransportConfig, peer: &mut Peer<'_>, offer: &Sna
         // Installed already (the transfer was done, and this is a repeat
         // sent before the follower's answer reached the leader).
         write_frame(peer.write, &Frame::SnapshotAccept { offset: len }, &mut buf).await?;
-        return Ok(len);
+        return Ok((len, 0.0));
     }
     let store = config.snapshots.clone();
     let (mut file, offset, mut hasher) = blocking(move || resume(&store, index, term, len)).await??;
@@ -284,6 +298,7 @@ async fn receive_data(config: &TransportConfig, peer: &mut Peer<'_>, offer: &Sna
     }
     let store = config.snapshots.clone();
     let computed = hasher.finalize();
+    let sealing = Instant::now();
     blocking(move || {
         let temp = store.incoming_path(index, term);
         if computed != crc {
@@ -297,7 +312,7 @@ async fn receive_data(config: &TransportConfig, peer: &mut Peer<'_>, offer: &Sna
         })
     })
     .await??;
-    Ok(offset)
+    Ok((offset, seconds(sealing)))
 }
 
 fn io_error(e: std::io::Error) -> FileError {
@@ -325,7 +340,8 @@ fn resume(
             }
         }
     }
-    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+    let mut file =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
     let held = file.metadata().map_err(io)?.len();
     let mut hasher = crc32fast::Hasher::new();
     if held > len {

@@ -24,8 +24,8 @@
 //! `InstallSnapshot` message on a message connection is refused: raft-core
 //! must only see it once its data is installed.
 
-use crate::wire::{self, Frame, FrameError, Hello, HELLO_BYTES_MAX, LENGTH_PREFIX_BYTES};
 use crate::snapshots::SnapshotStore;
+use crate::wire::{self, Frame, FrameError, Hello, HELLO_BYTES_MAX, LENGTH_PREFIX_BYTES};
 use raft_core::{InstallSnapshot, Message, NodeId, ProposalId};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -228,10 +228,15 @@ pub(crate) enum ConnectionError {
     Truncated,
     PeerClosed,
     ExpectedHello,
-    WrongCluster { theirs: u64 },
+    WrongCluster {
+        theirs: u64,
+    },
     UnknownNode(NodeId),
     NotForUs(NodeId),
-    UnexpectedPeer { expected: NodeId, found: NodeId },
+    UnexpectedPeer {
+        expected: NodeId,
+        found: NodeId,
+    },
     /// A snapshot transfer's frame on a message connection, or the reverse.
     UnexpectedFrame(&'static str),
     /// `InstallSnapshot` without its data, on a message connection.
@@ -267,7 +272,10 @@ impl ConnectionError {
     pub fn is_peer_fault(&self) -> bool {
         !matches!(
             self,
-            ConnectionError::Io(_) | ConnectionError::Truncated | ConnectionError::PeerClosed | ConnectionError::Stalled
+            ConnectionError::Io(_)
+                | ConnectionError::Truncated
+                | ConnectionError::PeerClosed
+                | ConnectionError::Stalled
         )
     }
 }

@@ -386,8 +386,11 @@ pub(crate) mod tests {
             }),
             any::<u64>().prop_map(|offset| Frame::SnapshotAccept { offset }),
             refusal().prop_map(Frame::SnapshotRefused),
-            (any::<u64>(), any::<u32>(), bytes())
-                .prop_map(|(offset, crc, data)| Frame::SnapshotChunk(SnapshotChunk { offset, crc, data: Bytes(data) })),
+            (any::<u64>(), any::<u32>(), bytes()).prop_map(|(offset, crc, data)| Frame::SnapshotChunk(SnapshotChunk {
+                offset,
+                crc,
+                data: Bytes(data)
+            })),
             proptest::option::of(refusal()).prop_map(|r| Frame::SnapshotDone(r.map_or(Ok(()), Err))),
         ]
     }

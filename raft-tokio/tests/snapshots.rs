@@ -308,10 +308,11 @@ async fn a_follower_behind_the_compacted_log_is_caught_up_by_a_snapshot() {
     let leader = compact_past(&mut cluster, lagging, 120).await;
     cluster.restart(lagging).await;
     let all = cluster.converge(130).await;
-    let app = cluster.apps[lagging].lock().unwrap();
-    assert!(!app.restores.is_empty(), "the lagging follower restored a snapshot");
-    assert_eq!(app.first_was_restore, Some(true), "restore came first: its own snapshot at restart, or the leader's");
-    drop(app);
+    {
+        let app = cluster.apps[lagging].lock().unwrap();
+        assert!(!app.restores.is_empty(), "the lagging follower restored a snapshot");
+        assert_eq!(app.first_was_restore, Some(true), "restore first: its own at restart, or the leader's");
+    }
     assert!(cluster.node(lagging).status().snapshots_received >= 1);
     assert!(cluster.node(leader).status().snapshots_sent >= 1);
     assert!(all.iter().any(|(_, data)| data == b"past-119"));
@@ -355,11 +356,12 @@ async fn a_restarted_node_recovers_from_its_snapshot_and_the_log_after_it() {
     // Delivered again from the snapshot and then the log suffix: the
     // restore comes first, before any entry.
     wait_until("the restarted node applied everything again", || cluster.entries(node) == before).await;
-    let app = cluster.apps[node].lock().unwrap();
-    assert_eq!(app.first_was_restore, Some(true));
-    assert_eq!(app.restores.len(), 1);
-    assert!(app.restores[0] >= status.snapshot_index.0, "{:?}", app.restores);
-    drop(app);
+    {
+        let app = cluster.apps[node].lock().unwrap();
+        assert_eq!(app.first_was_restore, Some(true));
+        assert_eq!(app.restores.len(), 1);
+        assert!(app.restores[0] >= status.snapshot_index.0, "{:?}", app.restores);
+    }
     assert_eq!(cluster.node(node).status().snapshots_received, 0, "recovered from its own files");
     cluster.shutdown().await;
 }
@@ -508,10 +510,8 @@ async fn a_follower_that_lost_its_disk_is_seen_and_counted_by_the_leader() {
     // Started as New (the default), it comes back empty: the leader sees a
     // log that ends before what it had acknowledged.
     cluster.restart(lost).await;
-    wait_until("the leader counts the regressed follower", || {
-        cluster.node(leader).status().followers_regressed >= 1
-    })
-    .await;
+    wait_until("the leader counts the regressed follower", || cluster.node(leader).status().followers_regressed >= 1)
+        .await;
     cluster.converge(10).await;
     cluster.shutdown().await;
 }
