@@ -407,13 +407,14 @@ async fn a_damaged_or_torn_snapshot_file_is_refused_naming_it() {
 }
 
 /// A proxy that forwards to `target` and breaks, once, the first connection
-/// that has carried `break_after` bytes towards it.
-async fn breaking_proxy(target: String, break_after: u64, broken: Arc<AtomicU64>) -> String {
+/// that has carried `break_after` bytes towards it; `total` counts the bytes
+/// it forwarded towards it.
+async fn breaking_proxy(target: String, break_after: u64, broken: Arc<AtomicU64>, total: Arc<AtomicU64>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
         while let Ok((mut inbound, _)) = listener.accept().await {
-            let (target, broken) = (target.clone(), broken.clone());
+            let (target, broken, total) = (target.clone(), broken.clone(), total.clone());
             tokio::spawn(async move {
                 let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else { return };
                 let (mut out_read, mut out_write) = outbound.into_split();
@@ -433,6 +434,7 @@ async fn breaking_proxy(target: String, break_after: u64, broken: Arc<AtomicU64>
                         if tokio::io::AsyncWriteExt::write_all(&mut out_write, &buf[..n]).await.is_err() {
                             return;
                         }
+                        total.fetch_add(n as u64, Ordering::SeqCst);
                     }
                 };
                 let back = tokio::io::copy(&mut out_read, &mut in_write);
@@ -447,14 +449,14 @@ async fn breaking_proxy(target: String, break_after: u64, broken: Arc<AtomicU64>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transfer_broken_mid_way_is_retried_and_completes() {
+async fn a_transfer_broken_mid_way_is_resumed_by_the_next_attempt() {
     // Node 3's peers reach it through a proxy that cuts the first
     // connection carrying more than 3 MiB: the snapshot transfer (6 MiB of
     // padding: six chunks and more), never a message connection.
-    let broken = Arc::new(AtomicU64::new(0));
+    let (broken, total) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let listeners = bind(3);
     let mut configured = addrs(&listeners);
-    configured[2] = breaking_proxy(configured[2].clone(), 3 << 20, broken.clone()).await;
+    configured[2] = breaking_proxy(configured[2].clone(), 3 << 20, broken.clone(), total.clone()).await;
     let mut cluster = Cluster::start_on(listeners, configured, true, 20, 6 << 20).await;
     let lagging = 2;
     let mut leader = cluster.leader().await;
@@ -465,8 +467,17 @@ async fn a_transfer_broken_mid_way_is_retried_and_completes() {
     propose(cluster.node(leader), "before", 5).await;
     cluster.converge(5).await;
     let leader = compact_past(&mut cluster, lagging, 60).await;
+    // The leader's application snapshots at its 20th, 40th and 60th
+    // command: once the last is saved, the snapshot no longer changes, so
+    // the retry sends the same one and can resume it.
+    wait_until("the leader's last snapshot", || cluster.apps[leader].lock().unwrap().snapshots_taken == 3).await;
+    let before = total.load(Ordering::SeqCst);
     cluster.restart(lagging).await;
     cluster.converge(65).await;
+    // The cut came past 3 MiB, so the follower kept 2 MiB at least: a
+    // resumed retry sends at most 4 MiB more, a restarted one 6.
+    let carried = total.load(Ordering::SeqCst) - before;
+    assert!(carried < (15 << 20) / 2, "the retry resumed: {carried} bytes in all");
     assert!(broken.load(Ordering::SeqCst) >= 1, "the proxy cut a transfer");
     let sender = cluster.node(leader).status();
     assert!(sender.snapshot_transfers_failed >= 1, "{sender:?}");

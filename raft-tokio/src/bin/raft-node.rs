@@ -13,7 +13,7 @@
 //! tests drive it; it is also a quick way to watch a cluster by hand.
 
 use clap::Parser;
-use raft_tokio::{NodeId, Raft, RaftConfig, RaftParams};
+use raft_tokio::{ClusterState, NodeId, Raft, RaftConfig, RaftParams};
 use std::path::PathBuf;
 use tokio::io::AsyncBufReadExt;
 
@@ -40,6 +40,18 @@ struct Args {
     /// Turn check-quorum off (on by default).
     #[arg(long)]
     no_check_quorum: bool,
+    /// `existing` once the cluster has formed: an empty data directory is
+    /// then refused (a lost disk) instead of starting as a new member.
+    #[arg(long, default_value = "new", value_parser = parse_cluster_state)]
+    initial_cluster_state: ClusterState,
+}
+
+fn parse_cluster_state(s: &str) -> Result<ClusterState, String> {
+    match s {
+        "new" => Ok(ClusterState::New),
+        "existing" => Ok(ClusterState::Existing),
+        other => Err(format!("expected new or existing, not {other}")),
+    }
 }
 
 fn parse_member(s: &str) -> Result<(NodeId, String), String> {
@@ -59,6 +71,7 @@ async fn main() {
         seed: args.seed,
         pre_vote: !args.no_pre_vote,
         check_quorum: !args.no_check_quorum,
+        initial_cluster_state: args.initial_cluster_state,
         ..RaftParams::default()
     };
     let config = RaftConfig::with_ids(args.members, NodeId(args.id), params, args.data_dir);
