@@ -30,7 +30,7 @@ use raft_core::{InstallSnapshot, LogIndex, NodeId, Term};
 use std::fmt;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,7 +154,8 @@ pub(crate) async fn send(
 async fn send_data(config: &TransportConfig, peer: NodeId, message: InstallSnapshot) -> Result<(u64, u64), Failure> {
     let store = config.snapshots.clone();
     let (index, term) = (message.snapshot.index, message.snapshot.term);
-    let (mut file, trailer, _) = blocking(move || store.open_file(index, term)).await??;
+    let (mut file, trailer, path) = blocking(move || store.open_file(index, term)).await??;
+    let file_error = |e| Failure::File(io_error(&path, e));
     let addr = config.members.get(&peer).cloned().unwrap_or_default();
     let (mut reader, mut write) = dial(config, peer, &addr).await.map_err(Failure::Unreachable)?;
     reader.for_messages(ANSWER_FRAME_BYTES_MAX);
@@ -168,9 +169,7 @@ async fn send_data(config: &TransportConfig, peer: NodeId, message: InstallSnaps
         _ => return Err(Failure::BadData("unexpected answer to a snapshot offer".into())),
     };
     if offset < trailer.len {
-        file = blocking(move || file.seek(SeekFrom::Start(offset)).map(|_| file)).await?.map_err(|e| {
-            Failure::File(FileError { path: PathBuf::new(), problem: crate::SnapshotFileProblem::Io(Arc::new(e)) })
-        })?;
+        file = blocking(move || file.seek(SeekFrom::Start(offset)).map(|_| file)).await?.map_err(file_error)?;
     }
     let mut chunk = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES_MAX);
     let mut position = offset;
@@ -182,8 +181,7 @@ async fn send_data(config: &TransportConfig, peer: NodeId, message: InstallSnaps
             file.read_exact(&mut chunk).map(|()| (file, chunk))
         })
         .await?;
-        let read = read.map_err(|e| Failure::BadData(format!("reading the snapshot file: {e}")))?;
-        (file, chunk) = read;
+        (file, chunk) = read.map_err(file_error)?;
         let frame =
             Frame::SnapshotChunk(SnapshotChunk { offset: position, crc: crc32fast::hash(&chunk), data: Bytes(chunk) });
         write_frame(&mut write, &frame, &mut buf).await?;
@@ -293,7 +291,8 @@ async fn receive_data(
             return Err(Failure::BadData(format!("the chunk at {position} fails its checksum")));
         }
         hasher.update(&data);
-        file = blocking(move || file.write_all(&data).map(|()| file)).await?.map_err(|e| Failure::File(io_error(e)))?;
+        let written = blocking(move || file.write_all(&data).map(|()| file)).await?;
+        file = written.map_err(|e| Failure::File(io_error(&config.snapshots.incoming_path(index, term), e)))?;
         position += n;
     }
     let store = config.snapshots.clone();
@@ -315,8 +314,8 @@ async fn receive_data(
     Ok((offset, seconds(sealing)))
 }
 
-fn io_error(e: std::io::Error) -> FileError {
-    FileError { path: PathBuf::from("incoming snapshot"), problem: crate::SnapshotFileProblem::Io(Arc::new(e)) }
+fn io_error(path: &Path, e: std::io::Error) -> FileError {
+    FileError { path: path.to_path_buf(), problem: crate::SnapshotFileProblem::Io(Arc::new(e)) }
 }
 
 /// Opens the partial file of (index, term), keeping what an earlier broken
