@@ -28,7 +28,9 @@ pub struct RaftParams {
     /// The last log index the application has already applied (and kept,
     /// e.g. in its own snapshot or database). On restart, only committed
     /// entries after it are delivered again. Default 0: every committed
-    /// entry is delivered again after a restart.
+    /// entry is delivered again after a restart. When the node holds a
+    /// snapshot beyond it, the application is handed that snapshot first
+    /// ([`crate::Event::Restore`]), then the entries after it.
     pub applied_index: u64,
     /// How long a proposal call waits for its entry to commit before it
     /// reports [`crate::ProposeError::Timeout`]. Default 10 s.
