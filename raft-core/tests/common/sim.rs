@@ -1129,14 +1129,7 @@ impl Sim {
                         let detail = format!("n{} was told to restore {meta:?}, which nobody took", node + 1);
                         return Err(self.violation(Property::PersistedState, detail));
                     };
-                    self.machines[node].applied = data
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, e)| match &e.payload {
-                            Payload::Command(d) => Some((i as u64 + 1, e.term, d.clone())),
-                            Payload::Noop => None,
-                        })
-                        .collect();
+                    self.machines[node].applied = commands_of(data);
                 }
             }
         }
@@ -1699,14 +1692,7 @@ impl Sim {
     fn check_final(&self) -> Checked {
         let state = self.machines[0].state.as_ref().expect("up");
         let log = held(&self.snapshot_data, state.log(), state.snapshot());
-        let commands: Vec<(u64, Term, Vec<u8>)> = log
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| match &e.payload {
-                Payload::Command(d) => Some((i as u64 + 1, e.term, d.clone())),
-                Payload::Noop => None,
-            })
-            .collect();
+        let commands = commands_of(&log);
         for (node, m) in self.machines.iter().enumerate() {
             if m.applied != commands {
                 let detail =
@@ -1738,6 +1724,19 @@ fn merged<'a>(log: &'a [Entry], prev: LogIndex, entries: &'a [Entry]) -> (&'a [E
         None => (log, &[]),
         Some(k) => (&log[..(prev + k).min(log.len())], &entries[k..]),
     }
+}
+
+/// The commands of a log held from index 1, as an application applies
+/// them: (index, term, data), no-ops skipped.
+fn commands_of(entries: &[Entry]) -> Vec<(u64, Term, Vec<u8>)> {
+    entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match &e.payload {
+            Payload::Command(d) => Some((i as u64 + 1, e.term, d.clone())),
+            Payload::Noop => None,
+        })
+        .collect()
 }
 
 /// What a node holds, from index 1: its snapshot's data up to its log's
