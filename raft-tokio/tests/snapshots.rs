@@ -486,8 +486,10 @@ async fn a_transfer_broken_mid_way_is_resumed_by_the_next_attempt() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_lost_its_disk_is_refused_when_the_cluster_exists() {
+/// A 3-node cluster on disk that committed ten entries, and a follower
+/// stopped with its data directory deleted: (cluster, leader, follower, its
+/// directory).
+async fn a_cluster_whose_follower_lost_its_disk() -> (Cluster, usize, usize, std::path::PathBuf) {
     let mut cluster = Cluster::start(3, true, 0, 0).await;
     let leader = cluster.leader().await;
     propose(cluster.node(leader), "x", 10).await;
@@ -496,6 +498,12 @@ async fn a_node_that_lost_its_disk_is_refused_when_the_cluster_exists() {
     cluster.stop(lost).await;
     let dir = cluster.data_dir(lost).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
+    (cluster, leader, lost, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_its_disk_is_refused_when_the_cluster_exists() {
+    let (mut cluster, leader, lost, dir) = a_cluster_whose_follower_lost_its_disk().await;
     let existing = RaftParams { initial_cluster_state: ClusterState::Existing, ..cluster.params.clone() };
     let err = cluster.launch(lost, None, App::default(), existing.clone()).await.map(|_| ()).unwrap_err();
     assert!(matches!(&err, StartError::EmptyStoreInExistingCluster { data_dir: Some(d) } if *d == dir), "{err:?}");
@@ -510,13 +518,7 @@ async fn a_node_that_lost_its_disk_is_refused_when_the_cluster_exists() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_that_lost_its_disk_is_seen_and_counted_by_the_leader() {
-    let mut cluster = Cluster::start(3, true, 0, 0).await;
-    let leader = cluster.leader().await;
-    propose(cluster.node(leader), "x", 10).await;
-    cluster.converge(10).await;
-    let lost = (leader + 1) % 3;
-    cluster.stop(lost).await;
-    std::fs::remove_dir_all(cluster.data_dir(lost).unwrap()).unwrap();
+    let (mut cluster, leader, lost, _) = a_cluster_whose_follower_lost_its_disk().await;
     assert_eq!(cluster.node(leader).status().followers_regressed, 0);
     // Started as New (the default), it comes back empty: the leader sees a
     // log that ends before what it had acknowledged.
