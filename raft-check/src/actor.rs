@@ -8,19 +8,33 @@
 //! persisted. When a step changes nothing and asks for nothing, the state is
 //! left borrowed, which lets stateright prune the transition.
 //!
+//! Snapshots (`ModelConfig::snapshots`): raft-core never sees snapshot
+//! bytes, so the adapter plays the driver and the application. A node's
+//! application may take a snapshot at any index past its current one (a
+//! timer per index, [`ModelTimer::Snapshot`], bounded per node by the
+//! model); its data is the list of entries the node holds up to that index
+//! ([`SnapshotData`]), kept with the snapshot's metadata in the node's
+//! [`Durable`] part. An `InstallSnapshot` travels with the leader's data
+//! ([`Msg::Snapshot`]); the receiver installs the data in the same atomic
+//! write as the metadata raft-core records (a crash between the two would
+//! leave data that no metadata names, which is the state before). On
+//! `RestoreSnapshot` (an install, or a recovery) the application's state is
+//! replaced by the data.
+//!
 //! Model clients (for the `kv` model, or `--proposals clients`) are actors of
 //! the same type, so that one [`ActorModel`](stateright::actor::ActorModel)
 //! holds both.
 
 use crate::kv::{self, ClientState, Command as KvCommand, Value};
 use raft_core::{
-    Config, Input, LogIndex, Membership, MemoryStore, Message, NodeId, Output, Payload, Proposal, ProposalId, ReadId,
-    RoleKind, State, Timer,
+    Config, Entry, Input, Log, LogIndex, Membership, MemoryStore, Message, NodeId, Output, Payload, Persist, Proposal,
+    ProposalId, ReadId, RoleKind, SnapshotMeta, State, Term, Timer,
 };
 use stateright::actor::{model_timeout, Actor, Id, Out};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// The stateright id of raft node `id` (they are the same number).
@@ -54,7 +68,7 @@ pub struct Switches {
 /// A message in the model: a Raft message between servers, or a register
 /// operation between a model client and a server. Ordered (stateright
 /// orders actions) through raft-core's own derived order on messages.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Msg {
     /// A raft-core message, server to server. Shared, because stateright
     /// clones the whole network for every state it generates.
@@ -71,6 +85,42 @@ pub enum Msg {
     /// Operator to server (a server sends it to itself at start, so that it
     /// arrives at any moment): hand the leadership to this node.
     Transfer(NodeId),
+    /// A raft-core `InstallSnapshot`, server to server, with the data of the
+    /// snapshot it names: the driver moves the data (raft-core's messages
+    /// carry metadata only).
+    Snapshot(Arc<Message>, Arc<SnapshotData>),
+}
+
+/// Hashed by hand so that hashing a `Raft` message, which the checker does
+/// for every message in flight in every state, stays one inlined call: an
+/// `InstallSnapshot` hashes its fields, not the whole `Message` again.
+impl std::hash::Hash for Msg {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        std::mem::discriminant(self).hash(h);
+        match self {
+            Msg::Raft(m) => m.hash(h),
+            Msg::Put(v) => v.hash(h),
+            Msg::GetOk(v, i) => (v, i).hash(h),
+            Msg::Transfer(target) => target.hash(h),
+            Msg::Snapshot(m, data) => {
+                if let Message::InstallSnapshot(install) = &**m {
+                    install.hash(h);
+                }
+                data.hash(h);
+            }
+            Msg::PutOk | Msg::Get => {}
+        }
+    }
+}
+
+impl Msg {
+    /// The raft-core message this carries, if it is one between servers.
+    pub fn raft(&self) -> Option<&Message> {
+        match self {
+            Msg::Raft(m) | Msg::Snapshot(m, _) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Debug for Msg {
@@ -82,13 +132,136 @@ impl fmt::Debug for Msg {
             Msg::Get => write!(f, "Get"),
             Msg::GetOk(v, i) => write!(f, "GetOk({v} at {i})"),
             Msg::Transfer(target) => write!(f, "TransferLeadership(to {target})"),
+            Msg::Snapshot(m, data) => write!(f, "{m:?} data {:?}", data.entries),
         }
     }
 }
 
+/// A snapshot's data as the model's application keeps it: every entry up to
+/// `index`, as the node that took the snapshot held them (`entries[k]` is
+/// the entry at index `k + 1`). The application's state (the commands
+/// applied, the kv register) is a function of it.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SnapshotData {
+    /// The last index covered.
+    pub index: LogIndex,
+    /// The term of the entry at `index`.
+    pub term: Term,
+    /// The entries at indexes `1..=index`.
+    pub entries: Vec<Entry>,
+}
+
+impl SnapshotData {
+    /// Whether this is the data `meta` names (its index and term).
+    pub fn is_named_by(&self, meta: &SnapshotMeta) -> bool {
+        self.index == meta.index && self.term == meta.term
+    }
+
+    /// The same data with every command's bytes replaced by `command(bytes)`.
+    pub fn map_commands(&self, command: &dyn Fn(&[u8]) -> Vec<u8>) -> SnapshotData {
+        let entries = self.entries.iter().map(|e| map_entry(e, command)).collect();
+        SnapshotData { entries, ..self.clone() }
+    }
+}
+
+impl fmt::Debug for SnapshotData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "data {}@{} {:?}", self.index, self.term, self.entries)
+    }
+}
+
+/// An entry with its command's bytes replaced by `command(bytes)`.
+pub fn map_entry(e: &Entry, command: &dyn Fn(&[u8]) -> Vec<u8>) -> Entry {
+    match &e.payload {
+        Payload::Noop => e.clone(),
+        Payload::Command(data) => Entry::command(e.term, command(data)),
+    }
+}
+
 /// What a server keeps on disk: raft-core's one in-memory store of
-/// persists (term and vote, membership, log).
-pub type Durable = MemoryStore;
+/// persists (term and vote, membership, snapshot metadata, log), and the
+/// driver's part: the data of the snapshot the store records, and how many
+/// snapshots this node's application has taken (the model's bound, as a
+/// snapshot file's sequence number would count them).
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Durable {
+    /// raft-core's persists.
+    pub raft: MemoryStore,
+    /// The data of `raft.snapshot`, if any.
+    pub snapshot_data: Option<Arc<SnapshotData>>,
+    /// Snapshots taken by this node's application so far.
+    pub snapshots_taken: u8,
+}
+
+impl Durable {
+    /// An empty store: what a brand-new node has.
+    pub fn new() -> Durable {
+        Durable::default()
+    }
+
+    /// What a correct driver has stored for this server state.
+    pub fn of(s: &ServerState) -> Durable {
+        Durable {
+            raft: MemoryStore::of(&s.raft),
+            snapshot_data: s.snapshot_data().cloned(),
+            snapshots_taken: s.snapshots_taken(),
+        }
+    }
+
+    /// Every entry this store holds, snapshot included (see [`held`]).
+    pub fn held(&self) -> Option<Cow<'_, [Entry]>> {
+        held(&self.raft.log, self.snapshot_data.as_deref())
+    }
+}
+
+impl fmt::Debug for Durable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.raft)?;
+        if let Some(data) = &self.snapshot_data {
+            write!(f, " {data:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every entry a node holds, from index 1: its snapshot's data up to the
+/// log's compaction point, then its log (`[k]` is the entry at index
+/// `k + 1`). Borrowed when nothing is compacted; `None` when the log is
+/// compacted past the data (a driver that lost its snapshot data, which
+/// Persist Before Send reports).
+#[inline]
+pub fn held<'a>(log: &'a Log, data: Option<&'a SnapshotData>) -> Option<Cow<'a, [Entry]>> {
+    let compacted = log.compacted_index().0 as usize;
+    if compacted == 0 {
+        return Some(Cow::Borrowed(log.entries()));
+    }
+    let prefix = data.filter(|d| d.entries.len() >= compacted)?;
+    let mut entries = Vec::with_capacity(compacted + log.len());
+    entries.extend_from_slice(&prefix.entries[..compacted]);
+    entries.extend_from_slice(log.entries());
+    Some(Cow::Owned(entries))
+}
+
+/// The timers of a server in the model: raft-core's, and the application's
+/// decision to take a snapshot at an index (armed for every index past the
+/// node's snapshot up to its last index, while the model's bound allows;
+/// raft-core refuses those it must, and the refusal changes nothing).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ModelTimer {
+    /// A raft-core timer.
+    Raft(Timer),
+    /// The application takes a snapshot at this index.
+    Snapshot(LogIndex),
+}
+
+impl fmt::Debug for ModelTimer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelTimer::Raft(t) => write!(f, "{t:?}"),
+            ModelTimer::Snapshot(i) => write!(f, "TakeSnapshot({i})"),
+        }
+    }
+}
 
 /// What the adapter saw a step do that breaks a rule no single state can
 /// show (it needs the state before the step, or the order of the outputs).
@@ -123,6 +296,13 @@ pub struct Broken {
     /// out of order): what it persisted was not what it held. It takes no
     /// further input.
     pub unrecoverable: bool,
+    /// A step recorded a snapshot (`Persist::Snapshot`) whose data the
+    /// driver did not have, or asked to send or restore one it does not hold.
+    pub snapshot_without_data: bool,
+    /// The application applied a command at an index where it had applied
+    /// a different one earlier in this lifetime (a restored snapshot, or a
+    /// delivery after one, replaced what it had applied).
+    pub applied_changed: bool,
 }
 
 impl Broken {
@@ -150,6 +330,38 @@ pub struct ServerState {
     /// kv model: the clients whose request this server proposed and has not
     /// answered yet.
     pub awaiting: BTreeSet<u8>,
+    /// What the application keeps about snapshots; `None` until it has
+    /// something to keep (always, in a model without snapshots), so that a
+    /// model without them pays one pointer per server.
+    pub snapshots: Option<Box<Snapshots>>,
+}
+
+/// What a server's application keeps about snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Snapshots {
+    /// The data of the snapshot raft-core records (`raft.snapshot()`): the
+    /// application's copy, which it sends with an `InstallSnapshot`.
+    pub data: Option<Arc<SnapshotData>>,
+    /// Snapshots taken by this node's application so far (as its storage
+    /// counts them, across crashes).
+    pub taken: u8,
+    /// Every command the application applied in this lifetime, by index
+    /// (from deliveries and restored snapshots), to check that none is ever
+    /// replaced. In a correct run it is a function of what the node holds
+    /// and `delivered`, so it adds no states.
+    pub applied: Vec<(LogIndex, Entry)>,
+    /// How this lifetime's application state was restored from a snapshot.
+    pub restored: Restored,
+}
+
+/// Whether a server's application restored a snapshot in this lifetime, and
+/// from where (for the `Sometimes` properties that show snapshots at work).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Restored {
+    /// From its own storage, when it recovered after a crash.
+    pub at_recovery: bool,
+    /// From a leader's `InstallSnapshot`.
+    pub by_install: bool,
 }
 
 impl fmt::Debug for ServerState {
@@ -157,6 +369,9 @@ impl fmt::Debug for ServerState {
         write!(f, "{:?}", self.raft)?;
         if self.register != 0 || !self.awaiting.is_empty() {
             write!(f, " reg {} awaiting {:?}", self.register, self.awaiting)?;
+        }
+        if let Some(data) = self.snapshot_data() {
+            write!(f, " {data:?}")?;
         }
         if self.broken.any() {
             write!(f, " BROKEN {:?}", self.broken)?;
@@ -210,6 +425,9 @@ pub struct Server {
     /// Whether the leader's heartbeat timer is modelled (see
     /// `ModelConfig::heartbeats`).
     pub heartbeats: bool,
+    /// How many snapshots this node's application may take (0: none; see
+    /// `ModelConfig::snapshots`).
+    pub snapshots: u8,
     /// Deliberate bugs, for tests.
     pub switches: Switches,
 }
@@ -226,7 +444,7 @@ pub enum Node {
 impl Actor for Node {
     type Msg = Msg;
     type State = NodeState;
-    type Timer = Timer;
+    type Timer = ModelTimer;
     /// Shared, because stateright clones every storage for every state it
     /// generates.
     type Storage = Arc<Durable>;
@@ -270,9 +488,13 @@ impl Actor for Node {
         }
     }
 
-    fn on_timeout(&self, _id: Id, state: &mut Cow<NodeState>, timer: &Timer, o: &mut Out<Self>) {
+    fn on_timeout(&self, _id: Id, state: &mut Cow<NodeState>, timer: &ModelTimer, o: &mut Out<Self>) {
         if let (Node::Server(server), NodeState::Server(s)) = (self, &**state) {
-            if let Some(next) = server.step(s, Input::Timeout(*timer), o) {
+            let next = match *timer {
+                ModelTimer::Raft(timer) => server.step(s, Input::Timeout(timer), o),
+                ModelTimer::Snapshot(index) => server.take_snapshot(s, index, o),
+            };
+            if let Some(next) = next {
                 *state = Cow::Owned(NodeState::Server(next));
             }
         }
@@ -292,11 +514,11 @@ impl Server {
         let (raft, outputs) = match storage {
             None => State::new(&self.config, self.membership.clone()),
             Some(durable) => {
-                let mut durable = MemoryStore::clone(durable);
+                let mut store = durable.raft.clone();
                 if self.switches.forget_vote_on_recovery {
-                    durable.hard.voted_for = None;
+                    store.hard.voted_for = None;
                 }
-                match State::recover(&self.config, durable, LogIndex(0)) {
+                match State::recover(&self.config, store, LogIndex(0)) {
                     Ok(recovered) => recovered,
                     Err(_) => {
                         // Only a node that broke the persistence rules
@@ -309,20 +531,31 @@ impl Server {
             }
         };
         let mut state = ServerState::new(raft);
-        let before = state.raft.clone();
+        if let Some(durable) = storage.as_ref().filter(|d| d.snapshot_data.is_some() || d.snapshots_taken > 0) {
+            let snapshots = state.snapshots_mut();
+            snapshots.data.clone_from(&durable.snapshot_data);
+            snapshots.taken = durable.snapshots_taken;
+        }
+        if outputs.iter().any(|out| matches!(out, Output::RestoreSnapshot(_))) {
+            state.snapshots_mut().restored.at_recovery = true;
+        }
+        let before = state.clone();
         // A fresh start's outputs persist the membership first, so that a
         // crash before any other persist recovers (and does not start, and
         // propose, anew).
-        self.execute(&mut state, &before, outputs, o);
+        self.execute(&mut state, &before, outputs, None, o);
         if let (None, Some(data)) = (storage, &self.propose_at_start) {
             let proposal = Proposal { id: ProposalId(1), data: data.clone() };
             let mut outputs = Vec::new();
-            let before = state.raft.clone();
+            let before = state.clone();
             state.raft.step(&self.config, Input::Propose(vec![proposal]), &mut outputs);
-            self.execute(&mut state, &before, outputs, o);
+            self.execute(&mut state, &before, outputs, None, o);
         }
         if let (None, Some(target)) = (storage, self.transfer_at_start) {
             o.send(id, Msg::Transfer(target));
+        }
+        for index in self.snapshot_offers(&state) {
+            o.set_timer(ModelTimer::Snapshot(LogIndex(index)), model_timeout());
         }
         state
     }
@@ -332,6 +565,12 @@ impl Server {
             Msg::Raft(message) => {
                 let message = Arc::unwrap_or_clone(message);
                 self.step(s, Input::Receive { from: node_id(src), message }, o)
+            }
+            // The driver installs the data, then hands the message to the
+            // core: both land in the one write that records the snapshot.
+            Msg::Snapshot(message, data) => {
+                let message = Arc::unwrap_or_clone(message);
+                self.step_with(s, Input::Receive { from: node_id(src), message }, Some(data), o)
             }
             Msg::Put(value) => {
                 let client = usize::from(src) as u8;
@@ -370,6 +609,18 @@ impl Server {
     /// the No Panic property reports with its path) and takes no further
     /// input, and none of the step's outputs is executed.
     pub(crate) fn step(&self, s: &ServerState, input: Input, o: &mut Out<Node>) -> Option<ServerState> {
+        self.step_with(s, input, None, o)
+    }
+
+    /// As [`Server::step`], with the data of a snapshot received with the
+    /// input (an `InstallSnapshot`), which is stored if raft-core records it.
+    fn step_with(
+        &self,
+        s: &ServerState,
+        input: Input,
+        incoming: Option<Arc<SnapshotData>>,
+        o: &mut Out<Node>,
+    ) -> Option<ServerState> {
         if s.broken.panicked || s.broken.unrecoverable {
             return None;
         }
@@ -398,7 +649,6 @@ impl Server {
                 &self.config
             };
             next.raft.step(config, input, &mut outputs);
-            next.broken.overwrote_as_leader |= overwrote_own_entries(&s.raft, &next.raft);
             // Check-quorum's lease: a vote request dropped by a node that
             // hears from a live leader (thesis §6.2) is the one exception.
             let in_lease = outputs.iter().any(|o| matches!(o, Output::Dropped(raft_core::Dropped::InLease)));
@@ -409,7 +659,11 @@ impl Server {
             next.broken.pre_vote_changed_term |=
                 (answers_pre_vote || starts_pre_vote) && next.raft.hard_state() != s.raft.hard_state();
             next.broken.acted_on_stale_term |= stale_rpc && (next.raft != s.raft || outputs.iter().any(grants));
-            self.execute(&mut next, &s.raft, outputs, &mut local);
+            if incoming.is_some() && outputs.iter().any(|o| matches!(o, Output::RestoreSnapshot(_))) {
+                next.snapshots_mut().restored.by_install = true;
+            }
+            self.execute(&mut next, s, outputs, incoming, &mut local);
+            next.broken.overwrote_as_leader |= overwrote_own_entries(s, &next);
             next
         }));
         let next = match attempt {
@@ -423,63 +677,260 @@ impl Server {
                 next
             }
         };
-        (next != *s).then_some(next)
+        if next == *s {
+            return None;
+        }
+        self.rearm_snapshot_timers(s, &next, o);
+        Some(next)
     }
 
-    /// Executes outputs in order: persists are applied to what `before` had
-    /// durable (a correct earlier step stored exactly that) and saved once, as
-    /// one atomic write, before any send of the same step is executed),
-    /// sends to the network, timers to stateright's timers, deliveries to
-    /// the kv state machine. A persist that follows a send in the list is
-    /// marked as broken (`Broken::persisted_after_send`); deliveries are
-    /// checked against the node's log and commit index.
-    fn execute(&self, state: &mut ServerState, before: &State, outputs: Vec<Output>, o: &mut Out<Node>) {
+    /// The application takes a snapshot at `index`: it reports what it has
+    /// applied (`Input::Applied`, as an application reports its progress
+    /// with each snapshot), builds the data from what the node holds up to
+    /// `index`, and says so (`Input::SnapshotTaken`). When raft-core records
+    /// no snapshot (it refuses the index, or has a newer one), nothing
+    /// happens: the state stays borrowed and the timer stays armed, so
+    /// stateright prunes the transition.
+    fn take_snapshot(&self, s: &ServerState, index: LogIndex, o: &mut Out<Node>) -> Option<ServerState> {
+        if s.broken.panicked || s.broken.unrecoverable {
+            return None;
+        }
+        let refused = |o: &mut Out<Node>| {
+            o.set_timer(ModelTimer::Snapshot(index), model_timeout());
+            None
+        };
+        let Some(data) = s.data_through(index) else { return refused(o) };
+        let mut local = Out::new();
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut next = s.clone();
+            let mut outputs = Vec::new();
+            if s.delivered > next.raft.applied_index() {
+                next.raft.step(&self.config, Input::Applied(s.delivered), &mut outputs);
+            }
+            next.raft.step(&self.config, Input::SnapshotTaken(index), &mut outputs);
+            if !outputs.iter().any(|o| matches!(o, Output::Persist(Persist::Snapshot(_)))) {
+                return None;
+            }
+            next.snapshots_mut().taken += 1;
+            self.execute(&mut next, s, outputs, Some(Arc::new(data)), &mut local);
+            next.broken.overwrote_as_leader |= overwrote_own_entries(s, &next);
+            Some(next)
+        }));
+        let next = match attempt {
+            Ok(None) => return refused(o),
+            Ok(Some(next)) => {
+                o.append(&mut local);
+                next
+            }
+            Err(_) => {
+                let mut next = s.clone();
+                next.broken.panicked = true;
+                next
+            }
+        };
+        self.rearm_snapshot_timers(s, &next, o);
+        Some(next)
+    }
+
+    /// The indexes at which the application of a node in state `s` may take
+    /// a snapshot: past its snapshot, up to its last index, while the
+    /// model's bound allows. (Up to the last index, not the applied one, so
+    /// that a core that accepts too much, `Fault::CompactPastCommit`, is
+    /// given the chance; a correct one refuses, and that changes nothing.)
+    fn snapshot_offers(&self, s: &ServerState) -> Range<u64> {
+        let exhausted = s.snapshots_taken() >= self.snapshots || s.broken.panicked || s.broken.unrecoverable;
+        if exhausted {
+            return 0..0;
+        }
+        let after = s.raft.snapshot().map_or(0, |m| m.index.0);
+        after + 1..s.raft.log().last_index().0 + 1
+    }
+
+    /// Arms the snapshot timers `next` offers and cancels those `before`
+    /// offered and `next` does not.
+    fn rearm_snapshot_timers(&self, before: &ServerState, next: &ServerState, o: &mut Out<Node>) {
+        if self.snapshots == 0 {
+            return;
+        }
+        let (old, new) = (self.snapshot_offers(before), self.snapshot_offers(next));
+        for index in old.clone().filter(|i| !new.contains(i)) {
+            o.cancel_timer(ModelTimer::Snapshot(LogIndex(index)));
+        }
+        for index in new.filter(|i| !old.contains(i)) {
+            o.set_timer(ModelTimer::Snapshot(LogIndex(index)), model_timeout());
+        }
+    }
+
+    /// Executes outputs in order: persists are applied to what was durable
+    /// before the step (what `before` had; a correct earlier step stored
+    /// exactly that) and saved once, as one atomic write, before any send of the
+    /// same step is executed, together with the data of a snapshot the step
+    /// records (`incoming`: taken by the application or received from a
+    /// leader); sends to the network (an `InstallSnapshot` with this node's
+    /// snapshot data), timers to stateright's timers, deliveries and
+    /// restored snapshots to the kv state machine. A persist that follows a
+    /// send in the list is marked as broken (`Broken::persisted_after_send`);
+    /// deliveries are checked against the node's log and commit index.
+    fn execute(
+        &self,
+        state: &mut ServerState,
+        before: &ServerState,
+        outputs: Vec<Output>,
+        incoming: Option<Arc<SnapshotData>>,
+        o: &mut Out<Node>,
+    ) {
         let first_send = outputs.iter().position(|out| matches!(out, Output::Send { .. }));
         if first_send.is_some_and(|i| outputs[i..].iter().any(|out| matches!(out, Output::Persist(_)))) {
             state.broken.persisted_after_send = true;
         }
         if outputs.iter().any(|out| matches!(out, Output::Persist(_))) {
-            let mut durable = MemoryStore::of(before);
-            if let Err(refused) = durable.apply_all(&outputs) {
+            let mut durable = Durable::of(before);
+            if let Err(refused) = durable.raft.apply_all(&outputs) {
                 panic!("raft-core broke the persist contract: {refused}");
+            }
+            let recorded = outputs.iter().rev().find_map(|out| match out {
+                Output::Persist(Persist::Snapshot(meta)) => Some(meta),
+                _ => None,
+            });
+            if let Some(meta) = recorded {
+                match incoming.filter(|data| data.is_named_by(meta)) {
+                    Some(data) => durable.snapshot_data = Some(data),
+                    None => state.broken.snapshot_without_data = true,
+                }
+            }
+            durable.snapshots_taken = state.snapshots_taken();
+            if durable.snapshot_data.as_ref() != state.snapshot_data() {
+                state.snapshots_mut().data.clone_from(&durable.snapshot_data);
             }
             o.save(Arc::new(durable));
         }
         for output in outputs {
             match output {
                 Output::Persist(_) => {}
+                Output::Send { to, message: Message::InstallSnapshot(m) } => {
+                    match state.snapshot_data().filter(|data| data.is_named_by(&m.snapshot)).cloned() {
+                        Some(data) => o.send(actor_id(to), Msg::Snapshot(Arc::new(Message::InstallSnapshot(m)), data)),
+                        None => state.broken.snapshot_without_data = true,
+                    }
+                }
                 Output::Send { to, message } => o.send(actor_id(to), Msg::Raft(Arc::new(message))),
                 Output::SetTimer { timer: Timer::Heartbeat, .. } if !self.heartbeats => {}
-                Output::SetTimer { timer, .. } => o.set_timer(timer, model_timeout()),
-                Output::CancelTimer(timer) => o.cancel_timer(timer),
+                Output::SetTimer { timer, .. } => o.set_timer(ModelTimer::Raft(timer), model_timeout()),
+                Output::CancelTimer(timer) => o.cancel_timer(ModelTimer::Raft(timer)),
                 Output::Deliver(committed) => {
                     for c in committed {
                         state.broken.bad_delivery |= !delivers_next(state, &c);
                         state.delivered = state.delivered.max(c.index);
+                        if self.snapshots > 0 {
+                            state.record_applied(c.index, Entry::command(c.term, c.data.clone()));
+                        }
                         apply_command(state, &c, o);
                     }
                 }
                 // Deliveries before it in this list are applied already.
                 Output::ReadReady { id, index } => o.send(Id::from(id.0 as usize), Msg::GetOk(state.register, index)),
+                Output::RestoreSnapshot(meta) => self.restore(state, &meta),
                 // The client's read stays unanswered (as over a lossy network).
                 Output::ReadRejected { .. }
                 | Output::LeaderChanged { .. }
                 | Output::ProposalAccepted { .. }
                 | Output::ProposalRejected { .. }
                 | Output::TransferRejected { .. }
-                | Output::RestoreSnapshot(_)
                 | Output::FollowerRegressed { .. }
                 | Output::Dropped(_) => {}
             }
         }
+    }
+
+    /// The application replaces its state by the data of the snapshot
+    /// `meta` names: what it applied is now exactly the data's commands.
+    fn restore(&self, state: &mut ServerState, meta: &SnapshotMeta) {
+        let Some(data) = state.snapshot_data().filter(|data| data.is_named_by(meta)).cloned() else {
+            state.broken.snapshot_without_data = true;
+            return;
+        };
+        if self.snapshots > 0 {
+            for (k, entry) in data.entries.iter().enumerate() {
+                if matches!(entry.payload, Payload::Command(_)) {
+                    state.record_applied(LogIndex(k as u64 + 1), entry.clone());
+                }
+            }
+        }
+        state.delivered = meta.index;
+        state.register = register_of(&data.entries);
     }
 }
 
 impl ServerState {
     /// A server that has just started or recovered.
     pub fn new(raft: State) -> ServerState {
-        ServerState { raft, broken: Broken::default(), delivered: LogIndex(0), register: 0, awaiting: BTreeSet::new() }
+        ServerState {
+            raft,
+            broken: Broken::default(),
+            delivered: LogIndex(0),
+            register: 0,
+            awaiting: BTreeSet::new(),
+            snapshots: None,
+        }
     }
+
+    /// The data of the snapshot raft-core records, as the application keeps it.
+    pub fn snapshot_data(&self) -> Option<&Arc<SnapshotData>> {
+        self.snapshots.as_ref().and_then(|s| s.data.as_ref())
+    }
+
+    /// Snapshots this node's application has taken so far.
+    pub fn snapshots_taken(&self) -> u8 {
+        self.snapshots.as_ref().map_or(0, |s| s.taken)
+    }
+
+    /// How this lifetime's application state was restored from a snapshot.
+    pub fn restored(&self) -> Restored {
+        self.snapshots.as_ref().map_or(Restored::default(), |s| s.restored)
+    }
+
+    /// What the application keeps about snapshots, made on first use.
+    fn snapshots_mut(&mut self) -> &mut Snapshots {
+        self.snapshots.get_or_insert_with(Box::default)
+    }
+
+    /// Every entry this node holds in memory, snapshot included (see [`held`]).
+    pub fn held(&self) -> Option<Cow<'_, [Entry]>> {
+        held(self.raft.log(), self.snapshot_data().map(|d| &**d))
+    }
+
+    /// The data of a snapshot at `index` of what this node holds, if it
+    /// holds every entry up to it.
+    fn data_through(&self, index: LogIndex) -> Option<SnapshotData> {
+        let held = self.held()?;
+        let n = usize::try_from(index.0).ok().filter(|&n| n >= 1 && n <= held.len())?;
+        Some(SnapshotData { index, term: held[n - 1].term, entries: held[..n].to_vec() })
+    }
+
+    /// Records that the application applied `entry` at `index`; marks the
+    /// node if it had applied a different command there.
+    fn record_applied(&mut self, index: LogIndex, entry: Entry) {
+        let applied = &mut self.snapshots_mut().applied;
+        let changed = match applied.binary_search_by_key(&index, |(i, _)| *i) {
+            Ok(at) => applied[at].1 != entry,
+            Err(at) => {
+                applied.insert(at, (index, entry));
+                false
+            }
+        };
+        self.broken.applied_changed |= changed;
+    }
+}
+
+/// The kv register after applying `entries` in order: the last write's value.
+fn register_of(entries: &[Entry]) -> Value {
+    entries.iter().fold(0, |register, e| match &e.payload {
+        Payload::Command(data) => match KvCommand::decode(data) {
+            Some(KvCommand::Write { value, .. }) => value,
+            _ => register,
+        },
+        Payload::Noop => register,
+    })
 }
 
 /// Whether an output grants a vote or acknowledges an append.
@@ -494,23 +945,34 @@ fn grants(output: &Output) -> bool {
 }
 
 /// Whether `after`, a leader in the same term as `before`, removed or
-/// changed an entry of its log (Leader Append-Only).
-fn overwrote_own_entries(before: &State, after: &State) -> bool {
-    if !(before.is_leader() && after.is_leader() && before.term() == after.term()) {
+/// changed an entry of what it holds (Leader Append-Only). Compaction moves
+/// entries into the snapshot's data; it removes none.
+fn overwrote_own_entries(before: &ServerState, after: &ServerState) -> bool {
+    let (b, a) = (&before.raft, &after.raft);
+    if !(b.is_leader() && a.is_leader() && b.term() == a.term()) {
         return false;
     }
-    let (before, after) = (before.log().entries(), after.log().entries());
-    after.len() < before.len() || after[..before.len()] != *before
+    if b.log().compacted_index() == LogIndex(0) && a.log().compacted_index() == LogIndex(0) {
+        let (b, a) = (b.log().entries(), a.log().entries());
+        return a.len() < b.len() || a[..b.len()] != *b;
+    }
+    match (before.held(), after.held()) {
+        (Some(b), Some(a)) => a.len() < b.len() || a[..b.len()] != *b,
+        (_, None) => true,
+        (None, Some(_)) => false,
+    }
 }
 
-/// Whether delivering `c` now is right: it is the next command of the
-/// node's log after the last one delivered in this lifetime (only no-ops in
-/// between), the log holds exactly it there, and it is committed.
+/// Whether delivering `c` now is right: it is the next command the node
+/// holds after the last one applied in this lifetime (only no-ops in
+/// between, which may have been compacted into a snapshot), its log holds
+/// exactly it there, and it is committed.
 fn delivers_next(state: &ServerState, c: &raft_core::Committed) -> bool {
     let log = state.raft.log();
     let held = log.get(c.index).is_some_and(|e| e.term == c.term && e.payload == Payload::Command(c.data.clone()));
-    let skipped_only_noops =
-        (state.delivered.0 + 1..c.index.0).all(|i| log.get(LogIndex(i)).is_some_and(|e| e.payload == Payload::Noop));
+    let holds = state.held().unwrap_or_default();
+    let noop_at = |i: u64| holds.get(i as usize - 1).is_some_and(|e| e.payload == Payload::Noop);
+    let skipped_only_noops = (state.delivered.0 + 1..c.index.0).all(noop_at);
     c.index > state.delivered && held && skipped_only_noops && c.index <= state.raft.commit_index()
 }
 

@@ -144,6 +144,13 @@ pub struct Args {
     /// vote requests of higher terms.
     #[arg(long)]
     pub check_quorum: bool,
+    /// Snapshots: each server's application may take up to N snapshots, each
+    /// at any index past its last one (raft-core refuses an index it has
+    /// not applied); logs are compacted with no trailing entries, and a
+    /// follower that lags behind a leader's snapshot gets an InstallSnapshot
+    /// carrying the data. 0: no snapshots (the default model).
+    #[arg(long, default_value_t = 0)]
+    pub snapshots: u8,
     /// Profiles: run only this profile (`deep` for the deep one).
     #[arg(long)]
     pub profile: Option<String>,
@@ -185,6 +192,7 @@ impl Args {
             split_appends: self.split_appends,
             pre_vote: self.pre_vote,
             check_quorum: self.check_quorum,
+            snapshots: self.snapshots,
             fault: self.fault,
             switches: Switches {
                 forget_vote_on_recovery: self.bug == Some(Bug::ForgetVoteOnRecovery),

@@ -89,6 +89,13 @@ pub struct ModelConfig {
     /// Whether each server asks, once, to hand its leadership to the next
     /// server (thesis §3.10), by a message that may arrive at any moment.
     pub transfers: bool,
+    /// How many snapshots each server's application may take (0: none, the
+    /// default). Each may be taken at any index past the server's snapshot
+    /// (raft-core refuses those it has not applied); with snapshots the
+    /// servers keep no trailing entries (`Config::with_trailing_entries(0)`),
+    /// so that every snapshot compacts the log, and a follower that lags
+    /// behind it is caught up by an `InstallSnapshot`.
+    pub snapshots: u8,
     /// A rule of raft-core broken on purpose (the mutation harness).
     pub fault: Option<Fault>,
     /// Deliberate adapter bugs, for tests.
@@ -114,6 +121,7 @@ impl Default for ModelConfig {
             pre_vote: false,
             check_quorum: false,
             transfers: false,
+            snapshots: 0,
             fault: None,
             switches: Switches::default(),
             config_hook: None,
@@ -169,6 +177,9 @@ impl ModelConfig {
                 .and_then(|c| c.with_inflight_entries_max(1))
                 .expect("bounds of at least 1");
         }
+        if self.snapshots > 0 {
+            config = config.with_trailing_entries(0);
+        }
         if let Some(fault) = self.fault {
             config = config.with_fault(fault);
         }
@@ -208,6 +219,7 @@ impl ModelConfig {
                     propose_at_start: proposes_at_start.then(|| start_value(i)),
                     transfer_at_start: self.transfers.then(|| NodeId(((i + 1) % self.servers) as u64)),
                     heartbeats: self.heartbeats,
+                    snapshots: self.snapshots,
                     switches: self.switches,
                 })
             })
@@ -313,7 +325,8 @@ fn invoke(history: &History, client: Id, op: RegisterOp<Value>) -> Option<Histor
 }
 
 /// The bounds that make every model finite: no term above `max_term`, no
-/// log longer than `max_log`, and at most one copy of any message in flight
+/// log longer than `max_log` (its last index: compacted entries count), and
+/// at most one copy of any message in flight
 /// (a leader's heartbeat timer can fire at any time; a second identical
 /// heartbeat in flight adds nothing a first one cannot do, and redelivery
 /// is what `unordered_duplicating` is for).
@@ -322,7 +335,7 @@ pub fn within_boundary(cfg: &ModelConfig, state: &RaftState) -> bool {
         .actor_states
         .iter()
         .filter_map(|s| s.server())
-        .all(|s| s.raft.term().0 <= cfg.max_term && s.raft.log().len() <= cfg.max_log);
+        .all(|s| s.raft.term().0 <= cfg.max_term && s.raft.log().last_index().0 <= cfg.max_log as u64);
     servers_ok && no_duplicate_in_flight(&state.network)
 }
 

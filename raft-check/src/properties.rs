@@ -19,8 +19,18 @@
 //! | Pre-Vote Changes Nothing (pre-vote on) | Pre-Vote Refused       |
 //! | Linearizable (kv)     | Read Completed (kv)                     |
 //! | Read Index Fresh (kv) | Read Completed (kv)                     |
+//! | Restore Keeps Applied (snapshots on) | Caught Up By Snapshot    |
+//! | Snapshot Covers Committed (snapshots on) | Caught Up By Snapshot |
 //!
-//! plus `Sometimes` Leader Elected After Crash.
+//! plus `Sometimes` Leader Elected After Crash, and with snapshots on,
+//! Recovered From Snapshot (with crashes).
+//!
+//! With snapshots a node's log starts after its compaction point: every
+//! property over logs is stated over what a node *holds*, its snapshot's
+//! data up to that point and its log after it
+//! ([`held`](crate::actor::held)). Caught Up By Snapshot and Recovered From
+//! Snapshot show that those states are reached: a follower's whole prefix
+//! replaced by a leader's data, and a node restarted from its own.
 //!
 //! Some rules concern a step rather than a state (what a leader's log was
 //! before, the order of a step's outputs, what it delivered, the term of
@@ -32,9 +42,10 @@
 
 use crate::actor::{Durable, Msg, NodeState, ServerState};
 use crate::model::{live_servers, ModelKind, RaftModel, RaftState};
-use raft_core::{AppendResult, Log, LogIndex, Message, Payload, Role};
+use raft_core::{AppendResult, Entry, LogIndex, Message, Payload, Role};
 use stateright::semantics::ConsistencyTester;
 use stateright::Expectation;
+use std::borrow::Cow;
 
 /// At most one leader can be elected in a given term (§5.2).
 pub const ELECTION_SAFETY: &str = "Election Safety";
@@ -109,6 +120,22 @@ pub const DELIVERED_ON_TWO: &str = "Delivered On Two Servers";
 pub const LEADER_STEPPED_DOWN: &str = "Leader Stepped Down";
 /// kv model: sometimes a client's read completes.
 pub const READ_COMPLETED: &str = "Read Completed";
+/// With snapshots: no server's application ever applies, in one lifetime,
+/// a different command at an index where it applied one before: neither a
+/// restored snapshot (a leader's, installed) nor a delivery after it
+/// replaces what was applied.
+pub const RESTORE_KEEPS_APPLIED: &str = "Restore Keeps Applied";
+/// With snapshots: a live server's snapshot covers only entries it knows
+/// committed (§7: "each server takes snapshots independently, covering
+/// just the committed entries in its log"), and so does the compacted
+/// part of its log.
+pub const SNAPSHOT_COVERS_COMMITTED: &str = "Snapshot Covers Committed";
+/// With snapshots: sometimes a live follower's application has been
+/// restored from a leader's snapshot (an `InstallSnapshot` caught it up).
+pub const CAUGHT_UP_BY_SNAPSHOT: &str = "Caught Up By Snapshot";
+/// With snapshots and crashes: sometimes a live server recovered after a
+/// crash from its own snapshot (plus the log after it).
+pub const RECOVERED_FROM_SNAPSHOT: &str = "Recovered From Snapshot";
 
 /// Adds every property that applies to the model's kind.
 pub fn add_all(model: RaftModel) -> RaftModel {
@@ -157,6 +184,14 @@ pub fn add_all(model: RaftModel) -> RaftModel {
     let model = add_if(model, cfg.check_quorum && cfg.crashes == 0, |m| {
         m.property(Expectation::Sometimes, STEPPED_DOWN_BY_CHECK_QUORUM, stepped_down_by_check_quorum)
     });
+    let model = add_if(model, cfg.snapshots > 0, |m| {
+        m.property(Expectation::Always, RESTORE_KEEPS_APPLIED, restore_keeps_applied)
+            .property(Expectation::Always, SNAPSHOT_COVERS_COMMITTED, snapshot_covers_committed)
+            .property(Expectation::Sometimes, CAUGHT_UP_BY_SNAPSHOT, caught_up_by_snapshot)
+    });
+    let model = add_if(model, cfg.snapshots > 0 && cfg.crashes > 0, |m| {
+        m.property(Expectation::Sometimes, RECOVERED_FROM_SNAPSHOT, recovered_from_snapshot)
+    });
     add_if(model, kv, |m| m.property(Expectation::Sometimes, READ_COMPLETED, read_completed))
 }
 
@@ -174,16 +209,19 @@ fn election_safety(_: &RaftModel, state: &RaftState) -> bool {
     leaders.windows(2).all(|w| w[0].0 != w[1].0)
 }
 
-/// The log of every server: in memory when up, on disk when down.
-fn server_logs(state: &RaftState) -> Vec<&Log> {
+/// What every server holds (see [`held`](crate::actor::held)): in memory
+/// when up, on disk when down. A server whose log is compacted past the
+/// snapshot data it keeps is left out (Persist Before Send reports it).
+fn server_logs(state: &RaftState) -> Vec<Cow<'_, [Entry]>> {
     let mut logs = Vec::new();
     for (i, s) in state.actor_states.iter().enumerate() {
         if let NodeState::Server(s) = &**s {
-            if !state.crashed[i] {
-                logs.push(s.raft.log());
-            } else if let Some(durable) = &state.actor_storages[i] {
-                logs.push(&durable.log);
-            }
+            let held = if !state.crashed[i] {
+                s.held()
+            } else {
+                state.actor_storages[i].as_ref().and_then(|durable| durable.held())
+            };
+            logs.extend(held);
         }
     }
     logs
@@ -196,9 +234,9 @@ fn log_matching(_: &RaftModel, state: &RaftState) -> bool {
             let common = a.len().min(b.len());
             // The highest index where both hold an entry of the same term
             // must have identical logs up to it.
-            let last_same_term = (0..common).rev().find(|&i| a.entries()[i].term == b.entries()[i].term);
+            let last_same_term = (0..common).rev().find(|&i| a[i].term == b[i].term);
             if let Some(i) = last_same_term {
-                if a.entries()[..=i] != b.entries()[..=i] {
+                if a[..=i] != b[..=i] {
                     return false;
                 }
             }
@@ -207,19 +245,30 @@ fn log_matching(_: &RaftModel, state: &RaftState) -> bool {
     true
 }
 
-/// The committed prefix of a server's log, as it knows it.
+/// The first `n` entries of what `held` holds (all of them if fewer).
+fn prefix<'a>(held: Cow<'a, [Entry]>, n: LogIndex) -> Cow<'a, [Entry]> {
+    let n = (n.0 as usize).min(held.len());
+    match held {
+        Cow::Borrowed(entries) => Cow::Borrowed(&entries[..n]),
+        Cow::Owned(mut entries) => {
+            entries.truncate(n);
+            Cow::Owned(entries)
+        }
+    }
+}
+
+/// The committed prefix of what a server holds, as it knows it.
 /// (A broken core may claim a commit index past its log's end: the prefix
 /// then stops at the end, and Delivered In Order or the other properties
 /// report what went wrong.)
-fn committed(s: &ServerState) -> &[raft_core::Entry] {
-    let entries = s.raft.log().entries();
-    &entries[..(s.raft.commit_index().0 as usize).min(entries.len())]
+fn committed(s: &ServerState) -> Cow<'_, [Entry]> {
+    prefix(s.held().unwrap_or_default(), s.raft.commit_index())
 }
 
-/// The prefix of a server's log that it has delivered in this lifetime.
-fn delivered(s: &ServerState) -> &[raft_core::Entry] {
-    let entries = s.raft.log().entries();
-    &entries[..(s.delivered.0 as usize).min(entries.len())]
+/// The prefix of what a server holds that its application has applied in
+/// this lifetime (delivered, or restored from a snapshot).
+fn delivered(s: &ServerState) -> Cow<'_, [Entry]> {
+    prefix(s.held().unwrap_or_default(), s.delivered)
 }
 
 /// A server learns its commit index from the leader of a term no later than
@@ -234,7 +283,7 @@ fn leader_completeness(_: &RaftModel, state: &RaftState) -> bool {
                 continue;
             }
             let prefix = committed(other);
-            let held = leader.raft.log().entries();
+            let held = leader.held().unwrap_or_default();
             if held.len() < prefix.len() || held[..prefix.len()] != *prefix {
                 return false;
             }
@@ -273,23 +322,32 @@ fn delivered_in_order(_: &RaftModel, state: &RaftState) -> bool {
     })
 }
 
-/// The (follower, match index) pairs of each live leader, with its log and term.
-fn leader_matches(state: &RaftState) -> impl Iterator<Item = (&Log, raft_core::Term, usize, LogIndex)> {
+/// The (follower, match index) pairs of each live leader, with the leader
+/// and its term.
+fn leader_matches(state: &RaftState) -> impl Iterator<Item = (&ServerState, raft_core::Term, usize, LogIndex)> {
     live_servers(state).flat_map(|(_, s)| {
         let progress = match s.raft.role() {
             Role::Leader { progress, .. } => Some(progress),
             _ => None,
         };
-        progress.into_iter().flatten().map(|(id, p)| (s.raft.log(), s.raft.term(), id.0 as usize, p.match_index()))
+        progress.into_iter().flatten().map(move |(id, p)| (s, s.raft.term(), id.0 as usize, p.match_index()))
     })
 }
 
+/// Whether `a` and `b` both hold at least `n` entries and the same first `n`.
+fn same_first(a: &[Entry], b: &[Entry], n: usize) -> bool {
+    a.len() >= n && b.len() >= n && a[..n] == b[..n]
+}
+
 fn match_index_sound(_: &RaftModel, state: &RaftState) -> bool {
-    leader_matches(state).all(|(log, term, follower, match_index)| {
+    leader_matches(state).all(|(leader, term, follower, match_index)| {
         let Some(Some(durable)) = state.actor_storages.get(follower) else { return match_index.0 == 0 };
-        let n = match_index.0 as usize;
-        durable.hard.term != term
-            || (log.len() >= n && durable.log.len() >= n && log.entries()[..n] == durable.log.entries()[..n])
+        durable.raft.hard.term != term
+            || same_first(
+                &leader.held().unwrap_or_default(),
+                &durable.held().unwrap_or_default(),
+                match_index.0 as usize,
+            )
     })
 }
 
@@ -327,7 +385,7 @@ fn stepped_down_by_check_quorum(_: &RaftModel, state: &RaftState) -> bool {
 
 fn pre_vote_refused(_: &RaftModel, state: &RaftState) -> bool {
     crate::model::in_flight(&state.network)
-        .any(|env| matches!(env.msg, Msg::Raft(m) if matches!(&**m, Message::PreVoteResponse(r) if !r.granted)))
+        .any(|env| matches!(env.msg.raft(), Some(Message::PreVoteResponse(r)) if !r.granted))
 }
 
 fn stale_term_rejected(_: &RaftModel, state: &RaftState) -> bool {
@@ -336,7 +394,7 @@ fn stale_term_rejected(_: &RaftModel, state: &RaftState) -> bool {
 
 fn stale_message_in_flight(_: &RaftModel, state: &RaftState) -> bool {
     crate::model::in_flight(&state.network).any(|env| {
-        let Msg::Raft(m) = env.msg else { return false };
+        let Some(m) = env.msg.raft() else { return false };
         let dst = usize::from(env.dst);
         !state.crashed[dst] && matches!(&*state.actor_states[dst], NodeState::Server(s) if m.term() < s.raft.term())
     })
@@ -346,34 +404,40 @@ fn no_panic(_: &RaftModel, state: &RaftState) -> bool {
     live_servers(state).all(|(_, s)| !s.broken.panicked)
 }
 
-/// The log of live server `i` if it leads in `term`.
-fn leader_log(state: &RaftState, i: usize, term: raft_core::Term) -> Option<&Log> {
+/// Live server `i` if it leads in `term`.
+fn leader_in(state: &RaftState, i: usize, term: raft_core::Term) -> Option<&ServerState> {
     let NodeState::Server(s) = &**state.actor_states.get(i)? else { return None };
-    (!state.crashed[i] && s.raft.is_leader() && s.raft.term() == term).then(|| s.raft.log())
+    (!state.crashed[i] && s.raft.is_leader() && s.raft.term() == term).then_some(s)
 }
 
 /// A step's persists come before its sends; the storage of every live
-/// server holds its in-memory term, vote and log; and every vote, vote
-/// request and acknowledgement in flight is backed by its sender's storage.
-/// An acknowledgement of entries up to `match_index` is backed when the
-/// sender stored that many entries and, if its receiver still leads that
-/// term, the same entries as the receiver holds.
+/// server holds its in-memory term, vote, log and snapshot (metadata and
+/// data); every storage keeps the data of the entries its log compacted;
+/// and every vote, vote request and acknowledgement in flight is backed by
+/// its sender's storage. An acknowledgement of entries up to `match_index`
+/// is backed when the sender stored that many entries (its snapshot
+/// included) and, if its receiver still leads that term, the same entries
+/// as the receiver holds.
 fn persist_before_send(_: &RaftModel, state: &RaftState) -> bool {
     for (i, s) in live_servers(state) {
-        if s.broken.unrecoverable {
+        if s.broken.unrecoverable || s.broken.snapshot_without_data {
             return false;
         }
-        if s.broken.persisted_after_send || state.actor_storages[i].as_deref() != Some(&Durable::of(&s.raft)) {
+        if s.broken.persisted_after_send || state.actor_storages[i].as_deref() != Some(&Durable::of(s)) {
             return false;
         }
     }
+    let compacted_without_data = state.actor_storages.iter().flatten().any(|d| d.held().is_none());
+    if compacted_without_data {
+        return false;
+    }
     crate::model::in_flight(&state.network).all(|env| {
-        let Msg::Raft(message) = env.msg else { return true };
+        let Some(message) = env.msg.raft() else { return true };
         let Some(Some(durable)) = state.actor_storages.get(usize::from(env.src)) else { return false };
-        let hard = durable.hard;
+        let hard = durable.raft.hard;
         let dst = raft_core::NodeId(usize::from(env.dst) as u64);
         let src = raft_core::NodeId(usize::from(env.src) as u64);
-        match &**message {
+        match message {
             // A later stored term backs any message of an earlier term: the
             // sender can never act in that term again.
             Message::RequestVoteResponse(m) if m.granted => {
@@ -382,16 +446,17 @@ fn persist_before_send(_: &RaftModel, state: &RaftState) -> bool {
             Message::RequestVote(m) => hard.term > m.term || (hard.term == m.term && hard.voted_for == Some(src)),
             Message::AppendEntriesResponse(m) => match m.result {
                 AppendResult::Success { match_index } => {
-                    let n = match_index.0 as usize;
-                    let same_entries = |leader: &Log| {
-                        leader.len() >= n
-                            && durable.log.len() >= n
-                            && leader.entries()[..n] == durable.log.entries()[..n]
+                    let same_entries = |leader: &ServerState| {
+                        same_first(
+                            &leader.held().unwrap_or_default(),
+                            &durable.held().unwrap_or_default(),
+                            match_index.0 as usize,
+                        )
                     };
                     hard.term > m.term
                         || (hard.term >= m.term
-                            && durable.log.last_index() >= match_index
-                            && leader_log(state, usize::from(env.dst), m.term).is_none_or(same_entries))
+                            && durable.raft.log.last_index() >= match_index
+                            && leader_in(state, usize::from(env.dst), m.term).is_none_or(same_entries))
                 }
                 AppendResult::Conflict { .. } => true,
             },
@@ -419,7 +484,7 @@ fn log_liveness(_: &RaftModel, state: &RaftState) -> bool {
 fn leader_after_crash(_: &RaftModel, state: &RaftState) -> bool {
     let down_terms: Vec<_> = (0..state.crashed.len())
         .filter(|&i| state.crashed[i])
-        .filter_map(|i| state.actor_storages[i].as_ref().map(|d| d.hard.term))
+        .filter_map(|i| state.actor_storages[i].as_ref().map(|d| d.raft.hard.term))
         .collect();
     live_servers(state).any(|(_, s)| s.raft.is_leader() && down_terms.iter().any(|&t| s.raft.term() > t))
 }
@@ -455,6 +520,25 @@ fn leader_stepped_down(_: &RaftModel, state: &RaftState) -> bool {
     let leaders = &state.history.leaders;
     live_servers(state)
         .any(|(i, s)| !s.raft.is_leader() && leaders.iter().any(|&(t, n)| n.0 == i as u64 && s.raft.term() > t))
+}
+
+fn restore_keeps_applied(_: &RaftModel, state: &RaftState) -> bool {
+    live_servers(state).all(|(_, s)| !s.broken.applied_changed)
+}
+
+fn snapshot_covers_committed(_: &RaftModel, state: &RaftState) -> bool {
+    live_servers(state).all(|(_, s)| {
+        let snapshot = s.raft.snapshot().map_or(LogIndex(0), |m| m.index);
+        snapshot.max(s.raft.log().compacted_index()) <= s.raft.commit_index()
+    })
+}
+
+fn caught_up_by_snapshot(_: &RaftModel, state: &RaftState) -> bool {
+    live_servers(state).any(|(_, s)| s.restored().by_install)
+}
+
+fn recovered_from_snapshot(_: &RaftModel, state: &RaftState) -> bool {
+    live_servers(state).any(|(_, s)| s.restored().at_recovery)
 }
 
 fn read_completed(model: &RaftModel, state: &RaftState) -> bool {

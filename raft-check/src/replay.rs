@@ -7,12 +7,17 @@
 //! sequence as JSON; paste it into a test and call [`replay_json`] to get a
 //! [`Cluster`] whose states the test can assert on. The replay drives each
 //! node as raft-tokio would: persists applied to a per-node store before
-//! anything else, and recovery from that store alone.
+//! anything else, and recovery from that store alone. Snapshot data never
+//! enters raft-core, so a replay needs none: an application's snapshot is
+//! its report of what it applied and `SnapshotTaken`, and an
+//! `InstallSnapshot` is the message alone.
 
-use crate::actor::{node_id, Durable, Msg, Node};
+use crate::actor::{node_id, ModelTimer, Msg, Node, NodeState};
 use crate::kv::Command as KvCommand;
 use crate::model::{RaftModel, RaftState};
-use raft_core::{Config, Input, LogIndex, Membership, NodeId, Output, Proposal, ProposalId, ReadId, State, Term};
+use raft_core::{
+    Config, Input, LogIndex, Membership, MemoryStore, NodeId, Output, Proposal, ProposalId, ReadId, State, Term,
+};
 use serde::{Deserialize, Serialize};
 use stateright::actor::ActorModelAction;
 use stateright::Path;
@@ -60,7 +65,7 @@ impl fmt::Display for Step {
     }
 }
 
-type Action = ActorModelAction<Msg, raft_core::Timer, ()>;
+type Action = ActorModelAction<Msg, ModelTimer, ()>;
 
 /// The raft-core steps behind a path of the model, in order.
 pub fn steps_of_path(model: &RaftModel, path: &Path<RaftState, Action>) -> Vec<Step> {
@@ -75,13 +80,16 @@ pub fn steps_of_path(model: &RaftModel, path: &Path<RaftState, Action>) -> Vec<S
             }
         }
     }
-    for action in path.clone().into_actions() {
+    for (state, action) in path.clone().into_vec() {
+        let Some(action) = action else { continue };
         let (id, event) = match action {
             ActorModelAction::Deliver { src, dst, msg } => {
                 let Some(Node::Server(server)) = model.actors.get(usize::from(dst)) else { continue };
                 let client = usize::from(src) as u8;
                 let input = match msg {
-                    Msg::Raft(message) => Input::Receive { from: node_id(src), message: (*message).clone() },
+                    Msg::Raft(message) | Msg::Snapshot(message, _) => {
+                        Input::Receive { from: node_id(src), message: (*message).clone() }
+                    }
                     Msg::Put(value) => propose(KvCommand::Write { client, value }),
                     Msg::Get if !server.switches.reads_bypass_log => Input::Read(vec![ReadId(u64::from(client))]),
                     Msg::Transfer(target) => Input::TransferLeadership(target),
@@ -89,7 +97,17 @@ pub fn steps_of_path(model: &RaftModel, path: &Path<RaftState, Action>) -> Vec<S
                 };
                 (dst, Event::Input(input))
             }
-            ActorModelAction::Timeout(id, timer) => (id, Event::Input(Input::Timeout(timer))),
+            ActorModelAction::Timeout(id, ModelTimer::Raft(timer)) => (id, Event::Input(Input::Timeout(timer))),
+            ActorModelAction::Timeout(id, ModelTimer::Snapshot(index)) => {
+                // The application reports what it applied first, as the
+                // adapter does when that is ahead of raft-core's count.
+                if let NodeState::Server(s) = &*state.actor_states[usize::from(id)] {
+                    if s.delivered > s.raft.applied_index() {
+                        steps.push(Step { node: node_id(id), event: Event::Input(Input::Applied(s.delivered)) });
+                    }
+                }
+                (id, Event::Input(Input::SnapshotTaken(index)))
+            }
             ActorModelAction::Crash(id) => (id, Event::Crash),
             ActorModelAction::Recover(id) => (id, Event::Recover),
             ActorModelAction::Drop(_) | ActorModelAction::SelectRandom { .. } => continue,
@@ -116,7 +134,7 @@ pub struct Cluster {
     /// Each server's state; `None` while crashed or before its start.
     pub states: Vec<Option<State>>,
     /// Each server's storage, as its persists left it.
-    pub storage: Vec<Durable>,
+    pub storage: Vec<MemoryStore>,
     /// The outputs of the last step of each server.
     pub last_outputs: Vec<Vec<Output>>,
 }
@@ -143,7 +161,7 @@ impl Cluster {
 /// When a step names a node that is down, or not started, and needs it up.
 pub fn replay(configs: Vec<Config>, steps: &[Step], forget_vote_on_recovery: bool) -> Cluster {
     let n = configs.len();
-    let empty = Durable::new();
+    let empty = MemoryStore::new();
     let membership = Membership::new(configs.iter().map(|c| c.id())).expect("at least one node");
     let mut cluster =
         Cluster { configs, states: vec![None; n], storage: vec![empty; n], last_outputs: vec![Vec::new(); n] };

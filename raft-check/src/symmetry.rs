@@ -11,10 +11,11 @@
 //! raft-core renames its own state ([`State::renamed`]), so that a field
 //! added to `State` is renamed where it is defined.
 
-use crate::actor::{Durable, Msg, NodeState, ServerState};
+use crate::actor::{Durable, Msg, NodeState, ServerState, SnapshotData};
 use crate::model::{History, RaftState};
 use raft_core::{Entry, Log, Message, NodeId, Payload, State};
 use stateright::actor::{Envelope, Id, Network};
+use std::sync::Arc;
 
 /// A renaming of servers: `perm[old] == new`.
 struct Renaming {
@@ -42,6 +43,9 @@ impl Renaming {
             Payload::Noop => e.clone(),
             Payload::Command(data) => Entry::command(e.term, self.data(data)),
         }
+    }
+    fn snapshot_data(&self, data: &Arc<SnapshotData>) -> Arc<SnapshotData> {
+        Arc::new(data.map_commands(&|d| self.data(d)))
     }
     fn log(&self, log: &Log) -> Log {
         log.map_commands(&|data| self.data(data))
@@ -132,7 +136,7 @@ fn is_garbage(state: &RaftState, e: &Envelope<&Msg>) -> bool {
     let Msg::Raft(m) = e.msg else { return false };
     let m = &**m;
     let dst = usize::from(e.dst);
-    let Some(stored) = state.actor_storages[dst].as_ref().map(|d| d.hard.term) else { return false };
+    let Some(stored) = state.actor_storages[dst].as_ref().map(|d| d.raft.hard.term) else { return false };
     let live = match (&*state.actor_states[dst], state.crashed[dst]) {
         (NodeState::Server(s), false) => Some(&s.raft),
         _ => None,
@@ -168,7 +172,7 @@ fn summary(state: &RaftState, i: usize) -> (bool, Vec<u64>, u64, u8, u64, usize,
     let crashed = state.crashed[i];
     let storage_terms = state.actor_storages[i]
         .as_ref()
-        .map(|d| std::iter::once(d.hard.term.0).chain(d.log.entries().iter().map(|e| e.term.0)).collect())
+        .map(|d| std::iter::once(d.raft.hard.term.0).chain(d.raft.log.entries().iter().map(|e| e.term.0)).collect())
         .unwrap_or_default();
     if crashed {
         return (crashed, storage_terms, 0, 0, 0, 0, false);
@@ -206,14 +210,16 @@ fn rename(
         .map(|d| {
             d.as_ref().map(|d| {
                 // The renaming is a bijection on the members, so the
-                // membership is renamed to itself.
-                let membership = d.membership.clone();
-                std::sync::Arc::new(Durable {
-                    hard: rename_hard(d.hard, r),
-                    membership,
-                    snapshot: d.snapshot.clone(),
-                    log: r.log(&d.log),
-                })
+                // membership (the store's, and its snapshot's) is renamed
+                // to itself.
+                let raft = raft_core::MemoryStore {
+                    hard: rename_hard(d.raft.hard, r),
+                    membership: d.raft.membership.clone(),
+                    snapshot: d.raft.snapshot.clone(),
+                    log: r.log(&d.raft.log),
+                };
+                let snapshot_data = d.snapshot_data.as_ref().map(|data| r.snapshot_data(data));
+                std::sync::Arc::new(Durable { raft, snapshot_data, snapshots_taken: d.snapshots_taken })
             })
         })
         .collect();
@@ -243,13 +249,26 @@ fn rename_hard(hard: raft_core::HardState, r: &Renaming) -> raft_core::HardState
 }
 
 fn rename_server(s: &ServerState, r: &Renaming) -> ServerState {
-    ServerState { raft: s.raft.renamed(&|id| r.node(id), &|data| r.data(data)), ..s.clone() }
+    ServerState {
+        raft: s.raft.renamed(&|id| r.node(id), &|data| r.data(data)),
+        snapshots: s.snapshots.as_ref().map(|snapshots| {
+            Box::new(crate::actor::Snapshots {
+                data: snapshots.data.as_ref().map(|data| r.snapshot_data(data)),
+                applied: snapshots.applied.iter().map(|(i, e)| (*i, r.entry(e))).collect(),
+                ..(**snapshots).clone()
+            })
+        }),
+        ..s.clone()
+    }
 }
 
 fn rename_msg(msg: &Msg, r: &Renaming) -> Msg {
     let message = match msg {
         Msg::Raft(message) => message,
         Msg::Transfer(target) => return Msg::Transfer(r.node(*target)),
+        // An InstallSnapshot names no node but in its membership, which is
+        // renamed to itself.
+        Msg::Snapshot(message, data) => return Msg::Snapshot(message.clone(), r.snapshot_data(data)),
         _ => return msg.clone(),
     };
     let message = match &**message {

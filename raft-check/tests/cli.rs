@@ -38,3 +38,21 @@ fn a_failing_always_exits_1_with_its_counterexample_as_raft_core_inputs() {
     assert!(out.contains("Discovered \"Election Safety\" counterexample"), "{out}");
     assert!(out.contains("recover") && out.contains("Replay: [{\"node\":0"), "{out}");
 }
+
+#[test]
+fn snapshots_flag_adds_the_snapshot_properties() {
+    let args =
+        ["-m", "check", "--depth", "10", "--threads", "1", "--snapshots", "1", "--max-term", "1", "--max-log", "2"];
+    let (code, out) = run(&args);
+    assert_eq!(code, 0, "{out}");
+    for name in ["Restore Keeps Applied", "Snapshot Covers Committed"] {
+        assert!(out.lines().any(|l| l.starts_with("Always") && l.contains(name) && l.contains("holds")), "{out}");
+    }
+    for name in ["Caught Up By Snapshot", "Recovered From Snapshot"] {
+        assert!(out.lines().any(|l| l.starts_with("Sometimes") && l.contains(name) && l.contains("found")), "{out}");
+    }
+    assert!(out.contains("TakeSnapshot(") && out.contains("InstallSnapshot("), "{out}");
+    // Without the flag the model takes no snapshot and has none of them.
+    let (_, out) = run(&["-m", "check", "--depth", "4", "--threads", "1"]);
+    assert!(!out.contains("Restore Keeps Applied") && !out.contains("TakeSnapshot"), "{out}");
+}
