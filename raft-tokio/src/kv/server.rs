@@ -583,6 +583,10 @@ pub struct StatusBody {
     pub snapshots_sent: u64,
     /// Snapshots it received from a leader and installed.
     pub snapshots_received: u64,
+    /// Times, while leading, it saw a follower's log end before what that
+    /// follower had acknowledged (a follower that lost its disk; logged at
+    /// WARN with the follower's id).
+    pub followers_regressed: u64,
     /// Every member: id, raft address, HTTP address.
     pub members: Vec<Member>,
 }
@@ -629,6 +633,7 @@ async fn status(State(s): Shared) -> Response {
         last_log_index: st.last_log_index.0,
         snapshots_sent: node.snapshots_sent,
         snapshots_received: node.snapshots_received,
+        followers_regressed: node.followers_regressed,
         members,
     };
     axum::Json(body).into_response()
