@@ -454,7 +454,18 @@ async fn run(seconds: u64, seed: u64, unsafe_reads: bool) -> Verdict {
 async fn check_snapshots(http: &[SocketAddr], logs: &Path, faults: &Faults, operations: usize) {
     let mut indexes = Vec::new();
     for &node in http {
-        let r = request(node, "GET", "/status", &[], &[], CLIENT_TIMEOUT).await.expect("the node answers /status");
+        // A node the heal just restarted may not listen yet: bounded retries.
+        let mut attempts = 0;
+        let r = loop {
+            match request(node, "GET", "/status", &[], &[], CLIENT_TIMEOUT).await {
+                Ok(r) => break r,
+                Err(e) if attempts >= 100 => panic!("node {node} does not answer /status within 10 s: {e:?}"),
+                Err(_) => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
         let status: raft_tokio::kv::server::StatusBody = serde_json::from_slice(&r.body).expect("/status is JSON");
         indexes.push((status.snapshot_index, status.first_log_index, status.last_log_index));
     }
