@@ -671,11 +671,7 @@ impl Server {
                 o.append(&mut local);
                 next
             }
-            Err(_) => {
-                let mut next = s.clone();
-                next.broken.panicked = true;
-                next
-            }
+            Err(_) => panicked(s),
         };
         if next == *s {
             return None;
@@ -722,11 +718,7 @@ impl Server {
                 o.append(&mut local);
                 next
             }
-            Err(_) => {
-                let mut next = s.clone();
-                next.broken.panicked = true;
-                next
-            }
+            Err(_) => panicked(s),
         };
         self.rearm_snapshot_timers(s, &next, o);
         Some(next)
@@ -1007,4 +999,12 @@ pub fn print_first_panic_only() {
             eprintln!("(further panics are caught and reported as No Panic counterexamples, not printed)");
         }
     }));
+}
+
+/// The state a server is left in when raft-core panicked on a step from
+/// `s`: unchanged, marked panicked (the No Panic property fails).
+fn panicked(s: &ServerState) -> ServerState {
+    let mut next = s.clone();
+    next.broken.panicked = true;
+    next
 }
