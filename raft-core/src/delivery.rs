@@ -50,8 +50,15 @@ impl State {
     /// no-ops, while the window of unapplied entries and bytes has room (an
     /// entry larger than the byte bound goes alone, once nothing else is
     /// unapplied). Then serves the reads that waited for them.
-    fn deliver(&mut self, config: &Config, out: &mut Vec<Output>) {
-        let last = if config.breaks(Fault::DeliverUncommitted) { self.log.last_index() } else { self.commit_index };
+    /// Only entries durable here are delivered: a leader may know an entry
+    /// committed by its followers before its own copy is on disk, and an
+    /// application that keeps its state on disk must not get ahead of the log.
+    pub(crate) fn deliver(&mut self, config: &Config, out: &mut Vec<Output>) {
+        let last = if config.breaks(Fault::DeliverUncommitted) {
+            self.log.last_index()
+        } else {
+            self.commit_index.min(self.durable_index)
+        };
         let first = if config.breaks(Fault::DeliverTwice) { LogIndex(1) } else { self.delivered_index.next() };
         // No-ops already handed over behind the last reported command count
         // as applied now.

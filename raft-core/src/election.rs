@@ -10,9 +10,9 @@ use crate::types::NodeId;
 impl State {
     /// §5.2: on election timeout (without pre-vote), after a won pre-vote,
     /// or on a leader's `TimeoutNow` (`transfer`), a node starts an election:
-    /// it becomes a candidate of the next term (its vote for itself persisted
-    /// before any request leaves), re-arms its timer and asks every peer for
-    /// a vote. A cluster of one voter elects it at once.
+    /// it becomes a candidate of the next term (its vote for itself written
+    /// while the requests go out), re-arms its timer and asks every peer
+    /// for a vote. A cluster of one voter elects it once its vote is durable.
     pub(crate) fn start_election(&mut self, config: &Config, transfer: bool, out: &mut Vec<Output>) {
         self.become_candidate(config, out);
         if self.has_won_election() {
@@ -33,7 +33,9 @@ impl State {
 
     fn has_won_election(&self) -> bool {
         match &self.role {
-            Role::PreCandidate { votes } | Role::Candidate { votes } => self.membership.quorum().is_won(votes),
+            Role::PreCandidate { votes } => self.membership.quorum().is_won(votes),
+            // Its own vote among them: it is counted once durable.
+            Role::Candidate { votes } => self.hard_state_is_durable() && self.membership.quorum().is_won(votes),
             _ => false,
         }
     }
@@ -139,7 +141,7 @@ impl State {
             if self.hard.voted_for != Some(from) {
                 self.hard.voted_for = Some(from);
                 if !config.breaks(Fault::VoteNotPersisted) {
-                    out.push(Output::Persist(Persist::HardState(self.hard)));
+                    self.persist(Persist::HardState(self.hard), out);
                 }
             }
             // Granting a vote defers this node's own candidacy (Figure 2).
@@ -173,7 +175,7 @@ impl State {
 
     /// §5.2: a new leader sends appends at once to assert its leadership
     /// (and commits at once if it is the only voter).
-    fn start_leading(&mut self, config: &Config, out: &mut Vec<Output>) {
+    pub(crate) fn start_leading(&mut self, config: &Config, out: &mut Vec<Output>) {
         self.become_leader(config, out);
         self.broadcast_append(config, out);
         self.maybe_commit(config, out);

@@ -97,8 +97,9 @@ faults! {
     AcceptStaleAppendResponse => "accept-stale-append-response", "§5.1", "ignore acknowledgements of older terms";
     /// A follower sends its acknowledgement before it persists the entries.
     AckBeforePersist => "ack-before-persist", "Fig. 2", "persist entries before acknowledging";
-    /// A leader does not persist the entries it appends itself.
-    LeaderEntriesNotPersisted => "leader-entries-not-persisted", "Fig. 2", "persist the leader's own entries";
+    /// A leader counts its own entries towards the commit index as soon as
+    /// it appends them, before the driver reports them durable.
+    LeaderCountsUndurableEntries => "leader-counts-undurable-entries", "thesis §10.2.1", "count the leader's own entries once durable";
     /// A leader answers reads without confirming its leadership with a majority.
     ServeReadsWithoutQuorum => "serve-reads-without-quorum", "thesis §6.4", "confirm leadership with a majority";
     /// A leader fixes a read index before it has committed an entry of its term.

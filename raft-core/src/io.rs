@@ -59,6 +59,20 @@ pub enum Input {
     /// refused ([`Dropped::OutOfRange`]); one at or below the current
     /// snapshot's changes nothing.
     SnapshotTaken(LogIndex),
+    /// The driver has made durable every persist up to the
+    /// [`Output::PersistAsync`] that named this `term` and `index` (and
+    /// every persist before it). A leader counts its own entries towards
+    /// the commit index, and a candidate counts its own vote, only once
+    /// reported here (thesis §10.2.1). A report may be late, and may be
+    /// skipped when a later one covers it; one of an older term changes
+    /// nothing, so a late completion of a write that a truncation undid
+    /// cannot count the entry that replaced it.
+    Persisted {
+        /// The term named by the `PersistAsync`.
+        term: Term,
+        /// The index named by the `PersistAsync`.
+        index: LogIndex,
+    },
 }
 
 /// A client proposal: opaque bytes and the caller's id for the answer.
@@ -192,8 +206,27 @@ pub enum Dropped {
 /// One output of [`crate::step`], to be executed by the driver in order.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Output {
-    /// Make this change durable before executing any later output.
+    /// Make this change durable before executing any later output (of this
+    /// list or of a later one). Every reply that reports durable state (a
+    /// vote granted, an append acknowledged) comes after the persist it
+    /// reports, so it waits for it.
     Persist(Persist),
+    /// Make this change durable in the background: later outputs need not
+    /// wait for it. Persists still reach the disk in order (a later
+    /// `Persist` waits for this one too). Once this change and every
+    /// persist before it are durable, feed [`Input::Persisted`] with this
+    /// `term` and `index`. Only a leader's own new entries and a
+    /// candidate's vote for itself are written so (thesis §10.2.1): the
+    /// appends and vote requests that follow go out while the disk works,
+    /// and the node counts itself only for what was reported durable.
+    PersistAsync {
+        /// The change.
+        persist: Persist,
+        /// The term to report back.
+        term: Term,
+        /// The index to report back.
+        index: LogIndex,
+    },
     /// Send a message to a peer. Delivery may fail; Raft retries.
     Send {
         /// The destination.

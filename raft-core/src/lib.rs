@@ -23,17 +23,32 @@
 //! - Feed every input to [`step`] (or the in-place [`State::step`], or the
 //!   [`Node`] wrapper that also counts dropped inputs): peer messages, timer
 //!   expiries, proposals, reads, the application's progress
-//!   ([`Input::Applied`]) and its snapshots ([`Input::SnapshotTaken`]).
+//!   ([`Input::Applied`]), its snapshots ([`Input::SnapshotTaken`]) and the
+//!   storage's completions ([`Input::Persisted`]).
 //! - Execute the outputs **in order**:
 //!   - [`Output::Persist`]: make the change durable (write and fsync)
-//!     **before executing any later output of the list**. This is the rule
-//!     that makes Raft safe across crashes: a vote or an append
-//!     acknowledgement is never sent before the state it reports is on disk.
-//!     Every `Send` waits for every `Persist` before it in its list; the core
-//!     emits every persist of a step before its first send, and checks that
-//!     after every step, in release builds too. A driver may group the
-//!     persists of several steps into one fsync as long as no send
-//!     overtakes the fsync that it follows.
+//!     **before executing any later output**, of this list or of a later
+//!     one. This is the rule that makes Raft safe across crashes: a vote or
+//!     an append acknowledgement is never sent before the state it reports
+//!     is on disk. A driver may group the persists of several steps into
+//!     one fsync as long as no later output overtakes the fsync it follows.
+//!   - [`Output::PersistAsync`]: make the change durable **in the
+//!     background**; later outputs need not wait for it (thesis §10.2.1).
+//!     Persists of both kinds still reach the disk in the order given.
+//!     When the change is durable, feed [`Input::Persisted`] with the
+//!     `term` and `index` it names. Only two writes are made so: a leader's
+//!     own new entries (its appends go out while its disk works; it counts
+//!     itself towards the commit index only for entries reported durable,
+//!     and delivers only those) and a candidate's vote for itself (its vote
+//!     requests go out at once; it counts its own vote, and can win, only
+//!     once the vote is durable). A driver without a background writer may
+//!     treat it as a `Persist` and feed `Input::Persisted` after the list
+//!     ([`MemoryStore::apply_all`] returns the report to feed).
+//!
+//!     So each output waits for exactly the persists it depends on: every
+//!     output waits for every `Persist` before it, and for no
+//!     `PersistAsync`. The core emits every persist of a step before its
+//!     first send, and checks that after every step, in release builds too.
 //!   - [`Output::Send`]: best-effort delivery to a peer; Raft retries.
 //!   - [`Output::SetTimer`] / [`Output::CancelTimer`]: one timer per
 //!     [`Timer`] kind; setting re-arms it with a delay drawn (by the driver)
@@ -105,15 +120,27 @@
 //! ## Example: a one-node cluster elects itself and commits
 //!
 //! ```
-//! use raft_core::{step, Config, Input, Membership, NodeId, Output, Proposal, ProposalId, State, Timer};
+//! use raft_core::{step, Config, Input, MemoryStore, Membership, NodeId, Output, Proposal, ProposalId, State, Timer};
 //!
 //! let config = Config::new(NodeId(1));
 //! let membership = Membership::new([NodeId(1)]).unwrap();
-//! let (state, _persist_membership_and_arm_timer) = State::new(&config, membership);
-//! let (state, _) = step(&config, state, Input::Timeout(Timer::Election));
+//! let mut disk = MemoryStore::new(); // stands for the driver's storage
+//! let (state, outputs) = State::new(&config, membership);
+//! disk.apply_all(&outputs).unwrap();
+//! // The election timer fires: a candidate, its vote for itself being written.
+//! let (state, outputs) = step(&config, state, Input::Timeout(Timer::Election));
+//! assert!(!state.is_leader());
+//! // The vote is durable: the storage reports it, and the node leads.
+//! let written = disk.apply_all(&outputs).unwrap().expect("a background write");
+//! let (state, outputs) = step(&config, state, written);
 //! assert!(state.is_leader());
+//! let written = disk.apply_all(&outputs).unwrap().expect("the leader's no-op");
+//! let (state, _) = step(&config, state, written);
 //! let proposal = Proposal { id: ProposalId(7), data: b"x=1".to_vec() };
 //! let (state, outputs) = step(&config, state, Input::Propose(vec![proposal]));
+//! // Committed once the leader's own copy is durable (it is the majority).
+//! let written = disk.apply_all(&outputs).unwrap().expect("x=1 being written");
+//! let (state, outputs) = step(&config, state, written);
 //! assert!(outputs.iter().any(|o| matches!(o, Output::Deliver(c) if c[0].data == b"x=1")));
 //! assert_eq!(state.commit_index().0, 2); // the leader's no-op, then x=1
 //! let delivered = state.delivered_index();

@@ -149,7 +149,7 @@ impl State {
                     // Refused before any change by `conflicts_with_committed`.
                     assert!(index > self.commit_index, "cutting committed entry {index:?}");
                     self.log.truncate_from(index);
-                    out.push(Output::Persist(Persist::Truncate { from: index }));
+                    self.persist(Persist::Truncate { from: index }, out);
                     fresh.push(entry);
                     break;
                 }
@@ -172,7 +172,7 @@ impl State {
         self.append_own(config, fresh, out);
         if config.breaks(Fault::TruncateWithoutConflict) && self.log.last_index() > match_index {
             self.log.truncate_from(match_index.next());
-            out.push(Output::Persist(Persist::Truncate { from: match_index.next() }));
+            self.persist(Persist::Truncate { from: match_index.next() }, out);
         }
         // Rule 5: commit what the leader committed, bounded by what we now
         // know to match.
@@ -358,10 +358,16 @@ impl State {
 
     /// §5.3, §5.4.2: the leader commits the highest index held by a majority,
     /// but only when that entry is of its own term (Figure 8); everything
-    /// before it commits with it.
+    /// before it commits with it. The leader holds what is durable on its
+    /// own disk (thesis §10.2.1), not what it has appended.
     pub(crate) fn maybe_commit(&mut self, config: &Config, out: &mut Vec<Output>) {
         let Role::Leader { progress, .. } = &self.role else { return };
-        let (me, last) = (config.id(), self.log.last_index());
+        let held = if config.breaks(Fault::LeaderCountsUndurableEntries) {
+            self.log.last_index()
+        } else {
+            self.durable_index
+        };
+        let (me, last) = (config.id(), held);
         let matched = |n: NodeId| if n == me { last } else { progress[&n].match_index() };
         let quorum = self.membership.quorum();
         let majority = if config.breaks(Fault::CommitWithoutMajority) {

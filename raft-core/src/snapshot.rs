@@ -75,13 +75,13 @@ impl State {
         let term = self.log.term_at(index).expect("an applied index past the last snapshot is held");
         let meta = SnapshotMeta { index, term, membership: self.membership.clone() };
         self.snapshot = Some(meta.clone());
-        out.push(Output::Persist(Persist::Snapshot(meta)));
+        self.persist(Persist::Snapshot(meta), out);
         let keep = if config.breaks(Fault::CompactPastCommit) { 0 } else { config.trailing_entries() };
         let through = LogIndex(index.0.saturating_sub(keep));
         if through > self.log.compacted_index() {
             let term = self.log.term_at(through).expect("held");
             self.log.compact_through(through, term);
-            out.push(Output::Persist(Persist::Compact { through, term }));
+            self.persist(Persist::Compact { through, term }, out);
         }
     }
 
@@ -114,18 +114,18 @@ impl State {
         let old_last = self.log.last_index();
         let matches = self.log.term_at(meta.index) == Some(meta.term);
         let discard_all = !matches || config.breaks(Fault::InstallDiscardsMatchingSuffix);
-        out.push(Output::Persist(Persist::Snapshot(meta.clone())));
+        self.persist(Persist::Snapshot(meta.clone()), out);
         if meta.membership != self.membership {
             self.membership = meta.membership.clone();
-            out.push(Output::Persist(Persist::Membership(self.membership.clone())));
+            self.persist(Persist::Membership(self.membership.clone()), out);
         }
         if discard_all && !self.log.is_empty() {
             let from = self.log.first_index();
             self.log.truncate_from(from);
-            out.push(Output::Persist(Persist::Truncate { from }));
+            self.persist(Persist::Truncate { from }, out);
         }
         self.log.compact_through(meta.index, meta.term);
-        out.push(Output::Persist(Persist::Compact { through: meta.index, term: meta.term }));
+        self.persist(Persist::Compact { through: meta.index, term: meta.term }, out);
         self.commit_index = meta.index;
         self.delivered_index = meta.index;
         self.applied_index = meta.index;

@@ -45,6 +45,14 @@ pub struct State {
     pub(crate) unapplied_bytes: u64,
     pub(crate) pending: Vec<Proposal>,
     pub(crate) reads: Reads,
+    /// The latest term whose hard state is known durable: a `Persist` was
+    /// issued in it, or the driver reported a `PersistAsync` of it.
+    pub(crate) durable_term: Term,
+    /// The log is known durable through this index (the same sources).
+    /// Below the last index only at a leader or a candidate whose
+    /// background writes are still running, or at a node that stepped down
+    /// from leading without a term change (check-quorum).
+    pub(crate) durable_index: LogIndex,
 }
 
 /// A node's role, with the bookkeeping only that role needs.
@@ -59,9 +67,14 @@ pub enum Role {
         /// The voters that would vote for it (itself included).
         votes: BTreeSet<NodeId>,
     },
-    /// Asks for votes; holds the voters that granted theirs (itself included).
+    /// Asks for votes; holds the voters that granted theirs. Its own vote
+    /// counts once it is durable (`Input::Persisted`), and it wins only
+    /// with its own vote among a majority: a candidate that won before its
+    /// vote was durable could crash, forget its term, stand again in the
+    /// same term and win it a second time with another log.
     Candidate {
-        /// The members that granted their vote this term.
+        /// The members that granted their vote this term (itself once its
+        /// vote is durable).
         votes: BTreeSet<NodeId>,
     },
     /// Replicates its log; holds its view of each follower.
@@ -163,6 +176,8 @@ impl State {
             unapplied_bytes: 0,
             pending: Vec::new(),
             reads: Reads::default(),
+            durable_term: Term(0),
+            durable_index: LogIndex(0),
         };
         let outputs =
             vec![Output::Persist(Persist::Membership(state.membership.clone())), state.election_timer(config)];
@@ -195,9 +210,6 @@ impl State {
             }
             previous = entry.term;
         }
-        if applied > log.last_index() {
-            return Err(RecoverError::AppliedBeyondLog { applied, last_index: log.last_index() });
-        }
         let snapshot_index = snapshot.as_ref().map_or(LogIndex(0), |s| s.index);
         if log.compacted_index() > snapshot_index {
             return Err(RecoverError::CompactedPastSnapshot {
@@ -206,10 +218,27 @@ impl State {
             });
         }
         let mut outputs = Vec::new();
+        let mut log = log;
+        if let Some(s) = snapshot.as_ref().filter(|s| log.term_at(s.index) != Some(s.term)) {
+            // A crash cut short the install of a leader's snapshot that this
+            // log does not match (Figure 13, rule 7): its persists after the
+            // `Snapshot` are done now, so that the log starts after it.
+            if !log.is_empty() {
+                let from = log.first_index();
+                log.truncate_from(from);
+                outputs.push(Output::Persist(Persist::Truncate { from }));
+            }
+            log.compact_through(s.index, s.term);
+            outputs.push(Output::Persist(Persist::Compact { through: s.index, term: s.term }));
+        }
+        if applied > log.last_index() {
+            return Err(RecoverError::AppliedBeyondLog { applied, last_index: log.last_index() });
+        }
         if let Some(s) = snapshot.as_ref().filter(|s| s.index > applied) {
             outputs.push(Output::RestoreSnapshot(s.clone()));
         }
         let applied = applied.max(snapshot_index);
+        let (durable_term, durable_index) = (hard.term, log.last_index());
         let state = State {
             hard,
             membership,
@@ -223,6 +252,8 @@ impl State {
             unapplied_bytes: 0,
             pending: Vec::new(),
             reads: Reads::default(),
+            durable_term,
+            durable_index,
         };
         outputs.push(state.election_timer(config));
         Ok((state, outputs))
@@ -240,6 +271,7 @@ impl State {
             Input::Applied(index) => self.on_applied(config, index, out),
             Input::TransferLeadership(target) => self.transfer_leadership(config, target, out),
             Input::SnapshotTaken(index) => self.on_snapshot_taken(config, index, out),
+            Input::Persisted { term, index } => self.on_persisted(config, term, index, out),
         }
         // Messages that a role change or a new leader made due are sent
         // last, so that every persist of this step precedes every send.
@@ -292,6 +324,8 @@ impl State {
             unapplied_bytes: self.unapplied_bytes,
             pending: self.pending.iter().map(|p| Proposal { id: p.id, data: command(&p.data) }).collect(),
             reads: self.reads.renamed(node),
+            durable_term: self.durable_term,
+            durable_index: self.durable_index,
         }
     }
 
@@ -357,6 +391,17 @@ impl State {
     /// The read requests this node holds.
     pub fn reads(&self) -> &Reads {
         &self.reads
+    }
+    /// The index through which this node's log is known durable: its last
+    /// index, except while a leader's or a candidate's background writes
+    /// run (see [`Output::PersistAsync`]).
+    pub fn durable_index(&self) -> LogIndex {
+        self.durable_index
+    }
+    /// Whether this node's current term and vote are known durable (false
+    /// only while a candidate's vote for itself is being written).
+    pub fn hard_state_is_durable(&self) -> bool {
+        self.durable_term == self.hard.term
     }
 
     /// The one dispatch for messages: the sender and the message's own
@@ -529,7 +574,7 @@ impl State {
         if term > self.hard.term {
             self.hard = HardState { term, voted_for: None };
             if !config.breaks(Fault::TermNotPersisted) {
-                out.push(Output::Persist(Persist::HardState(self.hard)));
+                self.persist(Persist::HardState(self.hard), out);
             }
         }
         // A leader's reads in flight are refused: their origins retry with
@@ -552,6 +597,7 @@ impl State {
     ) {
         let was_leader = self.is_leader();
         let was_transferring = matches!(self.role, Role::Leader { transfer: Some(_), .. });
+        let same_term = term == self.hard.term;
         self.reset(config, term, out);
         if was_leader {
             out.push(Output::CancelTimer(Timer::Heartbeat));
@@ -563,6 +609,15 @@ impl State {
             }
             out.push(self.election_timer(config));
         }
+        // A leader or a candidate that steps down within its term may still
+        // have writes in the background. From now on its answers report its
+        // state (an acknowledgement counts its log), so that state is made
+        // durable first: the write below waits for every earlier one. (A
+        // new term's persist in `reset` did that already.)
+        let writing = self.durable_term != self.hard.term || self.durable_index < self.log.last_index();
+        if same_term && writing {
+            self.persist(Persist::HardState(self.hard), out);
+        }
         self.role = Role::Follower;
         self.set_leader(config, leader, out);
     }
@@ -573,14 +628,16 @@ impl State {
     pub(crate) fn become_pre_candidate(&mut self, config: &Config, out: &mut Vec<Output>) {
         if config.breaks(Fault::PreCandidateBumpsTerm) {
             self.hard = HardState { term: self.hard.term.next(), voted_for: None };
-            out.push(Output::Persist(Persist::HardState(self.hard)));
+            self.persist(Persist::HardState(self.hard), out);
         }
         self.reset(config, self.hard.term, out);
         self.role = Role::PreCandidate { votes: BTreeSet::from([config.id()]) };
     }
 
     /// §5.2: becomes a candidate of the next term, voting for itself. The
-    /// new term and vote are one record, persisted before any request leaves.
+    /// new term and vote are one record, written in the background while
+    /// the vote requests go out (thesis §10.2.1); its own vote counts once
+    /// the driver reports the record durable.
     pub(crate) fn become_candidate(&mut self, config: &Config, out: &mut Vec<Output>) {
         let me = config.id();
         let term = if config.breaks(Fault::ElectionKeepsTerm) && matches!(self.role, Role::PreCandidate { .. }) {
@@ -589,9 +646,10 @@ impl State {
             self.hard.term.next()
         };
         self.hard = HardState { term, voted_for: Some(me) };
-        out.push(Output::Persist(Persist::HardState(self.hard)));
+        let index = self.log.last_index();
+        out.push(Output::PersistAsync { persist: Persist::HardState(self.hard), term, index });
         self.reset(config, self.hard.term, out);
-        self.role = Role::Candidate { votes: BTreeSet::from([me]) };
+        self.role = Role::Candidate { votes: BTreeSet::new() };
         self.set_leader(config, None, out);
     }
 
@@ -642,16 +700,64 @@ impl State {
         Output::SetTimer { timer: Timer::CheckQuorum, min, max: min }
     }
 
-    /// Appends entries to this node's own log and asks for them to be persisted.
-    pub(crate) fn append_own(&mut self, config: &Config, entries: Vec<Entry>, out: &mut Vec<Output>) {
+    /// Appends entries to this node's own log and asks for them to be
+    /// persisted: a follower's before anything later (its acknowledgement
+    /// follows), a leader's in the background (thesis §10.2.1).
+    pub(crate) fn append_own(&mut self, _config: &Config, entries: Vec<Entry>, out: &mut Vec<Output>) {
         if entries.is_empty() {
             return;
         }
         let first = self.log.last_index().next();
         self.log.extend(entries.iter().cloned());
-        if !(self.is_leader() && config.breaks(Fault::LeaderEntriesNotPersisted)) {
-            out.push(Output::Persist(Persist::Append { first, entries }));
+        let persist = Persist::Append { first, entries };
+        if self.is_leader() {
+            let (term, index) = (self.hard.term, self.log.last_index());
+            out.push(Output::PersistAsync { persist, term, index });
+        } else {
+            self.persist(persist, out);
         }
+    }
+
+    /// Asks for `persist` to be made durable before any later output. Once
+    /// it is, so is everything before it: the hard state and the log as
+    /// they stand are durable for every later output.
+    pub(crate) fn persist(&mut self, persist: Persist, out: &mut Vec<Output>) {
+        out.push(Output::Persist(persist));
+        self.durable_term = self.hard.term;
+        self.durable_index = self.log.last_index();
+    }
+
+    /// The driver reports background writes durable (`Input::Persisted`).
+    /// A report of an older term changes nothing: its writes are covered by
+    /// the persists of the term change, and its index may name an entry
+    /// that a truncation has since replaced (etcd's append ABA race).
+    fn on_persisted(&mut self, config: &Config, term: Term, index: LogIndex, out: &mut Vec<Output>) {
+        if term != self.hard.term {
+            return;
+        }
+        if index > self.log.last_index() {
+            // In this term the log only grew since the write was asked
+            // for, unless a leader truncated it (the write is covered by
+            // the truncation's persist, and counts for nothing more).
+            if matches!(self.role, Role::Candidate { .. } | Role::Leader { .. }) {
+                out.push(Output::Dropped(Dropped::OutOfRange));
+            }
+            return;
+        }
+        self.durable_term = term;
+        self.durable_index = self.durable_index.max(index);
+        let me = config.id();
+        match &mut self.role {
+            Role::Candidate { votes } => {
+                votes.insert(me);
+                if self.membership.quorum().is_won(votes) {
+                    self.start_leading(config, out);
+                }
+            }
+            Role::Leader { .. } => self.maybe_commit(config, out),
+            _ => {}
+        }
+        self.deliver(config, out);
     }
 
     /// Invariants cheap enough (O(1)) to check after every step of a
@@ -659,6 +765,9 @@ impl State {
     fn check_invariants(&self, config: &Config) {
         assert!(self.applied_index <= self.delivered_index, "applied past delivered");
         assert!(self.delivered_index <= self.commit_index, "delivered past commit");
+        assert!(self.delivered_index <= self.durable_index, "delivered an entry not known durable here");
+        assert!(self.durable_index <= self.log.last_index(), "durable past the log's end");
+        assert!(self.durable_term <= self.hard.term, "durable term above the current term");
         assert!(self.commit_index <= self.log.last_index(), "commit past the log's end");
         assert!(self.log.last_term() <= self.hard.term, "log term above current term");
         let snapshot_index = self.snapshot.as_ref().map_or(LogIndex(0), |s| s.index);
@@ -673,12 +782,15 @@ impl State {
             Role::Follower | Role::PreCandidate { .. } => {
                 assert!(self.leader != Some(config.id()), "follower names itself leader")
             }
-            Role::Candidate { .. } => {
+            Role::Candidate { votes } => {
                 assert_eq!(self.hard.voted_for, Some(config.id()), "candidate did not vote for itself");
                 assert!(self.leader.is_none(), "candidate knows a leader");
+                let counted = votes.contains(&config.id());
+                assert_eq!(counted, self.durable_term == self.hard.term, "candidate counts a vote not durable");
             }
             Role::Leader { .. } => {
                 assert_eq!(self.hard.voted_for, Some(config.id()), "leader did not vote for itself");
+                assert_eq!(self.durable_term, self.hard.term, "leader whose vote is not durable");
                 assert_eq!(self.leader, Some(config.id()), "leader does not name itself");
                 assert!(self.pending.is_empty(), "leader holds pending proposals");
             }
@@ -692,9 +804,13 @@ impl State {
         assert!(self.reads.applying_all_above(self.delivered_index), "a read ready to serve was held back");
         match &self.role {
             Role::Follower => {}
-            Role::PreCandidate { votes } | Role::Candidate { votes } => {
-                assert!(votes.contains(&config.id()), "candidate did not count its own vote");
-                assert!(!self.membership.quorum().is_won(votes), "candidate holds a majority of votes");
+            Role::PreCandidate { votes } => {
+                assert!(votes.contains(&config.id()), "pre-candidate did not count its own vote");
+                assert!(!self.membership.quorum().is_won(votes), "pre-candidate holds a majority of votes");
+            }
+            Role::Candidate { votes } => {
+                let won = votes.contains(&config.id()) && self.membership.quorum().is_won(votes);
+                assert!(!won, "candidate holds a majority of votes, its own durable among them");
             }
             Role::Leader { progress, transfer } => {
                 let me = config.id();
@@ -759,14 +875,16 @@ fn accepts_stale(config: &Config, message: &Message) -> bool {
 }
 
 /// Persist-before-send, checked on every output list: once a `Send` is
-/// out, no `Persist` may follow that a previous send depends on. The
-/// core's simplest way to honour this is to emit every persist of a step
-/// before its first send, which is what this checks.
+/// out, no persist may follow that a previous send depends on. The core's
+/// simplest way to honour this is to emit every persist of a step (either
+/// kind) before its first send, which is what this checks. What a send
+/// waits for is then read off the list: every `Persist` before it, and no
+/// `PersistAsync`.
 fn check_persist_before_send(outputs: &[Output]) {
     let first_send = outputs.iter().position(|o| matches!(o, Output::Send { .. }));
     if let Some(first_send) = first_send {
         assert!(
-            !outputs[first_send..].iter().any(|o| matches!(o, Output::Persist(_))),
+            !outputs[first_send..].iter().any(|o| matches!(o, Output::Persist(_) | Output::PersistAsync { .. })),
             "a Persist follows a Send in one output list: {outputs:?}"
         );
     }
@@ -799,6 +917,12 @@ impl fmt::Debug for State {
         }
         if !self.pending.is_empty() {
             write!(f, " pending {}", self.pending.len())?;
+        }
+        if self.durable_term != self.hard.term {
+            write!(f, " vote writing")?;
+        }
+        if self.durable_index < self.log.last_index() {
+            write!(f, " durable {}", self.durable_index.0)?;
         }
         if !self.reads.is_empty() {
             write!(f, " {:?}", self.reads)?;

@@ -156,13 +156,24 @@ impl MemoryStore {
         Ok(())
     }
 
-    /// Executes every persist of an output list, in order, stopping at the
-    /// first that breaks the contract.
-    pub fn apply_all(&mut self, outputs: &[Output]) -> Result<(), StoreError> {
-        outputs.iter().try_for_each(|o| match o {
-            Output::Persist(p) => self.apply(p),
-            _ => Ok(()),
-        })
+    /// Executes every persist of an output list, in order, background ones
+    /// included, stopping at the first that breaks the contract. Returns
+    /// the completion to report for the last `PersistAsync` executed, if
+    /// any: a driver that writes everything at once feeds it back as
+    /// [`Input::Persisted`](crate::Input::Persisted).
+    pub fn apply_all(&mut self, outputs: &[Output]) -> Result<Option<crate::Input>, StoreError> {
+        let mut report = None;
+        for o in outputs {
+            match o {
+                Output::Persist(p) => self.apply(p)?,
+                Output::PersistAsync { persist, term, index } => {
+                    self.apply(persist)?;
+                    report = Some(crate::Input::Persisted { term: *term, index: *index });
+                }
+                _ => {}
+            }
+        }
+        Ok(report)
     }
 }
 

@@ -230,15 +230,38 @@ pub fn transfer_timer(config: &Config) -> Output {
 /// it reports is durable. Checked on every output list the tests see.
 pub fn assert_persist_before_send(outputs: &[Output]) {
     if let Some(first_send) = outputs.iter().position(|o| matches!(o, Output::Send { .. })) {
-        let late = outputs[first_send..].iter().find(|o| matches!(o, Output::Persist(_)));
+        let late =
+            outputs[first_send..].iter().find(|o| matches!(o, Output::Persist(_) | Output::PersistAsync { .. }));
         assert!(late.is_none(), "a Persist follows a Send in one output list: {outputs:#?}");
     }
 }
 
+/// Steps `state` as a driver with an instant disk would: the input, then,
+/// if the outputs hold a background write (`PersistAsync`), its completion
+/// (`Input::Persisted`) at once. Returns the outputs of both, in order. The
+/// rules of §5 are tested so; the tests of the parallel writes themselves
+/// (thesis §10.2.1) use [`step_only`] and complete writes when they choose.
+pub fn step(config: &Config, state: &mut State, input: Input) -> Vec<Output> {
+    let mut outputs = step_only(config, state, input);
+    if let Some(written) = completion(&outputs) {
+        outputs.extend(step_only(config, state, written));
+    }
+    outputs
+}
+
+/// The completion to report for the last background write in `outputs`.
+pub fn completion(outputs: &[Output]) -> Option<Input> {
+    outputs.iter().rev().find_map(|o| match o {
+        Output::PersistAsync { term, index, .. } => Some(Input::Persisted { term: *term, index: *index }),
+        _ => None,
+    })
+}
+
 /// Steps `state` in place through the in-place form and returns the outputs,
 /// after checking them with [`assert_persist_before_send`]. Also checks that
-/// the pure form `raft_core::step` gives the same result.
-pub fn step(config: &Config, state: &mut State, input: Input) -> Vec<Output> {
+/// the pure form `raft_core::step` gives the same result. Background writes
+/// stay outstanding until the test reports them.
+pub fn step_only(config: &Config, state: &mut State, input: Input) -> Vec<Output> {
     let (pure_state, pure_outputs) = raft_core::step(config, state.clone(), input.clone());
     let mut outputs = Vec::new();
     state.step(config, input, &mut outputs);
@@ -347,9 +370,23 @@ pub fn persist_hard(term: u64, voted_for: Option<u64>) -> Output {
     Output::Persist(Persist::HardState(HardState { term: Term(term), voted_for: voted_for.map(NodeId) }))
 }
 
-/// An append persist output.
+/// An append persist output (a follower's: its acknowledgement waits for it).
 pub fn persist_append(first: u64, entries: Vec<Entry>) -> Output {
     Output::Persist(Persist::Append { first: LogIndex(first), entries })
+}
+
+/// A leader's append of its own entries, written in the background (thesis
+/// §10.2.1), reported durable as (`term`, last index).
+pub fn persist_append_async(term: u64, first: u64, entries: Vec<Entry>) -> Output {
+    let index = LogIndex(first + entries.len() as u64 - 1);
+    Output::PersistAsync { persist: Persist::Append { first: LogIndex(first), entries }, term: Term(term), index }
+}
+
+/// A candidate's term and vote for itself, written in the background,
+/// reported durable as (`term`, `last_index`).
+pub fn persist_candidacy(term: u64, me: u64, last_index: u64) -> Output {
+    let persist = Persist::HardState(HardState { term: Term(term), voted_for: Some(NodeId(me)) });
+    Output::PersistAsync { persist, term: Term(term), index: LogIndex(last_index) }
 }
 
 /// A leader-change output.
@@ -373,12 +410,12 @@ pub fn sends(outputs: &[Output]) -> Vec<(NodeId, Message)> {
         .collect()
 }
 
-/// The persist outputs, in order.
+/// The persist outputs, in order, background ones included.
 pub fn persists(outputs: &[Output]) -> Vec<Persist> {
     outputs
         .iter()
         .filter_map(|o| match o {
-            Output::Persist(p) => Some(p.clone()),
+            Output::Persist(p) | Output::PersistAsync { persist: p, .. } => Some(p.clone()),
             _ => None,
         })
         .collect()

@@ -61,13 +61,13 @@
 
 use raft_core::{
     AppendResult, Config, Entry, Fault, Input, Log, LogIndex, Membership, MemoryStore, Message, NodeId, Output,
-    Payload, Proposal, ProposalId, ReadId, Rejection, SnapshotMeta, State, Term, Timer,
+    Payload, Persist, Proposal, ProposalId, ReadId, Rejection, SnapshotMeta, State, Term, Timer,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -109,6 +109,12 @@ fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 /// report it applied: a fraction of a heartbeat, so that delivery windows
 /// fill now and then without slowing the cluster down.
 const APPLY_DELAY_MAX_US: u64 = 5_000;
+
+/// The longest a background write (`Output::PersistAsync`) takes to become
+/// durable: beyond a message's usual delay, so that a leader's followers
+/// acknowledge entries before its own disk has them, and a candidate
+/// collects votes before its own is written.
+const WRITE_DELAY_MAX_US: u64 = 4_000;
 
 /// The delivery windows a run may draw (`Config::unapplied_entries_max`,
 /// `Config::unapplied_bytes_max`): from one entry, or 4 bytes (below the
@@ -312,6 +318,13 @@ pub struct Outcome {
     pub recoveries_from_snapshot: u64,
     /// TimeoutNow messages sent (transfers that reached their target's turn).
     pub timeouts_now: u64,
+    /// Background writes asked for (`Output::PersistAsync`).
+    pub background_writes: u64,
+    /// Background writes reported after a later persist had flushed them
+    /// (the core must not count anything new for them).
+    pub late_write_reports: u64,
+    /// Background writes lost in a crash before they were durable.
+    pub writes_lost: u64,
 }
 
 /// A node took or left the leader role: the history scenario tests read.
@@ -397,6 +410,21 @@ enum Event {
         node: usize,
         lifetime: u64,
     },
+    /// The oldest background write of `node`, in its lifetime `lifetime`,
+    /// is durable: its completion is reported.
+    Written {
+        node: usize,
+        lifetime: u64,
+    },
+}
+
+/// A background write (`Output::PersistAsync`) the disk has not reported:
+/// on the disk already if a later `Persist` flushed it, and lost in a
+/// crash if not.
+struct Write {
+    persist: Persist,
+    on_disk: bool,
+    report: Input,
 }
 
 /// One simulated machine: the core's state while it is up, its disk
@@ -412,6 +440,8 @@ struct Machine {
     timers: BTreeMap<Timer, u64>,
     /// Commands delivered in this lifetime, in order.
     applied: Vec<(u64, Term, Vec<u8>)>,
+    /// Background writes not yet reported, oldest first.
+    writes: VecDeque<Write>,
     /// Leader Completeness bookkeeping: the term this node leads and how
     /// many committed entries have been found in its log.
     verified: (Term, usize),
@@ -526,6 +556,7 @@ impl Sim {
                     lifetime: 0,
                     timers: BTreeMap::new(),
                     applied: Vec::new(),
+                    writes: VecDeque::new(),
                     verified: (Term(0), 0),
                 }
             })
@@ -853,6 +884,7 @@ impl Sim {
                 Ok(())
             }
             Event::Applied { node, lifetime } => self.report_applied(node, lifetime),
+            Event::Written { node, lifetime } => self.report_written(node, lifetime),
             Event::Retry { data } => {
                 // A liveness-phase client: proposes its command at a random
                 // node, and again after a client timeout until it is
@@ -958,6 +990,9 @@ impl Sim {
         m.state = None;
         m.timers.clear();
         m.applied.clear();
+        // What the disk had not written is lost with the machine.
+        self.outcome.writes_lost += m.writes.iter().filter(|w| !w.on_disk).count() as u64;
+        m.writes.clear();
         m.verified = (Term(0), 0);
         self.outcome.crashes += 1;
     }
@@ -1075,10 +1110,18 @@ impl Sim {
             }
             match output {
                 Output::Persist(p) => {
-                    if let Err(refused) = self.machines[node].disk.apply(&p) {
-                        let detail = format!("n{}'s store cannot execute {p:?}: {refused}", node + 1);
-                        return Err(self.violation(Property::PersistedState, detail));
-                    }
+                    // Writes reach the disk in order: the background ones
+                    // before this one are durable once it is.
+                    self.flush_writes(node)?;
+                    self.write(node, &p)?;
+                }
+                Output::PersistAsync { persist, term, index } => {
+                    self.outcome.background_writes += 1;
+                    let report = Input::Persisted { term, index };
+                    self.machines[node].writes.push_back(Write { persist, on_disk: false, report });
+                    let lifetime = self.machines[node].lifetime;
+                    let delay = self.rng.random_range(0..=WRITE_DELAY_MAX_US);
+                    self.schedule(delay, Event::Written { node, lifetime });
                 }
                 Output::Send { to, message } => {
                     self.check_backed_by_disk(node, to, &message)?;
@@ -1187,6 +1230,57 @@ impl Sim {
     /// The application of `node` reports every command it was delivered in
     /// this lifetime as applied, as a real one would: up to the index of the
     /// last command it applied. A report of an earlier lifetime is lost.
+    fn write(&mut self, node: usize, p: &Persist) -> Checked {
+        if let Err(refused) = self.machines[node].disk.apply(p) {
+            let detail = format!("n{}'s store cannot execute {p:?}: {refused}", node + 1);
+            return Err(self.violation(Property::PersistedState, detail));
+        }
+        Ok(())
+    }
+
+    /// Puts every background write of `node` on its disk (their reports
+    /// still come, late).
+    fn flush_writes(&mut self, node: usize) -> Checked {
+        for k in 0..self.machines[node].writes.len() {
+            if !self.machines[node].writes[k].on_disk {
+                let p = self.machines[node].writes[k].persist.clone();
+                self.write(node, &p)?;
+                self.machines[node].writes[k].on_disk = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The oldest background write of `node` is durable: it is put on the
+    /// disk if a later persist did not flush it, and reported.
+    fn report_written(&mut self, node: usize, lifetime: u64) -> Checked {
+        let m = &mut self.machines[node];
+        if m.lifetime != lifetime || m.state.is_none() {
+            return Ok(());
+        }
+        let Some(write) = m.writes.pop_front() else { return Ok(()) };
+        if write.on_disk {
+            self.outcome.late_write_reports += 1;
+        } else {
+            self.write(node, &write.persist)?;
+        }
+        self.step(node, write.report)
+    }
+
+    /// The disk of `node` with its background writes done: what the node's
+    /// memory must equal.
+    fn disk_with_writes(&self, node: usize) -> Cow<'_, MemoryStore> {
+        let m = &self.machines[node];
+        if m.writes.iter().all(|w| w.on_disk) {
+            return Cow::Borrowed(&m.disk);
+        }
+        let mut disk = m.disk.clone();
+        for w in m.writes.iter().filter(|w| !w.on_disk) {
+            disk.apply(&w.persist).expect("checked when written");
+        }
+        Cow::Owned(disk)
+    }
+
     fn report_applied(&mut self, node: usize, lifetime: u64) -> Checked {
         let m = &self.machines[node];
         let Some(state) = m.state.as_ref().filter(|_| m.lifetime == lifetime) else { return Ok(()) };
@@ -1222,23 +1316,63 @@ impl Sim {
 
     /// Persist-before-send, checked where it matters: when a vote request,
     /// a vote or an acknowledgement leaves, the disk already says so.
+    /// DurableClaims: what the core counts as durable (its log through
+    /// `durable_index`, its vote when `hard_state_is_durable`) is on the
+    /// disk, not merely being written: a leader counts itself, and a
+    /// candidate its vote, only for that (thesis §10.2.1).
+    fn check_durable_claims(&self, node: usize, state: &State) -> Checked {
+        let disk = &self.machines[node].disk;
+        let durable = state.durable_index();
+        let on_disk = disk.log.last_index() >= durable
+            && (state.log().first_index().0..=durable.0).all(|i| disk.log.get(LogIndex(i)) == state.log().get(LogIndex(i)));
+        let vote = !state.hard_state_is_durable() || disk.hard == state.hard_state();
+        if on_disk && vote {
+            return Ok(());
+        }
+        let detail = format!(
+            "n{} counts its log through {durable} and its vote ({}) as durable; its disk holds {:?}",
+            node + 1,
+            state.hard_state_is_durable(),
+            disk
+        );
+        Err(self.violation(Property::PersistBeforeSend, detail))
+    }
+
+    /// PersistBeforeSend: a message says nothing its sender's disk does not
+    /// back. A vote request may leave while its vote is being written (it
+    /// follows the write); a leader's messages carry a term and vote that
+    /// are durable (it won only once its own vote was).
     fn check_backed_by_disk(&self, node: usize, to: NodeId, message: &Message) -> Checked {
         let disk = &self.machines[node].disk;
         let me = NodeId(node as u64 + 1);
+        let writing = |term: Term| {
+            self.machines[node].writes.iter().any(|w| {
+                matches!(w.persist, Persist::HardState(h) if h.term == term && h.voted_for == Some(me))
+            })
+        };
+        // A candidate's refusals may carry its term while that is written:
+        // they grant nothing.
+        let refusal_backed = |term: Term| disk.hard.term >= term || writing(term);
         let backed = match message {
-            Message::RequestVote(m) => disk.hard.term == m.term && disk.hard.voted_for == Some(me),
+            Message::RequestVote(m) => {
+                (disk.hard.term == m.term && disk.hard.voted_for == Some(me)) || writing(m.term)
+            }
+            Message::AppendEntries(_)
+            | Message::InstallSnapshot(_)
+            | Message::LeadershipCheck(_)
+            | Message::TimeoutNow(_) => disk.hard.term == message.term() && disk.hard.voted_for == Some(me),
             Message::RequestVoteResponse(m) if m.granted => disk.hard.term == m.term && disk.hard.voted_for == Some(to),
             Message::AppendEntriesResponse(m) => match m.result {
                 AppendResult::Success { match_index } => {
                     disk.hard.term == m.term && disk.log.last_index() >= match_index
                 }
-                AppendResult::Conflict { .. } => disk.hard.term == m.term,
+                AppendResult::Conflict { .. } => disk.hard.term == m.term || writing(m.term),
             },
             // Thesis §9.6: a pre-vote asks about the term after the stored
             // one, and a granted answer echoes a term its sender never took.
             Message::PreVote(m) => disk.hard.term.next() == m.term,
             Message::PreVoteResponse(m) if m.granted => disk.hard.term < m.term,
-            other => disk.hard.term >= other.term(),
+            other => refusal_backed(other.term()),
         };
         if backed {
             Ok(())
@@ -1372,14 +1506,20 @@ impl Sim {
             );
         }
         if let Some(first_send) = outputs.iter().position(|o| matches!(o, Output::Send { .. })) {
-            if let Some(late) = outputs[first_send..].iter().find(|o| matches!(o, Output::Persist(_))) {
+            let late =
+                outputs[first_send..].iter().find(|o| matches!(o, Output::Persist(_) | Output::PersistAsync { .. }));
+            if let Some(late) = late {
                 let detail = format!("{who}: {late:?} follows {:?} in one output list", outputs[first_send]);
                 return Err(self.violation(Property::PersistBeforeSend, detail));
             }
         }
         // After a crash part-way through the list, the disk holds less.
         let up = self.machines[node].state.is_some();
-        let disk = &self.machines[node].disk;
+        if up {
+            self.check_durable_claims(node, after)?;
+        }
+        let disk = self.disk_with_writes(node);
+        let disk = disk.as_ref();
         if up && after.hard_state() != disk.hard {
             let detail = format!("{who} holds {:?} in memory, {:?} on disk", after.hard_state(), disk.hard);
             return Err(self.violation(Property::PersistedState, detail));
