@@ -57,10 +57,11 @@ impl Cluster {
         self.outputs.clear();
         self.states[node].step(&self.configs[node], input, &mut self.outputs);
         let from = self.configs[node].id();
-        let mut applied = None;
+        let (mut applied, mut written) = (None, None);
         for output in self.outputs.drain(..) {
             match output {
                 Output::Send { to, message } => self.network.push_back((from, to, message)),
+                Output::PersistAsync { term, index, .. } => written = Some(Input::Persisted { term, index }),
                 Output::Deliver(entries) => {
                     if node == 0 {
                         self.committed += entries.len() as u64;
@@ -74,6 +75,10 @@ impl Cluster {
         // as a driver must for the core to deliver more than one window.
         if let Some(index) = applied {
             self.input(node, Input::Applied(index));
+        }
+        // An instant disk: a background write is durable at once.
+        if let Some(written) = written {
+            self.input(node, written);
         }
     }
 

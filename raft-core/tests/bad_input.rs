@@ -272,7 +272,7 @@ fn the_max_accepted_term_itself_is_adopted() {
         vec![persist_hard(max, None), persist_hard(max, Some(2)), election_timer(&c), send(2, vote(max, true))]
     );
     let outputs = step(&c, &mut s, Input::Timeout(Timer::Election));
-    assert_eq!(outputs[0], persist_hard(max + 1, Some(1)));
+    assert_eq!(outputs[0], persist_candidacy(max + 1, 1, 3));
     assert_eq!(s.term(), Term::MAX_ACCEPTED.next());
 }
 

@@ -27,7 +27,7 @@ fn s6_2_a_new_leader_arms_its_check_quorum_timer() {
     assert_eq!(
         outputs,
         vec![
-            persist_append(2, vec![noop.clone()]),
+            persist_append_async(2, 2, vec![noop.clone()]),
             Output::CancelTimer(Timer::Election),
             leader_changed(Some(1), 2),
             heartbeat_timer(&c),

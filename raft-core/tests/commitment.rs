@@ -46,7 +46,7 @@ fn s5_4_2_figure_8_no_commit_by_counting_replicas_of_an_earlier_term() {
     deliver(&mut h, 2, 1);
     let outputs = deliver(&mut h, 3, 1);
     assert!(h.state(1).is_leader() && h.state(1).term() == Term(4));
-    assert!(outputs.contains(&persist_append(3, vec![Entry::noop(Term(4))])));
+    assert!(outputs.contains(&persist_append_async(4, 3, vec![Entry::noop(Term(4))])));
 
     // S3 lacks index 2: its probe is rejected and S1 sends index 2 alone.
     deliver(&mut h, 1, 3);

@@ -161,7 +161,7 @@ fn noops_do_not_stall_a_small_window() {
     assert_eq!(
         outputs,
         vec![
-            persist_append(2, vec![Entry::command(Term(1), "x")]),
+            persist_append_async(1, 2, vec![Entry::command(Term(1), "x")]),
             Output::ProposalAccepted { id: raft_core::ProposalId(1), term: Term(1), index: LogIndex(2) },
             deliver(&[(2, 1, b"x")]),
         ]

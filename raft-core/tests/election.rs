@@ -114,7 +114,7 @@ fn s5_2_follower_times_out_and_starts_an_election() {
     assert_eq!(
         outputs,
         vec![
-            persist_hard(3, Some(1)),
+            persist_candidacy(3, 1, 2),
             election_timer(&c),
             send(2, request_vote(3, 2, 2)),
             send(3, request_vote(3, 2, 2)),
@@ -131,7 +131,7 @@ fn s5_2_a_new_election_forgets_the_old_leader() {
     step(&c, &mut s, receive(2, append(2, 2, 2, vec![], 0)));
     assert_eq!(s.leader(), Some(id(2)));
     let outputs = step(&c, &mut s, Input::Timeout(Timer::Election));
-    assert_eq!(&outputs[..2], &[persist_hard(3, Some(1)), leader_changed(None, 3)]);
+    assert_eq!(&outputs[..2], &[persist_candidacy(3, 1, 2), leader_changed(None, 3)]);
     assert_eq!(s.leader(), None);
 }
 
@@ -144,7 +144,7 @@ fn s5_2_candidate_times_out_and_tries_again_in_the_next_term() {
     step(&c, &mut s, Input::Timeout(Timer::Election));
     step(&c, &mut s, receive(2, vote(1, true)));
     let outputs = step(&c, &mut s, Input::Timeout(Timer::Election));
-    assert_eq!(outputs[0], persist_hard(2, Some(1)));
+    assert_eq!(outputs[0], persist_candidacy(2, 1, 0));
     assert_eq!(sends(&outputs).len(), 4);
     assert_eq!(s.term(), Term(2));
     // The vote from term 1 does not carry over: two more are needed.
@@ -170,7 +170,7 @@ fn s5_2_elections_with_every_pattern_of_votes() {
             let mut won_at = (votes >= c.quorum()).then_some(0);
             if n == 1 {
                 assert!(s.is_leader(), "a one-node cluster elects itself at once");
-                assert!(outputs.contains(&persist_append(1, vec![Entry::noop(Term(1))])));
+                assert!(outputs.contains(&persist_append_async(1, 1, vec![Entry::noop(Term(1))])));
             }
             for (k, &peer) in peers.iter().enumerate() {
                 let granted = pattern & (1 << k) != 0;
@@ -208,7 +208,7 @@ fn s5_2_a_new_leader_asserts_itself_at_once() {
     assert_eq!(
         outputs,
         vec![
-            persist_append(3, vec![noop.clone()]),
+            persist_append_async(3, 3, vec![noop.clone()]),
             Output::CancelTimer(Timer::Election),
             leader_changed(Some(1), 3),
             heartbeat_timer(&c),

@@ -79,7 +79,7 @@ fn s9_6_a_majority_of_pre_votes_starts_a_real_election() {
     assert_eq!((s.role_kind(), s.term()), (RoleKind::PreCandidate, Term(2)));
 
     let outputs = step(&c, &mut s, receive(4, pre_vote_answer(3, true)));
-    let mut expected = vec![persist_hard(3, Some(1)), election_timer(&c)];
+    let mut expected = vec![persist_candidacy(3, 1, 2), election_timer(&c)];
     expected.extend((2..=5).map(|p| send(p, request_vote(3, 2, 2))));
     assert_eq!(outputs, expected);
     assert_eq!((s.role_kind(), s.term()), (RoleKind::Candidate, Term(3)));
@@ -99,7 +99,7 @@ fn s9_6_the_election_after_a_pre_vote_forgets_the_leader() {
     assert_eq!(
         outputs,
         vec![
-            persist_hard(3, Some(1)),
+            persist_candidacy(3, 1, 1),
             leader_changed(None, 3),
             election_timer(&c),
             send(2, request_vote(3, 1, 1)),
@@ -247,7 +247,7 @@ fn s9_6_an_older_term_with_a_longer_log_can_still_win() {
     assert_eq!(
         outputs,
         vec![
-            persist_hard(5, Some(2)),
+            persist_candidacy(5, 2, 2),
             election_timer(&c2),
             send(1, request_vote(5, 2, 2)),
             send(3, request_vote(5, 2, 2)),
@@ -284,7 +284,7 @@ fn s9_6_a_granted_answer_of_an_older_round_is_not_counted() {
 
     // The answer of this round wins.
     let outputs = step(&c, &mut s, receive(2, pre_vote_answer(5, true)));
-    assert_eq!(outputs[0], persist_hard(5, Some(1)));
+    assert_eq!(outputs[0], persist_candidacy(5, 1, 1));
     assert_eq!(s.role_kind(), RoleKind::Candidate);
 }
 
@@ -312,8 +312,9 @@ fn s9_6_a_one_voter_cluster_goes_straight_to_leader() {
     assert_eq!(
         outputs,
         vec![
-            persist_hard(3, Some(1)),
-            persist_append(2, vec![Entry::noop(Term(3))]),
+            persist_candidacy(3, 1, 1),
+            election_timer(&c),
+            persist_append_async(3, 2, vec![Entry::noop(Term(3))]),
             Output::CancelTimer(Timer::Election),
             leader_changed(Some(1), 3),
             heartbeat_timer(&c),

@@ -68,7 +68,7 @@ fn s5_3_leader_appends_a_proposal_and_answers_with_its_place() {
     let outputs = step(&c, &mut s, Input::Propose(vec![proposal(1, b"a"), proposal(2, b"b")]));
     let (a, b) = (Entry::command(Term(2), "a"), Entry::command(Term(2), "b"));
     // Both followers still owe an answer to their probe, so nothing is sent yet.
-    assert_eq!(outputs, vec![persist_append(2, vec![a, b]), accepted(1, 2, 2), accepted(2, 2, 3)]);
+    assert_eq!(outputs, vec![persist_append_async(2, 2, vec![a, b]), accepted(1, 2, 2), accepted(2, 2, 3)]);
 }
 
 /// A follower that knows the leader forwards proposals to it; the leader
@@ -90,7 +90,7 @@ fn s8_follower_forwards_to_the_known_leader() {
     assert_eq!(
         outputs,
         vec![
-            persist_append(2, vec![Entry::command(Term(2), "x")]),
+            persist_append_async(2, 2, vec![Entry::command(Term(2), "x")]),
             send(2, forward_response(2, Some(1), &[(7, Some((2, 2)))])),
             send(2, append(2, 1, 2, vec![Entry::command(Term(2), "x")], 1)),
         ]
@@ -157,8 +157,8 @@ fn s8_a_candidate_that_wins_appends_what_it_held() {
     assert_eq!(
         &outputs[..3],
         &[
-            persist_append(1, vec![Entry::noop(Term(1))]),
-            persist_append(2, vec![Entry::command(Term(1), "p")]),
+            persist_append_async(1, 1, vec![Entry::noop(Term(1))]),
+            persist_append_async(1, 2, vec![Entry::command(Term(1), "p")]),
             accepted(5, 1, 2),
         ]
     );
@@ -177,7 +177,7 @@ fn s8_oversized_proposals_are_refused() {
         outputs,
         vec![
             rejected(1, Rejection::TooLarge),
-            persist_append(2, vec![Entry::command(Term(2), vec![7; 84])]),
+            persist_append_async(2, 2, vec![Entry::command(Term(2), vec![7; 84])]),
             accepted(2, 2, 2),
         ]
     );
@@ -242,7 +242,7 @@ fn leader_refuses_proposals_past_uncommitted_entries_max() {
     let (a, b) = (Entry::command(Term(2), "a"), Entry::command(Term(2), "b"));
     assert_eq!(
         outputs,
-        vec![persist_append(2, vec![a, b]), accepted(1, 2, 2), accepted(2, 2, 3), rejected(3, Rejection::QueueFull),]
+        vec![persist_append_async(2, 2, vec![a, b]), accepted(1, 2, 2), accepted(2, 2, 3), rejected(3, Rejection::QueueFull),]
     );
     // No room at all: a forward is refused whole, nothing appended.
     let outputs = step(&c, &mut s, receive(2, forward(2, &[(7, b"x"), (8, b"y")])));
@@ -259,7 +259,7 @@ fn leader_refuses_proposals_past_uncommitted_entries_max() {
     assert_eq!(
         outputs,
         vec![
-            persist_append(4, xyz.clone()),
+            persist_append_async(2, 4, xyz.clone()),
             send(
                 2,
                 forward_results(2, Some(1), vec![(7, placed(2, 4)), (8, placed(2, 5)), (9, placed(2, 6)), (10, full)])

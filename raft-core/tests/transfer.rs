@@ -156,7 +156,7 @@ fn s3_10_the_transfer_timer_abandons_it_and_proposals_are_accepted_again() {
     assert_eq!(
         outputs,
         vec![
-            persist_append(4, vec![command.clone()]),
+            persist_append_async(3, 4, vec![command.clone()]),
             Output::ProposalAccepted { id: ProposalId(2), term: Term(3), index: raft_core::LogIndex(4) },
             send(2, append(3, 3, 3, vec![command], 3)),
         ],
@@ -178,7 +178,7 @@ fn s3_10_timeout_now_starts_an_election_at_once_skipping_pre_vote() {
 
     let outputs = step(&c, &mut s, receive(1, timeout_now(2)));
     let expected = vec![
-        persist_hard(3, Some(2)),
+        persist_candidacy(3, 2, 2),
         leader_changed(None, 3),
         election_timer(&c),
         send(1, request_vote_transfer(3, 2, 2)),

@@ -243,8 +243,14 @@ pub fn assert_persist_before_send(outputs: &[Output]) {
 /// (thesis §10.2.1) use [`step_only`] and complete writes when they choose.
 pub fn step(config: &Config, state: &mut State, input: Input) -> Vec<Output> {
     let mut outputs = step_only(config, state, input);
-    if let Some(written) = completion(&outputs) {
-        outputs.extend(step_only(config, state, written));
+    let mut last = outputs.clone();
+    // A completion may start another background write (a candidate whose
+    // vote is durable wins and appends its no-op); two suffice, one more
+    // proves it stops.
+    for _ in 0..3 {
+        let Some(written) = completion(&last) else { break };
+        last = step_only(config, state, written);
+        outputs.extend(last.iter().cloned());
     }
     outputs
 }
