@@ -57,6 +57,10 @@ fn run_many(nodes: u64) -> Vec<Outcome> {
     let taken: u64 = outcomes.iter().map(|o| o.snapshots_taken).sum();
     let installed: u64 = outcomes.iter().map(|o| o.snapshots_installed).sum();
     let recovered: u64 = outcomes.iter().map(|o| o.recoveries_from_snapshot).sum();
+    let background: u64 = outcomes.iter().map(|o| o.background_writes).sum();
+    let late: u64 = outcomes.iter().map(|o| o.late_write_reports).sum();
+    let lost: u64 = outcomes.iter().map(|o| o.writes_lost).sum();
+    assert!(background > 0, "no background write was asked for: §10.2.1 is not exercised");
     assert!(reads > 0, "no read was ever served: the read path is not exercised");
     assert!(windowed > 0, "no delivery ever waited for Input::Applied: the delivery window is not exercised");
     if seeds.len() >= 50 {
@@ -65,13 +69,16 @@ fn run_many(nodes: u64) -> Vec<Outcome> {
         assert!(timeouts_now > 0, "no transfer reached its TimeoutNow: the transfer path is not exercised");
         assert!(taken > 0 && installed > 0, "no snapshot was taken and installed: §7 is not exercised");
         assert!(recovered > 0, "no node recovered from a snapshot");
+        assert!(late > 0, "no background write was reported after a later persist flushed it");
+        assert!(lost > 0, "no crash lost a background write");
     }
     println!(
         "simulator, {nodes} nodes: {} seeds ({}..={}), {steps} steps ({liveness} in liveness phases), \
          {crashes} crashes, {partial} partial partitions, {transfers} transfers asked ({timeouts_now} TimeoutNow sent), \
          {terms} terms with a leader, {accepted} proposals accepted, \
          {reads} reads served, {windowed} deliveries after a full window, {committed} log indexes committed, \
-         {taken} snapshots taken, {installed} installed by followers, {recovered} restarts from a snapshot",
+         {taken} snapshots taken, {installed} installed by followers, {recovered} restarts from a snapshot, \
+         {background} background writes ({late} reported after a later persist flushed them, {lost} lost in crashes)",
         seeds.len(),
         seeds.first().unwrap_or(&0),
         seeds.last().unwrap_or(&0),

@@ -257,6 +257,35 @@ fn s7_a_node_recovers_from_its_snapshot_and_the_log_after_it() {
     );
 }
 
+/// Figure 13, rule 7, at recovery: a crash after an installed snapshot was
+/// recorded but before the log that does not match it was discarded leaves
+/// a store whose log contradicts its snapshot (or ends before it). Recovery
+/// finishes the install: the log starts after the snapshot, and the
+/// persists that say so are the first outputs. (The simulator found this
+/// once crashes could fall between the two persists.)
+#[test]
+fn s7_recovery_finishes_an_install_a_crash_cut_short() {
+    let c = config(2, 3);
+    let mut s = follower(&c, 3, None, &[1, 1, 2], 1);
+    let mut store = MemoryStore::of(&s);
+    let outputs = step(&c, &mut s, receive(1, install(3, meta(&c, 5, 3))));
+    // The crash: only the first persist, the snapshot's record, is done.
+    store.apply(&persists(&outputs)[0]).unwrap();
+    let (r, outputs) = State::recover(&c, store.clone(), LogIndex(0)).unwrap();
+    assert_eq!(
+        outputs,
+        vec![
+            Output::Persist(Persist::Truncate { from: LogIndex(1) }),
+            Output::Persist(Persist::Compact { through: LogIndex(5), term: Term(3) }),
+            Output::RestoreSnapshot(meta(&c, 5, 3)),
+            election_timer(&c),
+        ]
+    );
+    assert_eq!((r.log().first_index(), r.commit_index(), r.durable_index()), (LogIndex(6), LogIndex(5), LogIndex(5)));
+    persist_all(&mut store, &outputs);
+    assert_eq!(store.log, *r.log());
+}
+
 /// The store refuses compactions and snapshots that break the contract.
 #[test]
 fn s7_the_store_refuses_a_compaction_no_snapshot_covers() {
