@@ -21,6 +21,13 @@
 //! `RestoreSnapshot` (an install, or a recovery) the application's state is
 //! replaced by the data.
 //!
+//! Background writes (thesis §10.2.1): a leader's own entries and a
+//! candidate's vote come as `Output::PersistAsync`. The adapter queues them
+//! ([`Writing`]); a timer ([`ModelTimer::Written`]) makes the oldest one
+//! durable at any moment, saving it and feeding raft-core its
+//! `Input::Persisted`. A `Persist` makes every queued write durable first
+//! (writes reach the disk in order), and a crash loses what is queued.
+//!
 //! Model clients (for the `kv` model, or `--proposals clients`) are actors of
 //! the same type, so that one [`ActorModel`](stateright::actor::ActorModel)
 //! holds both.
@@ -252,6 +259,8 @@ pub enum ModelTimer {
     Raft(Timer),
     /// The application takes a snapshot at this index.
     Snapshot(LogIndex),
+    /// The oldest background write is durable (armed while one is queued).
+    Written,
 }
 
 impl fmt::Debug for ModelTimer {
@@ -259,6 +268,7 @@ impl fmt::Debug for ModelTimer {
         match self {
             ModelTimer::Raft(t) => write!(f, "{t:?}"),
             ModelTimer::Snapshot(i) => write!(f, "TakeSnapshot({i})"),
+            ModelTimer::Written => write!(f, "Written"),
         }
     }
 }
@@ -334,6 +344,19 @@ pub struct ServerState {
     /// something to keep (always, in a model without snapshots), so that a
     /// model without them pays one pointer per server.
     pub snapshots: Option<Box<Snapshots>>,
+    /// Background writes not yet durable; `None` when there are none (then
+    /// the storage is what `Durable::of` this state says).
+    pub writing: Option<Box<Writing>>,
+}
+
+/// A server's background writes in progress (`Output::PersistAsync`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Writing {
+    /// What the storage holds meanwhile.
+    pub disk: Durable,
+    /// The writes not yet durable, oldest first, each with the completion
+    /// to report (`Input::Persisted`).
+    pub queue: Vec<(Persist, Input)>,
 }
 
 /// What a server's application keeps about snapshots.
@@ -372,6 +395,9 @@ impl fmt::Debug for ServerState {
         }
         if let Some(data) = self.snapshot_data() {
             write!(f, " {data:?}")?;
+        }
+        if let Some(w) = &self.writing {
+            write!(f, " writing {}", w.queue.len())?;
         }
         if self.broken.any() {
             write!(f, " BROKEN {:?}", self.broken)?;
@@ -425,6 +451,9 @@ pub struct Server {
     /// Whether the leader's heartbeat timer is modelled (see
     /// `ModelConfig::heartbeats`).
     pub heartbeats: bool,
+    /// Whether background writes complete in steps of their own (see
+    /// `ModelConfig::background_writes`).
+    pub background_writes: bool,
     /// How many snapshots this node's application may take (0: none; see
     /// `ModelConfig::snapshots`).
     pub snapshots: u8,
@@ -493,6 +522,7 @@ impl Actor for Node {
             let next = match *timer {
                 ModelTimer::Raft(timer) => server.step(s, Input::Timeout(timer), o),
                 ModelTimer::Snapshot(index) => server.take_snapshot(s, index, o),
+                ModelTimer::Written => server.complete_write(s, o),
             };
             if let Some(next) = next {
                 *state = Cow::Owned(NodeState::Server(next));
@@ -662,7 +692,17 @@ impl Server {
             if incoming.is_some() && outputs.iter().any(|o| matches!(o, Output::RestoreSnapshot(_))) {
                 next.snapshots_mut().restored.by_install = true;
             }
+            let mut written = self.instant_completion(&outputs);
             self.execute(&mut next, s, outputs, incoming, &mut local);
+            // An instant disk reports each background write at once (a
+            // completion may start another: a candidate that wins appends).
+            while let Some(report) = written.take() {
+                let before = next.clone();
+                let mut outputs = Vec::new();
+                next.raft.step(config, report, &mut outputs);
+                written = self.instant_completion(&outputs);
+                self.execute(&mut next, &before, outputs, None, &mut local);
+            }
             next.broken.overwrote_as_leader |= overwrote_own_entries(s, &next);
             next
         }));
@@ -724,6 +764,45 @@ impl Server {
         Some(next)
     }
 
+    /// Without background writes: the completion to report at once for the
+    /// last background write of `outputs`, if any.
+    fn instant_completion(&self, outputs: &[Output]) -> Option<Input> {
+        if self.background_writes {
+            return None;
+        }
+        outputs.iter().rev().find_map(|o| match o {
+            Output::PersistAsync { term, index, .. } => Some(Input::Persisted { term: *term, index: *index }),
+            _ => None,
+        })
+    }
+
+    /// The oldest background write of `s` is durable: it is saved, and its
+    /// completion fed to raft-core. The timer is re-armed while writes stay
+    /// queued.
+    fn complete_write(&self, s: &ServerState, o: &mut Out<Node>) -> Option<ServerState> {
+        if s.broken.panicked || s.broken.unrecoverable {
+            return None;
+        }
+        let w = s.writing.as_ref()?;
+        let mut next = s.clone();
+        let mut disk = w.disk.clone();
+        let (persist, report) = w.queue[0].clone();
+        if disk.raft.apply(&persist).is_err() {
+            // Queued in order after what the disk holds: only a broken
+            // contract gets here.
+            return Some(panicked(s));
+        }
+        o.save(Arc::new(disk.clone()));
+        let queue = w.queue[1..].to_vec();
+        if queue.is_empty() {
+            next.writing = None;
+        } else {
+            next.writing = Some(Box::new(Writing { disk, queue }));
+            o.set_timer(ModelTimer::Written, model_timeout());
+        }
+        Some(self.step(&next, report, o).unwrap_or(next))
+    }
+
     /// The indexes at which the application of a node in state `s` may take
     /// a snapshot: past its snapshot, up to its last index, while the
     /// model's bound allows. (Up to the last index, not the applied one, so
@@ -771,15 +850,40 @@ impl Server {
         incoming: Option<Arc<SnapshotData>>,
         o: &mut Out<Node>,
     ) {
+        let persists = |out: &Output| matches!(out, Output::Persist(_) | Output::PersistAsync { .. });
         let first_send = outputs.iter().position(|out| matches!(out, Output::Send { .. }));
-        if first_send.is_some_and(|i| outputs[i..].iter().any(|out| matches!(out, Output::Persist(_)))) {
+        if first_send.is_some_and(|i| outputs[i..].iter().any(persists)) {
             state.broken.persisted_after_send = true;
         }
-        if outputs.iter().any(|out| matches!(out, Output::Persist(_))) {
-            let mut durable = Durable::of(before);
-            if let Err(refused) = durable.raft.apply_all(&outputs) {
-                panic!("raft-core broke the persist contract: {refused}");
+        let mut queue = before.writing.as_ref().map(|w| w.queue.clone()).unwrap_or_default();
+        let mut disk = None;
+        for out in &outputs {
+            match out {
+                Output::Persist(p) => {
+                    // Writes reach the disk in order: the queued ones are
+                    // durable once this one is.
+                    let durable = disk.get_or_insert_with(|| before.disk().into_owned());
+                    for p in queue.drain(..).map(|(queued, _)| queued).chain([p.clone()]) {
+                        if let Err(refused) = durable.raft.apply(&p) {
+                            panic!("raft-core broke the persist contract: {refused}");
+                        }
+                    }
+                }
+                Output::PersistAsync { persist, term, index } if self.background_writes => {
+                    queue.push((persist.clone(), Input::Persisted { term: *term, index: *index }));
+                }
+                // An instant disk: written here, reported by the caller.
+                Output::PersistAsync { persist, .. } => {
+                    let durable = disk.get_or_insert_with(|| before.disk().into_owned());
+                    if let Err(refused) = durable.raft.apply(persist) {
+                        panic!("raft-core broke the persist contract: {refused}");
+                    }
+                }
+                _ => {}
             }
+        }
+        let was_writing = before.writing.is_some();
+        if let Some(mut durable) = disk {
             let recorded = outputs.iter().rev().find_map(|out| match out {
                 Output::Persist(Persist::Snapshot(meta)) => Some(meta),
                 _ => None,
@@ -794,11 +898,20 @@ impl Server {
             if durable.snapshot_data.as_ref() != state.snapshot_data() {
                 state.snapshots_mut().data.clone_from(&durable.snapshot_data);
             }
-            o.save(Arc::new(durable));
+            o.save(Arc::new(durable.clone()));
+            state.writing = (!queue.is_empty()).then(|| Box::new(Writing { disk: durable, queue }));
+        } else if !queue.is_empty() {
+            let disk = before.disk().into_owned();
+            state.writing = Some(Box::new(Writing { disk, queue }));
+        }
+        match (was_writing, state.writing.is_some()) {
+            (false, true) => o.set_timer(ModelTimer::Written, model_timeout()),
+            (true, false) => o.cancel_timer(ModelTimer::Written),
+            _ => {}
         }
         for output in outputs {
             match output {
-                Output::Persist(_) => {}
+                Output::Persist(_) | Output::PersistAsync { .. } => {}
                 Output::Send { to, message: Message::InstallSnapshot(m) } => {
                     match state.snapshot_data().filter(|data| data.is_named_by(&m.snapshot)).cloned() {
                         Some(data) => o.send(actor_id(to), Msg::Snapshot(Arc::new(Message::InstallSnapshot(m)), data)),
@@ -863,6 +976,16 @@ impl ServerState {
             register: 0,
             awaiting: BTreeSet::new(),
             snapshots: None,
+            writing: None,
+        }
+    }
+
+    /// What this server's storage holds: its state's durable part, less
+    /// the background writes still running.
+    pub fn disk(&self) -> Cow<'_, Durable> {
+        match &self.writing {
+            Some(w) => Cow::Borrowed(&w.disk),
+            None => Cow::Owned(Durable::of(self)),
         }
     }
 

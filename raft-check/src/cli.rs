@@ -102,6 +102,10 @@ pub struct Args {
     /// to followers and retry lost appends).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub heartbeats: bool,
+    /// Background writes (thesis §10.2.1): a write's completion is a step
+    /// of its own, interleaved with sends, deliveries and crashes.
+    #[arg(long)]
+    pub background_writes: bool,
     /// Checker threads (default: the cores available).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -189,6 +193,7 @@ impl Args {
             max_term: self.max_term,
             max_log: self.max_log,
             heartbeats: self.heartbeats,
+            background_writes: self.background_writes,
             split_appends: self.split_appends,
             pre_vote: self.pre_vote,
             check_quorum: self.check_quorum,

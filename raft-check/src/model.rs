@@ -96,6 +96,13 @@ pub struct ModelConfig {
     /// so that every snapshot compacts the log, and a follower that lags
     /// behind it is caught up by an `InstallSnapshot`.
     pub snapshots: u8,
+    /// Whether a leader's own entries and a candidate's vote are written in
+    /// the background (thesis §10.2.1): each write becomes durable in a step
+    /// of its own, which may come after sends, deliveries and crashes (a
+    /// crash loses it). Off: the adapter completes each write within the
+    /// step that asked for it, as a driver with an instant disk, which
+    /// keeps the paths to the interesting states short.
+    pub background_writes: bool,
     /// A rule of raft-core broken on purpose (the mutation harness).
     pub fault: Option<Fault>,
     /// Deliberate adapter bugs, for tests.
@@ -122,6 +129,7 @@ impl Default for ModelConfig {
             check_quorum: false,
             transfers: false,
             snapshots: 0,
+            background_writes: false,
             fault: None,
             switches: Switches::default(),
             config_hook: None,
@@ -219,6 +227,7 @@ impl ModelConfig {
                     propose_at_start: proposes_at_start.then(|| start_value(i)),
                     transfer_at_start: self.transfers.then(|| NodeId(((i + 1) % self.servers) as u64)),
                     heartbeats: self.heartbeats,
+                    background_writes: self.background_writes,
                     snapshots: self.snapshots,
                     switches: self.switches,
                 })

@@ -423,7 +423,10 @@ fn persist_before_send(_: &RaftModel, state: &RaftState) -> bool {
         if s.broken.unrecoverable || s.broken.snapshot_without_data {
             return false;
         }
-        if s.broken.persisted_after_send || state.actor_storages[i].as_deref() != Some(&Durable::of(s)) {
+        if s.broken.persisted_after_send || state.actor_storages[i].as_deref() != Some(&*s.disk()) {
+            return false;
+        }
+        if !claims_only_durable(s, state.actor_storages[i].as_deref()) {
             return false;
         }
     }
@@ -443,7 +446,20 @@ fn persist_before_send(_: &RaftModel, state: &RaftState) -> bool {
             Message::RequestVoteResponse(m) if m.granted => {
                 hard.term > m.term || (hard.term == m.term && hard.voted_for == Some(dst))
             }
-            Message::RequestVote(m) => hard.term > m.term || (hard.term == m.term && hard.voted_for == Some(src)),
+            // A vote request may leave while its vote is written, and that
+            // write may be lost in a crash (thesis §10.2.1): its term needs
+            // no backing. The log it offers does: a candidate's log is
+            // durable (a leader that steps down makes its writes durable).
+            Message::RequestVote(m) => {
+                hard.term > m.term
+                    || m.last_log_index == LogIndex(0)
+                    || durable.held().is_some_and(|held| {
+                        held.get(m.last_log_index.0 as usize - 1).is_some_and(|e| e.term == m.last_log_term)
+                    })
+            }
+            // A leader's messages carry a term and vote that are durable:
+            // it wins only once its own vote is.
+            Message::AppendEntries(m) => hard.term > m.term || (hard.term == m.term && hard.voted_for == Some(src)),
             Message::AppendEntriesResponse(m) => match m.result {
                 AppendResult::Success { match_index } => {
                     let same_entries = |leader: &ServerState| {
@@ -463,6 +479,20 @@ fn persist_before_send(_: &RaftModel, state: &RaftState) -> bool {
             _ => true,
         }
     })
+}
+
+/// What raft-core counts as durable (its log through `durable_index`, its
+/// vote when `hard_state_is_durable`) is in its storage, not merely being
+/// written: a leader counts itself towards the commit index, and a
+/// candidate its vote, only for that.
+fn claims_only_durable(s: &ServerState, storage: Option<&Durable>) -> bool {
+    let Some(storage) = storage else { return false };
+    let raft = &s.raft;
+    let durable = raft.durable_index();
+    let log_ok = storage.raft.log.last_index() >= durable
+        && (raft.log().first_index().0..=durable.0)
+            .all(|i| storage.raft.log.get(LogIndex(i)) == raft.log().get(LogIndex(i)));
+    log_ok && (!raft.hard_state_is_durable() || storage.raft.hard == raft.hard_state())
 }
 
 fn linearizable(_: &RaftModel, state: &RaftState) -> bool {

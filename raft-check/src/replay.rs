@@ -16,7 +16,8 @@ use crate::actor::{node_id, ModelTimer, Msg, Node, NodeState};
 use crate::kv::Command as KvCommand;
 use crate::model::{RaftModel, RaftState};
 use raft_core::{
-    Config, Input, LogIndex, Membership, MemoryStore, NodeId, Output, Proposal, ProposalId, ReadId, State, Term,
+    Config, Input, LogIndex, Membership, MemoryStore, NodeId, Output, Persist, Proposal, ProposalId, ReadId, State,
+    Term,
 };
 use serde::{Deserialize, Serialize};
 use stateright::actor::ActorModelAction;
@@ -34,6 +35,14 @@ pub enum Event {
     Crash,
     /// The node restarts from its storage (`State::recover`).
     Recover,
+    /// The node's oldest background write (`Output::PersistAsync`) is
+    /// durable: it is stored, and its `Input::Persisted` fed to the node.
+    Written,
+    /// The node's background writes complete in steps of their own
+    /// (`Written`); without this event (first in a replay), each is
+    /// stored and reported within the step that asked for it, as the model
+    /// without `--background-writes` does.
+    BackgroundWrites,
 }
 
 /// One step of a replay: which server, and what happens to it.
@@ -51,12 +60,15 @@ impl fmt::Display for Step {
             Event::Start => write!(f, "{} start", self.node),
             Event::Crash => write!(f, "{} crash", self.node),
             Event::Recover => write!(f, "{} recover", self.node),
+            Event::Written => write!(f, "{} write durable", self.node),
+            Event::BackgroundWrites => write!(f, "{} writes in the background", self.node),
             Event::Input(Input::Receive { from, message }) => write!(f, "{} <- {from}: {message:?}", self.node),
             Event::Input(Input::Timeout(timer)) => write!(f, "{} timeout {timer:?}", self.node),
             Event::Input(Input::Read(ids)) => write!(f, "{} read {ids:?}", self.node),
             Event::Input(Input::Applied(index)) => write!(f, "{} applied {index}", self.node),
             Event::Input(Input::TransferLeadership(target)) => write!(f, "{} transfer to {target}", self.node),
             Event::Input(Input::SnapshotTaken(index)) => write!(f, "{} snapshot taken at {index}", self.node),
+            Event::Input(Input::Persisted { term, index }) => write!(f, "{} persisted {index}@{term}", self.node),
             Event::Input(Input::Propose(ps)) => {
                 let data: Vec<_> = ps.iter().map(|p| String::from_utf8_lossy(&p.data).into_owned()).collect();
                 write!(f, "{} propose {data:?}", self.node)
@@ -72,7 +84,10 @@ pub fn steps_of_path(model: &RaftModel, path: &Path<RaftState, Action>) -> Vec<S
     let mut steps = Vec::new();
     for (i, actor) in model.actors.iter().enumerate() {
         if let Node::Server(server) = actor {
-            let node = NodeId(i as u64);
+            let node = node_id(stateright::actor::Id::from(i));
+            if server.background_writes {
+                steps.push(Step { node, event: Event::BackgroundWrites });
+            }
             steps.push(Step { node, event: Event::Start });
             if let Some(data) = &server.propose_at_start {
                 let proposal = Proposal { id: ProposalId(1), data: data.clone() };
@@ -108,6 +123,7 @@ pub fn steps_of_path(model: &RaftModel, path: &Path<RaftState, Action>) -> Vec<S
                 }
                 (id, Event::Input(Input::SnapshotTaken(index)))
             }
+            ActorModelAction::Timeout(id, ModelTimer::Written) => (id, Event::Written),
             ActorModelAction::Crash(id) => (id, Event::Crash),
             ActorModelAction::Recover(id) => (id, Event::Recover),
             ActorModelAction::Drop(_) | ActorModelAction::SelectRandom { .. } => continue,
@@ -135,6 +151,9 @@ pub struct Cluster {
     pub states: Vec<Option<State>>,
     /// Each server's storage, as its persists left it.
     pub storage: Vec<MemoryStore>,
+    /// Each server's background writes not yet durable, oldest first, with
+    /// the completion each reports.
+    pub writing: Vec<Vec<(Persist, Input)>>,
     /// The outputs of the last step of each server.
     pub last_outputs: Vec<Vec<Output>>,
 }
@@ -146,7 +165,7 @@ impl Cluster {
             .states
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().filter(|s| s.is_leader()).map(|s| (s.term(), NodeId(i as u64))))
+            .filter_map(|(i, s)| s.as_ref().filter(|s| s.is_leader()).map(|s| (s.term(), self.configs[i].id())))
             .collect();
         leaders.sort();
         leaders
@@ -163,19 +182,30 @@ pub fn replay(configs: Vec<Config>, steps: &[Step], forget_vote_on_recovery: boo
     let n = configs.len();
     let empty = MemoryStore::new();
     let membership = Membership::new(configs.iter().map(|c| c.id())).expect("at least one node");
-    let mut cluster =
-        Cluster { configs, states: vec![None; n], storage: vec![empty; n], last_outputs: vec![Vec::new(); n] };
+    let mut cluster = Cluster {
+        configs,
+        states: vec![None; n],
+        storage: vec![empty; n],
+        writing: vec![Vec::new(); n],
+        last_outputs: vec![Vec::new(); n],
+    };
+    let background: Vec<bool> = (0..n)
+        .map(|i| steps.iter().any(|s| s.event == Event::BackgroundWrites && index_of(&cluster.configs, s.node) == i))
+        .collect();
     for step in steps {
-        let i = step.node.0 as usize;
+        let i = index_of(&cluster.configs, step.node);
         let config = &cluster.configs[i];
         let outputs = match &step.event {
+            Event::BackgroundWrites => continue,
             Event::Start => {
                 let (state, outputs) = State::new(config, membership.clone());
                 cluster.states[i] = Some(state);
                 outputs
             }
             Event::Crash => {
+                // What the disk had not written is lost.
                 cluster.states[i] = None;
+                cluster.writing[i].clear();
                 Vec::new()
             }
             Event::Recover => {
@@ -193,15 +223,54 @@ pub fn replay(configs: Vec<Config>, steps: &[Step], forget_vote_on_recovery: boo
                 state.step(config, input.clone(), &mut outputs);
                 outputs
             }
+            Event::Written => {
+                let (p, report) = cluster.writing[i].remove(0);
+                cluster.storage[i].apply(&p).expect("raft-core keeps the persist contract");
+                let state = cluster.states[i].as_mut().unwrap_or_else(|| panic!("{} is down at: {step}", step.node));
+                let mut outputs = Vec::new();
+                state.step(config, report, &mut outputs);
+                outputs
+            }
         };
-        for output in &outputs {
-            if let Output::Persist(p) = output {
-                cluster.storage[i].apply(p).expect("raft-core keeps the persist contract");
+        let mut outputs = outputs;
+        let mut k = 0;
+        while k < outputs.len() {
+            let output = outputs[k].clone();
+            k += 1;
+            match &output {
+                // An instant disk: stored and reported at once.
+                Output::PersistAsync { persist, term, index } if !background[i] => {
+                    for (queued, _) in cluster.writing[i].drain(..) {
+                        cluster.storage[i].apply(&queued).expect("raft-core keeps the persist contract");
+                    }
+                    cluster.storage[i].apply(persist).expect("raft-core keeps the persist contract");
+                    let report = Input::Persisted { term: *term, index: *index };
+                    let state = cluster.states[i].as_mut().expect("a node that wrote is up");
+                    let mut more = Vec::new();
+                    state.step(config, report, &mut more);
+                    outputs.extend(more);
+                }
+                Output::Persist(p) => {
+                    // Writes reach the disk in order.
+                    for (queued, _) in cluster.writing[i].drain(..) {
+                        cluster.storage[i].apply(&queued).expect("raft-core keeps the persist contract");
+                    }
+                    cluster.storage[i].apply(p).expect("raft-core keeps the persist contract");
+                }
+                Output::PersistAsync { persist, term, index } => {
+                    cluster.writing[i].push((persist.clone(), Input::Persisted { term: *term, index: *index }));
+                }
+                _ => {}
             }
         }
         cluster.last_outputs[i] = outputs;
     }
     cluster
+}
+
+/// The position of `node` among `configs`.
+fn index_of(configs: &[Config], node: NodeId) -> usize {
+    configs.iter().position(|c| c.id() == node).unwrap_or_else(|| panic!("{node} is not in the replay's cluster"))
 }
 
 /// Replays steps given as the JSON the CLI prints after `Replay:`.
