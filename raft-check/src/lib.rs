@@ -23,6 +23,7 @@ pub mod model;
 pub mod profiles;
 pub mod properties;
 pub mod replay;
+pub mod report;
 pub mod simulate;
 pub mod symmetry;
 pub mod timing;
