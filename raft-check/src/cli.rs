@@ -1,6 +1,8 @@
 //! The command line, compatible with raft-lite's checker: `-m check`,
 //! `-m simulate`, `-m explore`. Each mode is one arm of [`run`], so that a
-//! new mode is one variant of [`Mode`] and one function.
+//! new mode is one variant of [`Mode`] and one function; `--replay FILE`
+//! runs a counterexample's replay file instead. What the checking modes
+//! print is [`crate::report`]'s.
 
 use crate::actor::Switches;
 use crate::model::{ModelConfig, ModelKind, NetworkKind, Proposals, RaftModel};

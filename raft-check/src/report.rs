@@ -380,7 +380,7 @@ impl NodeRow {
         }
     }
 
-    /// A crashed node: what its storage holds (no commit index: it is volatile).
+    /// A crashed node: what its storage holds (`commit -`: the commit index is volatile).
     pub fn down(node: String, storage: Option<&MemoryStore>) -> NodeRow {
         let empty = MemoryStore::new();
         let store = storage.unwrap_or(&empty);
@@ -393,7 +393,7 @@ impl NodeRow {
             role: "down".to_string(),
             term: store.hard.term.to_string(),
             vote: vote_of(store.hard.voted_for),
-            commit: "-".to_string(),
+            commit: "commit -".to_string(),
             log: format!("log {:?}", store.log),
             notes: notes.join(", "),
         }
@@ -691,7 +691,7 @@ impl Progress {
         let now = Instant::now();
         let interval = if self.terminal { PROGRESS_TERMINAL_INTERVAL } else { PROGRESS_LOG_INTERVAL };
         let due = match self.last {
-            None => !self.terminal && now - self.started >= interval || self.terminal,
+            None => self.terminal || now - self.started >= interval,
             Some(last) => now - last >= interval,
         };
         if !due {
