@@ -587,8 +587,20 @@ pub fn trace(model: &RaftModel, path: &ModelPath) -> Vec<String> {
         let (before, action) = (&window[0].0, window[0].1.clone().expect("an action before the last state"));
         let after = &window[1].0;
         let steps = replay::steps_of_action(model, before, action.clone());
+        let from_client = matches!(&action, ActorModelAction::Deliver { src, .. }
+            if matches!(model.actors.get(usize::from(*src)), Some(Node::Client(_))));
         let what = if steps.is_empty() {
             describe_other(model, &action)
+        } else if from_client {
+            // A client's request: the message, then what raft-core got.
+            let inputs: Vec<String> = steps
+                .iter()
+                .filter_map(|s| match &s.event {
+                    Event::Input(input) => Some(describe_input(input)),
+                    _ => None,
+                })
+                .collect();
+            format!("{}, so it {}", describe_other(model, &action), inputs.join(", then "))
         } else {
             let node = steps[0].node;
             let parts: Vec<String> = steps.iter().map(describe).collect();
@@ -723,9 +735,10 @@ impl Progress {
 /// raft-lite prints it), then the elapsed time, the rate and the memory.
 pub fn progress_line(states: usize, unique: usize, depth: usize, elapsed: Duration, memory: Option<u64>) -> String {
     let secs = elapsed.as_secs_f64();
-    let rate = if secs > 0.0 { states as f64 / secs } else { 0.0 };
+    // A rate over the first half second says little (and divides by ~0).
+    let rate = if secs >= 0.5 { format!("{:.0} states/s", states as f64 / secs) } else { "- states/s".to_string() };
     let memory = memory.map(|b| format!(", {} MB resident", b / 1_000_000)).unwrap_or_default();
-    format!("Checking. states={states}, unique={unique}, depth={depth}, {secs:.0} s, {rate:.0} states/s{memory}")
+    format!("Checking. states={states}, unique={unique}, depth={depth}, {secs:.0} s, {rate}{memory}")
 }
 
 /// The process's resident memory, where the system says (Linux's /proc).
