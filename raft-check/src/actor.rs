@@ -44,14 +44,27 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-/// The stateright id of raft node `id` (they are the same number).
+/// The stateright id of raft node `id`. Users see raft-core's ids, which
+/// count from 1 (`n1`, `n2`, `n3`, as in raft-core's examples and
+/// raft-tokio); stateright's actors count from 0.
 pub fn actor_id(id: NodeId) -> Id {
-    Id::from(id.0 as usize)
+    Id::from(server_index(id))
 }
 
-/// The raft node id of stateright actor `id` (the same number).
+/// The raft node id of stateright actor `id` (one more).
 pub fn node_id(id: Id) -> NodeId {
-    NodeId(usize::from(id) as u64)
+    node_at(usize::from(id))
+}
+
+/// The raft node id of the server at position `i` of the model's actors
+/// (and of `actor_states`, `actor_storages`, `crashed`): `n{i + 1}`.
+pub fn node_at(i: usize) -> NodeId {
+    NodeId(i as u64 + 1)
+}
+
+/// The position among the model's actors of the server with raft id `id`.
+pub fn server_index(id: NodeId) -> usize {
+    (id.0 as usize).checked_sub(1).expect("raft node ids count from 1")
 }
 
 /// Deliberate bugs in the adapter, for tests that show the checker catches

@@ -1,17 +1,18 @@
 //! The command line, compatible with raft-lite's checker: `-m check`,
 //! `-m simulate`, `-m explore`. Each mode is one arm of [`run`], so that a
-//! new mode is one variant of [`Mode`] and one function.
+//! new mode is one variant of [`Mode`] and one function; `--replay FILE`
+//! runs a counterexample's replay file instead. What the checking modes
+//! print is [`crate::report`]'s.
 
 use crate::actor::Switches;
 use crate::model::{ModelConfig, ModelKind, NetworkKind, Proposals, RaftModel};
-use crate::replay;
+use crate::report::{self, Findings, Options, Progress, Scope};
 use crate::symmetry;
 use clap::{Parser, ValueEnum};
 use raft_core::Fault;
-use stateright::report::{ReportData, ReportDiscovery, Reporter};
-use stateright::{Checker, Expectation, HasDiscoveries, Model};
-use std::collections::BTreeMap;
+use stateright::{Checker, HasDiscoveries, Model};
 use std::io::Write;
+use std::path::PathBuf;
 
 /// What to do with the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -64,12 +65,13 @@ pub struct Args {
     /// Which model: raft (the paper's properties) or kv (plus linearizability).
     #[arg(long, value_enum, default_value = "raft")]
     pub model: ModelKind,
-    /// Check breadth-first to this depth. Stateright counts the initial state
-    /// as depth 1, so depth N reaches paths of N-1 actions: states of depth N
-    /// are generated and counted in `unique` but neither checked nor expanded;
-    /// properties are checked on every state of depth N-1 or less (at most
-    /// N-2 actions). Without --depth: exhaustive within the bounds,
-    /// depth-first.
+    /// Check breadth-first to this depth: every execution of at most N-2
+    /// steps. Stateright counts the initial state as depth 1, so depth N
+    /// reaches paths of N-1 actions: states of depth N are generated and
+    /// counted in `unique` but neither checked nor expanded; properties are
+    /// checked on every state of depth N-1 or less (at most N-2 actions).
+    /// --depth 1 checks nothing. Without --depth: exhaustive within the
+    /// bounds, depth-first.
     #[arg(long)]
     pub depth: Option<usize>,
     /// Number of Raft servers.
@@ -161,6 +163,19 @@ pub struct Args {
     /// Also fail (exit 1) when a Sometimes property has no example.
     #[arg(long)]
     pub require_examples: bool,
+    /// Also print the example found for each Sometimes property, as a
+    /// numbered trace (counterexamples are always printed).
+    #[arg(long)]
+    pub examples: bool,
+    /// Where to write each counterexample's replay file
+    /// (`counterexample-<property>.json`, which `--replay` runs back).
+    #[arg(long, value_name = "DIR", default_value = "target/raft-check")]
+    pub replay_dir: PathBuf,
+    /// Run a replay file written for a counterexample on raft-core alone
+    /// (no model checker), printing each step with its node's state after
+    /// it; the model's flags are the file's own.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub election: crate::timing::sweep::ElectionArgs,
@@ -212,6 +227,48 @@ impl Args {
     pub fn threads(&self) -> usize {
         self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
+
+    /// The flags that make the model these arguments describe, as given on
+    /// the command line: those that differ from the defaults, in a fixed
+    /// order (for replay files and the explorer command).
+    pub fn model_flags(&self) -> Vec<String> {
+        let d = Args::parse_from(["raft-check"]);
+        let mut flags = Vec::new();
+        let mut value = |name: &str, differs: bool, value: String| {
+            if differs {
+                flags.push(format!("--{name}"));
+                flags.push(value);
+            }
+        };
+        value("model", self.model != d.model, name_of(self.model));
+        value("nodes", self.nodes != d.nodes, self.nodes.to_string());
+        value("network", self.network != d.network, name_of(self.network));
+        value("crashes", self.crashes != d.crashes, self.crashes.to_string());
+        value("proposals", self.proposals != d.proposals, name_of(self.proposals));
+        value("clients", self.clients != d.clients, self.clients.to_string());
+        value("max-term", self.max_term != d.max_term, self.max_term.to_string());
+        value("max-log", self.max_log != d.max_log, self.max_log.to_string());
+        value("heartbeats", self.heartbeats != d.heartbeats, self.heartbeats.to_string());
+        value("snapshots", self.snapshots != d.snapshots, self.snapshots.to_string());
+        value("bug", self.bug.is_some(), self.bug.map(name_of).unwrap_or_default());
+        value("fault", self.fault.is_some(), self.fault.map(|f| f.name().to_string()).unwrap_or_default());
+        for (name, on) in [
+            ("lossy", self.lossy),
+            ("split-appends", self.split_appends),
+            ("pre-vote", self.pre_vote),
+            ("check-quorum", self.check_quorum),
+        ] {
+            if on {
+                flags.push(format!("--{name}"));
+            }
+        }
+        flags
+    }
+}
+
+/// The command-line name of a value of a `ValueEnum`.
+fn name_of(value: impl ValueEnum) -> String {
+    value.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
 }
 
 /// Parses the process arguments and runs; returns the exit status: 0 when
@@ -240,6 +297,9 @@ pub fn main() -> i32 {
 
 /// Runs the mode of `args` on the model of `config`, writing the report to `out`.
 pub fn run(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i32 {
+    if let Some(file) = &args.replay {
+        return report::replay_file(file, out);
+    }
     match args.mode {
         Mode::Check => check(args, config, out),
         Mode::Simulate => simulate(args, config, out),
@@ -262,31 +322,54 @@ pub fn run(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i
 }
 
 fn check(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i32 {
-    let symmetric = config.servers_only() && args.symmetry == Symmetry::Auto;
+    let symmetric = config.servers_only() && args.symmetry == Symmetry::Auto && args.depth.is_none();
     let builder = config.into_model().checker().threads(args.threads());
-    let scope = match args.depth {
-        Some(d) => format!("to depth {d}"),
-        None => "within the bounds".to_string(),
-    };
-    let mut reporter = Report { out, scope, verdicts: BTreeMap::new() };
+    let scope = args.depth.map_or(Scope::Bounds, Scope::Depth);
+    let _ = writeln!(out, "{}", scope.explain(symmetric));
+    let _ = out.flush();
+    report::catch_interrupts();
     match args.depth {
-        Some(depth) => {
-            let _ = writeln!(reporter.out, "Checking breadth-first to depth {depth} (the initial state is depth 1).");
-            builder.target_max_depth(depth).spawn_bfs().join_and_report(&mut reporter);
-        }
+        Some(depth) => watch(builder.target_max_depth(depth).spawn_bfs(), scope, args, out),
         None if symmetric => {
-            let _ = writeln!(
-                reporter.out,
-                "Checking exhaustively within the bounds, depth-first, with symmetry reduction."
-            );
-            builder.symmetry_fn(symmetry::representative_for(args.fault)).spawn_dfs().join_and_report(&mut reporter);
+            watch(builder.symmetry_fn(symmetry::representative_for(args.fault)).spawn_dfs(), scope, args, out)
         }
-        None => {
-            let _ = writeln!(reporter.out, "Checking exhaustively within the bounds, depth-first.");
-            builder.spawn_dfs().join_and_report(&mut reporter);
-        }
+        None => watch(builder.spawn_dfs(), scope, args, out),
     }
-    reporter.exit_status(args.require_examples)
+}
+
+/// Waits for the checker, printing progress, until it is done or Ctrl-C
+/// is pressed; then prints what it found (so far) and returns the exit status.
+fn watch(checker: impl Checker<RaftModel>, scope: Scope, args: &Args, out: &mut impl Write) -> i32 {
+    /// How often the checker is polled: short, so that Ctrl-C and the end
+    /// of a short run are answered at once.
+    const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+    let mut progress = Progress::start();
+    let mut interrupted = false;
+    while !checker.is_done() {
+        if report::interrupted() {
+            interrupted = true;
+            break;
+        }
+        progress.tick(checker.state_count(), checker.unique_state_count(), checker.max_depth());
+        std::thread::sleep(POLL_INTERVAL);
+    }
+    let checker = if interrupted { checker } else { checker.join() };
+    progress.finish();
+    let found = Findings {
+        scope,
+        interrupted,
+        states: checker.state_count(),
+        unique: checker.unique_state_count(),
+        depth: checker.max_depth(),
+        elapsed: progress.elapsed(),
+        discoveries: checker.discoveries().into_iter().collect(),
+    };
+    let verdicts = report::print(checker.model(), &found, &options(args), out);
+    verdicts.exit_status(args.require_examples, interrupted)
+}
+
+fn options(args: &Args) -> Options<'_> {
+    Options { examples: args.examples, replay_dir: &args.replay_dir, flags: args.model_flags(), addr: &args.addr }
 }
 
 fn simulate(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i32 {
@@ -310,22 +393,17 @@ fn simulate(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> 
             }
         },
     );
-    let scope = format!("on {} walks", args.runs);
-    let mut reporter = Report { out, scope, verdicts: BTreeMap::new() };
-    let discoveries = outcome
-        .discoveries
-        .into_iter()
-        .map(|(name, path)| (name, ReportDiscovery { path, classification: classify(&model, name) }))
-        .collect();
-    reporter.report_checking(ReportData {
-        total_states: outcome.states,
-        unique_states: outcome.unique,
-        max_depth: outcome.depth,
-        duration: std::time::Duration::from_secs(outcome.seconds),
-        done: true,
-    });
-    reporter.report_discoveries(&model, discoveries);
-    reporter.exit_status(args.require_examples)
+    let found = Findings {
+        scope: Scope::Walks(args.runs),
+        interrupted: false,
+        states: outcome.states,
+        unique: outcome.unique,
+        depth: outcome.depth,
+        elapsed: std::time::Duration::from_secs(outcome.seconds),
+        discoveries: outcome.discoveries,
+    };
+    let verdicts = report::print(&model, &found, &options(args), out);
+    verdicts.exit_status(args.require_examples, false)
 }
 
 fn explore(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i32 {
@@ -333,87 +411,6 @@ fn explore(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i
     let _ = out.flush();
     config.into_model().checker().threads(args.threads()).serve(args.addr.as_str());
     0
-}
-
-fn classify(model: &RaftModel, name: &str) -> stateright::DiscoveryClassification {
-    let property = model.properties().into_iter().find(|p| p.name == name).expect("a property of the model");
-    match property.expectation {
-        Expectation::Sometimes => stateright::DiscoveryClassification::Example,
-        _ => stateright::DiscoveryClassification::Counterexample,
-    }
-}
-
-/// Prints stateright's progress and `Done.` lines unchanged, then one line
-/// per property with its verdict, then each path found with its raft-core
-/// replay.
-struct Report<'a, W: Write> {
-    out: &'a mut W,
-    /// Where the verdicts hold: "to depth N", "within the bounds", "on N walks".
-    scope: String,
-    /// Per property: (is an Always, was it discovered).
-    verdicts: BTreeMap<&'static str, (bool, bool)>,
-}
-
-impl<W: Write> Report<'_, W> {
-    fn exit_status(&self, require_examples: bool) -> i32 {
-        let failed =
-            self.verdicts.values().any(|&(always, found)| if always { found } else { require_examples && !found });
-        i32::from(failed)
-    }
-}
-
-impl<W: Write + Send> Reporter<RaftModel> for Report<'_, W> {
-    fn report_checking(&mut self, data: ReportData) {
-        if data.done {
-            let _ = writeln!(
-                self.out,
-                "Done. states={}, unique={}, depth={}, sec={}",
-                data.total_states,
-                data.unique_states,
-                data.max_depth,
-                data.duration.as_secs()
-            );
-        } else {
-            let _ = writeln!(
-                self.out,
-                "Checking. states={}, unique={}, depth={}",
-                data.total_states, data.unique_states, data.max_depth
-            );
-        }
-        let _ = self.out.flush();
-    }
-
-    fn report_discoveries(
-        &mut self,
-        model: &RaftModel,
-        discoveries: BTreeMap<&'static str, ReportDiscovery<RaftModel>>,
-    ) {
-        let within = &self.scope;
-        for p in model.properties() {
-            let found = discoveries.get(p.name);
-            let always = p.expectation != Expectation::Sometimes;
-            self.verdicts.insert(p.name, (always, found.is_some()));
-            let verdict = match (always, found) {
-                (true, None) => format!("holds {within}"),
-                (true, Some(d)) => format!("FAILS: counterexample Path[{}]", crate::profiles::path_len(&d.path)),
-                (false, Some(d)) => format!("example found: Path[{}]", crate::profiles::path_len(&d.path)),
-                (false, None) => format!("no example {within}"),
-            };
-            let kind = if always { "Always" } else { "Sometimes" };
-            let _ = writeln!(self.out, "{kind:<9} {:<28} {verdict}", p.name);
-        }
-        for (name, d) in discoveries {
-            let _ = write!(self.out, "Discovered \"{name}\" {} {}", d.classification, d.path);
-            let _ = writeln!(self.out, "Action index path: {}", d.path.encode(model));
-            let steps = replay::steps_of_path(model, &d.path);
-            let _ = writeln!(self.out, "raft-core inputs:");
-            for step in &steps {
-                let _ = writeln!(self.out, "  {step}");
-            }
-            let _ = writeln!(self.out, "Replay: {}", replay::to_json(&steps));
-        }
-        let _ = self.out.flush();
-    }
 }
 
 fn parse_weights(text: &str) -> Result<crate::simulate::Weights, String> {

@@ -5,8 +5,10 @@
 //! simulated networks with crashes and recoveries ([`model`]), and checked
 //! against the properties of the Raft paper ([`properties`]). The `kv` model
 //! adds clients of a replicated register and checks linearizability
-//! ([`kv`]). Counterexamples come out as raft-core inputs that [`replay`]
-//! feeds back to `step`, so that each one can become a regression test.
+//! ([`kv`]). Counterexamples come out as numbered traces ([`report`], in
+//! the notation of [`notation`]) and as replay files of raft-core inputs
+//! that [`replay`] feeds back to `step`, so that each one can become a
+//! regression test.
 //!
 //! The command line ([`cli`]) is compatible with raft-lite's:
 //! `-m check --depth N`, `-m check` (exhaustive within the bounds),
@@ -20,9 +22,11 @@ pub mod cli;
 pub mod kv;
 
 pub mod model;
+pub mod notation;
 pub mod profiles;
 pub mod properties;
 pub mod replay;
+pub mod report;
 pub mod simulate;
 pub mod symmetry;
 pub mod timing;

@@ -1,7 +1,7 @@
 //! The model: servers (and optionally clients) on a stateright network,
 //! the history the properties need, and the bounds that keep it finite.
 
-use crate::actor::{Msg, Node, NodeState, Server, Switches};
+use crate::actor::{node_at, node_id, Msg, Node, NodeState, Server, Switches};
 use crate::kv::{self, Op, Value};
 use crate::properties;
 use raft_core::{Config, Fault, LogIndex, Membership, Message, NodeId, Term};
@@ -169,7 +169,8 @@ pub struct History {
     pub transfer_elections: Vec<(Term, NodeId)>,
 }
 
-/// The command server `i` proposes at start: one ASCII letter, `a` for node 0.
+/// The command server `i` proposes at start: one ASCII letter, `a` for the
+/// first server (`n1`).
 pub fn start_value(i: usize) -> Vec<u8> {
     vec![b'a' + (i % 26) as u8]
 }
@@ -177,8 +178,7 @@ pub fn start_value(i: usize) -> Vec<u8> {
 impl ModelConfig {
     /// The raft-core configuration of server `i`.
     pub fn raft_config(&self, i: usize) -> Config {
-        let mut config =
-            Config::new(NodeId(i as u64)).with_pre_vote(self.pre_vote).with_check_quorum(self.check_quorum);
+        let mut config = Config::new(node_at(i)).with_pre_vote(self.pre_vote).with_check_quorum(self.check_quorum);
         if self.split_appends {
             config = config
                 .with_entries_per_append_max(1)
@@ -199,7 +199,7 @@ impl ModelConfig {
 
     /// The cluster's members: every server.
     pub fn membership(&self) -> Membership {
-        Membership::new((0..self.servers).map(|j| NodeId(j as u64))).expect("at least one server")
+        Membership::new((0..self.servers).map(node_at)).expect("at least one server")
     }
 
     /// The number of client actors in this model.
@@ -225,7 +225,7 @@ impl ModelConfig {
                     config: self.raft_config(i),
                     membership: self.membership(),
                     propose_at_start: proposes_at_start.then(|| start_value(i)),
-                    transfer_at_start: self.transfers.then(|| NodeId(((i + 1) % self.servers) as u64)),
+                    transfer_at_start: self.transfers.then(|| node_at((i + 1) % self.servers)),
                     heartbeats: self.heartbeats,
                     background_writes: self.background_writes,
                     snapshots: self.snapshots,
@@ -270,7 +270,7 @@ fn record_out(cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Opti
     match env.msg {
         Msg::Raft(m) => {
             if let Message::RequestVote(r) = &**m {
-                let election = (r.term, NodeId(usize::from(env.src) as u64));
+                let election = (r.term, node_id(env.src));
                 if !r.transfer || history.transfer_elections.contains(&election) {
                     return None;
                 }
@@ -280,7 +280,7 @@ fn record_out(cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Opti
                 return Some(next);
             }
             let Message::AppendEntries(append) = &**m else { return None };
-            let leader = (m.term(), NodeId(usize::from(env.src) as u64));
+            let leader = (m.term(), node_id(env.src));
             let new_leader = history.leaders.binary_search(&leader).err();
             // The commit index is tracked only where reads use it, so that
             // the raft model's states do not multiply.

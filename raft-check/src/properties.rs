@@ -201,7 +201,7 @@ fn election_safety(_: &RaftModel, state: &RaftState) -> bool {
     let mut leaders: Vec<(u64, u64)> = state.history.leaders.iter().map(|(t, n)| (t.0, n.0)).collect();
     for (i, s) in live_servers(state) {
         if s.raft.is_leader() {
-            leaders.push((s.raft.term().0, i as u64));
+            leaders.push((s.raft.term().0, crate::actor::node_at(i).0));
         }
     }
     leaders.sort_unstable();
@@ -330,7 +330,10 @@ fn leader_matches(state: &RaftState) -> impl Iterator<Item = (&ServerState, raft
             Role::Leader { progress, .. } => Some(progress),
             _ => None,
         };
-        progress.into_iter().flatten().map(move |(id, p)| (s, s.raft.term(), id.0 as usize, p.match_index()))
+        progress
+            .into_iter()
+            .flatten()
+            .map(move |(id, p)| (s, s.raft.term(), crate::actor::server_index(*id), p.match_index()))
     })
 }
 
@@ -378,9 +381,8 @@ fn transfer_completed(_: &RaftModel, state: &RaftState) -> bool {
 
 fn stepped_down_by_check_quorum(_: &RaftModel, state: &RaftState) -> bool {
     let leaders = &state.history.leaders;
-    live_servers(state).any(|(i, s)| {
-        !s.raft.is_leader() && leaders.binary_search(&(s.raft.term(), raft_core::NodeId(i as u64))).is_ok()
-    })
+    live_servers(state)
+        .any(|(i, s)| !s.raft.is_leader() && leaders.binary_search(&(s.raft.term(), crate::actor::node_at(i))).is_ok())
 }
 
 fn pre_vote_refused(_: &RaftModel, state: &RaftState) -> bool {
@@ -438,8 +440,8 @@ fn persist_before_send(_: &RaftModel, state: &RaftState) -> bool {
         let Some(message) = env.msg.raft() else { return true };
         let Some(Some(durable)) = state.actor_storages.get(usize::from(env.src)) else { return false };
         let hard = durable.raft.hard;
-        let dst = raft_core::NodeId(usize::from(env.dst) as u64);
-        let src = raft_core::NodeId(usize::from(env.src) as u64);
+        let dst = crate::actor::node_id(env.dst);
+        let src = crate::actor::node_id(env.src);
         match message {
             // A later stored term backs any message of an earlier term: the
             // sender can never act in that term again.
@@ -548,8 +550,9 @@ fn delivered_on_two(_: &RaftModel, state: &RaftState) -> bool {
 
 fn leader_stepped_down(_: &RaftModel, state: &RaftState) -> bool {
     let leaders = &state.history.leaders;
-    live_servers(state)
-        .any(|(i, s)| !s.raft.is_leader() && leaders.iter().any(|&(t, n)| n.0 == i as u64 && s.raft.term() > t))
+    live_servers(state).any(|(i, s)| {
+        !s.raft.is_leader() && leaders.iter().any(|&(t, n)| n == crate::actor::node_at(i) && s.raft.term() > t)
+    })
 }
 
 fn restore_keeps_applied(_: &RaftModel, state: &RaftState) -> bool {

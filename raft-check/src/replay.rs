@@ -3,16 +3,17 @@
 //!
 //! [`steps_of_path`] turns a path the checker found into the sequence of
 //! [`Step`]s that each server saw: its start, every input (message received,
-//! timer fired, proposal), its crashes and recoveries. The CLI prints that
-//! sequence as JSON; paste it into a test and call [`replay_json`] to get a
-//! [`Cluster`] whose states the test can assert on. The replay drives each
+//! timer fired, proposal), its crashes and recoveries. The CLI writes that
+//! sequence, with the model's flags, to a replay file ([`ReplayFile`]) that
+//! `--replay FILE` runs back; paste its `steps` into a test and call
+//! [`replay_json`] to get a [`Cluster`] whose states the test can assert on. The replay drives each
 //! node as raft-tokio would: persists applied to a per-node store before
 //! anything else, and recovery from that store alone. Snapshot data never
 //! enters raft-core, so a replay needs none: an application's snapshot is
 //! its report of what it applied and `SnapshotTaken`, and an
 //! `InstallSnapshot` is the message alone.
 
-use crate::actor::{node_id, ModelTimer, Msg, Node, NodeState};
+use crate::actor::{node_at, node_id, server_index, ModelTimer, Msg, Node, NodeState};
 use crate::kv::Command as KvCommand;
 use crate::model::{RaftModel, RaftState};
 use raft_core::{
@@ -39,9 +40,9 @@ pub enum Event {
     /// durable: it is stored, and its `Input::Persisted` fed to the node.
     Written,
     /// The node's background writes complete in steps of their own
-    /// (`Written`); without this event (first in a replay), each is
-    /// stored and reported within the step that asked for it, as the model
-    /// without `--background-writes` does.
+    /// (`Written`); without this event (before its start), each is stored
+    /// and reported within the step that asked for it, as the model without
+    /// `--background-writes` does.
     BackgroundWrites,
 }
 
@@ -77,14 +78,27 @@ impl fmt::Display for Step {
     }
 }
 
-type Action = ActorModelAction<Msg, ModelTimer, ()>;
+/// An action of the model.
+pub type Action = ActorModelAction<Msg, ModelTimer, ()>;
 
 /// The raft-core steps behind a path of the model, in order.
 pub fn steps_of_path(model: &RaftModel, path: &Path<RaftState, Action>) -> Vec<Step> {
+    let mut steps = initial_steps(model);
+    for (state, action) in path.clone().into_vec() {
+        if let Some(action) = action {
+            steps.extend(steps_of_action(model, &state, action));
+        }
+    }
+    steps
+}
+
+/// The steps that make the model's initial state: each server starts and,
+/// in the raft model, is asked to propose its start value.
+pub fn initial_steps(model: &RaftModel) -> Vec<Step> {
     let mut steps = Vec::new();
     for (i, actor) in model.actors.iter().enumerate() {
         if let Node::Server(server) = actor {
-            let node = node_id(stateright::actor::Id::from(i));
+            let node = node_at(i);
             if server.background_writes {
                 steps.push(Step { node, event: Event::BackgroundWrites });
             }
@@ -95,42 +109,48 @@ pub fn steps_of_path(model: &RaftModel, path: &Path<RaftState, Action>) -> Vec<S
             }
         }
     }
-    for (state, action) in path.clone().into_vec() {
-        let Some(action) = action else { continue };
-        let (id, event) = match action {
-            ActorModelAction::Deliver { src, dst, msg } => {
-                let Some(Node::Server(server)) = model.actors.get(usize::from(dst)) else { continue };
-                let client = usize::from(src) as u8;
-                let input = match msg {
-                    Msg::Raft(message) | Msg::Snapshot(message, _) => {
-                        Input::Receive { from: node_id(src), message: (*message).clone() }
-                    }
-                    Msg::Put(value) => propose(KvCommand::Write { client, value }),
-                    Msg::Get if !server.switches.reads_bypass_log => Input::Read(vec![ReadId(u64::from(client))]),
-                    Msg::Transfer(target) => Input::TransferLeadership(target),
-                    Msg::Get | Msg::PutOk | Msg::GetOk(..) => continue,
-                };
-                (dst, Event::Input(input))
-            }
-            ActorModelAction::Timeout(id, ModelTimer::Raft(timer)) => (id, Event::Input(Input::Timeout(timer))),
-            ActorModelAction::Timeout(id, ModelTimer::Snapshot(index)) => {
-                // The application reports what it applied first, as the
-                // adapter does when that is ahead of raft-core's count.
-                if let NodeState::Server(s) = &*state.actor_states[usize::from(id)] {
-                    if s.delivered > s.raft.applied_index() {
-                        steps.push(Step { node: node_id(id), event: Event::Input(Input::Applied(s.delivered)) });
-                    }
+    steps
+}
+
+/// The raft-core steps behind one action of the model, taken from `state`:
+/// none for an action no server sees (a message to a model client, a
+/// message lost), two for a snapshot the application takes while ahead of
+/// what raft-core knows it applied.
+pub fn steps_of_action(model: &RaftModel, state: &RaftState, action: Action) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let (id, event) = match action {
+        ActorModelAction::Deliver { src, dst, msg } => {
+            let Some(Node::Server(server)) = model.actors.get(usize::from(dst)) else { return steps };
+            let client = usize::from(src) as u8;
+            let input = match msg {
+                Msg::Raft(message) | Msg::Snapshot(message, _) => {
+                    Input::Receive { from: node_id(src), message: (*message).clone() }
                 }
-                (id, Event::Input(Input::SnapshotTaken(index)))
-            }
-            ActorModelAction::Timeout(id, ModelTimer::Written) => (id, Event::Written),
-            ActorModelAction::Crash(id) => (id, Event::Crash),
-            ActorModelAction::Recover(id) => (id, Event::Recover),
-            ActorModelAction::Drop(_) | ActorModelAction::SelectRandom { .. } => continue,
-        };
-        if matches!(model.actors.get(usize::from(id)), Some(Node::Server(_))) {
-            steps.push(Step { node: node_id(id), event });
+                Msg::Put(value) => propose(KvCommand::Write { client, value }),
+                Msg::Get if !server.switches.reads_bypass_log => Input::Read(vec![ReadId(u64::from(client))]),
+                Msg::Transfer(target) => Input::TransferLeadership(target),
+                Msg::Get | Msg::PutOk | Msg::GetOk(..) => return steps,
+            };
+            (dst, Event::Input(input))
         }
+        ActorModelAction::Timeout(id, ModelTimer::Raft(timer)) => (id, Event::Input(Input::Timeout(timer))),
+        ActorModelAction::Timeout(id, ModelTimer::Snapshot(index)) => {
+            // The application reports what it applied first, as the
+            // adapter does when that is ahead of raft-core's count.
+            if let NodeState::Server(s) = &*state.actor_states[usize::from(id)] {
+                if s.delivered > s.raft.applied_index() {
+                    steps.push(Step { node: node_id(id), event: Event::Input(Input::Applied(s.delivered)) });
+                }
+            }
+            (id, Event::Input(Input::SnapshotTaken(index)))
+        }
+        ActorModelAction::Timeout(id, ModelTimer::Written) => (id, Event::Written),
+        ActorModelAction::Crash(id) => (id, Event::Crash),
+        ActorModelAction::Recover(id) => (id, Event::Recover),
+        ActorModelAction::Drop(_) | ActorModelAction::SelectRandom { .. } => return steps,
+    };
+    if matches!(model.actors.get(usize::from(id)), Some(Node::Server(_))) {
+        steps.push(Step { node: node_id(id), event });
     }
     steps
 }
@@ -154,6 +174,9 @@ pub struct Cluster {
     /// Each server's background writes not yet durable, oldest first, with
     /// the completion each reports.
     pub writing: Vec<Vec<(Persist, Input)>>,
+    /// Whether each server's background writes complete in steps of their
+    /// own (`Event::BackgroundWrites`) rather than at once.
+    pub background: Vec<bool>,
     /// The outputs of the last step of each server.
     pub last_outputs: Vec<Vec<Output>>,
 }
@@ -165,68 +188,86 @@ impl Cluster {
             .states
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().filter(|s| s.is_leader()).map(|s| (s.term(), self.configs[i].id())))
+            .filter_map(|(i, s)| s.as_ref().filter(|s| s.is_leader()).map(|s| (s.term(), node_at(i))))
             .collect();
         leaders.sort();
         leaders
     }
 }
 
-/// Replays `steps` on fresh servers with these configurations (server `i`
-/// has `configs[i]`). With `forget_vote_on_recovery`, recovery drops the
+/// Replays `steps` on fresh servers with these configurations (`configs[i]`
+/// is node `n{i + 1}`'s). With `forget_vote_on_recovery`, recovery drops the
 /// persisted vote (the adapter bug the checker must catch).
 ///
 /// # Panics
 /// When a step names a node that is down, or not started, and needs it up.
 pub fn replay(configs: Vec<Config>, steps: &[Step], forget_vote_on_recovery: bool) -> Cluster {
-    let n = configs.len();
-    let empty = MemoryStore::new();
-    let membership = Membership::new(configs.iter().map(|c| c.id())).expect("at least one node");
-    let mut cluster = Cluster {
-        configs,
-        states: vec![None; n],
-        storage: vec![empty; n],
-        writing: vec![Vec::new(); n],
-        last_outputs: vec![Vec::new(); n],
-    };
-    let background: Vec<bool> = (0..n)
-        .map(|i| steps.iter().any(|s| s.event == Event::BackgroundWrites && index_of(&cluster.configs, s.node) == i))
-        .collect();
+    let mut cluster = Cluster::new(configs);
     for step in steps {
-        let i = index_of(&cluster.configs, step.node);
-        let config = &cluster.configs[i];
+        cluster.apply(step, forget_vote_on_recovery);
+    }
+    cluster
+}
+
+impl Cluster {
+    /// Servers with these configurations (`configs[i]` is node `n{i + 1}`'s),
+    /// none started yet.
+    pub fn new(configs: Vec<Config>) -> Cluster {
+        let n = configs.len();
+        Cluster {
+            configs,
+            states: vec![None; n],
+            storage: vec![MemoryStore::new(); n],
+            writing: vec![Vec::new(); n],
+            background: vec![false; n],
+            last_outputs: vec![Vec::new(); n],
+        }
+    }
+
+    /// Applies one step (see [`replay`]).
+    ///
+    /// # Panics
+    /// When the step names a node that is down, or not started, and needs it up.
+    pub fn apply(&mut self, step: &Step, forget_vote_on_recovery: bool) {
+        let i = server_index(step.node);
+        let config = self.configs[i].clone();
+        let config = &config;
         let outputs = match &step.event {
-            Event::BackgroundWrites => continue,
+            Event::BackgroundWrites => {
+                self.background[i] = true;
+                return;
+            }
             Event::Start => {
-                let (state, outputs) = State::new(config, membership.clone());
-                cluster.states[i] = Some(state);
+                let membership = Membership::new(self.configs.iter().map(|c| c.id())).expect("at least one node");
+                let (state, outputs) = State::new(config, membership);
+                self.states[i] = Some(state);
                 outputs
             }
             Event::Crash => {
                 // What the disk had not written is lost.
-                cluster.states[i] = None;
-                cluster.writing[i].clear();
+                self.states[i] = None;
+                self.writing[i].clear();
                 Vec::new()
             }
             Event::Recover => {
-                let mut store = cluster.storage[i].clone();
+                let mut store = self.storage[i].clone();
                 if forget_vote_on_recovery {
                     store.hard.voted_for = None;
                 }
                 let (state, outputs) = State::recover(config, store, LogIndex(0)).expect("recoverable storage");
-                cluster.states[i] = Some(state);
+                self.states[i] = Some(state);
                 outputs
             }
             Event::Input(input) => {
-                let state = cluster.states[i].as_mut().unwrap_or_else(|| panic!("{} is down at: {step}", step.node));
+                let state = self.states[i].as_mut().unwrap_or_else(|| panic!("{} is down at: {step}", step.node));
                 let mut outputs = Vec::new();
                 state.step(config, input.clone(), &mut outputs);
                 outputs
             }
             Event::Written => {
-                let (p, report) = cluster.writing[i].remove(0);
-                cluster.storage[i].apply(&p).expect("raft-core keeps the persist contract");
-                let state = cluster.states[i].as_mut().unwrap_or_else(|| panic!("{} is down at: {step}", step.node));
+                let (p, report) = self.writing[i].remove(0);
+                self.storage[i].apply(&p).expect("raft-core keeps the persist contract");
+                let state = self.states[i].as_mut().unwrap_or_else(|| panic!("{} is down at: {step}", step.node));
                 let mut outputs = Vec::new();
                 state.step(config, report, &mut outputs);
                 outputs
@@ -237,43 +278,33 @@ pub fn replay(configs: Vec<Config>, steps: &[Step], forget_vote_on_recovery: boo
         while k < outputs.len() {
             let output = outputs[k].clone();
             k += 1;
-            match &output {
+            match output {
                 // An instant disk: stored and reported at once.
-                Output::PersistAsync { persist, term, index } if !background[i] => {
-                    for (queued, _) in cluster.writing[i].drain(..) {
-                        cluster.storage[i].apply(&queued).expect("raft-core keeps the persist contract");
-                    }
-                    cluster.storage[i].apply(persist).expect("raft-core keeps the persist contract");
-                    let report = Input::Persisted { term: *term, index: *index };
-                    let state = cluster.states[i].as_mut().expect("a node that wrote is up");
-                    let mut more = Vec::new();
-                    state.step(config, report, &mut more);
-                    outputs.extend(more);
-                }
-                Output::Persist(p) => {
-                    // Writes reach the disk in order.
-                    for (queued, _) in cluster.writing[i].drain(..) {
-                        cluster.storage[i].apply(&queued).expect("raft-core keeps the persist contract");
-                    }
-                    cluster.storage[i].apply(p).expect("raft-core keeps the persist contract");
+                Output::PersistAsync { persist, term, index } if !self.background[i] => {
+                    self.write(i, Some(persist));
+                    let state = self.states[i].as_mut().expect("a node that wrote is up");
+                    state.step(config, Input::Persisted { term, index }, &mut outputs);
                 }
                 Output::PersistAsync { persist, term, index } => {
-                    cluster.writing[i].push((persist.clone(), Input::Persisted { term: *term, index: *index }));
+                    self.writing[i].push((persist, Input::Persisted { term, index }));
                 }
+                Output::Persist(p) => self.write(i, Some(p)),
                 _ => {}
             }
         }
-        cluster.last_outputs[i] = outputs;
+        self.last_outputs[i] = outputs;
     }
-    cluster
+
+    /// Puts server `i`'s queued background writes on its storage, in order,
+    /// then `persist`.
+    fn write(&mut self, i: usize, persist: Option<Persist>) {
+        for p in self.writing[i].drain(..).map(|(p, _)| p).chain(persist) {
+            self.storage[i].apply(&p).expect("raft-core keeps the persist contract");
+        }
+    }
 }
 
-/// The position of `node` among `configs`.
-fn index_of(configs: &[Config], node: NodeId) -> usize {
-    configs.iter().position(|c| c.id() == node).unwrap_or_else(|| panic!("{node} is not in the replay's cluster"))
-}
-
-/// Replays steps given as the JSON the CLI prints after `Replay:`.
+/// Replays steps given as a JSON list (the `steps` of a replay file).
 ///
 /// # Panics
 /// On JSON that is not a list of steps.
@@ -285,4 +316,39 @@ pub fn replay_json(configs: Vec<Config>, json: &str, forget_vote_on_recovery: bo
 /// The JSON form of `steps`, on one line.
 pub fn to_json(steps: &[Step]) -> String {
     serde_json::to_string(steps).expect("steps serialize")
+}
+
+/// A counterexample as the CLI writes it to disk: the property it breaks,
+/// the command-line flags of the model it was found in (those that differ
+/// from the defaults), and the raft-core steps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayFile {
+    /// The property the steps break.
+    pub property: String,
+    /// The model's flags, as given to `raft-check` (`--fault NAME`, ...).
+    pub flags: Vec<String>,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+impl ReplayFile {
+    /// The file's text: JSON, one step per line, so that two files diff well.
+    pub fn to_json(&self) -> String {
+        let steps: Vec<String> = self.steps.iter().map(|s| format!("    {}", one_line(s))).collect();
+        format!(
+            "{{\n  \"property\": {},\n  \"flags\": {},\n  \"steps\": [\n{}\n  ]\n}}\n",
+            one_line(&self.property),
+            one_line(&self.flags),
+            steps.join(",\n")
+        )
+    }
+
+    /// Reads a file's text.
+    pub fn from_json(text: &str) -> Result<ReplayFile, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+fn one_line<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("replay values serialize")
 }

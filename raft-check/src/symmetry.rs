@@ -24,12 +24,12 @@ struct Renaming {
 
 impl Renaming {
     fn node(&self, id: NodeId) -> NodeId {
-        NodeId(self.perm[id.0 as usize] as u64)
+        crate::actor::node_at(self.perm[crate::actor::server_index(id)])
     }
     fn id(&self, id: Id) -> Id {
         Id::from(self.perm[usize::from(id)])
     }
-    /// Start values are named after their proposer (`a` for node 0).
+    /// Start values are named after their proposer (`a` for the first, `n1`).
     fn data(&self, data: &[u8]) -> Vec<u8> {
         match data {
             [c] if c.checked_sub(b'a').is_some_and(|i| usize::from(i) < self.perm.len()) => {
@@ -159,8 +159,8 @@ fn placeholder() -> std::sync::Arc<NodeState> {
     static PLACEHOLDER: std::sync::OnceLock<std::sync::Arc<NodeState>> = std::sync::OnceLock::new();
     PLACEHOLDER
         .get_or_init(|| {
-            let config = raft_core::Config::new(NodeId(0));
-            let membership = raft_core::Membership::new([NodeId(0)]).expect("one member");
+            let config = raft_core::Config::new(crate::actor::node_at(0));
+            let membership = raft_core::Membership::new([crate::actor::node_at(0)]).expect("one member");
             let raft = State::new(&config, membership).0;
             std::sync::Arc::new(NodeState::Server(ServerState::new(raft)))
         })

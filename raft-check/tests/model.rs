@@ -5,7 +5,7 @@
 //! These run in debug builds under `cargo test --workspace`, so every model
 //! here is small: terms up to 1 or 2, short logs, few clients.
 
-use raft_check::actor::Switches;
+use raft_check::actor::{server_index, Switches};
 use raft_check::cli::until_any;
 use raft_check::model::{ModelConfig, ModelKind, NetworkKind, Proposals};
 use raft_check::properties::*;
@@ -111,7 +111,7 @@ fn adapter_that_forgets_the_vote_on_recovery_breaks_election_safety() {
         })
         .expect("the recovered node answers a vote request");
     let prefix = &steps[..=last_request];
-    let i = recovered.0 as usize;
+    let i = server_index(recovered);
     assert_eq!(vote_answer(&replay(configs(3, None), prefix, true).last_outputs[i]), Some(true));
     assert_eq!(vote_answer(&replay(configs(3, None), prefix, false).last_outputs[i]), Some(false));
 }
@@ -137,21 +137,21 @@ fn granting_a_second_vote_breaks_election_safety() {
     assert_eq!(cluster.leaders().len(), 2, "{steps:#?}");
 }
 
-/// A counterexample as the CLI printed it (`Replay:` line) for the
-/// GrantSecondVote fault, kept as a regression test: n0 and n2 both start
-/// an election in term 1 and n1 grants both.
+/// A counterexample as the CLI wrote it (the `steps` of its replay file)
+/// for the GrantSecondVote fault, kept as a regression test: n1 and n3 both
+/// start an election in term 1 and n2 grants both.
 #[test]
 fn replayed_counterexample_elects_two_leaders_in_term_1() {
-    let json = r#"[{"node":0,"event":"Start"},{"node":1,"event":"Start"},{"node":2,"event":"Start"},
-        {"node":0,"event":{"Input":{"Timeout":"Election"}}},
-        {"node":2,"event":{"Input":{"Timeout":"Election"}}},
-        {"node":1,"event":{"Input":{"Receive":{"from":0,"message":{"RequestVote":{"term":1,"last_log_index":0,"last_log_term":0}}}}}},
-        {"node":1,"event":{"Input":{"Receive":{"from":2,"message":{"RequestVote":{"term":1,"last_log_index":0,"last_log_term":0}}}}}},
-        {"node":0,"event":{"Input":{"Receive":{"from":1,"message":{"RequestVoteResponse":{"term":1,"granted":true}}}}}},
-        {"node":2,"event":{"Input":{"Receive":{"from":1,"message":{"RequestVoteResponse":{"term":1,"granted":true}}}}}}]"#;
+    let json = r#"[{"node":1,"event":"Start"},{"node":2,"event":"Start"},{"node":3,"event":"Start"},
+        {"node":1,"event":{"Input":{"Timeout":"Election"}}},
+        {"node":3,"event":{"Input":{"Timeout":"Election"}}},
+        {"node":2,"event":{"Input":{"Receive":{"from":1,"message":{"RequestVote":{"term":1,"last_log_index":0,"last_log_term":0}}}}}},
+        {"node":2,"event":{"Input":{"Receive":{"from":3,"message":{"RequestVote":{"term":1,"last_log_index":0,"last_log_term":0}}}}}},
+        {"node":1,"event":{"Input":{"Receive":{"from":2,"message":{"RequestVoteResponse":{"term":1,"granted":true}}}}}},
+        {"node":3,"event":{"Input":{"Receive":{"from":2,"message":{"RequestVoteResponse":{"term":1,"granted":true}}}}}}]"#;
     let faulty = replay_json(configs(3, Some(grant_second_vote)), json, false);
-    assert_eq!(faulty.leaders(), vec![(Term(1), NodeId(0)), (Term(1), NodeId(2))]);
-    // Without the fault raft-core refuses n2's request (step 7).
+    assert_eq!(faulty.leaders(), vec![(Term(1), NodeId(1)), (Term(1), NodeId(3))]);
+    // Without the fault raft-core refuses n3's request (step 7) at n2.
     let steps: Vec<Step> = serde_json::from_str(json).unwrap();
     assert_eq!(
         vote_answer(&replay(configs(3, Some(grant_second_vote)), &steps[..7], false).last_outputs[1]),

@@ -7,7 +7,7 @@
 //! `-m mutants` and `-m profiles` on the command line run the same code and
 //! print the same table.
 
-use raft_check::actor::Switches;
+use raft_check::actor::{server_index, Switches};
 use raft_check::cli::until_any;
 use raft_check::model::{ModelConfig, Proposals};
 use raft_check::profiles::{catch, ci_profiles, run};
@@ -77,7 +77,7 @@ fn a_panic_inside_raft_core_is_a_counterexample_with_a_path() {
     // The last step is the leader's first input after its election: a
     // heartbeat timeout or a message.
     let last = steps.last().expect("a path of at least one step");
-    let leader = path.last_state().actor_states[last.node.0 as usize].clone();
+    let leader = path.last_state().actor_states[server_index(last.node)].clone();
     assert!(format!("{leader:?}").contains("panicked: true"), "{leader:?}");
     assert!(checker.model().properties().iter().any(|p| p.name == NO_PANIC));
 }

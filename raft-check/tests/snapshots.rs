@@ -9,6 +9,7 @@
 //! These run in debug builds under `cargo test --workspace`, so every model
 //! here is small: terms up to 1, logs of at most 2 entries.
 
+use raft_check::actor::server_index;
 use raft_check::cli::until_any;
 use raft_check::model::{ModelConfig, ModelKind};
 use raft_check::properties::*;
@@ -74,7 +75,7 @@ fn a_follower_caught_up_by_a_snapshot_replays_against_raft_core_alone() {
         panic!("the last step is not an InstallSnapshot: {last}");
     };
     let cluster = replay(configs(&cfg), &steps, false);
-    let i = last.node.0 as usize;
+    let i = server_index(last.node);
     let follower = cluster.states[i].as_ref().expect("the follower is up");
     assert_eq!(follower.snapshot(), Some(&install.snapshot));
     assert_eq!(follower.log().compacted_index(), install.snapshot.index);
@@ -93,7 +94,7 @@ fn a_node_recovers_from_its_snapshot_after_a_crash() {
     let steps = steps_of_path(checker.model(), &path);
     assert_eq!(steps.last().map(|s| &s.event), Some(&Event::Recover), "{steps:#?}");
     let cluster = replay(configs(&cfg), &steps, false);
-    let i = steps.last().expect("a step").node.0 as usize;
+    let i = server_index(steps.last().expect("a step").node);
     let recovered = cluster.states[i].as_ref().expect("up again");
     let snapshot = recovered.snapshot().expect("recovered with a snapshot");
     assert!(snapshot.index > LogIndex(0));

@@ -362,11 +362,8 @@ impl State {
     /// own disk (thesis §10.2.1), not what it has appended.
     pub(crate) fn maybe_commit(&mut self, config: &Config, out: &mut Vec<Output>) {
         let Role::Leader { progress, .. } = &self.role else { return };
-        let held = if config.breaks(Fault::LeaderCountsUndurableEntries) {
-            self.log.last_index()
-        } else {
-            self.durable_index
-        };
+        let held =
+            if config.breaks(Fault::LeaderCountsUndurableEntries) { self.log.last_index() } else { self.durable_index };
         let (me, last) = (config.id(), held);
         let matched = |n: NodeId| if n == me { last } else { progress[&n].match_index() };
         let quorum = self.membership.quorum();

@@ -242,7 +242,12 @@ fn leader_refuses_proposals_past_uncommitted_entries_max() {
     let (a, b) = (Entry::command(Term(2), "a"), Entry::command(Term(2), "b"));
     assert_eq!(
         outputs,
-        vec![persist_append_async(2, 2, vec![a, b]), accepted(1, 2, 2), accepted(2, 2, 3), rejected(3, Rejection::QueueFull),]
+        vec![
+            persist_append_async(2, 2, vec![a, b]),
+            accepted(1, 2, 2),
+            accepted(2, 2, 3),
+            rejected(3, Rejection::QueueFull),
+        ]
     );
     // No room at all: a forward is refused whole, nothing appended.
     let outputs = step(&c, &mut s, receive(2, forward(2, &[(7, b"x"), (8, b"y")])));

@@ -230,8 +230,7 @@ pub fn transfer_timer(config: &Config) -> Output {
 /// it reports is durable. Checked on every output list the tests see.
 pub fn assert_persist_before_send(outputs: &[Output]) {
     if let Some(first_send) = outputs.iter().position(|o| matches!(o, Output::Send { .. })) {
-        let late =
-            outputs[first_send..].iter().find(|o| matches!(o, Output::Persist(_) | Output::PersistAsync { .. }));
+        let late = outputs[first_send..].iter().find(|o| matches!(o, Output::Persist(_) | Output::PersistAsync { .. }));
         assert!(late.is_none(), "a Persist follows a Send in one output list: {outputs:#?}");
     }
 }

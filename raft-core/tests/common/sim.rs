@@ -1324,7 +1324,8 @@ impl Sim {
         let disk = &self.machines[node].disk;
         let durable = state.durable_index();
         let on_disk = disk.log.last_index() >= durable
-            && (state.log().first_index().0..=durable.0).all(|i| disk.log.get(LogIndex(i)) == state.log().get(LogIndex(i)));
+            && (state.log().first_index().0..=durable.0)
+                .all(|i| disk.log.get(LogIndex(i)) == state.log().get(LogIndex(i)));
         let vote = !state.hard_state_is_durable() || disk.hard == state.hard_state();
         if on_disk && vote {
             return Ok(());
@@ -1346,17 +1347,16 @@ impl Sim {
         let disk = &self.machines[node].disk;
         let me = NodeId(node as u64 + 1);
         let writing = |term: Term| {
-            self.machines[node].writes.iter().any(|w| {
-                matches!(w.persist, Persist::HardState(h) if h.term == term && h.voted_for == Some(me))
-            })
+            self.machines[node]
+                .writes
+                .iter()
+                .any(|w| matches!(w.persist, Persist::HardState(h) if h.term == term && h.voted_for == Some(me)))
         };
         // A candidate's refusals may carry its term while that is written:
         // they grant nothing.
         let refusal_backed = |term: Term| disk.hard.term >= term || writing(term);
         let backed = match message {
-            Message::RequestVote(m) => {
-                (disk.hard.term == m.term && disk.hard.voted_for == Some(me)) || writing(m.term)
-            }
+            Message::RequestVote(m) => (disk.hard.term == m.term && disk.hard.voted_for == Some(me)) || writing(m.term),
             Message::AppendEntries(_)
             | Message::InstallSnapshot(_)
             | Message::LeadershipCheck(_)
