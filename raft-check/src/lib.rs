@@ -17,6 +17,7 @@
 
 pub mod actor;
 pub mod cli;
+pub mod explorer;
 pub mod kv;
 
 pub mod model;
