@@ -56,7 +56,6 @@ function routeHash(path, property, step) {
 
 async function render() {
   const route = parseRoute();
-  document.body.dataset.ready = 'false';
   try {
     if (!model) model = await getJSON('/api/model');
     const full = await getJSON(`/api/state/${route.path.join('/')}`);
@@ -71,16 +70,20 @@ async function render() {
     box.textContent = `This path does not name a state of this model: ${e.message}. ` +
       'A path indexes the actions of one model: start the explorer with the flags of the check that printed it.';
   }
-  document.body.dataset.ready = 'true';
+  // Tests wait for this count to grow after a click.
+  document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
 }
 
 function draw(full, shown, at, route) {
-  document.getElementById('model-summary').textContent = model.summary;
+  // One flag and its value never break across lines.
+  document.getElementById('model-summary').replaceChildren(...model.summary.split(/ (?=--)/)
+    .map((flag) => el('span', { class: 'flag', text: flag })));
   document.getElementById('stateright-link').href = `/stateright/#/steps/${shown.path}`;
   drawBanner(full, at, route);
   const last = full.steps.length - 1;
   document.getElementById('state-note').textContent =
-    `after step ${at} of ${last}` + (shown.within_bounds ? '' : ' (beyond the model\'s bounds: the checker does not expand it)');
+    `after step ${at} of ${last}` + (shown.within_bounds ? '' : ' (outside the model\'s bounds: the checker does not go there)') +
+    ` · leaders elected on this path: ${shown.leaders.length ? shown.leaders.join(', ') : 'none yet'}`;
   document.getElementById('servers').replaceChildren(...shown.servers.map(drawServer));
   document.getElementById('clients').replaceChildren(
     ...shown.clients.map((c) => el('div', { 'data-client': c.id }, `${c.id}${c.up ? '' : ' (down)'}: ${c.text}`)));
@@ -185,7 +188,7 @@ function drawActions(actions) {
     groups.get(node).sort(order).map((a) => {
       const why = [];
       if (!a.changes) why.push(el('span', { class: 'why soft', text: ' (changes nothing)' }));
-      if (!a.within_bounds) why.push(el('span', { class: 'why soft', text: ' (beyond the model\'s bounds)' }));
+      if (!a.within_bounds) why.push(el('span', { class: 'why soft', text: ' (outside the model\'s bounds)' }));
       if (a.breaks.length) why.push(el('span', { class: 'why', text: ` breaks ${a.breaks.join(', ')}` }));
       return el('button', {
         type: 'button',
@@ -219,15 +222,19 @@ function drawSteps(full, at, route) {
 }
 
 function drawProperties(shown) {
-  document.getElementById('properties').replaceChildren(...shown.properties.map((p) => {
+  const item = (p) => {
     const always = p.expectation !== 'Sometimes';
-    const verdict = always ? (p.holds ? el('span', { text: '✓ holds' }) : el('span', { class: 'bad', text: '✗ broken' }))
-      : (p.holds ? el('span', { class: 'good', text: '✓ reached' }) : el('span', { class: 'kind', text: '· not here' }));
-    return el('li', { 'data-property': p.name, 'data-holds': p.holds ? 'true' : 'false' },
-      verdict, ' ', p.name, ' ', el('span', { class: 'kind', text: p.expectation }));
-  }));
-  document.getElementById('leaders').textContent =
-    `Leaders elected on this path (term: leader): ${shown.leaders.length ? shown.leaders.join(', ') : 'none yet'}`;
+    const [mark, cls, title] = always
+      ? (p.holds ? ['✓', 'holds', 'holds here'] : ['✗', 'bad', 'broken here'])
+      : (p.holds ? ['✓', 'good', 'reached here'] : ['·', 'kind', 'not reached here']);
+    return el('li', { 'data-property': p.name, 'data-holds': p.holds ? 'true' : 'false', class: cls, title },
+      el('span', { class: 'mark', text: mark }), ' ', p.name);
+  };
+  const group = (name, note, props) => props.length ? [el('li', { class: 'heading' }, name, ' ', el('span', { class: 'kind', text: note })),
+    ...props.map(item)] : [];
+  document.getElementById('properties').replaceChildren(
+    ...group('Always', '(✗: broken here)', shown.properties.filter((p) => p.expectation !== 'Sometimes')),
+    ...group('Sometimes', '(✓: reached here)', shown.properties.filter((p) => p.expectation === 'Sometimes')));
 }
 
 function drawLegend() {

@@ -156,6 +156,12 @@ pub const LEGEND: &[(&str, &str)] = &[
     ("t1/vote n2, t1/no vote", "raft-core's text: term and vote"),
     ("[1:noop, 1:\"a\"]", "raft-core's text: the log, each entry as term:payload"),
     ("i3@t2", "index 3 of term 2 (in messages: the entry a request names)"),
+    ("(changes nothing)", "an action the server ignores: stateright keeps the state as it was"),
+    (
+        "(outside the model's bounds)",
+        "it leads past --max-term or --max-log, or to a second copy of a message in flight: the checker does not go there",
+    ),
+    ("breaks P", "an action after which property P, which holds now, fails"),
 ];
 
 /// One state, decoded, with the path that reaches it.
@@ -171,7 +177,7 @@ pub struct StateView {
     pub clients: Vec<ClientView>,
     /// Every message in flight, each copy once.
     pub messages: Vec<MessageView>,
-    /// Every (term, leader) ever elected, from the model's history.
+    /// Every leader ever elected, with its term (`n1 in t1`), from the model's history.
     pub leaders: Vec<String>,
     /// Every property's verdict in this state.
     pub properties: Vec<PropertyView>,
@@ -320,7 +326,8 @@ pub struct ActionView {
     pub changes: bool,
     /// Whether the state it leads to is inside the model's bounds.
     pub within_bounds: bool,
-    /// The `Always` properties that fail in the state it leads to.
+    /// The `Always` properties that hold in this state and fail in the
+    /// state it leads to.
     pub breaks: Vec<&'static str>,
 }
 
@@ -368,7 +375,7 @@ pub fn state_view(model: &RaftModel, walk: &Walk) -> StateView {
         servers,
         clients,
         messages,
-        leaders: state.history.leaders.iter().map(|(term, id)| format!("{term}: {id}")).collect(),
+        leaders: state.history.leaders.iter().map(|(term, id)| format!("{id} in {term}")).collect(),
         properties: model
             .properties()
             .iter()
@@ -450,7 +457,8 @@ fn actions(model: &RaftModel, state: &RaftState, path: &str) -> Vec<ActionView> 
                 within_bounds: model.within_boundary(reached),
                 breaks: properties
                     .iter()
-                    .filter(|p| p.expectation == Expectation::Always && !(p.condition)(model, reached))
+                    .filter(|p| p.expectation == Expectation::Always)
+                    .filter(|p| (p.condition)(model, state) && !(p.condition)(model, reached))
                     .map(|p| p.name)
                     .collect(),
             }
