@@ -332,8 +332,10 @@ fn explore(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i
         }
     };
     let addr = explorer.addr();
-    let _ = writeln!(out, "Serving the Raft explorer on http://{addr}/ (stateright's explorer: http://{addr}/stateright/)");
-    let _ = writeln!(out, "A path the checker printed opens at http://{addr}/#/steps/PATH?property=NAME; Ctrl-C stops.");
+    let _ =
+        writeln!(out, "Serving the Raft explorer on http://{addr}/ (stateright's explorer: http://{addr}/stateright/)");
+    let _ =
+        writeln!(out, "A path the checker printed opens at http://{addr}/#/steps/PATH?property=NAME; Ctrl-C stops.");
     let _ = out.flush();
     explorer.run();
     0

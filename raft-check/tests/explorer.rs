@@ -126,7 +126,10 @@ fn the_api_walks_an_election_in_raft_terms() {
     let init = json(addr, "/api/state/0");
     for id in &ids {
         let s = server(&init, id);
-        assert_eq!((s["role"].as_str(), s["term"].as_u64(), s["commit"].as_u64()), (Some("Follower"), Some(0), Some(0)));
+        assert_eq!(
+            (s["role"].as_str(), s["term"].as_u64(), s["commit"].as_u64()),
+            (Some("Follower"), Some(0), Some(0))
+        );
         assert_eq!(s["log"], serde_json::json!([]));
     }
 

@@ -32,7 +32,14 @@ pub(super) struct Shared {
 /// Answers requests from `server` until it fails.
 pub(super) fn serve(server: &tiny_http::Server, shared: &Shared) {
     while let Ok(request) = server.recv() {
-        let response = route(&request, shared);
+        // A bug in a view must not take a handler thread down with it.
+        let routed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(&request, shared)));
+        let response = routed.unwrap_or_else(|_| {
+            text(
+                StatusCode(500),
+                "the explorer failed on this request (a bug: its message is on the explorer's stderr)",
+            )
+        });
         let _ = request.respond(response);
     }
 }
@@ -53,7 +60,10 @@ fn route(request: &Request, shared: &Shared) -> Answer {
         (method, p) if p == "/.status" || p == "/.runtocompletion" || p.starts_with("/.states") => {
             forward(shared.upstream, method, url)
         }
-        _ => text(StatusCode(404), &format!("no page {path} here: the Raft explorer is at /, stateright's at /stateright/")),
+        _ => text(
+            StatusCode(404),
+            &format!("no page {path} here: the Raft explorer is at /, stateright's at /stateright/"),
+        ),
     }
 }
 
@@ -106,7 +116,9 @@ fn forward(upstream: SocketAddr, method: &Method, target: &str) -> Answer {
                 _ if path.starts_with("/.") => "application/json",
                 _ => "application/octet-stream",
             };
-            Response::from_data(body).with_status_code(StatusCode(status)).with_header(header("Content-Type", content_type))
+            Response::from_data(body)
+                .with_status_code(StatusCode(status))
+                .with_header(header("Content-Type", content_type))
         }
         Err(e) => text(StatusCode(502), &format!("stateright's explorer did not answer: {e}")),
     }
@@ -124,10 +136,7 @@ fn fetch(upstream: SocketAddr, method: &Method, target: &str) -> std::io::Result
     let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| invalid("no end of headers"))?;
     let head = std::str::from_utf8(&raw[..end]).map_err(|_| invalid("headers not UTF-8"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| invalid("no status code"))?;
+    let status =
+        head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).ok_or_else(|| invalid("no status code"))?;
     Ok((status, raw[end + 4..].to_vec()))
 }

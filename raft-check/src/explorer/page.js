@@ -12,6 +12,8 @@ const CHECKER_POLL_MS = 1000;
 const CHECKER_POLLS_MAX = 3600;
 
 let model = null;
+// Whether this page asked the checker to run.
+let checkerStarted = false;
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -230,11 +232,12 @@ function drawProperties(shown) {
     return el('li', { 'data-property': p.name, 'data-holds': p.holds ? 'true' : 'false', class: cls, title },
       el('span', { class: 'mark', text: mark }), ' ', p.name);
   };
-  const group = (name, note, props) => props.length ? [el('li', { class: 'heading' }, name, ' ', el('span', { class: 'kind', text: note })),
-    ...props.map(item)] : [];
+  const group = (name, note, props) => el('div', {},
+    el('div', { class: 'heading' }, name, ' ', el('span', { class: 'kind', text: note })),
+    el('ul', {}, props.map(item)));
   document.getElementById('properties').replaceChildren(
-    ...group('Always', '(✗: broken here)', shown.properties.filter((p) => p.expectation !== 'Sometimes')),
-    ...group('Sometimes', '(✓: reached here)', shown.properties.filter((p) => p.expectation === 'Sometimes')));
+    group('Always', '(✗: broken here)', shown.properties.filter((p) => p.expectation !== 'Sometimes')),
+    group('Sometimes', '(✓: reached here)', shown.properties.filter((p) => p.expectation === 'Sometimes')));
 }
 
 function drawLegend() {
@@ -252,8 +255,9 @@ function drawLegend() {
 // The checker behind stateright's page: run it, then list what it finds.
 async function checkerStatus() {
   const status = await getJSON('/.status');
-  document.getElementById('checker-status').textContent =
-    `${status.unique_state_count} unique states, depth ${status.max_depth}${status.done ? ', done' : ''}`;
+  document.getElementById('checker-status').textContent = checkerStarted || status.done
+    ? `${status.unique_state_count} unique states, depth ${status.max_depth}${status.done ? ', done' : ', running'}`
+    : 'not run yet';
   const found = status.properties.filter(([, , path]) => path);
   document.getElementById('discoveries').replaceChildren(...found.map(([expectation, name, path]) => {
     const what = expectation === 'Sometimes' ? 'example' : 'counterexample';
@@ -267,6 +271,7 @@ async function checkerStatus() {
 async function runChecker() {
   const button = document.getElementById('run-checker');
   button.disabled = true;
+  checkerStarted = true;
   await fetch('/.runtocompletion', { method: 'POST' });
   for (let polls = 0; polls < CHECKER_POLLS_MAX; polls++) {
     const status = await checkerStatus().catch(() => null);

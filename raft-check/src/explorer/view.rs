@@ -353,7 +353,8 @@ pub fn state_view(model: &RaftModel, walk: &Walk) -> StateView {
     let mut servers = Vec::new();
     let mut clients = Vec::new();
     for i in 0..model.actors.len() {
-        let changed = before.is_some_and(|b| b.actor_states[i] != state.actor_states[i] || b.crashed[i] != state.crashed[i]);
+        let changed =
+            before.is_some_and(|b| b.actor_states[i] != state.actor_states[i] || b.crashed[i] != state.crashed[i]);
         match &*state.actor_states[i] {
             NodeState::Server(s) => servers.push(server_view(model, state, i, s, changed)),
             NodeState::Client(c) => {
@@ -587,7 +588,9 @@ fn actor_line(model: &RaftModel, state: &RaftState, i: usize) -> String {
 fn describe(model: &RaftModel, action: &Action) -> (&'static str, String, Option<String>, String) {
     let name = |id: &Id| actor_name(model, usize::from(*id));
     match action {
-        ActorModelAction::Deliver { src, dst, msg } => ("deliver", name(dst), Some(name(src)), msg_kind(msg).to_string()),
+        ActorModelAction::Deliver { src, dst, msg } => {
+            ("deliver", name(dst), Some(name(src)), msg_kind(msg).to_string())
+        }
         ActorModelAction::Drop(e) => ("drop", name(&e.dst), Some(name(&e.src)), msg_kind(&e.msg).to_string()),
         ActorModelAction::Timeout(id, timer) => ("timeout", name(id), None, timer_name(timer).to_string()),
         ActorModelAction::Crash(id) => ("crash", name(id), None, String::new()),
