@@ -180,3 +180,45 @@ fn stateright_s_explorer_is_served_beside_it() {
     assert_eq!(code, 200);
     assert!(states.contains("actionIndex"), "{states}");
 }
+
+/// The README's example path (and its third screenshot): two leaders in
+/// term 1 in the model whose adapter forgets a vote on recovery. Pinned, so
+/// that a change to the model's actions that moves it shows up here and the
+/// README is updated with it.
+#[test]
+fn the_readme_s_example_path_is_an_election_safety_counterexample() {
+    use raft_check::explorer::view::{state_view, walk};
+    use raft_check::model::Proposals;
+    let mut config = ModelConfig {
+        proposals: Proposals::None,
+        max_term: 1,
+        max_log: 2,
+        heartbeats: false,
+        ..ModelConfig::default()
+    };
+    config.switches.forget_vote_on_recovery = true;
+    let model = config.into_model();
+    let path = parse_path("0/0/1/1/7/4/3/4/4").unwrap();
+    let view = state_view(&model, &walk(&model, &path).unwrap());
+    let labels: Vec<&str> = view.steps.iter().map(|s| s.label.split(':').next().unwrap()).collect();
+    let ids: Vec<&str> = view.servers.iter().map(|s| s.id.as_str()).collect();
+    let [a, b, c] = ids[..] else { panic!("three servers: {ids:?}") };
+    assert_eq!(
+        labels,
+        [
+            "initial state".to_string(),
+            a.to_string(),
+            format!("{c} ← {a}"),
+            format!("{a} ← {c}"),
+            format!("{c} crashes"),
+            format!("{c} recovers from its storage"),
+            b.to_string(),
+            format!("{c} ← {b}"),
+            format!("{b} ← {c}"),
+        ]
+    );
+    let first_broken = view.steps.iter().position(|s| s.broken.contains(&"Election Safety"));
+    assert_eq!(first_broken, Some(8));
+    let roles: Vec<(&str, u64)> = view.servers.iter().map(|s| (s.role, s.term)).collect();
+    assert_eq!(roles, [("Leader", 1), ("Leader", 1), ("Follower", 1)]);
+}
