@@ -3,7 +3,7 @@
 //! server's role, term, vote, log and commit index; the messages in flight;
 //! the next actions; every property's verdict).
 //!
-//! Servers are named by the raft-core [`NodeId`] in their configuration, never
+//! Servers are named by the raft-core [`NodeId`](raft_core::NodeId) in their configuration, never
 //! by their position among the actors, so that the page follows whatever
 //! numbering the model uses.
 
