@@ -3,7 +3,8 @@
 // committed entry and check what every server's box shows; then open a
 // counterexample (two leaders in one term, in a model whose adapter forgets
 // a vote on recovery) and check that the page names the broken property,
-// both along a path clicked by hand and from the checker's own discovery.
+// both along a path clicked by hand and from the checker's own discovery,
+// and that stateright's own page, served beside it, draws the same path.
 //
 //   node test.js        (after cargo build --release -p raft-check)
 //
@@ -92,6 +93,15 @@ async function counterexample(page, url) {
   expectServer(await lib.server(page, b), { role: 'Follower', term: 0 }, b);
   assert.equal(await page.$$eval('#steps li', (lis) => lis.length), 9);
   console.log(`ok: counterexample by hand: ${a} and ${b} both lead term 1; the page names Election Safety and step 8`);
+
+  // stateright's own page, beside it, draws the same path's sequence diagram.
+  await lib.route(page, `#/steps/${path}`);
+  await page.click('#stateright-link');
+  await page.waitForSelector('svg line.svg-event-line');
+  const drawn = await page.$$eval('svg .svg-event-label', (labels) => labels.map((l) => l.textContent));
+  assert.ok(drawn.includes('Crash') && drawn.includes('Recover'), `the sequence diagram: ${drawn.join(', ')}`);
+  await lib.open(page, url);
+  console.log('ok: stateright\'s explorer draws the same path at /stateright/');
 
   // The checker finds one itself, and its link opens the same view.
   await lib.route(page, '#/steps/0');
