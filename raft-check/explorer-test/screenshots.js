@@ -21,6 +21,7 @@ async function main() {
   const { page, close } = await lib.launch(VIEWPORT);
   const shot = async (name) => {
     const file = path.join(out, `explorer-${name}.png`);
+    await page.mouse.move(0, 0); // no button left in its hover state
     await page.screenshot({ path: file });
     console.log(`wrote ${file}`);
   };
