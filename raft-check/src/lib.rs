@@ -10,7 +10,8 @@
 //!
 //! The command line ([`cli`]) is compatible with raft-lite's:
 //! `-m check --depth N`, `-m check` (exhaustive within the bounds),
-//! `-m simulate`, `-m explore`; and `-m election` runs the election-timing
+//! `-m simulate`, `-m explore` (the Raft view of the model in the browser,
+//! [`explorer`]); and `-m election` runs the election-timing
 //! experiment of the paper's Figure 16 on a timed simulator ([`timing`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
