@@ -21,7 +21,7 @@ pub enum Mode {
     Check,
     /// Random walks (`--seed`, `--runs`, `--steps`), for models too big to exhaust.
     Simulate,
-    /// Serve stateright's explorer on `--addr`.
+    /// Serve the Raft explorer, with stateright's beside it, on `--addr`.
     Explore,
     /// Election timing (the Raft paper's Figure 16) on a timed simulator
     /// over raft-core: `--timeout`, `--trials`, `--seed`, `--sweep paper`.
@@ -407,9 +407,20 @@ fn simulate(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> 
 }
 
 fn explore(args: &Args, config: ModelConfig, out: &mut (impl Write + Send)) -> i32 {
-    let _ = writeln!(out, "Serving the explorer on http://{}", args.addr);
+    let explorer = match crate::explorer::Explorer::bind(config, &args.addr, args.threads()) {
+        Ok(explorer) => explorer,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let addr = explorer.addr();
+    let _ =
+        writeln!(out, "Serving the Raft explorer on http://{addr}/ (stateright's explorer: http://{addr}/stateright/)");
+    let _ =
+        writeln!(out, "A path the checker printed opens at http://{addr}/#/steps/PATH?property=NAME; Ctrl-C stops.");
     let _ = out.flush();
-    config.into_model().checker().threads(args.threads()).serve(args.addr.as_str());
+    explorer.run();
     0
 }
 

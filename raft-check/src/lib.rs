@@ -12,13 +12,15 @@
 //!
 //! The command line ([`cli`]) is compatible with raft-lite's:
 //! `-m check --depth N`, `-m check` (exhaustive within the bounds),
-//! `-m simulate`, `-m explore`; and `-m election` runs the election-timing
+//! `-m simulate`, `-m explore` (the Raft view of the model in the browser,
+//! [`explorer`]); and `-m election` runs the election-timing
 //! experiment of the paper's Figure 16 on a timed simulator ([`timing`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod actor;
 pub mod cli;
+pub mod explorer;
 pub mod kv;
 
 pub mod model;
