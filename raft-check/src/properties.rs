@@ -448,17 +448,16 @@ fn persist_before_send(_: &RaftModel, state: &RaftState) -> bool {
             Message::RequestVoteResponse(m) if m.granted => {
                 hard.term > m.term || (hard.term == m.term && hard.voted_for == Some(dst))
             }
-            // A vote request may leave while its vote is written, and that
-            // write may be lost in a crash (thesis §10.2.1): its term needs
-            // no backing. The log it offers does: a candidate's log is
-            // durable (a leader that steps down makes its writes durable).
-            Message::RequestVote(m) => {
-                hard.term > m.term
-                    || m.last_log_index == LogIndex(0)
-                    || durable.held().is_some_and(|held| {
-                        held.get(m.last_log_index.0 as usize - 1).is_some_and(|e| e.term == m.last_log_term)
-                    })
-            }
+            // A vote request needs no backing (thesis §10.2.1): it leaves
+            // while its vote is written, and the write may be lost in a
+            // crash. The node may then stand in that term again with a log
+            // that a leader of an earlier term has since changed, and count
+            // votes granted to the old request. That is safe: a change never
+            // cuts a committed entry, and a voter that granted in the term
+            // takes no entries of an earlier term after it. What must be
+            // durable is the candidate's own vote before it wins: see
+            // `claims_only_durable` and the leader's appends below.
+            Message::RequestVote(_) => true,
             // A leader's messages carry a term and vote that are durable:
             // it wins only once its own vote is.
             Message::AppendEntries(m) => hard.term > m.term || (hard.term == m.term && hard.voted_for == Some(src)),

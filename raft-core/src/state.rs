@@ -273,6 +273,9 @@ impl State {
             Input::SnapshotTaken(index) => self.on_snapshot_taken(config, index, out),
             Input::Persisted { term, index } => self.on_persisted(config, term, index, out),
         }
+        // A persist that made a candidate's vote durable (a snapshot taken
+        // meanwhile) counts the vote as its report would.
+        self.count_own_vote_if_durable(config, out);
         // Messages that a role change or a new leader made due are sent
         // last, so that every persist of this step precedes every send.
         self.send_refused_reads(config, out);
@@ -746,18 +749,20 @@ impl State {
         }
         self.durable_term = term;
         self.durable_index = self.durable_index.max(index);
-        let me = config.id();
-        match &mut self.role {
-            Role::Candidate { votes } => {
-                votes.insert(me);
-                if self.membership.quorum().is_won(votes) {
-                    self.start_leading(config, out);
-                }
-            }
-            Role::Leader { .. } => self.maybe_commit(config, out),
-            _ => {}
+        if self.is_leader() {
+            self.maybe_commit(config, out);
         }
         self.deliver(config, out);
+    }
+
+    /// A candidate whose vote for itself is durable counts it, and leads if
+    /// that makes a majority.
+    fn count_own_vote_if_durable(&mut self, config: &Config, out: &mut Vec<Output>) {
+        let durable = self.hard_state_is_durable();
+        let Role::Candidate { votes } = &mut self.role else { return };
+        if durable && votes.insert(config.id()) && self.membership.quorum().is_won(votes) {
+            self.start_leading(config, out);
+        }
     }
 
     /// Invariants cheap enough (O(1)) to check after every step of a
