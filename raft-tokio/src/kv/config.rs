@@ -269,12 +269,9 @@ pub fn check_host_port(text: &str) -> Result<String, String> {
         v6.parse::<std::net::Ipv6Addr>().map_err(|_| format!("{host} is not an IPv6 address"))?;
         return Ok(text.to_string());
     }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-    };
+    // Underscores are not DNS, but container networks resolve such names.
+    let name_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(name_byte) && !l.starts_with('-');
     if host.is_empty() {
         return Err("no host".into());
     }
@@ -339,7 +336,7 @@ http = "127.0.0.1:8002"
         let f = ClusterFile::parse(&named, None).unwrap();
         assert_eq!(f.node(1).unwrap().raft, "localhost:7001");
         assert_eq!(f.node(2).unwrap().http, "node-2.example:8002");
-        for good in ["[::1]:7001", "10.0.0.1:1", "a.b.c.:65535", "x:0"] {
+        for good in ["[::1]:7001", "10.0.0.1:1", "a.b.c.:65535", "x:0", "kv_node_1:7001"] {
             assert_eq!(check_host_port(good).as_deref(), Ok(good));
         }
         for (bad, why) in [
@@ -347,7 +344,8 @@ http = "127.0.0.1:8002"
             ("host:port", "not a port number"),
             ("host:70000", "not a port number"),
             (":7001", "no host"),
-            ("under_score:1", "neither"),
+            ("a b:1", "neither"),
+            ("a..b:1", "neither"),
             ("[::g]:1", "not an IPv6 address"),
             ("-a:1", "neither"),
         ] {
