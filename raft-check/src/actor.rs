@@ -2,7 +2,7 @@
 //!
 //! Every callback builds one raft-core [`Input`], calls [`State::step`] and
 //! maps the outputs to stateright commands. Raft's durable part (term, vote,
-//! log) is the actor's [`Storage`]: the `Persist` outputs of a step are
+//! log) is the actor's [`Storage`](Actor::Storage): the `Persist` outputs of a step are
 //! applied to what was durable before the step and saved, so a node that
 //! crashes comes back through [`State::recover`] with exactly what it
 //! persisted. When a step changes nothing and asks for nothing, the state is

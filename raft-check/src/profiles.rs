@@ -6,7 +6,7 @@
 //! [`ci_profiles`] are the ones CI runs: `-m profiles` runs each on the
 //! correct core and fails on any counterexample or on a `Sometimes` left
 //! without an example; `-m mutants` runs them against every
-//! [`Fault`](raft_core::Fault), in order, until one profile finds a
+//! [`Fault`], in order, until one profile finds a
 //! counterexample, and fails if any fault escapes all of them. The checker
 //! is only as good as the bugs it catches: each profile exists because some
 //! rule is decided only within its bounds (see each profile's `why`).

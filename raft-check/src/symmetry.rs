@@ -71,7 +71,7 @@ impl Renaming {
 /// fixed placeholder merges them.
 ///
 /// Likewise a response that its receiver will drop whenever it is delivered
-/// can never matter again, and is removed (see [`is_garbage`]). Any
+/// can never matter again, and is removed (see `is_garbage`). Any
 /// property about it was checked when it was sent, against a storage that
 /// only moves forward.
 pub fn representative(state: &RaftState) -> RaftState {

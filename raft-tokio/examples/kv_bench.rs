@@ -48,7 +48,11 @@ async fn main() {
     let mut entries = Vec::new();
     for id in 1..=3 {
         let (raft, http) = (bind(), bind());
-        entries.push(NodeEntry { id, raft: raft.local_addr().unwrap(), http: http.local_addr().unwrap() });
+        entries.push(NodeEntry {
+            id,
+            raft: raft.local_addr().unwrap().to_string(),
+            http: http.local_addr().unwrap().to_string(),
+        });
         listeners.push((raft, http));
     }
     let cluster = ClusterFile::new("bench", entries);

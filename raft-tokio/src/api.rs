@@ -241,6 +241,40 @@ pub struct LeaderInfo {
     pub role: RoleKind,
 }
 
+impl LeaderInfo {
+    /// Logs at INFO, with the node and its term, what an operator wants to
+    /// see of a change from `before`: an election (or a pre-vote) started,
+    /// a leader elected, a new leader followed, a leader stepping down or
+    /// lost. The node loop calls it each time it publishes a change.
+    pub(crate) fn log_change(&self, node: NodeId, before: &LeaderInfo) {
+        if let Some(what) = self.change_from(before) {
+            info!(node = %node, term = %self.term, "{what}");
+        }
+    }
+
+    /// What [`LeaderInfo::log_change`] says; `None` when nothing changed.
+    fn change_from(&self, before: &LeaderInfo) -> Option<String> {
+        if self == before {
+            return None;
+        }
+        let stepped_down = before.role == RoleKind::Leader && self.role != RoleKind::Leader;
+        let text = match (self.role, self.leader) {
+            (RoleKind::Leader, _) => "elected leader".to_string(),
+            (RoleKind::Candidate, _) => "election started: candidate, votes for itself".to_string(),
+            (RoleKind::PreCandidate, _) => "pre-vote started: asks the others whether it could win".to_string(),
+            (RoleKind::Follower, Some(l)) if stepped_down => format!("stepped down; follows leader {l}"),
+            (RoleKind::Follower, Some(l)) => format!("follows leader {l}"),
+            (RoleKind::Follower, None) if stepped_down => "stepped down; no leader known".to_string(),
+            (RoleKind::Follower, None) => match before.leader {
+                Some(l) if before.term == self.term => format!("no leader known (was {l})"),
+                Some(l) => format!("new term, no leader known yet (was {l})"),
+                None => "new term, no leader known yet".to_string(),
+            },
+        };
+        Some(text)
+    }
+}
+
 /// Messages the transport dropped, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TransportDrops {
@@ -782,7 +816,7 @@ fn start_with(
         drop(keep_running);
         outcome_tx.send_replace(Some(result));
     });
-    info!(node = %id, addr = %local_addr, cluster = format!("{cluster_id:#x}"), "started");
+    info!(node = %id, addr = %local_addr, cluster = %crate::config::cluster_id_text(cluster_id), "started");
     let handle = RaftHandle {
         snapshots: snapshot_tx,
         snapshot_store,
@@ -882,6 +916,58 @@ mod tests {
     use super::*;
     use crate::storage::StorageProblem;
     use crate::RaftParams;
+
+    #[test]
+    fn leader_and_role_changes_are_described_for_the_log() {
+        let info =
+            |leader: Option<u64>, term: u64, role| LeaderInfo { leader: leader.map(NodeId), term: Term(term), role };
+        let follower = info(Some(1), 3, RoleKind::Follower);
+        let steps = [
+            (follower, follower, None),
+            (
+                follower,
+                info(Some(1), 3, RoleKind::PreCandidate),
+                Some("pre-vote started: asks the others whether it could win"),
+            ),
+            (
+                info(None, 3, RoleKind::PreCandidate),
+                info(None, 4, RoleKind::Candidate),
+                Some("election started: candidate, votes for itself"),
+            ),
+            (
+                info(None, 4, RoleKind::Candidate),
+                info(None, 5, RoleKind::Candidate),
+                Some("election started: candidate, votes for itself"),
+            ),
+            (info(None, 5, RoleKind::Candidate), info(Some(2), 5, RoleKind::Leader), Some("elected leader")),
+            (
+                info(Some(2), 5, RoleKind::Leader),
+                info(None, 6, RoleKind::Follower),
+                Some("stepped down; no leader known"),
+            ),
+            (
+                info(Some(2), 5, RoleKind::Leader),
+                info(Some(3), 6, RoleKind::Follower),
+                Some("stepped down; follows leader n3"),
+            ),
+            (info(None, 6, RoleKind::Follower), info(Some(3), 6, RoleKind::Follower), Some("follows leader n3")),
+            (info(Some(3), 6, RoleKind::Follower), info(Some(3), 7, RoleKind::Follower), Some("follows leader n3")),
+            (info(Some(3), 6, RoleKind::Follower), info(None, 6, RoleKind::Follower), Some("no leader known (was n3)")),
+            (
+                info(Some(3), 6, RoleKind::Follower),
+                info(None, 7, RoleKind::Follower),
+                Some("new term, no leader known yet (was n3)"),
+            ),
+            (
+                info(None, 6, RoleKind::Follower),
+                info(None, 7, RoleKind::Follower),
+                Some("new term, no leader known yet"),
+            ),
+        ];
+        for (before, after, said) in steps {
+            assert_eq!(after.change_from(&before).as_deref(), said, "{before:?} -> {after:?}");
+        }
+    }
 
     #[tokio::test]
     async fn a_failed_write_stops_the_node_with_the_error() {

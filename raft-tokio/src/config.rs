@@ -302,3 +302,9 @@ impl RaftConfig {
         LogIndex(self.params.applied_index)
     }
 }
+
+/// A cluster id as every log line and error shows it: `0x` and 16 hex
+/// digits (raft-kv adds the cluster file's name before it).
+pub(crate) fn cluster_id_text(id: u64) -> String {
+    format!("{id:#018x}")
+}

@@ -642,8 +642,10 @@ impl Driver {
     fn publish(&mut self) {
         let status = self.node.status();
         let leader = LeaderInfo { leader: status.leader, term: status.term, role: status.role };
+        let id = self.node.config().id();
         self.published.leader.send_if_modified(|l| {
             let changed = *l != leader;
+            leader.log_change(id, l);
             *l = leader;
             changed
         });

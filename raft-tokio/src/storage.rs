@@ -142,8 +142,11 @@ impl fmt::Display for StorageError {
             ),
             StorageProblem::WrongIdentity { stored, configured } => write!(
                 f,
-                "belongs to node {} of cluster {:?}, but this node is {} of cluster {:?}",
-                stored.node_id, stored.cluster_id, configured.node_id, configured.cluster_id
+                "belongs to node {} of cluster {}, but this node is {} of cluster {}",
+                stored.node_id,
+                cluster(stored.cluster_id),
+                configured.node_id,
+                cluster(configured.cluster_id)
             ),
             StorageProblem::WriteFailed(e) => write!(f, "write failed: {e}"),
             StorageProblem::ThreadGone => write!(f, "the storage thread stopped unexpectedly"),
@@ -153,6 +156,11 @@ impl fmt::Display for StorageError {
 }
 
 impl std::error::Error for StorageError {}
+
+/// A cluster id as every message shows it; `None`: none was configured.
+fn cluster(id: Option<u64>) -> String {
+    id.map_or_else(|| "(no id configured)".to_string(), crate::config::cluster_id_text)
+}
 
 /// "n1, n2, n3".
 fn members(m: &Membership) -> String {

@@ -4,7 +4,9 @@
 //! it accepts its peers' connections and only reads from them. A writer task
 //! per peer owns a bounded queue of messages; it connects (with exponential
 //! backoff), shakes hands, then writes batches of queued messages with one
-//! system call per batch. When a peer is slow or unreachable its queue fills
+//! system call per batch. A peer's address may be a host name: it is
+//! resolved at every connection attempt, so a reconnect follows the name to
+//! wherever it points now. When a peer is slow or unreachable its queue fills
 //! and further messages to it are dropped and counted: Raft retries, and an
 //! unbounded queue would only grow while the peer is away.
 //!
@@ -24,6 +26,7 @@
 //! `InstallSnapshot` message on a message connection is refused: raft-core
 //! must only see it once its data is installed.
 
+use crate::config::cluster_id_text;
 use crate::snapshots::SnapshotStore;
 use crate::wire::{self, Frame, FrameError, Hello, HELLO_BYTES_MAX, LENGTH_PREFIX_BYTES};
 use raft_core::{InstallSnapshot, Message, NodeId, ProposalId};
@@ -230,6 +233,7 @@ pub(crate) enum ConnectionError {
     ExpectedHello,
     WrongCluster {
         theirs: u64,
+        ours: u64,
     },
     UnknownNode(NodeId),
     NotForUs(NodeId),
@@ -255,7 +259,12 @@ impl std::fmt::Display for ConnectionError {
             ConnectionError::Truncated => write!(f, "closed in the middle of a frame"),
             ConnectionError::PeerClosed => write!(f, "closed by the peer"),
             ConnectionError::ExpectedHello => write!(f, "first frame is not a handshake"),
-            ConnectionError::WrongCluster { theirs } => write!(f, "handshake from cluster {theirs:#x}"),
+            ConnectionError::WrongCluster { theirs, ours } => write!(
+                f,
+                "handshake from cluster {}, not this node's cluster {}",
+                cluster_id_text(*theirs),
+                cluster_id_text(*ours)
+            ),
             ConnectionError::UnknownNode(n) => write!(f, "handshake from {n}, not a member of this cluster"),
             ConnectionError::NotForUs(n) => write!(f, "handshake meant for {n}"),
             ConnectionError::UnexpectedPeer { expected, found } => write!(f, "expected {expected}, reached {found}"),
@@ -398,7 +407,7 @@ async fn handshake(
 
 fn check_hello(config: &TransportConfig, hello: &Hello) -> Result<(), ConnectionError> {
     if hello.cluster_id != config.cluster_id {
-        return Err(ConnectionError::WrongCluster { theirs: hello.cluster_id });
+        return Err(ConnectionError::WrongCluster { theirs: hello.cluster_id, ours: config.cluster_id });
     }
     if hello.from == config.id || !config.members.contains_key(&hello.from) {
         return Err(ConnectionError::UnknownNode(hello.from));
@@ -434,7 +443,7 @@ pub(crate) async fn dial(
     };
     let Frame::Hello(answer) = answer else { return Err(ConnectionError::ExpectedHello) };
     if answer.cluster_id != config.cluster_id {
-        return Err(ConnectionError::WrongCluster { theirs: answer.cluster_id });
+        return Err(ConnectionError::WrongCluster { theirs: answer.cluster_id, ours: config.cluster_id });
     }
     if answer.from != peer {
         return Err(ConnectionError::UnexpectedPeer { expected: peer, found: answer.from });

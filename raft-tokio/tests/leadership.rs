@@ -75,7 +75,11 @@ async fn kv_cluster() -> Vec<Option<KvNode>> {
     let entries = listeners
         .iter()
         .enumerate()
-        .map(|(i, (r, h))| NodeEntry { id: i as u64 + 1, raft: r.local_addr().unwrap(), http: h.local_addr().unwrap() })
+        .map(|(i, (r, h))| NodeEntry {
+            id: i as u64 + 1,
+            raft: r.local_addr().unwrap().to_string(),
+            http: h.local_addr().unwrap().to_string(),
+        })
         .collect();
     let cluster = ClusterFile::new("leadership", entries);
     let mut nodes = Vec::new();

@@ -148,7 +148,7 @@ pub struct ElectionArgs {
     /// (2-3 ms each way, 0.5-1 ms disk writes).
     #[arg(long, default_value = "paper15", value_parser = NetworkPreset::parse)]
     pub preset: NetworkPreset,
-    /// Election timing: where the sweep writes election-<preset>.csv and .svg
+    /// Election timing: where the sweep writes election-PRESET.csv and .svg
     /// (the README's plots are regenerated with `--out imgs`).
     #[arg(long, default_value = "target/election")]
     pub out: std::path::PathBuf,

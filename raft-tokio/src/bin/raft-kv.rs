@@ -17,14 +17,16 @@
 //! node whose data directory is empty (it lost its state). Each flag
 //! overrides the cluster file's key of the same name (with underscores).
 //!
-//! Logs go to stderr (`RUST_LOG` sets the level; default `info`).
+//! Logs go to stderr (`RUST_LOG` sets the level; default `info`), in colour
+//! only when stderr is a terminal and `NO_COLOR` is not set. Elections and
+//! leader changes are logged at INFO with the node and its term.
 
 use clap::{Parser, Subcommand};
-use raft_tokio::kv::config::{parse_cluster_state, ClusterFile, NodeEntry};
+use raft_tokio::kv::config::{check_host_port, parse_cluster_state, ClusterFile, NodeEntry};
 use raft_tokio::kv::http::{percent_encode, request, Response};
 use raft_tokio::kv::KvNode;
 use raft_tokio::ClusterState;
-use std::net::SocketAddr;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,12 +45,15 @@ enum Command {
         /// This node's id in the cluster file.
         #[arg(long)]
         id: u64,
-        /// The cluster file (TOML: cluster_id, and one [[node]] table per node
-        /// with id, raft and http addresses).
-        #[arg(long)]
+        // `help` rather than a doc comment: rustdoc would read [[node]] as
+        // a link and <id> as HTML, and clap prints the text as it is.
+        #[arg(
+            long,
+            help = "The cluster file (TOML: cluster_id, and one [[node]] table per node with id, and raft \
+                    and http addresses as host:port, the host an IP address or a name)"
+        )]
         config: PathBuf,
-        /// Where the node keeps its Raft state (default: data/node-<id>).
-        #[arg(long)]
+        #[arg(long, help = "Where the node keeps its Raft state (default: data/node-<id>)")]
         data_dir: Option<PathBuf>,
         /// "new" for the first start of a cluster; "existing" once it has
         /// formed: a node whose data directory is then empty (a lost or
@@ -182,14 +187,16 @@ impl Compaction {
 
 #[derive(clap::Args)]
 struct Endpoint {
-    /// The node to ask, e.g. http://127.0.0.1:8001 (any node answers).
+    /// The node to ask, e.g. http://127.0.0.1:8001 or http://node1:8001
+    /// (any node answers).
     #[arg(long, default_value = "http://127.0.0.1:8001", value_parser = parse_endpoint)]
-    endpoint: SocketAddr,
+    endpoint: String,
 }
 
-fn parse_endpoint(s: &str) -> Result<SocketAddr, String> {
+/// `http://host:port` (or `host:port`) to `host:port`; the host may be a name.
+fn parse_endpoint(s: &str) -> Result<String, String> {
     let hostport = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
-    hostport.parse().map_err(|_| format!("{s:?} is not an endpoint like http://127.0.0.1:8001"))
+    check_host_port(hostport).map_err(|why| format!("{s:?} is not an endpoint like http://127.0.0.1:8001: {why}"))
 }
 
 #[tokio::main]
@@ -197,7 +204,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+    // Colours only for a person at a terminal, not in a file or a pipe.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).init();
     let result = match cli.command {
         Command::Serve { id, config, data_dir, initial_cluster_state, protocol, compaction } => {
             let settings = |cluster: &mut ClusterFile| {
@@ -216,24 +225,24 @@ async fn main() -> ExitCode {
         }
         Command::Get { key, local, endpoint } => {
             let query = if local { "?consistency=local" } else { "" };
-            client(endpoint.endpoint, "GET", &format!("/kv/{}{query}", percent_encode(key.as_bytes())), Vec::new())
+            client(&endpoint.endpoint, "GET", &format!("/kv/{}{query}", percent_encode(key.as_bytes())), Vec::new())
                 .await
         }
         Command::Put { key, value, endpoint } => {
-            client(endpoint.endpoint, "PUT", &format!("/kv/{}", percent_encode(key.as_bytes())), value.into_bytes())
+            client(&endpoint.endpoint, "PUT", &format!("/kv/{}", percent_encode(key.as_bytes())), value.into_bytes())
                 .await
         }
         Command::Delete { key, endpoint } => {
-            client(endpoint.endpoint, "DELETE", &format!("/kv/{}", percent_encode(key.as_bytes())), Vec::new()).await
+            client(&endpoint.endpoint, "DELETE", &format!("/kv/{}", percent_encode(key.as_bytes())), Vec::new()).await
         }
         Command::Cas { key, expected, expect_absent: _, new, delete: _, endpoint } => {
             let body = serde_json::json!({ "expected": expected, "new": new }).to_string().into_bytes();
-            client(endpoint.endpoint, "POST", &format!("/kv/{}/cas", percent_encode(key.as_bytes())), body).await
+            client(&endpoint.endpoint, "POST", &format!("/kv/{}/cas", percent_encode(key.as_bytes())), body).await
         }
-        Command::Status { endpoint } => client(endpoint.endpoint, "GET", "/status", Vec::new()).await,
+        Command::Status { endpoint } => client(&endpoint.endpoint, "GET", "/status", Vec::new()).await,
         Command::TransferLeader { to, endpoint } => {
             let body = serde_json::json!({ "to": to }).to_string().into_bytes();
-            client(endpoint.endpoint, "POST", "/leader/transfer", body).await
+            client(&endpoint.endpoint, "POST", "/leader/transfer", body).await
         }
     };
     match result {
@@ -255,8 +264,10 @@ async fn serve(
     let mut cluster = ClusterFile::parse(&text, Some(id)).map_err(|e| format!("{}: {e}", config.display()))?;
     settings(&mut cluster);
     let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(format!("data/node-{id}")));
-    let node = KvNode::start(&cluster, id, Some(data_dir), None).await.map_err(|e| format!("node {id}: {e}"))?;
-    eprintln!("raft-kv: node {id} serving HTTP on http://{}", node.http_addr);
+    let node = KvNode::start(&cluster, id, Some(data_dir), None)
+        .await
+        .map_err(|e| format!("node {id} of cluster {}: {e}", cluster.cluster_text()))?;
+    eprintln!("raft-kv: node {id} of cluster {} serving HTTP on http://{}", cluster.cluster_text(), node.http_addr);
     wait_for_stop(&node).await
 }
 
@@ -278,7 +289,7 @@ async fn local(nodes: u64, http_port: u16, settings: impl FnOnce(&mut ClusterFil
     for id in 1..=nodes {
         let http_at = if http_port == 0 { 0 } else { u64::from(http_port) + id - 1 };
         let (raft, http) = (bind(0)?, bind(http_at)?);
-        let addr = |l: &std::net::TcpListener| l.local_addr().map_err(|e| e.to_string());
+        let addr = |l: &std::net::TcpListener| l.local_addr().map(|a| a.to_string()).map_err(|e| e.to_string());
         entries.push(NodeEntry { id, raft: addr(&raft)?, http: addr(&http)? });
         listeners.push((raft, http));
     }
@@ -319,7 +330,7 @@ async fn wait_for_stop(node: &KvNode) -> Result<ExitCode, String> {
 
 /// Sends one request; prints the body (and the status on failure). Exit
 /// status 0 for 2xx, 1 otherwise.
-async fn client(addr: SocketAddr, method: &str, path: &str, body: Vec<u8>) -> Result<ExitCode, String> {
+async fn client(addr: &str, method: &str, path: &str, body: Vec<u8>) -> Result<ExitCode, String> {
     let response: Response =
         request(addr, method, path, &[], &body, Duration::from_secs(15)).await.map_err(|e| format!("{addr}: {e}"))?;
     let text = String::from_utf8_lossy(&response.body);

@@ -14,6 +14,7 @@
 
 use clap::Parser;
 use raft_tokio::{ClusterState, NodeId, Raft, RaftConfig, RaftParams};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use tokio::io::AsyncBufReadExt;
 
@@ -61,8 +62,11 @@ fn parse_member(s: &str) -> Result<(NodeId, String), String> {
 
 #[tokio::main]
 async fn main() {
+    // Colours only for a person at a terminal, not in a file or a pipe.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();

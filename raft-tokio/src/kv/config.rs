@@ -31,12 +31,22 @@
 //!   means the node lost its disk, and as a voter it could vote twice in a
 //!   term or help lose committed entries. Set it once the cluster is up.
 //!
+//! Addresses are `host:port`, the host an IP address (`[::1]` for IPv6)
+//! or a name. A name is resolved when it is used, never at parse time: a
+//! node resolves its own names when it binds them, and its peers' Raft and
+//! HTTP names every time it connects to them, so a reconnect after a peer
+//! moved (a new address under the same name) reaches it.
+//!
+//! The cluster id is a name; raft-tokio's handshakes carry a 64-bit hash of
+//! it ([`super::cluster_hash`]), which raft-tokio's logs and errors show in
+//! hex. raft-kv's logs, errors and `/status` show the two together, as
+//! [`ClusterFile::cluster_text`] writes them: `"demo" (0x…)`.
+//!
 //! Every refusal names the line and says why.
 
 use crate::{ClusterState, RaftParams};
 use serde::Deserialize;
 use std::fmt;
-use std::net::SocketAddr;
 use toml::Spanned;
 
 /// One node of the cluster file.
@@ -44,10 +54,10 @@ use toml::Spanned;
 pub struct NodeEntry {
     /// Its id.
     pub id: u64,
-    /// Where it listens for Raft peers.
-    pub raft: SocketAddr,
-    /// Where it serves HTTP.
-    pub http: SocketAddr,
+    /// Where it listens for Raft peers: `host:port`.
+    pub raft: String,
+    /// Where it serves HTTP: `host:port`.
+    pub http: String,
 }
 
 /// A validated cluster file.
@@ -172,22 +182,31 @@ impl ClusterFile {
         let mut nodes: Vec<NodeEntry> = Vec::new();
         for table in &raw.node {
             let n = table.get_ref();
-            let addr = |s: &Spanned<String>, what: &str| -> Result<SocketAddr, ConfigFileError> {
-                s.get_ref().parse().map_err(|_| {
-                    at(s.span(), format!("{what} = {:?} is not an address like 127.0.0.1:7001", s.get_ref()))
+            let addr = |s: &Spanned<String>, what: &str| -> Result<String, ConfigFileError> {
+                check_host_port(s.get_ref()).map_err(|why| {
+                    at(
+                        s.span(),
+                        format!(
+                            "{what} = {:?} is not an address like 127.0.0.1:7001 or node1:7001: {why}",
+                            s.get_ref()
+                        ),
+                    )
                 })
             };
             let entry = NodeEntry { id: *n.id.get_ref(), raft: addr(&n.raft, "raft")?, http: addr(&n.http, "http")? };
             if nodes.iter().any(|m| m.id == entry.id) {
                 return Err(at(n.id.span(), format!("node id {} is used twice", entry.id)));
             }
-            let all_addrs: Vec<SocketAddr> = nodes.iter().flat_map(|m| [m.raft, m.http]).collect();
-            for (s, a) in [(&n.raft, entry.raft), (&n.http, entry.http)] {
-                if all_addrs.contains(&a) {
+            // Host names compare without case, as DNS does. Two names for
+            // one address are not caught: that would need resolving them.
+            let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+            let all_addrs: Vec<&str> = nodes.iter().flat_map(|m| [m.raft.as_str(), m.http.as_str()]).collect();
+            for (s, a) in [(&n.raft, &entry.raft), (&n.http, &entry.http)] {
+                if all_addrs.iter().any(|b| same(a, b)) {
                     return Err(at(s.span(), format!("address {a} is used twice")));
                 }
             }
-            if entry.raft == entry.http {
+            if same(&entry.raft, &entry.http) {
                 return Err(at(n.http.span(), format!("node {} uses {} for both raft and http", entry.id, entry.raft)));
             }
             nodes.push(entry);
@@ -230,6 +249,39 @@ impl ClusterFile {
     pub fn node(&self, id: u64) -> Option<&NodeEntry> {
         self.nodes.iter().find(|n| n.id == id)
     }
+
+    /// The cluster id as raft-kv shows it in logs, errors and `/status`:
+    /// the file's name and the hash raft-tokio's handshakes carry (and its
+    /// own logs and errors show), `"demo" (0xa5e41b674276d396)`.
+    pub fn cluster_text(&self) -> String {
+        format!("{:?} ({})", self.cluster_id, crate::config::cluster_id_text(super::cluster_hash(&self.cluster_id)))
+    }
+}
+
+/// Checks that `text` is `host:port`: a port number after the last colon,
+/// and a host before it that is an IPv4 address, a bracketed IPv6 address
+/// or a DNS name. Names are not resolved here (see the module
+/// documentation).
+pub fn check_host_port(text: &str) -> Result<String, String> {
+    let (host, port) = text.rsplit_once(':').ok_or("no :port")?;
+    port.parse::<u16>().map_err(|_| format!("{port:?} is not a port number"))?;
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().map_err(|_| format!("{host} is not an IPv6 address"))?;
+        return Ok(text.to_string());
+    }
+    // Underscores are not DNS, but container networks resolve such names.
+    let name_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(name_byte) && !l.starts_with('-');
+    if host.is_empty() {
+        return Err("no host".into());
+    }
+    if host.contains(':') {
+        return Err("an IPv6 address needs brackets, as [::1]:7001".into());
+    }
+    if host.len() > 253 || !host.trim_end_matches('.').split('.').all(label_ok) {
+        return Err(format!("{host:?} is neither an IP address nor a host name"));
+    }
+    Ok(text.to_string())
 }
 
 #[cfg(test)]
@@ -252,7 +304,7 @@ http = "127.0.0.1:8002"
         let f = ClusterFile::parse(GOOD, Some(2)).unwrap();
         assert_eq!(f.cluster_id, "demo");
         assert_eq!(f.nodes.len(), 2);
-        assert_eq!(f.node(2).unwrap().http, "127.0.0.1:8002".parse().unwrap());
+        assert_eq!(f.node(2).unwrap().http, "127.0.0.1:8002");
         assert!(f.pre_vote && f.check_quorum, "on unless the file says otherwise");
         let off = format!("pre_vote = false\ncheck_quorum = false\n{GOOD}");
         let f = ClusterFile::parse(&off, None).unwrap();
@@ -279,6 +331,38 @@ http = "127.0.0.1:8002"
     }
 
     #[test]
+    fn host_names_are_kept_as_written_and_resolved_later() {
+        let named = GOOD.replace("127.0.0.1:7001", "localhost:7001").replace("127.0.0.1:8002", "node-2.example:8002");
+        let f = ClusterFile::parse(&named, None).unwrap();
+        assert_eq!(f.node(1).unwrap().raft, "localhost:7001");
+        assert_eq!(f.node(2).unwrap().http, "node-2.example:8002");
+        for good in ["[::1]:7001", "10.0.0.1:1", "a.b.c.:65535", "x:0", "kv_node_1:7001"] {
+            assert_eq!(check_host_port(good).as_deref(), Ok(good));
+        }
+        for (bad, why) in [
+            ("::1:7001", "brackets"),
+            ("host:port", "not a port number"),
+            ("host:70000", "not a port number"),
+            (":7001", "no host"),
+            ("a b:1", "neither"),
+            ("a..b:1", "neither"),
+            ("[::g]:1", "not an IPv6 address"),
+            ("-a:1", "neither"),
+        ] {
+            let e = check_host_port(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_cluster_id_is_shown_with_its_hash() {
+        let f = ClusterFile::parse(GOOD, None).unwrap();
+        let hash = crate::kv::cluster_hash("demo");
+        assert_eq!(f.cluster_text(), format!("\"demo\" (0x{hash:016x})"));
+        assert_eq!(f.cluster_text(), "\"demo\" (0xa5e41b674276d396)", "as the module documentation shows it");
+    }
+
+    #[test]
     fn refusals_name_the_line_and_the_reason() {
         let dup_id = GOOD.replace("id = 2", "id = 1");
         let e = ClusterFile::parse(&dup_id, None).unwrap_err();
@@ -292,7 +376,12 @@ http = "127.0.0.1:8002"
         let bad_addr = GOOD.replace("127.0.0.1:7002", "localhost");
         let e = ClusterFile::parse(&bad_addr, None).unwrap_err();
         assert_eq!(e.line, Some(8));
-        assert!(e.reason.contains("not an address"), "{e}");
+        assert!(e.reason.contains("not an address") && e.reason.contains("no :port"), "{e}");
+
+        let same_name = GOOD.replace("127.0.0.1:8002", "LocalHost:8001").replace("127.0.0.1:8001", "localhost:8001");
+        let e = ClusterFile::parse(&same_name, None).unwrap_err();
+        assert_eq!(e.line, Some(9), "{e}");
+        assert!(e.reason.contains("LocalHost:8001 is used twice"), "{e}");
 
         let e = ClusterFile::parse(GOOD, Some(3)).unwrap_err();
         assert!(e.to_string().contains("--id 3 is not in the cluster file (its ids: 1, 2)"), "{e}");

@@ -3,10 +3,10 @@
 //! `Connection: close` and reads the answer to the end, so it needs no
 //! connection pool and no extra dependency.
 
-use std::net::SocketAddr;
+use std::fmt::Display;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, ToSocketAddrs};
 
 /// The most bytes of an answer read (a value is at most 64 KiB; status and
 /// errors are small).
@@ -57,9 +57,11 @@ impl std::fmt::Display for HttpError {
 
 impl std::error::Error for HttpError {}
 
-/// Sends one request and returns the answer, all within `timeout`.
+/// Sends one request and returns the answer, all within `timeout`. `addr`
+/// is a socket address or a `host:port` string; a host name is resolved
+/// for this request (a failure to resolve is [`HttpError::Connect`]).
 pub async fn request(
-    addr: SocketAddr,
+    addr: impl ToSocketAddrs + Display,
     method: &str,
     path: &str,
     headers: &[(&str, String)],
@@ -70,14 +72,14 @@ pub async fn request(
 }
 
 async fn exchange(
-    addr: SocketAddr,
+    addr: impl ToSocketAddrs + Display,
     method: &str,
     path: &str,
     headers: &[(&str, String)],
     body: &[u8],
 ) -> Result<Response, HttpError> {
-    let mut stream = TcpStream::connect(addr).await.map_err(HttpError::Connect)?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut stream = TcpStream::connect(addr).await.map_err(HttpError::Connect)?;
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -15,9 +15,9 @@ pub mod snapshot;
 use crate::{Raft, RaftConfig, RaftHandle, RaftParams, StartError};
 use config::ClusterFile;
 use raft_core::NodeId;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tracing::info;
 
 /// A stable 64-bit hash (FNV-1a) of the cluster file's `cluster_id`, for
 /// raft-tokio's handshake.
@@ -41,8 +41,8 @@ pub use server::KvServer;
 pub enum KvStartError {
     /// The Raft node could not start.
     Raft(StartError),
-    /// The HTTP address cannot be bound.
-    Http(std::net::SocketAddr, std::io::Error),
+    /// The HTTP address (as the cluster file gives it) cannot be bound.
+    Http(String, std::io::Error),
 }
 
 impl std::fmt::Display for KvStartError {
@@ -72,7 +72,7 @@ impl KvNode {
         listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
     ) -> Result<KvNode, KvStartError> {
         let me = cluster.node(id).expect("the id was checked against the cluster file");
-        let members: Vec<(NodeId, String)> = cluster.nodes.iter().map(|n| (NodeId(n.id), n.raft.to_string())).collect();
+        let members: Vec<(NodeId, String)> = cluster.nodes.iter().map(|n| (NodeId(n.id), n.raft.clone())).collect();
         let params = RaftParams {
             cluster_id: Some(cluster_hash(&cluster.cluster_id)),
             pre_vote: cluster.pre_vote,
@@ -82,22 +82,23 @@ impl KvNode {
             ..RaftParams::default()
         };
         let mut config = RaftConfig::with_ids(members, NodeId(id), params, data_dir);
+        let http_error = |e| KvStartError::Http(me.http.clone(), e);
         let http_listener = match listeners {
             Some((raft, http)) => {
                 config = config.with_listener(raft);
                 http
             }
-            None => std::net::TcpListener::bind(me.http).map_err(|e| KvStartError::Http(me.http, e))?,
+            // A host name is resolved here, once: a socket binds one address.
+            None => std::net::TcpListener::bind(me.http.as_str()).map_err(http_error)?,
         };
-        http_listener.set_nonblocking(true).map_err(|e| KvStartError::Http(me.http, e))?;
-        let http_addr = http_listener.local_addr().map_err(|e| KvStartError::Http(me.http, e))?;
-        let listener = tokio::net::TcpListener::from_std(http_listener).map_err(|e| KvStartError::Http(me.http, e))?;
+        http_listener.set_nonblocking(true).map_err(http_error)?;
+        let http_addr = http_listener.local_addr().map_err(http_error)?;
+        let listener = tokio::net::TcpListener::from_std(http_listener).map_err(http_error)?;
         let (raft, entries) = Raft::start(config).await.map_err(KvStartError::Raft)?;
-        let http: BTreeMap<NodeId, std::net::SocketAddr> =
-            cluster.nodes.iter().map(|n| (NodeId(n.id), n.http)).collect();
-        let server = KvServer::start(raft, entries, http, cluster.snapshot_every);
+        let server = KvServer::start(raft, entries, cluster);
         let router = server.router();
         let task = tokio::spawn(async move { axum::serve(listener, router).await });
+        info!(node = %NodeId(id), cluster = %cluster.cluster_text(), http = %http_addr, "raft-kv serving");
         Ok(KvNode { server, http_addr, task })
     }
 

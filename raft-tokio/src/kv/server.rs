@@ -6,6 +6,10 @@
 //! [`RaftHandle::read_barrier`]) on any node, or local (`?consistency=local`,
 //! possibly stale). See the README for the API table.
 //!
+//! Every error answer is JSON, `{"error": "what went wrong"}`: refusals of
+//! this server, axum's own (a body over [`BODY_BYTES_MAX`], an unknown path
+//! or method) and a leader's answers passed on by a follower.
+//!
 //! Snapshots: every `snapshot_every` applied log entries the applier writes
 //! the state machine into raft-tokio's snapshot store (applies pause while
 //! it writes, reads go on), after which raft-tokio compacts the log. When
@@ -13,13 +17,15 @@
 //! the node's own; or a leader's, when this node fell behind its compacted
 //! log) the machine is replaced by it, and entries after its index follow.
 
+use super::config::ClusterFile;
 use super::http::{percent_decode, request, HttpError};
 use super::machine::{Command, KvMachine, Op, Outcome, KEY_BYTES_MAX, NO_SESSION, VALUE_BYTES_MAX};
 use crate::{
-    EntryReceiver, Event, LogIndex, ProposeError, RaftHandle, ReadError, RoleKind, SnapshotError, SnapshotReader,
-    TransferError, TransferRejection,
+    EntryReceiver, Event, LogIndex, ProposeError, RaftHandle, RaftParams, ReadError, RoleKind, SnapshotError,
+    SnapshotReader, TransferError, TransferRejection,
 };
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -28,7 +34,6 @@ use axum::Router;
 use raft_core::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -45,8 +50,9 @@ pub const CLIENT_ID_HEADER: &str = "x-client-id";
 pub const REQUEST_SEQ_HEADER: &str = "x-request-seq";
 /// Marks a request forwarded by a follower, so it is not forwarded again.
 const FORWARDED_HEADER: &str = "x-raft-kv-forwarded";
-/// Bytes a request body may have (a value, or a small JSON document).
-const BODY_BYTES_MAX: usize = VALUE_BYTES_MAX + 4096;
+/// Bytes a request body may have (a value, or a small JSON document); a
+/// longer body is answered 413.
+pub const BODY_BYTES_MAX: usize = VALUE_BYTES_MAX + 4096;
 
 /// Test-only switch: serve linearizable reads from local state, skipping
 /// ReadIndex. It exists to show that the Jepsen-style test catches the
@@ -59,8 +65,11 @@ pub struct KvServer {
     machine: RwLock<KvMachine>,
     applied: watch::Sender<u64>,
     waiting: Waiting,
-    /// Every node's HTTP address, for forwarding and the status page.
-    http: BTreeMap<NodeId, SocketAddr>,
+    /// Every node's HTTP address (`host:port`, a name resolved at every
+    /// forward), for forwarding and the status page.
+    http: BTreeMap<NodeId, String>,
+    /// The cluster file's `cluster_id`, and its hash as raft-tokio shows it.
+    cluster: (String, String),
     /// Requests without a session go under `NO_SESSION` with a fresh number
     /// (to match the applied entry to its waiting request). The numbers
     /// start at a random point so that entries proposed by an earlier
@@ -74,22 +83,22 @@ pub struct KvServer {
 
 impl KvServer {
     /// Starts applying the node's committed entries (and snapshots) to a
-    /// fresh state machine, and writes a snapshot every `snapshot_every`
-    /// applied log entries (0: never). After a restart the node hands over
-    /// its latest snapshot first, then the entries after it.
-    pub fn start(
-        raft: RaftHandle,
-        entries: EntryReceiver,
-        http: BTreeMap<NodeId, SocketAddr>,
-        snapshot_every: u64,
-    ) -> Arc<KvServer> {
+    /// fresh state machine, and writes a snapshot every
+    /// `cluster.snapshot_every` applied log entries (0: never). After a
+    /// restart the node hands over its latest snapshot first, then the
+    /// entries after it.
+    pub fn start(raft: RaftHandle, entries: EntryReceiver, cluster: &ClusterFile) -> Arc<KvServer> {
         let start = random_start(raft.id().0);
+        let http = cluster.nodes.iter().map(|n| (NodeId(n.id), n.http.clone())).collect();
+        let hash = crate::config::cluster_id_text(super::cluster_hash(&cluster.cluster_id));
+        let snapshot_every = cluster.snapshot_every;
         let server = Arc::new(KvServer {
             raft,
             machine: RwLock::new(KvMachine::new()),
             applied: watch::channel(0).0,
             waiting: Mutex::new(HashMap::new()),
             http,
+            cluster: (cluster.cluster_id.clone(), hash),
             next_seq: AtomicU64::new(start),
             unsafe_local_reads: std::env::var_os(UNSAFE_LOCAL_READS_ENV).is_some(),
             failure: Mutex::new(None),
@@ -213,6 +222,8 @@ impl KvServer {
             .route("/command", post(command))
             .route("/status", get(status))
             .route("/leader/transfer", post(transfer_leader))
+            .fallback(no_route)
+            .method_not_allowed_fallback(no_method)
             .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
             .with_state(self.clone())
     }
@@ -289,6 +300,28 @@ fn key_of(uri: &Uri) -> Result<Vec<u8>, Refusal> {
     Ok(key)
 }
 
+/// The body, or axum's refusal of it as JSON: 413 naming the limit for
+/// one over [`BODY_BYTES_MAX`] (axum's own answer is plain text).
+fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Refusal> {
+    body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request bodies are at most {BODY_BYTES_MAX} bytes (values at most {VALUE_BYTES_MAX})"),
+        ),
+        status => Refusal(status, format!("cannot read the request body: {}", rejection.body_text())),
+    })
+}
+
+/// Unknown paths: 404, in JSON as every error.
+async fn no_route(method: Method, uri: Uri) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no such endpoint: {method} {}", uri.path()))
+}
+
+/// A known path with a method it does not take: 405, in JSON.
+async fn no_method(method: Method, uri: Uri) -> Response {
+    error(StatusCode::METHOD_NOT_ALLOWED, format!("{} does not take {method}", uri.path()))
+}
+
 fn check_value(value: &[u8]) -> Result<(), Refusal> {
     if value.len() > VALUE_BYTES_MAX {
         return Err(Refusal(StatusCode::PAYLOAD_TOO_LARGE, format!("values are at most {VALUE_BYTES_MAX} bytes")));
@@ -301,7 +334,10 @@ async fn get_key(State(s): Shared, uri: Uri) -> Response {
         Ok(k) => k,
         Err(r) => return r.into_response(),
     };
-    let local = uri.query().is_some_and(|q| q.split('&').any(|p| p == "consistency=local"));
+    let local = match read_consistency(uri.query()) {
+        Ok(consistency) => consistency == Consistency::Local,
+        Err(r) => return r.into_response(),
+    };
     if !local && !s.unsafe_local_reads {
         if let Err(r) = s.wait_for_read_barrier().await {
             return r.into_response();
@@ -311,6 +347,41 @@ async fn get_key(State(s): Shared, uri: Uri) -> Response {
         Some(value) => (StatusCode::OK, value.clone()).into_response(),
         None => error(StatusCode::NOT_FOUND, "no such key"),
     }
+}
+
+/// What a read asks for: `?consistency=linearizable` (the default) or
+/// `?consistency=local`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Consistency {
+    Linearizable,
+    Local,
+}
+
+/// The read's `consistency` from the query string. Anything else in it is
+/// refused (400) rather than ignored: a misspelt `consistency=locl` must not
+/// quietly be served as a linearizable read, nor a misspelt key
+/// `consistancy=local` (a typo for a stale read) pass unnoticed.
+fn read_consistency(query: Option<&str>) -> Result<Consistency, Refusal> {
+    let bad = |m: String| Err(Refusal(StatusCode::BAD_REQUEST, m));
+    let mut consistency = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != "consistency" {
+            return bad(format!("unknown query parameter {name:?}: a read takes only consistency="));
+        }
+        let asked = match value {
+            "linearizable" => Consistency::Linearizable,
+            "local" => Consistency::Local,
+            other => {
+                return bad(format!("consistency must be \"linearizable\" (the default) or \"local\", not {other:?}"))
+            }
+        };
+        if consistency.is_some_and(|c| c != asked) {
+            return bad("consistency is given twice, with two values".into());
+        }
+        consistency = Some(asked);
+    }
+    Ok(consistency.unwrap_or(Consistency::Linearizable))
 }
 
 impl KvServer {
@@ -338,14 +409,18 @@ impl KvServer {
     }
 }
 
-async fn put_key(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+/// A handler's body: the bytes, or the JSON refusal of them.
+type Body = Result<Bytes, BytesRejection>;
+
+async fn put_key(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let key = match key_of(&uri) {
         Ok(k) => k,
         Err(r) => return r.into_response(),
     };
-    if let Err(r) = check_value(&body) {
-        return r.into_response();
-    }
+    let body = match body_of(body).and_then(|b| check_value(&b).map(|()| b)) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
     s.write(&method, &uri, &headers, &body, Op::Put { key, value: body.to_vec() }).await
 }
 
@@ -365,9 +440,13 @@ struct CasBody {
     new: Option<String>,
 }
 
-async fn cas_key(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn cas_key(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let key = match key_of(&uri) {
         Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let body = match body_of(body) {
+        Ok(b) => b,
         Err(r) => return r.into_response(),
     };
     let cas: CasBody = match serde_json::from_slice(&body) {
@@ -388,7 +467,11 @@ struct CommandBody {
     value: String,
 }
 
-async fn command(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn command(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let body = match body_of(body) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
     let c: CommandBody = match serde_json::from_slice(&body) {
         Ok(c) => c,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"key\": ..., \"value\": ...}}: {e}")),
@@ -430,7 +513,7 @@ impl KvServer {
             return self.propose(Command { client, seq, op }).await;
         }
         match info.leader.and_then(|l| self.http.get(&l)) {
-            Some(&leader) if !headers.contains_key(FORWARDED_HEADER) => {
+            Some(leader) if !headers.contains_key(FORWARDED_HEADER) => {
                 self.forward(leader, method, uri, body, client, seq).await
             }
             _ => unavailable("no leader is known; retry"),
@@ -447,7 +530,11 @@ impl KvServer {
         let refused = match proposed {
             Ok(Ok(_)) => None,
             Ok(Err(ProposeError::Timeout)) | Err(_) => return unknown(),
-            Ok(Err(ProposeError::TooLarge)) => Some(error(StatusCode::PAYLOAD_TOO_LARGE, "the request is too large")),
+            Ok(Err(ProposeError::TooLarge)) => Some(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                // KvNode::start leaves message_bytes_max at its default.
+                format!("the entry is over the limit of {} bytes per message", RaftParams::default().message_bytes_max),
+            )),
             Ok(Err(e @ (ProposeError::Lost | ProposeError::NotLeader { .. } | ProposeError::NoLeader))) => {
                 Some(unavailable(&format!("not committed ({e}); retry")))
             }
@@ -463,15 +550,7 @@ impl KvServer {
         }
     }
 
-    async fn forward(
-        &self,
-        leader: SocketAddr,
-        method: &Method,
-        uri: &Uri,
-        body: &[u8],
-        client: u64,
-        seq: u64,
-    ) -> Response {
+    async fn forward(&self, leader: &str, method: &Method, uri: &Uri, body: &[u8], client: u64, seq: u64) -> Response {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut headers = vec![(FORWARDED_HEADER, "1".to_string())];
         if client != NO_SESSION {
@@ -526,7 +605,11 @@ struct TransferBody {
 /// when no leader is known (or it changed meanwhile: retry), 409 when `to`
 /// leads already, 400 when `to` is not a voter, 504 when `to` did not
 /// become leader within two election timeouts.
-async fn transfer_leader(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn transfer_leader(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let body = match body_of(body) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
     let t: TransferBody = match serde_json::from_slice(&body) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"to\": node id}}: {e}")),
@@ -534,7 +617,7 @@ async fn transfer_leader(State(s): Shared, method: Method, uri: Uri, headers: He
     let info = s.raft.leader();
     if info.role != RoleKind::Leader {
         return match info.leader.and_then(|l| s.http.get(&l)) {
-            Some(&leader) if !headers.contains_key(FORWARDED_HEADER) => {
+            Some(leader) if !headers.contains_key(FORWARDED_HEADER) => {
                 s.forward(leader, &method, &uri, &body, NO_SESSION, 0).await
             }
             _ => unavailable("no leader is known; retry"),
@@ -561,6 +644,11 @@ async fn transfer_leader(State(s): Shared, method: Method, uri: Uri, headers: He
 pub struct StatusBody {
     /// This node.
     pub id: u64,
+    /// The cluster file's `cluster_id`.
+    pub cluster_id: String,
+    /// Its hash, which raft-tokio's handshakes carry and its logs and
+    /// errors show (`0x` and 16 hex digits).
+    pub cluster_hash: String,
     /// "leader", "follower", "pre-candidate" or "candidate".
     pub role: String,
     /// Its current term.
@@ -615,14 +703,12 @@ async fn status(State(s): Shared) -> Response {
         .raft
         .members()
         .iter()
-        .map(|(id, raft)| Member {
-            id: id.0,
-            raft: raft.clone(),
-            http: s.http.get(id).map(|a| a.to_string()).unwrap_or_default(),
-        })
+        .map(|(id, raft)| Member { id: id.0, raft: raft.clone(), http: s.http.get(id).cloned().unwrap_or_default() })
         .collect();
     let body = StatusBody {
         id: st.id.0,
+        cluster_id: s.cluster.0.clone(),
+        cluster_hash: s.cluster.1.clone(),
         role: role.to_string(),
         term: st.term.0,
         leader: st.leader.map(|l| l.0),
