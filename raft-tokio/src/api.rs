@@ -718,9 +718,11 @@ fn start_with(
             return Err(StartError::EmptyStoreInExistingCluster { data_dir: Some(dir.clone()) });
         }
     }
+    let storage_counters = Arc::new(StorageCounters::default());
     let (storage, stored) = match (given, &config.data_dir) {
         (Some(given), _) => given,
-        (None, Some(dir)) => Storage::disk(dir, identity, format!("raft-store-{id}")).map_err(StartError::Storage)?,
+        (None, Some(dir)) => Storage::disk(dir, identity, format!("raft-store-{id}"), storage_counters.clone())
+            .map_err(StartError::Storage)?,
         (None, None) => Storage::memory(),
     };
     if config.params.initial_cluster_state == ClusterState::Existing && stored == MemoryStore::new() {
@@ -783,11 +785,10 @@ fn start_with(
     let (outcome_tx, outcome) = watch::channel(None);
     let timers = Timers::new(ChaCha8Rng::seed_from_u64(seed_for(id, p.seed)));
     let waiters = Waiters::new(p.proposal_retries_max);
-    let storage_counters = Arc::new(StorageCounters::default());
     let driver = Driver::new(
         node,
         first_outputs,
-        (storage, storage_counters.clone()),
+        storage,
         transport,
         timers,
         waiters,
@@ -975,7 +976,7 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let config = RaftConfig::new(vec![addr.clone()], addr, RaftParams::default(), None).with_listener(listener);
         // A one-node cluster: its first batch persists its membership, which fails.
-        let (node, mut entries) = start_with(config, Some((Storage::FailWrites, MemoryStore::new()))).unwrap();
+        let (node, mut entries) = start_with(config, Some((Storage::failing(), MemoryStore::new()))).unwrap();
         let stopped = tokio::time::timeout(std::time::Duration::from_secs(5), node.stopped()).await.unwrap();
         match stopped {
             Err(NodeError::Storage(StorageError { problem: StorageProblem::WriteFailed(_), .. })) => {}

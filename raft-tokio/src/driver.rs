@@ -1,13 +1,19 @@
 //! The node loop: the one task that owns a node's raft-core state.
 //!
 //! It waits for a peer message, a proposal, a read, the application's
-//! progress, or the next timer deadline; steps raft-core with it and with
-//! whatever else is ready (a bounded batch); makes every `Persist` of the
-//! batch durable with one write and one fsync (group commit); and only then
-//! executes the batch's other outputs in order: sends, timers, deliveries,
-//! answers. So no send overtakes the fsync of a persist that came before
-//! it, which is raft-core's one ordering rule (see its crate
-//! documentation). There is no Raft rule here.
+//! progress, a write's completion, or the next timer deadline; steps
+//! raft-core with it and with whatever else is ready (a bounded batch);
+//! submits the batch's persists, in order, to the storage thread as one
+//! write; and executes the batch's other outputs in order: sends, timers,
+//! deliveries, answers. An output that follows a `Persist` (in this batch,
+//! or behind one still being written) waits until that write is durable;
+//! an output that follows only `PersistAsync`s (a leader's own entries, a
+//! candidate's vote) goes out at once, while the disk works (thesis
+//! §10.2.1), and the write's completion comes back as `Input::Persisted`.
+//! That is raft-core's ordering rule (see its crate documentation). The
+//! storage thread makes the batches that wait behind a write durable
+//! together, in one transaction and one fsync (group commit). There is no
+//! Raft rule here.
 //!
 //! The loop never waits for the application. Committed entries go into a
 //! channel that never blocks, whose content raft-core's delivery window
@@ -28,11 +34,11 @@ use crate::api::{LeaderInfo, NodeError};
 use crate::reads::{ReadRequest, ReadWaiters};
 use crate::snapshot_api::SnapshotError;
 use crate::snapshots::{SnapshotReader, SnapshotStore};
-use crate::storage::{Storage, StorageCounters, StorageError, StorageProblem};
+use crate::storage::{Storage, StorageError, StorageProblem};
 use crate::transport::{Inbound, Transport};
 use crate::waiters::{ProposeRequest, Waiters};
 use raft_core::{
-    Committed, Input, LogIndex, Message, Node, NodeId, Output, Persist, SnapshotMeta, Status, Term, Timer,
+    Committed, Input, LogIndex, Message, Node, NodeId, Output, SnapshotMeta, Status, Term, Timer,
     TransferRejection, PROPOSAL_OVERHEAD_BYTES,
 };
 use rand::RngExt;
@@ -289,7 +295,6 @@ pub(crate) struct Delivery {
 pub(crate) struct Driver {
     node: Node,
     storage: Storage,
-    storage_counters: Arc<StorageCounters>,
     transport: Transport,
     timers: Timers,
     waiters: Waiters,
@@ -309,9 +314,21 @@ pub(crate) struct Driver {
     fatal: Option<NodeError>,
     /// Outputs of the inputs stepped since the last flush.
     outputs: Vec<Output>,
-    persists: Vec<Persist>,
-    rest: Vec<Output>,
+    /// Writes submitted and not yet durable, oldest first.
+    writing: std::collections::VecDeque<Write>,
+    next_write: u64,
     proposal_bytes: usize,
+}
+
+/// A batch of persists the storage thread is making durable.
+struct Write {
+    seq: u64,
+    /// Whether it holds a `Persist`: the outputs after it wait for it.
+    barrier: bool,
+    /// The completion to report for its last `PersistAsync`.
+    report: Option<Input>,
+    /// Outputs to execute once it is durable, in order.
+    deferred: Vec<Output>,
 }
 
 impl Driver {
@@ -319,7 +336,7 @@ impl Driver {
     pub fn new(
         node: Node,
         first_outputs: Vec<Output>,
-        storage: (Storage, Arc<StorageCounters>),
+        storage: Storage,
         transport: Transport,
         timers: Timers,
         waiters: Waiters,
@@ -334,8 +351,7 @@ impl Driver {
     ) -> Driver {
         Driver {
             node,
-            storage: storage.0,
-            storage_counters: storage.1,
+            storage,
             transport,
             timers,
             waiters,
@@ -351,8 +367,8 @@ impl Driver {
             snapshots,
             fatal: None,
             outputs: first_outputs,
-            persists: Vec::new(),
-            rest: Vec::new(),
+            writing: std::collections::VecDeque::new(),
+            next_write: 0,
             proposal_bytes: 0,
         }
     }
@@ -400,6 +416,7 @@ impl Driver {
                         self.reads.add(request, Instant::now())
                     }
                     Some(request) = self.transfers.recv() => self.on_transfer(request),
+                    Some(done) = self.storage.completions().recv() => self.on_written(done)?,
                     Some(request) = self.snapshots.requests.recv() => self.on_snapshot_request(request),
                     Some(index) = self.snapshots.refusals.recv() => {
                         return Err(NodeError::RestoreNotHandled { index });
@@ -409,8 +426,8 @@ impl Driver {
                 // queue more inputs, and one batch takes them all.
                 tokio::task::yield_now().await;
             }
-            self.take_ready();
-            self.flush().await?;
+            self.take_ready()?;
+            self.flush()?;
             self.report_applied();
         }
     }
@@ -516,7 +533,11 @@ impl Driver {
 
     /// Steps the peer messages and proposals already waiting, each drain
     /// bounded (see the constants), proposals as one input.
-    fn take_ready(&mut self) {
+    fn take_ready(&mut self) -> Result<(), NodeError> {
+        // Bound: one completion per write in flight.
+        while let Ok(done) = self.storage.completions().try_recv() {
+            self.on_written(done)?;
+        }
         for _ in 0..MESSAGES_PER_BATCH_MAX {
             let Ok(inbound) = self.inbox.try_recv() else { break };
             self.on_inbound(inbound);
@@ -547,28 +568,64 @@ impl Driver {
         if let Some(ids) = self.reads.take_batch() {
             self.node.step(Input::Read(ids), &mut self.outputs);
         }
+        Ok(())
     }
 
-    /// Executes the batch's outputs: every persist first, in one write and
-    /// one fsync, then the rest in order.
-    async fn flush(&mut self) -> Result<(), NodeError> {
-        for o in self.outputs.drain(..) {
+    /// Executes the batch's outputs in order: persists are submitted as one
+    /// write; an output waits for the write if a `Persist` precedes it in
+    /// the batch or is still being written, and goes out now otherwise.
+    fn flush(&mut self) -> Result<(), NodeError> {
+        let fenced = self.writing.iter().any(|w| w.barrier);
+        let (mut persists, mut deferred) = (Vec::new(), Vec::new());
+        let (mut barrier, mut report) = (false, None);
+        for o in std::mem::take(&mut self.outputs) {
             match o {
-                Output::Persist(p) => self.persists.push(p),
-                o => self.rest.push(o),
+                Output::Persist(p) => {
+                    persists.push(p);
+                    barrier = true;
+                }
+                Output::PersistAsync { persist, term, index } => {
+                    persists.push(persist);
+                    report = Some(Input::Persisted { term, index });
+                }
+                o if fenced || barrier => deferred.push(o),
+                o => self.execute(o),
             }
         }
-        if !self.persists.is_empty() {
-            let batch = std::mem::take(&mut self.persists);
-            let counters = &self.storage_counters;
-            self.persists = self.storage.persist(batch, counters).await.map_err(NodeError::Storage)?;
+        if !persists.is_empty() {
+            let seq = self.next_write;
+            self.next_write += 1;
+            self.storage.submit(seq, persists).map_err(NodeError::Storage)?;
+            self.writing.push_back(Write { seq, barrier, report, deferred });
+        } else if let Some(last) = self.writing.back_mut().filter(|_| !deferred.is_empty()) {
+            last.deferred.append(&mut deferred);
         }
-        let mut rest = std::mem::take(&mut self.rest);
-        for o in rest.drain(..) {
+        self.settle()
+    }
+
+    /// A write is durable: the outputs that waited for it are executed, and
+    /// its background writes reported.
+    fn on_written(&mut self, done: crate::storage::Completion) -> Result<(), NodeError> {
+        let seq = done.map_err(NodeError::Storage)?;
+        let write = self.writing.pop_front().expect("a completion for a write submitted");
+        debug_assert_eq!(write.seq, seq, "writes complete in order");
+        for o in write.deferred {
             self.execute(o);
         }
-        self.rest = rest;
-        self.snapshots.settle(self.node.state().snapshot());
+        if let Some(report) = write.report {
+            self.node.step(report, &mut self.outputs);
+        }
+        self.settle()
+    }
+
+    /// After outputs ran: snapshot files the durable state no longer names
+    /// are removed (only once no `Persist` is being written, so that the
+    /// state's snapshot is the durable one), proposals settled, the status
+    /// published.
+    fn settle(&mut self) -> Result<(), NodeError> {
+        if !self.writing.iter().any(|w| w.barrier) {
+            self.snapshots.settle(self.node.state().snapshot());
+        }
         self.waiters.settle(self.node.state());
         self.publish();
         match self.fatal.take() {
@@ -599,7 +656,7 @@ impl Driver {
 
     fn execute(&mut self, output: Output) {
         match output {
-            Output::Persist(_) => unreachable!("persists are taken out before"),
+            Output::Persist(_) | Output::PersistAsync { .. } => unreachable!("persists are taken out before"),
             Output::Send { to, message: Message::InstallSnapshot(m) } => self.snapshots.send(&self.transport, to, m),
             Output::Send { to, message } => self.transport.send(to, message),
             Output::SetTimer { timer, min, max } => self.timers.set(timer, min, max, Instant::now()),

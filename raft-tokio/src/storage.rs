@@ -28,7 +28,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 
 /// The name of the store file inside the data directory.
 pub const STORE_FILE: &str = "raft.redb";
@@ -334,16 +334,34 @@ pub(crate) struct StorageCounters {
     pub write_micros: std::sync::atomic::AtomicU64,
 }
 
-type Job = (Vec<Persist>, oneshot::Sender<Result<Vec<Persist>, StorageError>>);
+/// A batch of writes for the storage thread, with its sequence number.
+type Job = (u64, Vec<Persist>);
 
-/// The store as the driver sees it.
-pub(crate) enum Storage {
-    /// raft-core's in-memory store; writes happen inline: there is nothing
-    /// to wait for.
-    Memory(MemoryStore),
+/// The completion of a batch: its sequence number once durable, or why
+/// not. Completions come in the order the batches were submitted.
+pub(crate) type Completion = Result<u64, StorageError>;
+
+/// Most batches the storage thread makes durable in one transaction (one
+/// fsync) when several wait: the batches a node loop submits while the
+/// disk is busy share its next fsync (group commit), and the bound keeps
+/// one transaction, and the wait of the first batch in it, short.
+const BATCHES_PER_WRITE_MAX: usize = 64;
+
+/// The store as the driver sees it: writes are submitted and complete in
+/// the background, in order, while the node loop goes on.
+pub(crate) struct Storage {
+    kind: StorageKind,
+    /// Where completions arrive (see [`Storage::completions`]).
+    completions: mpsc::UnboundedReceiver<Completion>,
+}
+
+enum StorageKind {
+    /// raft-core's in-memory store: a write is applied, and reported
+    /// complete, at once.
+    Memory(MemoryStore, mpsc::UnboundedSender<Completion>),
     /// Every write fails (tests of what a failed write does).
     #[cfg(test)]
-    FailWrites,
+    FailWrites(mpsc::UnboundedSender<Completion>),
     /// Writes go to the storage thread.
     Disk { jobs: Option<std::sync::mpsc::Sender<Job>>, thread: Option<std::thread::JoinHandle<()>>, path: PathBuf },
 }
@@ -351,79 +369,81 @@ pub(crate) enum Storage {
 impl Storage {
     /// The in-memory store, empty.
     pub fn memory() -> (Storage, MemoryStore) {
-        (Storage::Memory(MemoryStore::new()), MemoryStore::new())
+        let (tx, completions) = mpsc::unbounded_channel();
+        (Storage { kind: StorageKind::Memory(MemoryStore::new(), tx), completions }, MemoryStore::new())
+    }
+
+    /// A store whose every write fails.
+    #[cfg(test)]
+    pub fn failing() -> Storage {
+        let (tx, completions) = mpsc::unbounded_channel();
+        Storage { kind: StorageKind::FailWrites(tx), completions }
     }
 
     /// Opens the disk store (blocking: call at start-up, not from a task's
     /// hot path) and starts its thread.
-    pub fn disk(dir: &Path, identity: StoreIdentity, name: String) -> Result<(Storage, MemoryStore), StorageError> {
+    pub fn disk(
+        dir: &Path,
+        identity: StoreIdentity,
+        name: String,
+        counters: Arc<StorageCounters>,
+    ) -> Result<(Storage, MemoryStore), StorageError> {
         let (mut store, recovered) = DiskStore::open(dir, identity)?;
         let path = store.path.clone();
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let (done, completions) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name(name)
-            .spawn(move || {
-                for (batch, reply) in rx {
-                    let result = store.write(&batch).map(|()| batch);
-                    let _ = reply.send(result);
-                }
-            })
+            .spawn(move || write_jobs(&mut store, &rx, &done, &counters))
             .map_err(|e| StorageError {
                 path: path.clone(),
                 problem: StorageProblem::WriteFailed(Arc::new(redb::Error::Io(e))),
             })?;
-        Ok((Storage::Disk { jobs: Some(jobs), thread: Some(thread), path }, recovered))
+        Ok((Storage { kind: StorageKind::Disk { jobs: Some(jobs), thread: Some(thread), path }, completions }, recovered))
     }
 
-    /// Makes `batch` durable; returns it emptied so its allocation is reused.
-    pub async fn persist(
-        &mut self,
-        batch: Vec<Persist>,
-        counters: &StorageCounters,
-    ) -> Result<Vec<Persist>, StorageError> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let start = std::time::Instant::now();
-        let result = self.write(batch).await;
-        counters.writes.fetch_add(1, Relaxed);
-        counters.write_micros.fetch_add(start.elapsed().as_micros() as u64, Relaxed);
-        result
-    }
-
-    async fn write(&mut self, mut batch: Vec<Persist>) -> Result<Vec<Persist>, StorageError> {
-        match self {
-            Storage::Memory(m) => {
-                for p in batch.drain(..) {
+    /// Starts making `batch` durable, after every batch submitted before;
+    /// its completion, `seq`, comes on [`Storage::completions`].
+    pub fn submit(&mut self, seq: u64, batch: Vec<Persist>) -> Result<(), StorageError> {
+        match &mut self.kind {
+            StorageKind::Memory(m, done) => {
+                for p in &batch {
                     // raft-core's store refuses only persists that break the
                     // step contract: a raft-core bug, like a failed invariant
                     // of its own, so the node stops the same way.
-                    if let Err(e) = m.apply(&p) {
+                    if let Err(e) = m.apply(p) {
                         panic!("raft-core asked for a write that breaks its contract: {e}");
                     }
                 }
-                Ok(batch)
+                let _ = done.send(Ok(seq));
+                Ok(())
             }
             #[cfg(test)]
-            Storage::FailWrites => Err(StorageError {
-                path: PathBuf::from("injected"),
-                problem: StorageProblem::WriteFailed(Arc::new(redb::Error::Io(std::io::Error::other(
-                    "injected failure",
-                )))),
-            }),
-            Storage::Disk { jobs, path, .. } => {
+            StorageKind::FailWrites(done) => {
+                let _ = done.send(Err(StorageError {
+                    path: PathBuf::from("injected"),
+                    problem: StorageProblem::WriteFailed(Arc::new(redb::Error::Io(std::io::Error::other(
+                        "injected failure",
+                    )))),
+                }));
+                Ok(())
+            }
+            StorageKind::Disk { jobs, path, .. } => {
                 let gone = || StorageError { path: path.clone(), problem: StorageProblem::ThreadGone };
-                let (tx, rx) = oneshot::channel();
-                jobs.as_ref().ok_or_else(gone)?.send((batch, tx)).map_err(|_| gone())?;
-                let mut batch = rx.await.map_err(|_| gone())??;
-                batch.clear();
-                Ok(batch)
+                jobs.as_ref().ok_or_else(gone)?.send((seq, batch)).map_err(|_| gone())
             }
         }
     }
 
+    /// The completions of submitted batches, in submission order.
+    pub fn completions(&mut self) -> &mut mpsc::UnboundedReceiver<Completion> {
+        &mut self.completions
+    }
+
     /// The store file, for the disk store.
     pub fn path(&self) -> Option<&Path> {
-        match self {
-            Storage::Disk { path, .. } => Some(path),
+        match &self.kind {
+            StorageKind::Disk { path, .. } => Some(path),
             _ => None,
         }
     }
@@ -432,7 +452,7 @@ impl Storage {
     /// blocking: for a start that fails after the store was opened, so
     /// that the store can be opened again at once.
     pub fn close_blocking(mut self) {
-        if let Storage::Disk { jobs, thread, .. } = &mut self {
+        if let StorageKind::Disk { jobs, thread, .. } = &mut self.kind {
             drop(jobs.take());
             if let Some(t) = thread.take() {
                 let _ = t.join();
@@ -443,11 +463,48 @@ impl Storage {
     /// Stops the storage thread and waits until the file is closed, so that
     /// a restarted node can open it again.
     pub async fn close(&mut self) {
-        if let Storage::Disk { jobs, thread, .. } = self {
+        if let StorageKind::Disk { jobs, thread, .. } = &mut self.kind {
             drop(jobs.take());
             if let Some(t) = thread.take() {
                 let _ = tokio::task::spawn_blocking(move || t.join()).await;
             }
+        }
+    }
+}
+
+/// The storage thread: takes a batch and whatever batches wait behind it
+/// (at most [`BATCHES_PER_WRITE_MAX`]), makes them durable in one
+/// transaction, and reports each complete, in order. A failed write is
+/// reported for its batches and ends the thread (the node stops).
+fn write_jobs(
+    store: &mut DiskStore,
+    jobs: &std::sync::mpsc::Receiver<Job>,
+    done: &mpsc::UnboundedSender<Completion>,
+    counters: &StorageCounters,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut batch = Vec::new();
+    let mut seqs = Vec::new();
+    while let Ok(first) = jobs.recv() {
+        let mut next = Some(first);
+        while let Some((seq, persists)) = next.take() {
+            seqs.push(seq);
+            batch.extend(persists);
+            if seqs.len() < BATCHES_PER_WRITE_MAX {
+                next = jobs.try_recv().ok();
+            }
+        }
+        let start = std::time::Instant::now();
+        let result = store.write(&batch);
+        counters.writes.fetch_add(1, Relaxed);
+        counters.write_micros.fetch_add(start.elapsed().as_micros() as u64, Relaxed);
+        batch.clear();
+        let failed = result.is_err();
+        for seq in seqs.drain(..) {
+            let _ = done.send(result.clone().map(|()| seq));
+        }
+        if failed {
+            return;
         }
     }
 }
