@@ -3,7 +3,12 @@
 //! Virtual time is in microseconds. Each node's outputs are executed in
 //! order, as the runtime does: a `Persist` takes a disk write (nodes write
 //! one at a time), and every later output of the same list waits for it:
-//! sends leave and timers start only once the write is done. Messages take
+//! sends leave and timers start only once the write is done. A
+//! `PersistAsync` (a leader's own entries, a candidate's vote) takes its
+//! turn on the disk too, but nothing waits for it: its completion comes
+//! back as `Input::Persisted` when the write is done. (The disk's content
+//! changes when a write is asked for: a crash is a timing event here, and
+//! what it loses is not modelled.) Messages take
 //! a latency drawn from the network's distribution and may be lost.
 
 use raft_core::{Config, Input, LogIndex, Membership, MemoryStore, Message, NodeId, Output, State, Timer};
@@ -94,6 +99,16 @@ pub enum Event {
         /// The arming it belongs to.
         generation: u64,
     },
+    /// A node's background write is durable (ignored if the node crashed
+    /// since: `lifetime` no longer matches).
+    Written {
+        /// The node.
+        node: NodeId,
+        /// The completion to report.
+        report: Input,
+        /// The node's lifetime when it asked for the write.
+        lifetime: u64,
+    },
 }
 
 struct SimNode {
@@ -104,6 +119,8 @@ struct SimNode {
     timer_generation: [u64; TIMER_KINDS],
     /// What the node persisted.
     disk: MemoryStore,
+    /// How many times the node crashed.
+    lifetime: u64,
 }
 
 /// A cluster of raft-core nodes in virtual time.
@@ -159,6 +176,7 @@ impl Sim {
                 disk_free_at: 0,
                 timer_generation: [0; TIMER_KINDS],
                 disk: MemoryStore::new(),
+                lifetime: 0,
             });
             sim.execute(NodeId(i as u64 + 1), outputs);
         }
@@ -230,6 +248,12 @@ impl Sim {
                     self.input(node, Input::Timeout(timer));
                 }
             }
+            Event::Written { node, report, lifetime } => {
+                let n = self.node(node);
+                if n.alive && n.lifetime == lifetime {
+                    self.input(node, report);
+                }
+            }
         }
     }
 
@@ -246,6 +270,7 @@ impl Sim {
     pub fn crash(&mut self, id: NodeId) {
         let n = self.node_mut(id);
         n.alive = false;
+        n.lifetime += 1;
         n.timer_generation.iter_mut().for_each(|g| *g += 1);
     }
 
@@ -289,6 +314,17 @@ impl Sim {
                     if let Err(refused) = n.disk.apply(&p) {
                         panic!("raft-core broke the persist contract: {refused}");
                     }
+                }
+                Output::PersistAsync { persist, term, index } => {
+                    let write = self.net.disk.sample(&mut self.rng);
+                    let n = self.node_mut(id);
+                    let done = ready.max(n.disk_free_at) + write;
+                    n.disk_free_at = done;
+                    if let Err(refused) = n.disk.apply(&persist) {
+                        panic!("raft-core broke the persist contract: {refused}");
+                    }
+                    let (report, lifetime) = (Input::Persisted { term, index }, n.lifetime);
+                    self.schedule(done, Event::Written { node: id, report, lifetime });
                 }
                 Output::Send { to, message } => {
                     let lost = self.net.loss > 0.0 && self.rng.random_bool(self.net.loss);
