@@ -204,6 +204,15 @@ pub(crate) struct Snapshots {
 /// The answer to an application's snapshot, once its record is durable.
 type TakenReply = oneshot::Sender<Result<SnapshotMeta, SnapshotError>>;
 
+/// The snapshot files offered to raft-core in one batch and the
+/// application's snapshots to answer: settled once the batch's write is
+/// durable.
+#[derive(Default)]
+struct SnapshotsOffered {
+    offered: Vec<(LogIndex, Term)>,
+    replies: Vec<(LogIndex, Term, TakenReply)>,
+}
+
 impl Snapshots {
     pub fn new(
         store: SnapshotStore,
@@ -234,7 +243,8 @@ impl Snapshots {
     /// After a flush, with `current` the snapshot raft-core holds (durable
     /// now): removes the file of the snapshot it replaced, and the files it
     /// was offered and did not take; answers the application's snapshots.
-    fn settle(&mut self, current: Option<&SnapshotMeta>) {
+    fn settle(&mut self, current: Option<&SnapshotMeta>, done: SnapshotsOffered) {
+        let SnapshotsOffered { offered, replies } = done;
         let key = current.map(|m| (m.index, m.term));
         if key != self.durable {
             if let Some(old) = self.durable.take() {
@@ -242,12 +252,12 @@ impl Snapshots {
             }
             self.durable = key;
         }
-        for offered in std::mem::take(&mut self.offered) {
+        for offered in offered {
             if Some(offered) != key {
                 self.remove(offered);
             }
         }
-        for (index, term, reply) in std::mem::take(&mut self.replies) {
+        for (index, term, reply) in replies {
             let answer = match current {
                 Some(meta) if (meta.index, meta.term) == (index, term) => Ok(meta.clone()),
                 _ => Err(SnapshotError::Superseded { index, snapshot: key.map_or(LogIndex(0), |k| k.0) }),
@@ -327,6 +337,10 @@ struct Write {
     barrier: bool,
     /// The completion to report for its last `PersistAsync`.
     report: Option<Input>,
+    /// The node's snapshot when it was submitted: durable with it.
+    snapshot: Option<SnapshotMeta>,
+    /// What to settle about snapshots once it is durable.
+    offered: SnapshotsOffered,
     /// Outputs to execute once it is durable, in order.
     deferred: Vec<Output>,
 }
@@ -576,6 +590,10 @@ impl Driver {
     /// the batch or is still being written, and goes out now otherwise.
     fn flush(&mut self) -> Result<(), NodeError> {
         let fenced = self.writing.iter().any(|w| w.barrier);
+        let mut offered = SnapshotsOffered {
+            offered: std::mem::take(&mut self.snapshots.offered),
+            replies: std::mem::take(&mut self.snapshots.replies),
+        };
         let (mut persists, mut deferred) = (Vec::new(), Vec::new());
         let (mut barrier, mut report) = (false, None);
         for o in std::mem::take(&mut self.outputs) {
@@ -596,9 +614,15 @@ impl Driver {
             let seq = self.next_write;
             self.next_write += 1;
             self.storage.submit(seq, persists).map_err(NodeError::Storage)?;
-            self.writing.push_back(Write { seq, barrier, report, deferred });
-        } else if let Some(last) = self.writing.back_mut().filter(|_| !deferred.is_empty()) {
+            let snapshot = self.node.state().snapshot().cloned();
+            self.writing.push_back(Write { seq, barrier, report, snapshot, offered, deferred });
+        } else if let Some(last) = self.writing.back_mut() {
             last.deferred.append(&mut deferred);
+            last.offered.offered.append(&mut offered.offered);
+            last.offered.replies.append(&mut offered.replies);
+        } else {
+            // Nothing being written: the state's snapshot is the durable one.
+            self.snapshots.settle(self.node.state().snapshot(), offered);
         }
         self.settle()
     }
@@ -615,17 +639,13 @@ impl Driver {
         if let Some(report) = write.report {
             self.node.step(report, &mut self.outputs);
         }
+        // Snapshot files the now durable state no longer names go.
+        self.snapshots.settle(write.snapshot.as_ref(), write.offered);
         self.settle()
     }
 
-    /// After outputs ran: snapshot files the durable state no longer names
-    /// are removed (only once no `Persist` is being written, so that the
-    /// state's snapshot is the durable one), proposals settled, the status
-    /// published.
+    /// After outputs ran: proposals settled, the status published.
     fn settle(&mut self) -> Result<(), NodeError> {
-        if !self.writing.iter().any(|w| w.barrier) {
-            self.snapshots.settle(self.node.state().snapshot());
-        }
         self.waiters.settle(self.node.state());
         self.publish();
         match self.fatal.take() {
