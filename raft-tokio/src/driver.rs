@@ -589,7 +589,9 @@ impl Driver {
     /// write; an output waits for the write if a `Persist` precedes it in
     /// the batch or is still being written, and goes out now otherwise.
     fn flush(&mut self) -> Result<(), NodeError> {
-        let fenced = self.writing.iter().any(|w| w.barrier);
+        // Outputs stay in order: behind a `Persist` being written, and
+        // behind outputs already waiting for a write.
+        let fenced = self.writing.iter().any(|w| w.barrier || !w.deferred.is_empty());
         let mut offered = SnapshotsOffered {
             offered: std::mem::take(&mut self.snapshots.offered),
             replies: std::mem::take(&mut self.snapshots.replies),
