@@ -38,8 +38,8 @@ use crate::storage::{Storage, StorageError, StorageProblem};
 use crate::transport::{Inbound, Transport};
 use crate::waiters::{ProposeRequest, Waiters};
 use raft_core::{
-    Committed, Input, LogIndex, Message, Node, NodeId, Output, SnapshotMeta, Status, Term, Timer,
-    TransferRejection, PROPOSAL_OVERHEAD_BYTES,
+    Committed, Input, LogIndex, Message, Node, NodeId, Output, SnapshotMeta, Status, Term, Timer, TransferRejection,
+    PROPOSAL_OVERHEAD_BYTES,
 };
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;

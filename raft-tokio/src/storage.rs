@@ -399,7 +399,10 @@ impl Storage {
                 path: path.clone(),
                 problem: StorageProblem::WriteFailed(Arc::new(redb::Error::Io(e))),
             })?;
-        Ok((Storage { kind: StorageKind::Disk { jobs: Some(jobs), thread: Some(thread), path }, completions }, recovered))
+        Ok((
+            Storage { kind: StorageKind::Disk { jobs: Some(jobs), thread: Some(thread), path }, completions },
+            recovered,
+        ))
     }
 
     /// Starts making `batch` durable, after every batch submitted before;
