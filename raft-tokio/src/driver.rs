@@ -626,6 +626,11 @@ impl Driver {
             // Nothing being written: the state's snapshot is the durable one.
             self.snapshots.settle(self.node.state().snapshot(), offered);
         }
+        // The in-memory store completes at once: its completions are taken
+        // here rather than after another wait. Bound: one per write in flight.
+        while let Ok(done) = self.storage.completions().try_recv() {
+            self.on_written(done)?;
+        }
         self.settle()
     }
 
