@@ -60,7 +60,7 @@ async function election(page, url) {
   const toC = await page.$$(`#messages tr[data-to="${c}"][data-kind="RequestVote"]`);
   assert.equal(toC.length, 1, `the RequestVote to ${c} is still in flight`);
   const legend = await page.$$eval('#legend-table td:first-child', (tds) => tds.map((td) => td.textContent));
-  assert.ok(legend.includes('t1/vote n2, t1/no vote') && legend.includes('i3@t2'), `the legend: ${legend.join(' | ')}`);
+  assert.ok(legend.includes('t1/vote n2; t1/no vote') && legend.includes('i3; i3@t2'), `the legend: ${legend.join(' | ')}`);
   console.log(`ok: election and commit: ${a} leads term 1, ${a} and ${b} hold two committed entries, ${c} heard nothing`);
 }
 
