@@ -29,6 +29,13 @@ fn main() {
                 match output {
                     // A real driver writes and fsyncs here, before going on.
                     Output::Persist(p) => println!("n{} persists {p:?}", node + 1),
+                    // A leader's own entries, a candidate's vote: a real
+                    // driver writes them in the background and goes on; once
+                    // durable, it reports them. Here the disk is instant.
+                    Output::PersistAsync { persist, term, index } => {
+                        println!("n{} persists in the background {persist:?}", node + 1);
+                        pending.push((node, Input::Persisted { term, index }));
+                    }
                     Output::Send { to, message } => network.push_back((ids[node], to, message)),
                     Output::Deliver(entries) => {
                         for e in &entries {
