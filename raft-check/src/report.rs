@@ -241,7 +241,7 @@ fn print_path(
     let flags = options.flags.join(" ");
     let explore = format!("cargo run --release -- -m explore {flags}");
     let _ = writeln!(out, "  Explorer: run `{}`, then open", explore.trim_end());
-    let _ = writeln!(out, "    {}", explorer_url(options.addr, &encoded));
+    let _ = writeln!(out, "    {}", explorer_url(options.addr, &encoded, name));
     if write_replay {
         let file = ReplayFile {
             property: name.to_string(),
@@ -264,10 +264,11 @@ fn print_path(
     }
 }
 
-/// The URL of stateright's explorer page at a path (`Path::encode`'s
-/// action indexes), when `-m explore` serves on `addr`.
-pub fn explorer_url(addr: &str, encoded_path: &str) -> String {
-    format!("http://{addr}/#/steps/{encoded_path}")
+/// The URL of the Raft explorer at a path (`Path::encode`'s action
+/// indexes), opened as a counterexample of `property`, when `-m explore`
+/// serves on `addr`.
+pub fn explorer_url(addr: &str, encoded_path: &str, property: &str) -> String {
+    format!("http://{addr}/#/steps/{encoded_path}?property={}", property.replace(' ', "%20"))
 }
 
 /// Writes `file` as `counterexample-<property>.json` under `dir` (made if

@@ -115,6 +115,7 @@ fn a_broken_rule_prints_a_numbered_trace_and_a_replay_file_that_replays() {
     assert!(!out.contains("n0") && !out.contains("Replay: ["), "{out}");
     assert!(out.contains("leaders elected so far: n2 in t1, n3 in t1"), "{out}");
     assert!(out.contains("http://127.0.0.1:3000/#/steps/0/"), "{out}");
+    assert!(out.contains("?property=Election%20Safety"), "the URL opens the counterexample view: {out}");
     assert!(out.contains("cargo run --release -- -m explore --fault grant-second-vote"), "{out}");
     let file = dir.join("counterexample-election-safety.json");
     assert!(out.contains(&format!("Replay file: {}", file.display())), "{out}");
