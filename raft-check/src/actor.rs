@@ -872,24 +872,18 @@ impl Server {
         let mut disk = None;
         for out in &outputs {
             match out {
-                Output::Persist(p) => {
-                    // Writes reach the disk in order: the queued ones are
-                    // durable once this one is.
+                Output::PersistAsync { persist, term, index } if self.background_writes => {
+                    queue.push((persist.clone(), Input::Persisted { term: *term, index: *index }));
+                }
+                // Writes reach the disk in order: the queued ones are durable
+                // once this one is. (Without background writes, a
+                // `PersistAsync` is written here and reported by the caller.)
+                Output::Persist(p) | Output::PersistAsync { persist: p, .. } => {
                     let durable = disk.get_or_insert_with(|| before.disk().into_owned());
                     for p in queue.drain(..).map(|(queued, _)| queued).chain([p.clone()]) {
                         if let Err(refused) = durable.raft.apply(&p) {
                             panic!("raft-core broke the persist contract: {refused}");
                         }
-                    }
-                }
-                Output::PersistAsync { persist, term, index } if self.background_writes => {
-                    queue.push((persist.clone(), Input::Persisted { term: *term, index: *index }));
-                }
-                // An instant disk: written here, reported by the caller.
-                Output::PersistAsync { persist, .. } => {
-                    let durable = disk.get_or_insert_with(|| before.disk().into_owned());
-                    if let Err(refused) = durable.raft.apply(persist) {
-                        panic!("raft-core broke the persist contract: {refused}");
                     }
                 }
                 _ => {}

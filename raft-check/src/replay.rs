@@ -281,14 +281,14 @@ impl Cluster {
             match output {
                 // An instant disk: stored and reported at once.
                 Output::PersistAsync { persist, term, index } if !self.background[i] => {
-                    self.write(i, Some(persist));
+                    self.write(i, persist);
                     let state = self.states[i].as_mut().expect("a node that wrote is up");
                     state.step(config, Input::Persisted { term, index }, &mut outputs);
                 }
                 Output::PersistAsync { persist, term, index } => {
                     self.writing[i].push((persist, Input::Persisted { term, index }));
                 }
-                Output::Persist(p) => self.write(i, Some(p)),
+                Output::Persist(p) => self.write(i, p),
                 _ => {}
             }
         }
@@ -297,8 +297,8 @@ impl Cluster {
 
     /// Puts server `i`'s queued background writes on its storage, in order,
     /// then `persist`.
-    fn write(&mut self, i: usize, persist: Option<Persist>) {
-        for p in self.writing[i].drain(..).map(|(p, _)| p).chain(persist) {
+    fn write(&mut self, i: usize, persist: Persist) {
+        for p in self.writing[i].drain(..).map(|(p, _)| p).chain([persist]) {
             self.storage[i].apply(&p).expect("raft-core keeps the persist contract");
         }
     }

@@ -169,7 +169,7 @@ impl State {
         if ack_first {
             self.reply_append(from, AppendResult::Success { match_index: acknowledged }, out);
         }
-        self.append_own(config, fresh, out);
+        self.append_own(fresh, out);
         if config.breaks(Fault::TruncateWithoutConflict) && self.log.last_index() > match_index {
             self.log.truncate_from(match_index.next());
             self.persist(Persist::Truncate { from: match_index.next() }, out);

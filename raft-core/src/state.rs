@@ -668,7 +668,7 @@ impl State {
             self.membership.peers(config.id()).map(|p| (p, Progress::new(next_index))).collect();
         self.role = Role::Leader { progress, transfer: None };
         let pending = core::mem::take(&mut self.pending);
-        self.append_own(config, vec![Entry::noop(self.hard.term)], out);
+        self.append_own(vec![Entry::noop(self.hard.term)], out);
         self.append_proposals(config, pending, out);
         out.push(Output::CancelTimer(Timer::Election));
         self.set_leader(config, Some(config.id()), out);
@@ -706,7 +706,7 @@ impl State {
     /// Appends entries to this node's own log and asks for them to be
     /// persisted: a follower's before anything later (its acknowledgement
     /// follows), a leader's in the background (thesis §10.2.1).
-    pub(crate) fn append_own(&mut self, _config: &Config, entries: Vec<Entry>, out: &mut Vec<Output>) {
+    pub(crate) fn append_own(&mut self, entries: Vec<Entry>, out: &mut Vec<Output>) {
         if entries.is_empty() {
             return;
         }
