@@ -63,7 +63,7 @@ impl State {
         // No-ops already handed over behind the last reported command count
         // as applied now.
         while self.applied_index < self.delivered_index
-            && self.log.get(self.applied_index.next()).is_some_and(|e| e.payload == Payload::Noop)
+            && self.log.get(self.applied_index.next()).is_some_and(|e| !is_command(&e.payload))
         {
             self.applied_index = self.applied_index.next();
         }
@@ -71,10 +71,20 @@ impl State {
         let mut index = first;
         while index <= last {
             let Some(entry) = self.log.get(index) else { break };
-            // The application never sees a no-op, so it cannot report one
-            // applied: a no-op counts as applied as soon as everything
-            // before it is, and never holds the window.
-            if entry.payload == Payload::Noop && index == self.applied_index.next() {
+            // A configuration entry is reported in its place among the
+            // commands.
+            if let Payload::Membership(membership) = &entry.payload {
+                if !delivered.is_empty() {
+                    out.push(Output::Deliver(core::mem::take(&mut delivered)));
+                }
+                let membership = membership.clone();
+                out.push(Output::MembershipCommitted { index, term: entry.term, membership });
+            }
+            // The application never sees a no-op or a configuration entry
+            // as a command, so it cannot report one applied: such an entry
+            // counts as applied as soon as everything before it is, and
+            // never holds the window.
+            if !is_command(&entry.payload) && index == self.applied_index.next() {
                 self.applied_index = index;
                 index = index.next();
                 continue;
@@ -98,4 +108,9 @@ impl State {
         }
         self.release_applied_reads(config, out);
     }
+}
+
+/// Whether the application sees this entry as a command.
+fn is_command(payload: &Payload) -> bool {
+    matches!(payload, Payload::Command(_))
 }

@@ -26,16 +26,16 @@ impl State {
             last_log_term: self.log.last_term(),
             transfer,
         };
-        for to in self.membership.peers(config.id()) {
+        for to in self.configs.current().voting_peers(config.id()) {
             out.push(Output::Send { to, message: Message::RequestVote(request.clone()) });
         }
     }
 
     fn has_won_election(&self) -> bool {
         match &self.role {
-            Role::PreCandidate { votes } => self.membership.quorum().is_won(votes),
+            Role::PreCandidate { votes } => self.configs.current().quorum().is_won(votes),
             // Its own vote among them: it is counted once durable.
-            Role::Candidate { votes } => self.hard_state_is_durable() && self.membership.quorum().is_won(votes),
+            Role::Candidate { votes } => self.hard_state_is_durable() && self.configs.current().quorum().is_won(votes),
             _ => false,
         }
     }
@@ -57,7 +57,7 @@ impl State {
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
         };
-        for to in self.membership.peers(config.id()) {
+        for to in self.configs.current().voting_peers(config.id()) {
             out.push(Output::Send { to, message: Message::PreVote(request.clone()) });
         }
     }
@@ -111,7 +111,7 @@ impl State {
     /// requests say so (voters then set check-quorum's lease aside).
     pub(crate) fn on_timeout_now(&mut self, config: &Config, m: TimeoutNow, out: &mut Vec<Output>) {
         self.debug_assert_current_term(config, m.term);
-        if self.membership.is_voter(config.id()) {
+        if self.configs.current().is_voter(config.id()) {
             self.start_election(config, true, out);
         }
     }

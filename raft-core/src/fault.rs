@@ -128,4 +128,8 @@ faults! {
     /// A node takes a snapshot of, and compacts, entries it does not know
     /// committed (up to its last index, not its applied index).
     CompactPastCommit => "compact-past-commit", "§7", "compact only committed, applied entries";
+    /// A leader takes a membership change before it has committed an entry
+    /// of its own term (the raft-dev bug of 2015: two changes across a
+    /// change of leader can form majorities that do not overlap).
+    ChangeBeforeTermCommit => "change-before-term-commit", "thesis §4.2", "change membership only after committing an entry of the term";
 }

@@ -1,6 +1,6 @@
 //! What goes into `step` and what comes out of it.
 
-use crate::membership::Membership;
+use crate::membership::{Change, ChangeRejection, Membership};
 use crate::message::Message;
 use crate::snapshot::SnapshotMeta;
 use crate::types::{Entry, HardState, LogIndex, NodeId, ProposalId, ReadId, Term};
@@ -51,6 +51,17 @@ pub enum Input {
     /// node leads and the target is another voter; success shows as a
     /// [`Output::LeaderChanged`] naming the target.
     TransferLeadership(NodeId),
+    /// An operator asks the leader to change the membership by one server
+    /// (see the `membership` module for the rules). Answered with
+    /// [`Output::ChangeAccepted`] (the configuration entry's place) or
+    /// [`Output::ChangeRejected`]; its commit shows as
+    /// [`Output::MembershipCommitted`].
+    ChangeMembership {
+        /// The caller's id for the answer.
+        id: ProposalId,
+        /// The change.
+        change: Change,
+    },
     /// The application has made durable a snapshot of its state machine
     /// covering every entry up to this index, which it has applied (§7).
     /// The core records the snapshot (`Persist::Snapshot`) and compacts its
@@ -90,7 +101,9 @@ pub struct Proposal {
 pub enum Persist {
     /// Store term and vote, as one atomic record.
     HardState(HardState),
-    /// Store the cluster's membership (replacing the one stored).
+    /// Store the membership in force before the log's configuration
+    /// entries (replacing the one stored): the bootstrap one, or the one of
+    /// the latest snapshot. Later changes live in the log.
     Membership(Membership),
     /// Remove every log entry at `from` and after.
     Truncate {
@@ -179,7 +192,11 @@ pub enum TransferRejection {
 /// error of this node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Dropped {
-    /// The sender is not a member of the cluster (or is this node).
+    /// The message claims to come from this node, or is an answer (to a
+    /// vote, an append or a leadership check) from a node that is not a
+    /// member. Requests from non-members are served (thesis §4.1: a
+    /// leader this node has not heard of may hold a configuration entry it
+    /// has not received yet).
     UnknownSender,
     /// A response from an older term, or a response this node's role does
     /// not expect; or a leader's `TimeoutNow` of an older term, which needs
@@ -310,6 +327,34 @@ pub enum Output {
         acknowledged: LogIndex,
         /// The last index it now reports.
         last_index: LogIndex,
+    },
+    /// A membership change asked of this node was appended at (term,
+    /// index), and is in effect here from now on. It is committed once
+    /// [`Output::MembershipCommitted`] reports that index with that term.
+    ChangeAccepted {
+        /// The change's id.
+        id: ProposalId,
+        /// The leader's term.
+        term: Term,
+        /// The configuration entry's index.
+        index: LogIndex,
+    },
+    /// A membership change asked of this node was refused.
+    ChangeRejected {
+        /// The change's id.
+        id: ProposalId,
+        /// Why.
+        reason: ChangeRejection,
+    },
+    /// A configuration entry is committed, in log order among the
+    /// `Deliver`s: from `index` on, `membership` is the cluster's.
+    MembershipCommitted {
+        /// The entry's index.
+        index: LogIndex,
+        /// The entry's term.
+        term: Term,
+        /// The membership it set.
+        membership: Membership,
     },
     /// A leadership transfer was refused.
     TransferRejected {

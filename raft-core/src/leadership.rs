@@ -27,7 +27,7 @@ impl State {
         let Role::Leader { progress, .. } = &mut self.role else { unreachable!("dispatched to leaders only") };
         let mut heard: BTreeSet<NodeId> = progress.iter().filter(|(_, p)| p.is_active()).map(|(&id, _)| id).collect();
         heard.insert(config.id());
-        if !self.membership.quorum().is_won(&heard) {
+        if !self.configs.current().quorum().is_won(&heard) {
             // Stepping down cancels every leader timer (this one is spent
             // already: the cancel is harmless) and arms the election timer.
             self.become_follower(config, self.hard.term, None, out);
@@ -52,7 +52,7 @@ impl State {
             Some(TransferRejection::NotLeader { leader_hint: self.leader })
         } else if target == config.id() {
             Some(TransferRejection::ToSelf)
-        } else if !self.membership.is_voter(target) {
+        } else if !self.configs.current().is_voter(target) {
             Some(TransferRejection::NotVoter)
         } else {
             None

@@ -181,7 +181,7 @@ pub use config::{Config, ConfigError};
 pub use fault::Fault;
 pub use io::{Committed, Dropped, Input, Output, Persist, Proposal, Rejection, Timer, TransferRejection};
 pub use log::Log;
-pub use membership::{Membership, MembershipError};
+pub use membership::{Change, ChangeRejection, Membership, MembershipError};
 pub use message::{
     AppendEntries, AppendEntriesResponse, AppendResult, Forward, ForwardResponse, InstallSnapshot, LeadershipCheck,
     LeadershipCheckResponse, Message, Placement, PreVote, PreVoteResponse, ReadIndexRequest, ReadIndexResponse,

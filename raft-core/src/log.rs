@@ -7,7 +7,7 @@
 //! covered by a snapshot; the compaction point may lag the snapshot's index
 //! (entries kept for followers that lag a little, `Config::trailing_entries`).
 
-use crate::types::{Entry, LogIndex, Payload, Term};
+use crate::types::{Entry, LogIndex, NodeId, Payload, Term};
 use serde::{Deserialize, Serialize};
 
 /// A node's log: a contiguous run of entries after a compaction point (0:
@@ -98,15 +98,17 @@ impl Log {
         }
     }
 
-    /// The same log with every command's bytes replaced by `command(bytes)`
-    /// (see [`crate::State::renamed`]).
-    pub fn map_commands(&self, command: &dyn Fn(&[u8]) -> Vec<u8>) -> Log {
+    /// The same log with every node id in its configuration entries renamed
+    /// by `node` and every command's bytes replaced by `command(bytes)` (see
+    /// [`crate::State::renamed`]).
+    pub fn renamed(&self, node: &dyn Fn(NodeId) -> NodeId, command: &dyn Fn(&[u8]) -> Vec<u8>) -> Log {
         let entries = self
             .entries
             .iter()
             .map(|e| match &e.payload {
                 Payload::Noop => e.clone(),
                 Payload::Command(data) => Entry::command(e.term, command(data)),
+                Payload::Membership(m) => Entry { term: e.term, payload: Payload::Membership(m.renamed(node)) },
             })
             .collect();
         Log { compacted_index: self.compacted_index, compacted_term: self.compacted_term, entries }

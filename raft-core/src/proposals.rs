@@ -80,7 +80,7 @@ impl State {
                 placed.push((id, Err(Rejection::QueueFull)));
             }
         }
-        self.append_own(entries, out);
+        self.append_own(config, entries, out);
         placed
     }
 

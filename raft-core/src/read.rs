@@ -203,7 +203,7 @@ impl State {
 
     fn send_round(&self, config: &Config, out: &mut Vec<Output>) {
         let check = LeadershipCheck { term: self.hard.term, round: self.reads.round };
-        for to in self.membership.peers(config.id()) {
+        for to in self.configs.current().peers(config.id()) {
             out.push(Output::Send { to, message: Message::LeadershipCheck(check.clone()) });
         }
     }
@@ -224,7 +224,7 @@ impl State {
         let me = config.id();
         let answered =
             |n: NodeId| if n == me { self.reads.round } else { self.reads.acked.get(&n).copied().unwrap_or(0) };
-        self.membership.quorum().agreed(answered)
+        self.configs.current().quorum().agreed(answered)
     }
 
     /// A follower answers a leadership check of its term: the sender leads

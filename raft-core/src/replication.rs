@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::fault::Fault;
-use crate::io::{Dropped, Output, Persist};
+use crate::io::{Dropped, Output};
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendResult, Message};
 use crate::progress::{Mode, Progress};
 use crate::state::{Role, State};
@@ -22,7 +22,7 @@ impl State {
     pub(crate) fn heartbeat(&mut self, config: &Config, out: &mut Vec<Output>) {
         let hb = config.heartbeat_interval();
         out.push(Output::SetTimer { timer: crate::io::Timer::Heartbeat, min: hb, max: hb });
-        for peer in self.membership.peers(config.id()).collect::<Vec<_>>() {
+        for peer in self.configs.current().peers(config.id()).collect::<Vec<_>>() {
             self.send_append(config, peer, true, out);
         }
         self.resend_unconfirmed_round(config, out);
@@ -33,7 +33,7 @@ impl State {
     /// at once, one message per `entries_per_append_max` entries (up to the
     /// in-flight bound), rather than one message per acknowledgement.
     pub(crate) fn broadcast_append(&mut self, config: &Config, out: &mut Vec<Output>) {
-        for peer in self.membership.peers(config.id()).collect::<Vec<_>>() {
+        for peer in self.configs.current().peers(config.id()).collect::<Vec<_>>() {
             self.send_append(config, peer, false, out);
             for _ in 1..APPENDS_PER_TRIGGER_MAX {
                 if !self.has_streamable_backlog(config, peer) {
@@ -148,8 +148,7 @@ impl State {
                 Some(_) => {
                     // Refused before any change by `conflicts_with_committed`.
                     assert!(index > self.commit_index, "cutting committed entry {index:?}");
-                    self.log.truncate_from(index);
-                    self.persist(Persist::Truncate { from: index }, out);
+                    self.truncate_log(index, out);
                     fresh.push(entry);
                     break;
                 }
@@ -169,10 +168,9 @@ impl State {
         if ack_first {
             self.reply_append(from, AppendResult::Success { match_index: acknowledged }, out);
         }
-        self.append_own(fresh, out);
+        self.append_own(config, fresh, out);
         if config.breaks(Fault::TruncateWithoutConflict) && self.log.last_index() > match_index {
-            self.log.truncate_from(match_index.next());
-            self.persist(Persist::Truncate { from: match_index.next() }, out);
+            self.truncate_log(match_index.next(), out);
         }
         // Rule 5: commit what the leader committed, bounded by what we now
         // know to match.
@@ -366,7 +364,7 @@ impl State {
             if config.breaks(Fault::LeaderCountsUndurableEntries) { self.log.last_index() } else { self.durable_index };
         let (me, last) = (config.id(), held);
         let matched = |n: NodeId| if n == me { last } else { progress[&n].match_index() };
-        let quorum = self.membership.quorum();
+        let quorum = self.configs.current().quorum();
         let majority = if config.breaks(Fault::CommitWithoutMajority) {
             quorum.agreed_short_of(1, matched)
         } else {

@@ -34,7 +34,7 @@
 use crate::config::Config;
 use crate::fault::Fault;
 use crate::io::{Dropped, Output, Persist};
-use crate::membership::Membership;
+use crate::membership::{Configs, Membership};
 use crate::message::{AppendResult, InstallSnapshot, Message};
 use crate::state::State;
 use crate::types::{LogIndex, NodeId, Term};
@@ -73,15 +73,26 @@ impl State {
             return;
         }
         let term = self.log.term_at(index).expect("an applied index past the last snapshot is held");
-        let meta = SnapshotMeta { index, term, membership: self.membership.clone() };
+        let meta = SnapshotMeta { index, term, membership: self.configs.at(index).clone() };
         self.snapshot = Some(meta.clone());
         self.persist(Persist::Snapshot(meta), out);
+        self.forget_configs_before(index, out);
         let keep = if config.breaks(Fault::CompactPastCommit) { 0 } else { config.trailing_entries() };
         let through = LogIndex(index.0.saturating_sub(keep));
         if through > self.log.compacted_index() {
             let term = self.log.term_at(through).expect("held");
             self.log.compact_through(through, term);
             self.persist(Persist::Compact { through, term }, out);
+        }
+    }
+
+    /// A snapshot covers `index`: the memberships before the one in force
+    /// there are forgotten, and a new base membership is stored.
+    fn forget_configs_before(&mut self, index: LogIndex, out: &mut Vec<Output>) {
+        let before = self.configs.base().clone();
+        self.configs.forget_before(index);
+        if *self.configs.base() != before {
+            self.persist(Persist::Membership(self.configs.base().clone()), out);
         }
     }
 
@@ -115,10 +126,6 @@ impl State {
         let matches = self.log.term_at(meta.index) == Some(meta.term);
         let discard_all = !matches || config.breaks(Fault::InstallDiscardsMatchingSuffix);
         self.persist(Persist::Snapshot(meta.clone()), out);
-        if meta.membership != self.membership {
-            self.membership = meta.membership.clone();
-            self.persist(Persist::Membership(self.membership.clone()), out);
-        }
         if discard_all && !self.log.is_empty() {
             let from = self.log.first_index();
             self.log.truncate_from(from);
@@ -126,6 +133,13 @@ impl State {
         }
         self.log.compact_through(meta.index, meta.term);
         self.persist(Persist::Compact { through: meta.index, term: meta.term }, out);
+        // The snapshot's membership, then any configuration entry in the
+        // suffix kept after it.
+        let before = self.configs.base().clone();
+        self.configs = Configs::of_log((meta.index, meta.membership.clone()), &self.log);
+        if *self.configs.base() != before {
+            self.persist(Persist::Membership(self.configs.base().clone()), out);
+        }
         self.commit_index = meta.index;
         self.delivered_index = meta.index;
         self.applied_index = meta.index;

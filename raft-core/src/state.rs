@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::fault::Fault;
 use crate::io::{Dropped, Input, Output, Persist, Proposal, Timer};
 use crate::log::Log;
-use crate::membership::Membership;
+use crate::membership::{Configs, Membership};
 use crate::message::Message;
 use crate::progress::Progress;
 use crate::read::Reads;
@@ -30,7 +30,9 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct State {
     pub(crate) hard: HardState,
-    pub(crate) membership: Membership,
+    /// The membership in effect (the latest in the log) and those it may
+    /// fall back on.
+    pub(crate) configs: Configs,
     /// The latest snapshot recorded (taken here or installed from a leader).
     pub(crate) snapshot: Option<SnapshotMeta>,
     pub(crate) log: Log,
@@ -165,7 +167,7 @@ impl State {
     pub fn new(config: &Config, membership: Membership) -> (State, Vec<Output>) {
         let state = State {
             hard: HardState::default(),
-            membership,
+            configs: Configs::new(LogIndex(0), membership),
             snapshot: None,
             log: Log::new(),
             role: Role::Follower,
@@ -180,7 +182,7 @@ impl State {
             durable_index: LogIndex(0),
         };
         let outputs =
-            vec![Output::Persist(Persist::Membership(state.membership.clone())), state.election_timer(config)];
+            vec![Output::Persist(Persist::Membership(state.membership().clone())), state.election_timer(config)];
         (state, outputs)
     }
 
@@ -239,9 +241,14 @@ impl State {
         }
         let applied = applied.max(snapshot_index);
         let (durable_term, durable_index) = (hard.term, log.last_index());
+        let base = match &snapshot {
+            Some(s) => (s.index, s.membership.clone()),
+            None => (LogIndex(0), membership),
+        };
+        let configs = Configs::of_log(base, &log);
         let state = State {
             hard,
-            membership,
+            configs,
             snapshot,
             log,
             role: Role::Follower,
@@ -271,11 +278,14 @@ impl State {
             Input::Applied(index) => self.on_applied(config, index, out),
             Input::TransferLeadership(target) => self.transfer_leadership(config, target, out),
             Input::SnapshotTaken(index) => self.on_snapshot_taken(config, index, out),
+            Input::ChangeMembership { id, change } => self.change_membership(config, id, change, out),
             Input::Persisted { term, index } => self.on_persisted(config, term, index, out),
         }
         // A persist that made a candidate's vote durable (a snapshot taken
         // meanwhile) counts the vote as its report would.
         self.count_own_vote_if_durable(config, out);
+        // A leader whose removal has committed hands over (thesis §4.2.2).
+        self.step_down_if_removed(config, out);
         // Messages that a role change or a new leader made due are sent
         // last, so that every persist of this step precedes every send.
         self.send_refused_reads(config, out);
@@ -313,12 +323,12 @@ impl State {
         };
         State {
             hard: HardState { term: self.hard.term, voted_for: self.hard.voted_for.map(node) },
-            membership: self.membership.renamed(node),
+            configs: self.configs.renamed(node),
             snapshot: self
                 .snapshot
                 .as_ref()
                 .map(|s| SnapshotMeta { membership: s.membership.renamed(node), ..s.clone() }),
-            log: self.log.map_commands(command),
+            log: self.log.renamed(node, command),
             role,
             leader: self.leader.map(node),
             commit_index: self.commit_index,
@@ -342,7 +352,18 @@ impl State {
     }
     /// The members of the cluster, as this node knows them.
     pub fn membership(&self) -> &Membership {
-        &self.membership
+        self.configs.current()
+    }
+    /// The membership in force before the log's configuration entries (at
+    /// the snapshot, or the one the cluster was bootstrapped with): what
+    /// [`Persist::Membership`] stores.
+    pub fn base_membership(&self) -> &Membership {
+        self.configs.base()
+    }
+    /// The membership in force at the commit index: the one above, unless
+    /// a change is still uncommitted.
+    pub fn committed_membership(&self) -> &Membership {
+        self.configs.at(self.commit_index)
     }
     /// The latest snapshot this node recorded, if any.
     pub fn snapshot(&self) -> Option<&SnapshotMeta> {
@@ -395,6 +416,10 @@ impl State {
     pub fn reads(&self) -> &Reads {
         &self.reads
     }
+    /// Whether this node leads and replicates to `peer`.
+    fn replicates_to(&self, peer: NodeId) -> bool {
+        matches!(&self.role, Role::Leader { progress, .. } if progress.contains_key(&peer))
+    }
     /// The index through which this node's log is known durable: its last
     /// index, except while a leader's or a candidate's background writes
     /// run (see [`Output::PersistAsync`]).
@@ -412,7 +437,12 @@ impl State {
     /// message and role (§5.1), then the handler of the message runs, with
     /// the role guards here rather than in each handler.
     fn receive(&mut self, config: &Config, from: NodeId, message: Message, out: &mut Vec<Output>) {
-        if from == config.id() || !self.membership.contains(from) {
+        // Requests are processed whatever this node's membership says
+        // (thesis §4.1): a leader or candidate this node does not know of
+        // yet may hold a configuration entry it has not received. Answers
+        // to elections, appends and leadership checks come from members
+        // only (a removed node may still answer).
+        if from == config.id() || (message.is_response() && !self.configs.current().contains(from)) {
             out.push(Output::Dropped(Dropped::UnknownSender));
             return;
         }
@@ -506,8 +536,14 @@ impl State {
             Message::AppendEntries(m) => self.on_append_entries(config, from, m, out),
             Message::InstallSnapshot(m) => self.on_install_snapshot(config, from, m, out),
             Message::LeadershipCheck(m) => self.on_leadership_check(config, from, m, out),
-            Message::AppendEntriesResponse(m) if is_leader => self.on_append_response(config, from, m, out),
-            Message::LeadershipCheckResponse(m) if is_leader => self.on_leadership_check_response(config, from, m, out),
+            // A leader takes answers from the members it replicates to only
+            // (one it removed may still answer).
+            Message::AppendEntriesResponse(m) if self.replicates_to(from) => {
+                self.on_append_response(config, from, m, out)
+            }
+            Message::LeadershipCheckResponse(m) if self.replicates_to(from) => {
+                self.on_leadership_check_response(config, from, m, out)
+            }
             // An answer to a role this node no longer has.
             Message::RequestVoteResponse(_)
             | Message::AppendEntriesResponse(_)
@@ -546,7 +582,7 @@ impl State {
     }
 
     fn timeout(&mut self, config: &Config, timer: Timer, out: &mut Vec<Output>) {
-        let voter = self.membership.is_voter(config.id());
+        let voter = self.configs.current().is_voter(config.id());
         match (timer, &self.role) {
             (Timer::Election, Role::Follower | Role::PreCandidate { .. } | Role::Candidate { .. }) if voter => {
                 if config.pre_vote() {
@@ -665,10 +701,10 @@ impl State {
         self.reset(config, self.hard.term, out);
         let next_index = self.log.last_index().next();
         let progress: BTreeMap<NodeId, Progress> =
-            self.membership.peers(config.id()).map(|p| (p, Progress::new(next_index))).collect();
+            self.configs.current().peers(config.id()).map(|p| (p, Progress::new(next_index))).collect();
         self.role = Role::Leader { progress, transfer: None };
         let pending = core::mem::take(&mut self.pending);
-        self.append_own(vec![Entry::noop(self.hard.term)], out);
+        self.append_own(config, vec![Entry::noop(self.hard.term)], out);
         self.append_proposals(config, pending, out);
         out.push(Output::CancelTimer(Timer::Election));
         self.set_leader(config, Some(config.id()), out);
@@ -706,12 +742,13 @@ impl State {
     /// Appends entries to this node's own log and asks for them to be
     /// persisted: a follower's before anything later (its acknowledgement
     /// follows), a leader's in the background (thesis §10.2.1).
-    pub(crate) fn append_own(&mut self, entries: Vec<Entry>, out: &mut Vec<Output>) {
+    pub(crate) fn append_own(&mut self, config: &Config, entries: Vec<Entry>, out: &mut Vec<Output>) {
         if entries.is_empty() {
             return;
         }
         let first = self.log.last_index().next();
         self.log.extend(entries.iter().cloned());
+        self.note_configs(config, first);
         let persist = Persist::Append { first, entries };
         if self.is_leader() {
             let (term, index) = (self.hard.term, self.log.last_index());
@@ -760,7 +797,7 @@ impl State {
     fn count_own_vote_if_durable(&mut self, config: &Config, out: &mut Vec<Output>) {
         let durable = self.hard_state_is_durable();
         let Role::Candidate { votes } = &mut self.role else { return };
-        if durable && votes.insert(config.id()) && self.membership.quorum().is_won(votes) {
+        if durable && votes.insert(config.id()) && self.configs.current().quorum().is_won(votes) {
             self.start_leading(config, out);
         }
     }
@@ -811,15 +848,16 @@ impl State {
             Role::Follower => {}
             Role::PreCandidate { votes } => {
                 assert!(votes.contains(&config.id()), "pre-candidate did not count its own vote");
-                assert!(!self.membership.quorum().is_won(votes), "pre-candidate holds a majority of votes");
+                assert!(!self.configs.current().quorum().is_won(votes), "pre-candidate holds a majority of votes");
             }
             Role::Candidate { votes } => {
-                let won = votes.contains(&config.id()) && self.membership.quorum().is_won(votes);
+                let won = votes.contains(&config.id()) && self.configs.current().quorum().is_won(votes);
                 assert!(!won, "candidate holds a majority of votes, its own durable among them");
             }
             Role::Leader { progress, transfer } => {
                 let me = config.id();
-                assert!(progress.keys().copied().eq(self.membership.peers(me)), "progress is not the peer set");
+                let peers: BTreeSet<NodeId> = self.configs.current().peers(me).collect();
+                assert!(progress.keys().copied().eq(peers), "progress is not the peer set");
                 assert!(transfer.is_none_or(|t| progress.contains_key(&t)), "transfer to a non-peer");
                 for p in progress.values() {
                     assert!(p.match_index() < p.next_index(), "match_index not below next_index");

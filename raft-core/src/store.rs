@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 pub struct MemoryStore {
     /// The last term-and-vote record written.
     pub hard: HardState,
-    /// The last membership written (none before the node's first step).
+    /// The last membership written: the one in force before the log's
+    /// configuration entries (none before the node's first step).
     pub membership: Option<Membership>,
     /// The last snapshot recorded (the data is the driver's to keep).
     pub snapshot: Option<SnapshotMeta>,
@@ -106,7 +107,7 @@ impl MemoryStore {
     pub fn of(state: &State) -> MemoryStore {
         MemoryStore {
             hard: state.hard_state(),
-            membership: Some(state.membership().clone()),
+            membership: Some(state.base_membership().clone()),
             snapshot: state.snapshot().cloned(),
             log: state.log().clone(),
         }

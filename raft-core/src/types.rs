@@ -95,6 +95,10 @@ pub enum Payload {
     Noop,
     /// An application command: opaque bytes.
     Command(Vec<u8>),
+    /// A configuration entry: the whole membership in effect from this
+    /// entry on (see the `membership` module). Never delivered as a
+    /// command; its commit is reported as `Output::MembershipCommitted`.
+    Membership(crate::Membership),
 }
 
 /// One log entry: the term in which a leader created it, and its payload.
@@ -126,10 +130,11 @@ impl Entry {
     pub fn noop(term: Term) -> Entry {
         Entry { term, payload: Payload::Noop }
     }
-    /// The command's bytes (0 for a no-op): what delivering it hands over.
+    /// The command's bytes (0 for a no-op or a configuration entry): what
+    /// delivering it hands over.
     pub fn payload_bytes(&self) -> u64 {
         match &self.payload {
-            Payload::Noop => 0,
+            Payload::Noop | Payload::Membership(_) => 0,
             Payload::Command(data) => data.len() as u64,
         }
     }
@@ -144,6 +149,7 @@ impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Payload::Noop => write!(f, "noop"),
+            Payload::Membership(m) => write!(f, "config {m:?}"),
             Payload::Command(data) => match core::str::from_utf8(data) {
                 Ok(s) if s.len() <= 16 && s.chars().all(|c| c.is_ascii_graphic()) => {
                     write!(f, "{s:?}")

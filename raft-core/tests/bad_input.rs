@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use raft_core::{
     AppendEntries, AppendEntriesResponse, AppendResult, Dropped, Entry, Forward, ForwardResponse, Input,
-    LeadershipCheck, LeadershipCheckResponse, LogIndex, Message, Node, ProposalId, ReadId, ReadIndexRequest,
+    LeadershipCheck, LeadershipCheckResponse, LogIndex, Message, Node, Output, ProposalId, ReadId, ReadIndexRequest,
     ReadIndexResponse, RequestVote, RequestVoteResponse, State, Term, Timer,
 };
 
@@ -24,16 +24,31 @@ fn every_role() -> Vec<(&'static str, TestConfig, State)> {
     vec![("follower", c.clone(), f), ("candidate", c.clone(), candidate), ("leader", c, l)]
 }
 
-/// A message from a node that is not a member, or that claims to come from
-/// the node itself, is dropped in every role, whatever it says.
+/// A message that claims to come from the node itself is dropped in every
+/// role, whatever it says; so is an answer from a node that is not a
+/// member. A request from a non-member is served (thesis §4.1): it may be
+/// from a leader whose configuration entry this node has not received.
 #[test]
 fn unknown_senders_are_dropped() {
-    let messages = [request_vote(9, 9, 9), append(9, 0, 0, vec![], 0), vote(9, true), append_ok(3, 1)];
-    for (_, c, state) in every_role() {
-        for from in [0, 1, 4, 99] {
-            for m in &messages {
+    let requests = [request_vote(9, 9, 9), append(9, 0, 0, vec![], 0)];
+    let answers = [vote(9, true), append_ok(3, 1)];
+    for (role, c, state) in every_role() {
+        let me = c.config().id().0;
+        for m in requests.iter().chain(&answers) {
+            assert_dropped(&c, &mut state.clone(), receive(me, m.clone()), Dropped::UnknownSender);
+        }
+        for from in [0, 4, 99] {
+            for m in &answers {
+                assert_dropped(&c, &mut state.clone(), receive(from, m.clone()), Dropped::UnknownSender);
+            }
+            for m in &requests {
                 let mut s = state.clone();
-                assert_dropped(&c, &mut s, receive(from, m.clone()), Dropped::UnknownSender);
+                let out = step(&c, &mut s, receive(from, m.clone()));
+                assert!(
+                    !out.contains(&Output::Dropped(Dropped::UnknownSender)),
+                    "{role}: {m:?} from n{from} is served"
+                );
+                assert_eq!(s.hard_state().term, Term(9), "{role}: the request's term was adopted");
             }
         }
     }
@@ -139,7 +154,7 @@ fn node_counts_drops_by_reason() {
     let c = config(1, 3);
     let (mut node, _) = Node::new(c.config().clone(), c.membership().clone());
     let mut out = Vec::new();
-    node.step(receive(9, request_vote(1, 0, 0)), &mut out);
+    node.step(receive(9, vote(1, true)), &mut out);
     node.step(receive(2, append(1, 0, 0, vec![entry(1, 2)], 0)), &mut out);
     node.step(Input::Timeout(Timer::Heartbeat), &mut out);
     node.step(

@@ -714,6 +714,10 @@ impl Driver {
                 info!(node = %self.node.config().id(), %target, ?reason, "leadership transfer refused")
             }
             Output::RestoreSnapshot(meta) => self.restore(meta),
+            Output::ChangeAccepted { .. } | Output::ChangeRejected { .. } => {}
+            Output::MembershipCommitted { index, membership, .. } => {
+                info!(node = %self.node.config().id(), %index, ?membership, "membership change committed")
+            }
             Output::FollowerRegressed { peer, acknowledged, last_index } => {
                 self.snapshots.counters.followers_regressed.fetch_add(1, Ordering::Relaxed);
                 warn!(node = %self.node.config().id(), %peer, %acknowledged, %last_index,

@@ -1163,6 +1163,7 @@ impl Sim {
                     self.answers.insert(id, Err(reason));
                 }
                 Output::LeaderChanged { .. } | Output::TransferRejected { .. } | Output::Dropped(_) => {}
+                Output::ChangeAccepted { .. } | Output::ChangeRejected { .. } | Output::MembershipCommitted { .. } => {}
                 // A duplicated old rejection looks like a regressed follower
                 // (see the core's replication.rs): harmless, counted.
                 Output::FollowerRegressed { .. } => self.outcome.regressions_reported += 1,
@@ -1874,7 +1875,7 @@ fn commands_of(entries: &[Entry]) -> Vec<(u64, Term, Vec<u8>)> {
         .enumerate()
         .filter_map(|(i, e)| match &e.payload {
             Payload::Command(d) => Some((i as u64 + 1, e.term, d.clone())),
-            Payload::Noop => None,
+            Payload::Noop | Payload::Membership(_) => None,
         })
         .collect()
 }
