@@ -34,8 +34,8 @@
 
 use crate::kv::{self, ClientState, Command as KvCommand, Value};
 use raft_core::{
-    Config, Entry, Input, Log, LogIndex, Membership, MemoryStore, Message, NodeId, Output, Payload, Persist, Proposal,
-    ProposalId, ReadId, RoleKind, SnapshotMeta, State, Term, Timer,
+    Change, Config, Entry, Input, Log, LogIndex, Membership, MemoryStore, Message, NodeId, Output, Payload, Persist,
+    Proposal, ProposalId, ReadId, RoleKind, SnapshotMeta, State, Term, Timer,
 };
 use stateright::actor::{model_timeout, Actor, Id, Out};
 use std::borrow::Cow;
@@ -193,7 +193,7 @@ impl fmt::Debug for SnapshotData {
 /// An entry with its command's bytes replaced by `command(bytes)`.
 pub fn map_entry(e: &Entry, command: &dyn Fn(&[u8]) -> Vec<u8>) -> Entry {
     match &e.payload {
-        Payload::Noop => e.clone(),
+        Payload::Noop | Payload::Membership(_) => e.clone(),
         Payload::Command(data) => Entry::command(e.term, command(data)),
     }
 }
@@ -274,6 +274,50 @@ pub enum ModelTimer {
     Snapshot(LogIndex),
     /// The oldest background write is durable (armed while one is queued).
     Written,
+    /// The operator asks this server for a membership change (armed on
+    /// every server, for every change the model allows, while the model's
+    /// bound on changes allows; see [`Server::operator_change`]).
+    Change(OperatorChange),
+}
+
+/// A membership change the model's operator may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OperatorChange {
+    /// Add this server as a learner.
+    AddLearner(NodeId),
+    /// Promote this learner to voter.
+    Promote(NodeId),
+    /// Remove this member.
+    Remove(NodeId),
+}
+
+impl OperatorChange {
+    /// Every change about the servers `nodes`.
+    pub fn all(nodes: impl Iterator<Item = NodeId>) -> Vec<OperatorChange> {
+        nodes
+            .flat_map(|n| [OperatorChange::AddLearner(n), OperatorChange::Promote(n), OperatorChange::Remove(n)])
+            .collect()
+    }
+
+    /// The raft-core change.
+    pub fn change(self) -> Change {
+        match self {
+            OperatorChange::AddLearner(id) => Change::AddLearner { id, address: String::new() },
+            OperatorChange::Promote(id) => Change::Promote(id),
+            OperatorChange::Remove(id) => Change::Remove(id),
+        }
+    }
+
+    /// Whether the change makes sense in `membership` (the model's
+    /// operator asks only for those; raft-core refuses the others anyway).
+    pub fn applies_to(self, membership: &Membership) -> bool {
+        membership.changed(&self.change()).is_ok()
+    }
+
+    /// The input that asks for it.
+    pub fn input(self) -> Input {
+        Input::ChangeMembership { id: ProposalId(0), change: self.change() }
+    }
 }
 
 impl fmt::Debug for ModelTimer {
@@ -282,6 +326,7 @@ impl fmt::Debug for ModelTimer {
             ModelTimer::Raft(t) => write!(f, "{t:?}"),
             ModelTimer::Snapshot(i) => write!(f, "TakeSnapshot({i})"),
             ModelTimer::Written => write!(f, "Written"),
+            ModelTimer::Change(c) => write!(f, "Operator{c:?}"),
         }
     }
 }
@@ -470,6 +515,11 @@ pub struct Server {
     /// How many snapshots this node's application may take (0: none; see
     /// `ModelConfig::snapshots`).
     pub snapshots: u8,
+    /// The most configuration entries a leader's log may hold for the
+    /// model's operator to ask it for another change (0: no changes).
+    pub max_changes: u8,
+    /// The changes the operator may ask for.
+    pub changes: Vec<OperatorChange>,
     /// Deliberate bugs, for tests.
     pub switches: Switches,
 }
@@ -536,6 +586,7 @@ impl Actor for Node {
                 ModelTimer::Raft(timer) => server.step(s, Input::Timeout(timer), o),
                 ModelTimer::Snapshot(index) => server.take_snapshot(s, index, o),
                 ModelTimer::Written => server.complete_write(s, o),
+                ModelTimer::Change(c) => server.operator_change(s, c, o),
             };
             if let Some(next) = next {
                 *state = Cow::Owned(NodeState::Server(next));
@@ -600,7 +651,33 @@ impl Server {
         for index in self.snapshot_offers(&state) {
             o.set_timer(ModelTimer::Snapshot(LogIndex(index)), model_timeout());
         }
+        if self.max_changes > 0 {
+            for &c in &self.changes {
+                o.set_timer(ModelTimer::Change(c), model_timeout());
+            }
+        }
         state
+    }
+
+    /// The operator asks this server for `change`. It asks only a leader
+    /// whose log holds fewer configuration entries than the model's bound,
+    /// and only for a change that makes sense in the leader's membership;
+    /// raft-core may still refuse it (one change at a time, or no entry of
+    /// the leader's term committed yet). Whatever happens, the timer stays
+    /// armed: when nothing changed, the state stays borrowed and stateright
+    /// prunes the transition.
+    pub(crate) fn operator_change(
+        &self,
+        s: &ServerState,
+        change: OperatorChange,
+        o: &mut Out<Node>,
+    ) -> Option<ServerState> {
+        o.set_timer(ModelTimer::Change(change), model_timeout());
+        let entries = s.raft.log().entries().iter().filter(|e| matches!(e.payload, Payload::Membership(_))).count();
+        if !s.raft.is_leader() || entries >= usize::from(self.max_changes) || !change.applies_to(s.raft.membership()) {
+            return None;
+        }
+        self.step(s, change.input(), o)
     }
 
     fn on_msg(&self, s: &ServerState, src: Id, msg: Msg, o: &mut Out<Node>) -> Option<ServerState> {
@@ -693,8 +770,12 @@ impl Server {
             };
             next.raft.step(config, input, &mut outputs);
             // Check-quorum's lease: a vote request dropped by a node that
-            // hears from a live leader (thesis §6.2) is the one exception.
-            let in_lease = outputs.iter().any(|o| matches!(o, Output::Dropped(raft_core::Dropped::InLease)));
+            // hears from a live leader (thesis §6.2) is one exception; an
+            // answer from a node that is no member (one removed) is the
+            // other: dropped, as if lost.
+            let in_lease = outputs
+                .iter()
+                .any(|o| matches!(o, Output::Dropped(raft_core::Dropped::InLease | raft_core::Dropped::UnknownSender)));
             next.broken.kept_old_term |=
                 !in_lease && higher_term.is_some_and(|t| next.raft.term() < t || next.raft.is_leader());
             let starts_pre_vote = next.raft.role_kind() == RoleKind::PreCandidate
@@ -949,6 +1030,9 @@ impl Server {
                 | Output::ProposalRejected { .. }
                 | Output::TransferRejected { .. }
                 | Output::FollowerRegressed { .. }
+                | Output::ChangeAccepted { .. }
+                | Output::ChangeRejected { .. }
+                | Output::MembershipCommitted { .. }
                 | Output::Dropped(_) => {}
             }
         }
@@ -1051,7 +1135,7 @@ fn register_of(entries: &[Entry]) -> Value {
             Some(KvCommand::Write { value, .. }) => value,
             _ => register,
         },
-        Payload::Noop => register,
+        Payload::Noop | Payload::Membership(_) => register,
     })
 }
 
@@ -1093,7 +1177,7 @@ fn delivers_next(state: &ServerState, c: &raft_core::Committed) -> bool {
     let log = state.raft.log();
     let held = log.get(c.index).is_some_and(|e| e.term == c.term && e.payload == Payload::Command(c.data.clone()));
     let holds = state.held().unwrap_or_default();
-    let noop_at = |i: u64| holds.get(i as usize - 1).is_some_and(|e| e.payload == Payload::Noop);
+    let noop_at = |i: u64| holds.get(i as usize - 1).is_some_and(|e| !matches!(e.payload, Payload::Command(_)));
     let skipped_only_noops = (state.delivered.0 + 1..c.index.0).all(noop_at);
     c.index > state.delivered && held && skipped_only_noops && c.index <= state.raft.commit_index()
 }

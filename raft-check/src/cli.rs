@@ -157,6 +157,15 @@ pub struct Args {
     /// carrying the data. 0: no snapshots (the default model).
     #[arg(long, default_value_t = 0)]
     pub snapshots: u8,
+    /// How many of the servers start as voters (0: all); the others start
+    /// as learners.
+    #[arg(long, default_value_t = 0)]
+    pub voters: usize,
+    /// Membership changes (thesis §4): the operator asks any leader, at any
+    /// moment, to add a learner, promote one or remove a member, while the
+    /// leader's log holds fewer than N configuration entries. 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub max_changes: u8,
     /// Profiles: run only this profile (`deep` for the deep one).
     #[arg(long)]
     pub profile: Option<String>,
@@ -194,6 +203,9 @@ impl Args {
         if needs_clients && self.clients == 0 {
             return Err("this model needs --clients of at least 1".to_string());
         }
+        if self.voters > self.nodes {
+            return Err(format!("--voters {} exceeds --nodes {}", self.voters, self.nodes));
+        }
         if self.depth == Some(0) {
             return Err("--depth must be at least 1 (the initial state)".to_string());
         }
@@ -213,6 +225,8 @@ impl Args {
             pre_vote: self.pre_vote,
             check_quorum: self.check_quorum,
             snapshots: self.snapshots,
+            voters: self.voters,
+            max_changes: self.max_changes,
             fault: self.fault,
             switches: Switches {
                 forget_vote_on_recovery: self.bug == Some(Bug::ForgetVoteOnRecovery),
@@ -250,6 +264,8 @@ impl Args {
         value("max-log", self.max_log != d.max_log, self.max_log.to_string());
         value("heartbeats", self.heartbeats != d.heartbeats, self.heartbeats.to_string());
         value("snapshots", self.snapshots != d.snapshots, self.snapshots.to_string());
+        value("voters", self.voters != d.voters, self.voters.to_string());
+        value("max-changes", self.max_changes != d.max_changes, self.max_changes.to_string());
         value("bug", self.bug.is_some(), self.bug.map(name_of).unwrap_or_default());
         value("fault", self.fault.is_some(), self.fault.map(|f| f.name().to_string()).unwrap_or_default());
         for (name, on) in [

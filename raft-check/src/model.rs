@@ -1,7 +1,7 @@
 //! The model: servers (and optionally clients) on a stateright network,
 //! the history the properties need, and the bounds that keep it finite.
 
-use crate::actor::{node_at, node_id, Msg, Node, NodeState, Server, Switches};
+use crate::actor::{node_at, node_id, Msg, Node, NodeState, OperatorChange, Server, Switches};
 use crate::kv::{self, Op, Value};
 use crate::properties;
 use raft_core::{Config, Fault, LogIndex, Membership, Message, NodeId, Term};
@@ -103,6 +103,15 @@ pub struct ModelConfig {
     /// step that asked for it, as a driver with an instant disk, which
     /// keeps the paths to the interesting states short.
     pub background_writes: bool,
+    /// How many servers start as voters (0: all of them). The others start
+    /// as learners of the initial membership.
+    pub voters: usize,
+    /// Membership changes (thesis §4): at most this many configuration
+    /// entries in a leader's log for the model's operator to ask it for
+    /// another change (0, the default: no changes). The operator asks any
+    /// leader, at any moment, to add a server as a learner, promote a
+    /// learner or remove a member.
+    pub max_changes: u8,
     /// A rule of raft-core broken on purpose (the mutation harness).
     pub fault: Option<Fault>,
     /// Deliberate adapter bugs, for tests.
@@ -130,6 +139,8 @@ impl Default for ModelConfig {
             transfers: false,
             snapshots: 0,
             background_writes: false,
+            voters: 0,
+            max_changes: 0,
             fault: None,
             switches: Switches::default(),
             config_hook: None,
@@ -197,9 +208,12 @@ impl ModelConfig {
         }
     }
 
-    /// The cluster's members: every server.
+    /// The cluster's initial members: the first `voters` servers as voters
+    /// (all of them when 0), the others as learners.
     pub fn membership(&self) -> Membership {
-        Membership::new((0..self.servers).map(node_at)).expect("at least one server")
+        let voters = if self.voters == 0 { self.servers } else { self.voters.min(self.servers) };
+        Membership::with_learners((0..voters).map(node_at), (voters..self.servers).map(node_at))
+            .expect("at least one server")
     }
 
     /// The number of client actors in this model.
@@ -229,6 +243,8 @@ impl ModelConfig {
                     heartbeats: self.heartbeats,
                     background_writes: self.background_writes,
                     snapshots: self.snapshots,
+                    max_changes: self.max_changes,
+                    changes: OperatorChange::all((0..self.servers).map(node_at)),
                     switches: self.switches,
                 })
             })

@@ -42,10 +42,11 @@
 
 use crate::actor::{Durable, Msg, NodeState, ServerState};
 use crate::model::{live_servers, ModelKind, RaftModel, RaftState};
-use raft_core::{AppendResult, Entry, LogIndex, Message, Payload, Role};
+use raft_core::{AppendResult, Entry, LogIndex, Message, NodeId, Payload, Role};
 use stateright::semantics::ConsistencyTester;
 use stateright::Expectation;
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 
 /// At most one leader can be elected in a given term (§5.2).
 pub const ELECTION_SAFETY: &str = "Election Safety";
@@ -136,6 +137,23 @@ pub const CAUGHT_UP_BY_SNAPSHOT: &str = "Caught Up By Snapshot";
 /// With snapshots and crashes: sometimes a live server recovered after a
 /// crash from its own snapshot (plus the log after it).
 pub const RECOVERED_FROM_SNAPSHOT: &str = "Recovered From Snapshot";
+/// With membership changes: any two quorums that could elect leaders in
+/// one term overlap (thesis §4.2). For each live server that is a voter of
+/// the membership in effect at it, the voters of that membership whose logs
+/// are no more up to date than its own could elect it (it votes for
+/// itself); no two servers may have such electing majorities that are
+/// disjoint. Two changes across a change of leader without the own-term
+/// commit rule (raft-dev, 2015) break it.
+pub const QUORUMS_OVERLAP: &str = "Quorums Overlap";
+/// With membership changes: sometimes a live server knows committed a
+/// membership in which a server that started as a learner votes.
+pub const LEARNER_PROMOTED: &str = "Learner Promoted";
+/// With membership changes: sometimes a live server knows committed a
+/// membership without a server that started as a voter.
+pub const VOTER_REMOVED: &str = "Voter Removed";
+/// With membership changes: sometimes a server that led a term removed
+/// itself in that term, and stepped down once the removal committed.
+pub const LEADER_REMOVED_ITSELF: &str = "Leader Removed Itself";
 
 /// Adds every property that applies to the model's kind.
 pub fn add_all(model: RaftModel) -> RaftModel {
@@ -188,6 +206,12 @@ pub fn add_all(model: RaftModel) -> RaftModel {
         m.property(Expectation::Always, RESTORE_KEEPS_APPLIED, restore_keeps_applied)
             .property(Expectation::Always, SNAPSHOT_COVERS_COMMITTED, snapshot_covers_committed)
             .property(Expectation::Sometimes, CAUGHT_UP_BY_SNAPSHOT, caught_up_by_snapshot)
+    });
+    let model = add_if(model, cfg.max_changes > 0, |m| {
+        m.property(Expectation::Always, QUORUMS_OVERLAP, quorums_overlap)
+            .property(Expectation::Sometimes, LEARNER_PROMOTED, learner_promoted)
+            .property(Expectation::Sometimes, VOTER_REMOVED, voter_removed)
+            .property(Expectation::Sometimes, LEADER_REMOVED_ITSELF, leader_removed_itself)
     });
     let model = add_if(model, cfg.snapshots > 0 && cfg.crashes > 0, |m| {
         m.property(Expectation::Sometimes, RECOVERED_FROM_SNAPSHOT, recovered_from_snapshot)
@@ -577,5 +601,78 @@ fn read_completed(model: &RaftModel, state: &RaftState) -> bool {
     state.actor_states.iter().any(|s| match &**s {
         NodeState::Client(c) => c.next == 2 && model.cfg.kind == ModelKind::Kv,
         NodeState::Server(_) => false,
+    })
+}
+
+/// The (last term, last index) of every server's log: in memory when up,
+/// on disk when down.
+fn log_ends(state: &RaftState) -> Vec<(raft_core::Term, LogIndex)> {
+    state
+        .actor_states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match (&**s, state.crashed[i], state.actor_storages[i].as_ref()) {
+            (NodeState::Server(s), false, _) => (s.raft.log().last_term(), s.raft.log().last_index()),
+            (NodeState::Server(_), true, Some(d)) => (d.raft.log.last_term(), d.raft.log.last_index()),
+            _ => (raft_core::Term(0), LogIndex(0)),
+        })
+        .collect()
+}
+
+fn quorums_overlap(_: &RaftModel, state: &RaftState) -> bool {
+    let ends = log_ends(state);
+    let end_of = |n: NodeId| ends.get(crate::actor::server_index(n)).copied().unwrap_or_default();
+    // Each candidate: (itself, its majority size, the voters that could vote for it).
+    let candidates: Vec<(NodeId, usize, BTreeSet<NodeId>)> = live_servers(state)
+        .filter_map(|(i, s)| {
+            let me = crate::actor::node_at(i);
+            let m = s.raft.membership();
+            if !m.is_voter(me) {
+                return None;
+            }
+            let could: BTreeSet<NodeId> = m.voters().iter().copied().filter(|&v| end_of(v) <= end_of(me)).collect();
+            let majority = m.voters().len() / 2 + 1;
+            (could.len() >= majority).then_some((me, majority, could))
+        })
+        .collect();
+    for (k, (a, need_a, qa)) in candidates.iter().enumerate() {
+        for (b, need_b, qb) in &candidates[k + 1..] {
+            // Each votes for itself: a is in a's majority, b in b's.
+            let qa: BTreeSet<NodeId> = qa.iter().copied().filter(|v| v != b).collect();
+            let qb: BTreeSet<NodeId> = qb.iter().copied().filter(|v| v != a).collect();
+            let shared = qa.intersection(&qb).count();
+            let only_a = qa.len() - shared;
+            let only_b = qb.len() - shared;
+            let from_shared = need_a.saturating_sub(only_a) + need_b.saturating_sub(only_b);
+            if qa.len() >= *need_a && qb.len() >= *need_b && from_shared <= shared {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn learner_promoted(model: &RaftModel, state: &RaftState) -> bool {
+    let initial = model.cfg.membership();
+    live_servers(state).any(|(_, s)| initial.learners().iter().any(|&l| s.raft.committed_membership().is_voter(l)))
+}
+
+fn voter_removed(model: &RaftModel, state: &RaftState) -> bool {
+    let initial = model.cfg.membership();
+    live_servers(state).any(|(_, s)| initial.voters().iter().any(|&v| !s.raft.committed_membership().is_voter(v)))
+}
+
+/// A follower of the term it voted for itself in (so it stood, and the
+/// configuration entry of that term is its own), that holds committed an
+/// entry of that term making it no voter.
+fn leader_removed_itself(_: &RaftModel, state: &RaftState) -> bool {
+    live_servers(state).any(|(i, s)| {
+        let me = crate::actor::node_at(i);
+        let r = &s.raft;
+        let own_term = r.hard_state().voted_for == Some(me) && !r.is_leader();
+        let removed_in_term = committed(s)
+            .iter()
+            .any(|e| e.term == r.term() && matches!(&e.payload, Payload::Membership(m) if !m.is_voter(me)));
+        own_term && removed_in_term && state.history.leaders.contains(&(r.term(), me))
     })
 }

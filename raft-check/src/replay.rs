@@ -17,8 +17,8 @@ use crate::actor::{node_at, node_id, server_index, ModelTimer, Msg, Node, NodeSt
 use crate::kv::Command as KvCommand;
 use crate::model::{RaftModel, RaftState};
 use raft_core::{
-    Config, Input, LogIndex, Membership, MemoryStore, NodeId, Output, Persist, Proposal, ProposalId, ReadId, State,
-    Term,
+    Config, Input, LogIndex, Membership, MemoryStore, NodeId, Output, Payload, Persist, Proposal, ProposalId, ReadId,
+    State, Term,
 };
 use serde::{Deserialize, Serialize};
 use stateright::actor::ActorModelAction;
@@ -28,8 +28,11 @@ use std::fmt;
 /// What happens to one server in one step of a replay.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
-    /// The node starts for the first time (`State::new`).
+    /// The node starts for the first time (`State::new`), in a cluster of
+    /// every server as voters.
     Start,
+    /// The node starts for the first time in a cluster of this membership.
+    StartIn(Membership),
     /// One input to `step`.
     Input(Input),
     /// The node crashes: its volatile state is gone, its storage stays.
@@ -59,6 +62,7 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.event {
             Event::Start => write!(f, "{} start", self.node),
+            Event::StartIn(m) => write!(f, "{} start in {m:?}", self.node),
             Event::Crash => write!(f, "{} crash", self.node),
             Event::Recover => write!(f, "{} recover", self.node),
             Event::Written => write!(f, "{} write durable", self.node),
@@ -70,6 +74,7 @@ impl fmt::Display for Step {
             Event::Input(Input::TransferLeadership(target)) => write!(f, "{} transfer to {target}", self.node),
             Event::Input(Input::SnapshotTaken(index)) => write!(f, "{} snapshot taken at {index}", self.node),
             Event::Input(Input::Persisted { term, index }) => write!(f, "{} persisted {index}@{term}", self.node),
+            Event::Input(Input::ChangeMembership { change, .. }) => write!(f, "{} change {change:?}", self.node),
             Event::Input(Input::Propose(ps)) => {
                 let data: Vec<_> = ps.iter().map(|p| String::from_utf8_lossy(&p.data).into_owned()).collect();
                 write!(f, "{} propose {data:?}", self.node)
@@ -102,7 +107,9 @@ pub fn initial_steps(model: &RaftModel) -> Vec<Step> {
             if server.background_writes {
                 steps.push(Step { node, event: Event::BackgroundWrites });
             }
-            steps.push(Step { node, event: Event::Start });
+            let all_voters = server.membership.voters().len() == model.cfg.servers;
+            let event = if all_voters { Event::Start } else { Event::StartIn(server.membership.clone()) };
+            steps.push(Step { node, event });
             if let Some(data) = &server.propose_at_start {
                 let proposal = Proposal { id: ProposalId(1), data: data.clone() };
                 steps.push(Step { node, event: Event::Input(Input::Propose(vec![proposal])) });
@@ -145,6 +152,19 @@ pub fn steps_of_action(model: &RaftModel, state: &RaftState, action: Action) -> 
             (id, Event::Input(Input::SnapshotTaken(index)))
         }
         ActorModelAction::Timeout(id, ModelTimer::Written) => (id, Event::Written),
+        ActorModelAction::Timeout(id, ModelTimer::Change(change)) => {
+            // The operator asks only a leader that may take the change.
+            let NodeState::Server(s) = &*state.actor_states[usize::from(id)] else { return steps };
+            let Some(Node::Server(server)) = model.actors.get(usize::from(id)) else { return steps };
+            let entries = s.raft.log().entries().iter().filter(|e| matches!(e.payload, Payload::Membership(_))).count();
+            if !s.raft.is_leader()
+                || entries >= usize::from(server.max_changes)
+                || !change.applies_to(s.raft.membership())
+            {
+                return steps;
+            }
+            (id, Event::Input(change.input()))
+        }
         ActorModelAction::Crash(id) => (id, Event::Crash),
         ActorModelAction::Recover(id) => (id, Event::Recover),
         ActorModelAction::Drop(_) | ActorModelAction::SelectRandom { .. } => return steps,
@@ -237,8 +257,11 @@ impl Cluster {
                 self.background[i] = true;
                 return;
             }
-            Event::Start => {
-                let membership = Membership::new(self.configs.iter().map(|c| c.id())).expect("at least one node");
+            Event::Start | Event::StartIn(_) => {
+                let membership = match &step.event {
+                    Event::StartIn(m) => m.clone(),
+                    _ => Membership::new(self.configs.iter().map(|c| c.id())).expect("at least one node"),
+                };
                 let (state, outputs) = State::new(config, membership);
                 self.states[i] = Some(state);
                 outputs

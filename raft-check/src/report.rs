@@ -460,6 +460,7 @@ pub fn describe(step: &Step) -> String {
     let node = step.node;
     match &step.event {
         Event::Start => format!("{node} starts"),
+        Event::StartIn(m) => format!("{node} starts in a cluster of {m:?}"),
         Event::Crash => format!("{node} crashes"),
         Event::Recover => format!("{node} restarts from its storage"),
         Event::Written => format!("{node}'s disk makes its oldest background write durable"),
@@ -485,6 +486,7 @@ fn describe_input(input: &Input) -> String {
         Input::SnapshotTaken(index) => format!("learns its application took a snapshot at {index}"),
         Input::TransferLeadership(target) => format!("is asked to hand its leadership to {target}"),
         Input::Persisted { term, index } => format!("learns its writes through {index}@{term} are durable"),
+        Input::ChangeMembership { change, .. } => format!("is asked for the membership change {change:?}"),
     }
 }
 
@@ -547,6 +549,9 @@ fn describe_other(model: &RaftModel, action: &Action) -> String {
         }
         ActorModelAction::Timeout(id, ModelTimer::Written) => {
             format!("{}'s disk completes a write", actor_name(model, usize::from(*id)))
+        }
+        ActorModelAction::Timeout(id, ModelTimer::Change(c)) => {
+            format!("the operator asks {} for {c:?} (not taken)", actor_name(model, usize::from(*id)))
         }
         ActorModelAction::Crash(id) => format!("{} crashes", actor_name(model, usize::from(*id))),
         ActorModelAction::Recover(id) => format!("{} restarts", actor_name(model, usize::from(*id))),

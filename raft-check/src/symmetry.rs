@@ -42,13 +42,16 @@ impl Renaming {
         match &e.payload {
             Payload::Noop => e.clone(),
             Payload::Command(data) => Entry::command(e.term, self.data(data)),
+            Payload::Membership(m) => {
+                Entry { term: e.term, payload: Payload::Membership(m.renamed(&|n| self.node(n))) }
+            }
         }
     }
     fn snapshot_data(&self, data: &Arc<SnapshotData>) -> Arc<SnapshotData> {
         Arc::new(data.map_commands(&|d| self.data(d)))
     }
     fn log(&self, log: &Log) -> Log {
-        log.map_commands(&|data| self.data(data))
+        log.renamed(&|n| self.node(n), &|data| self.data(data))
     }
     fn reindex<T: Clone>(&self, v: &[T]) -> Vec<T> {
         let mut out = v.to_vec();

@@ -543,6 +543,11 @@ fn entries(log: &raft_core::Log, commit: u64) -> Vec<EntryView> {
             let index = first + k as u64;
             let text = match &e.payload {
                 Payload::Noop => "·".to_string(),
+                Payload::Membership(m) => {
+                    let voters: Vec<String> = m.voters().iter().map(|v| v.0.to_string()).collect();
+                    let learners: String = m.learners().iter().map(|l| format!("+{}", l.0)).collect();
+                    format!("⚙{}{learners}", voters.join(""))
+                }
                 Payload::Command(data) => match std::str::from_utf8(data) {
                     Ok(s) if s.len() <= 8 && s.chars().all(|c| c.is_ascii_graphic()) => s.to_string(),
                     _ => format!("{} B", data.len()),
@@ -648,6 +653,7 @@ fn timer_name(timer: &ModelTimer) -> &'static str {
         ModelTimer::Raft(raft_core::Timer::Transfer) => "Transfer",
         ModelTimer::Snapshot(_) => "TakeSnapshot",
         ModelTimer::Written => "Written",
+        ModelTimer::Change(_) => "Operator",
     }
 }
 
