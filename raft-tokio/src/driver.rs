@@ -31,11 +31,12 @@
 //! durable state no longer names (see [`Snapshots::settle`]).
 
 use crate::api::{LeaderInfo, NodeError};
+use crate::network::Network;
 use crate::reads::{ReadRequest, ReadWaiters};
 use crate::snapshot_api::SnapshotError;
 use crate::snapshots::{SnapshotReader, SnapshotStore};
 use crate::storage::{Storage, StorageError, StorageProblem};
-use crate::transport::{Inbound, Transport};
+use crate::transport::Inbound;
 use crate::waiters::{ProposeRequest, Waiters};
 use raft_core::{
     Committed, Input, LogIndex, Message, Node, NodeId, Output, SnapshotMeta, Status, Term, Timer, TransferRejection,
@@ -268,7 +269,7 @@ impl Snapshots {
 
     /// Starts sending `to` the snapshot, unless a transfer to it runs (a
     /// heartbeat's repeat) or started less than [`TRANSFER_RESTART_MIN`] ago.
-    fn send(&mut self, transport: &Transport, to: NodeId, message: raft_core::InstallSnapshot) {
+    fn send(&mut self, transport: &Network, to: NodeId, message: raft_core::InstallSnapshot) {
         let now = Instant::now();
         if let Some((task, started)) = self.outgoing.get(&to) {
             if !task.is_finished() || now < *started + TRANSFER_RESTART_MIN {
@@ -305,7 +306,7 @@ pub(crate) struct Delivery {
 pub(crate) struct Driver {
     node: Node,
     storage: Storage,
-    transport: Transport,
+    transport: Network,
     timers: Timers,
     waiters: Waiters,
     inbox: mpsc::Receiver<Inbound>,
@@ -351,7 +352,7 @@ impl Driver {
         node: Node,
         first_outputs: Vec<Output>,
         storage: Storage,
-        transport: Transport,
+        transport: Network,
         timers: Timers,
         waiters: Waiters,
         inbox: mpsc::Receiver<Inbound>,

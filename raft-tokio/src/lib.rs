@@ -252,8 +252,10 @@
 mod api;
 mod config;
 mod driver;
+pub mod inprocess;
 #[cfg(feature = "kv")]
 pub mod kv;
+mod network;
 mod reads;
 pub mod record;
 mod snapshot_api;
@@ -269,6 +271,7 @@ pub use api::{
     StartError, TransferError, TransportDrops,
 };
 pub use config::{ClusterState, ConfigurationError, RaftConfig, RaftParams, FRAME_OVERHEAD_BYTES};
+pub use inprocess::InProcessNetwork;
 pub use raft_core::{
     Committed, DropCounters, LogIndex, Membership, NodeId, RoleKind, SnapshotMeta, Term, TransferRejection,
 };
