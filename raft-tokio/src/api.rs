@@ -397,7 +397,7 @@ pub struct EntryReceiver {
     /// The index of the entry returned last, reported applied at the next call.
     returned: Option<LogIndex>,
     /// The last index the application has applied, for the node loop.
-    applied: watch::Sender<LogIndex>,
+    applied: crate::applied::AppliedSender,
     /// Tells the node loop that a restore reached `recv_committed` (which
     /// cannot hand it over): the node stops.
     refusals: mpsc::Sender<LogIndex>,
@@ -446,7 +446,7 @@ impl EntryReceiver {
             return None;
         }
         if let Some(index) = self.returned.take() {
-            self.applied.send_replace(index);
+            self.applied.send(index);
         }
         loop {
             if let Some(c) = self.buffered.next() {
@@ -778,7 +778,7 @@ fn start_with(
     // Unbounded as a channel; what it holds is bounded by raft-core's
     // delivery window (see `Delivery`).
     let (delivery_tx, deliveries) = mpsc::unbounded_channel();
-    let (applied_tx, applied_rx) = watch::channel(node.state().applied_index());
+    let (applied_tx, applied_rx) = crate::applied::channel(node.state().applied_index());
     let status = node.status();
     let leader = LeaderInfo { leader: status.leader, term: status.term, role: status.role };
     let (status_tx, status_rx) = watch::channel(status);

@@ -300,7 +300,7 @@ pub(crate) struct Delivery {
     pub entries: Option<mpsc::UnboundedSender<Delivered>>,
     /// The index of the last entry the application has applied: an entry
     /// counts as applied once the application asks for the next one.
-    pub applied: watch::Receiver<LogIndex>,
+    pub applied: crate::applied::AppliedReceiver,
 }
 
 pub(crate) struct Driver {
@@ -418,8 +418,8 @@ impl Driver {
                     _ = self.shutdown.changed() => return Ok(()),
                     () = &mut sleep => self.on_deadlines(),
                     // Read by `report_applied` below.
-                    changed = self.delivery.applied.changed(), if listening => {
-                        if changed.is_err() {
+                    () = self.delivery.applied.changed(), if listening => {
+                        if self.delivery.applied.is_closed() {
                             self.delivery.entries = None; // the receiver is gone
                         }
                     }
@@ -466,7 +466,7 @@ impl Driver {
         let state = self.node.state();
         let applied = match self.delivery.entries {
             None => state.delivered_index(),
-            Some(_) => *self.delivery.applied.borrow_and_update(),
+            Some(_) => self.delivery.applied.get(),
         };
         if applied > state.applied_index() {
             self.node.step(Input::Applied(applied), &mut self.outputs);

@@ -250,6 +250,7 @@
 #![deny(missing_docs)]
 
 mod api;
+mod applied;
 mod config;
 mod driver;
 pub mod inprocess;
