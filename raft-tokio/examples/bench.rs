@@ -45,6 +45,12 @@ struct Args {
     /// `tcp` (loopback) or `inprocess` (channels).
     #[arg(long, default_value = "tcp")]
     transport: String,
+    /// Worker threads of the runtime every node and client runs on
+    /// (default: one per core). openraft's benchmark runs 16 for its nodes
+    /// and 1 for its clients; on a shared machine more threads get a larger
+    /// share of the cores, so a comparison says which it used.
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 /// What every client reads before and after each proposal, on a cache line
@@ -190,9 +196,16 @@ async fn wait_for_leader(handles: &[RaftHandle]) -> RaftHandle {
     panic!("no leader within 10 s");
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args = Args::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = args.workers {
+        runtime.worker_threads(workers);
+    }
+    runtime.enable_all().build().expect("a tokio runtime").block_on(run(args));
+}
+
+async fn run(args: Args) {
     let disk = match args.storage.as_str() {
         "disk" => true,
         "memory" => false,
@@ -250,6 +263,9 @@ async fn main() {
         micros += after.storage_write_micros - before.storage_write_micros;
     }
     let write_mean = micros.checked_div(writes).unwrap_or(0);
+    // Messages the transport dropped because a queue was full, over every
+    // node and the whole run: Raft resends them, but each costs a wait.
+    let drops: u64 = handles.iter().map(|h| h.status().transport.send_queue_full).sum();
     let elapsed = start.elapsed().as_secs_f64();
     flags.stop.store(true, Ordering::Relaxed);
     let mut lat = Vec::new();
@@ -264,7 +280,7 @@ async fn main() {
         let _ = h.shutdown().await;
     }
     println!(
-        "nodes={} clients={} storage={} transport={} payload={}B seconds={:.1} committed/s={:.0} p50={}us p99={}us errors={} write_mean={}us writes/s={:.0} | fsync/s={:.0} fsync_p50={}us fsync_p50_during_run={}us loopback_rtt_p50={}us",
+        "nodes={} clients={} storage={} transport={} payload={}B seconds={:.1} committed/s={:.0} p50={}us p99={}us errors={} queue_full_drops={} write_mean={}us writes/s={:.0} | fsync/s={:.0} fsync_p50={}us fsync_p50_during_run={}us loopback_rtt_p50={}us",
         args.nodes,
         args.clients,
         args.storage,
@@ -275,6 +291,7 @@ async fn main() {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         errors,
+        drops,
         write_mean,
         writes as f64 / elapsed,
         fsync_rate,

@@ -4,7 +4,9 @@
 //! messages, proposals and timer expiries, and executes its outputs in
 //! order, making every `Persist` durable (one write and one fsync per batch
 //! of inputs) before any later output runs. Nodes talk over TCP
-//! (length-prefixed, versioned postcard frames, see [`wire`]); each node
+//! (length-prefixed, versioned postcard frames, see [`wire`]), or, when
+//! they share a process (tests, benchmarks), over channels that carry
+//! raft-core's messages as they are ([`inprocess`]); each node
 //! keeps its term, vote and log in a redb file (or in memory, when asked),
 //! and its snapshots as files beside it. No Raft rule lives here: they are
 //! all in raft-core.
