@@ -1,6 +1,11 @@
-//! Throughput and commit latency of a cluster on loopback, in one process.
+//! Throughput and commit latency of a cluster in one process, on loopback
+//! TCP or on the in-process network (channels, no sockets, no encoding).
 //!
 //! `cargo run --release -p raft-tokio --example bench -- --nodes 3 --clients 64 --seconds 10 --storage disk`
+//!
+//! `--transport inprocess` runs the same cluster on
+//! [`raft_tokio::InProcessNetwork`] instead of TCP: everything else (node
+//! loop, storage, timers, the API the clients call) is the same.
 //!
 //! Every client is a task that proposes at the leader and waits for the
 //! commit before proposing again, so `clients` is the number of proposals in
@@ -14,7 +19,7 @@
 //! one fsync) during the measured window. It prints one line.
 
 use clap::Parser;
-use raft_tokio::{NodeId, Raft, RaftConfig, RaftHandle, RaftParams, RoleKind};
+use raft_tokio::{InProcessNetwork, NodeId, Raft, RaftConfig, RaftHandle, RaftParams, RoleKind};
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,6 +42,27 @@ struct Args {
     /// Bytes per proposal.
     #[arg(long, default_value_t = 16)]
     payload: usize,
+    /// `tcp` (loopback) or `inprocess` (channels).
+    #[arg(long, default_value = "tcp")]
+    transport: String,
+    /// Worker threads of the runtime every node and client runs on
+    /// (default: one per core). openraft's benchmark runs 16 for its nodes
+    /// and 1 for its clients; on a shared machine more threads get a larger
+    /// share of the cores, so a comparison says which it used.
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+/// What every client reads before and after each proposal, on a cache line
+/// of its own: a flag that shared its line with data written on every
+/// commit would cost every client a cache miss per proposal.
+#[derive(Default)]
+#[repr(align(128))]
+struct Flags {
+    /// Whether the measured window is open.
+    measuring: AtomicBool,
+    /// Whether the clients should stop.
+    stop: AtomicBool,
 }
 
 fn percentile(sorted: &[u32], p: f64) -> u32 {
@@ -124,19 +150,33 @@ fn measure_rtt() -> u32 {
     percentile(&lat, 0.5)
 }
 
-async fn start_cluster(n: u64, data: Option<&std::path::Path>) -> Vec<RaftHandle> {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+/// `n` nodes on loopback TCP (each on a port of its own), or on one
+/// in-process network (`network`), where addresses are only names.
+async fn start_cluster(n: u64, data: Option<&std::path::Path>, network: Option<&InProcessNetwork>) -> Vec<RaftHandle> {
+    let mut listeners: Vec<_> = match network {
+        Some(_) => (0..n).map(|_| None).collect(),
+        None => (0..n).map(|_| Some(std::net::TcpListener::bind("127.0.0.1:0").unwrap())).collect(),
+    };
     let members: Vec<(NodeId, String)> = listeners
         .iter()
         .enumerate()
-        .map(|(i, l)| (NodeId(i as u64 + 1), l.local_addr().unwrap().to_string()))
+        .map(|(i, l)| {
+            let addr = l.as_ref().map_or_else(|| format!("n{}", i + 1), |l| l.local_addr().unwrap().to_string());
+            (NodeId(i as u64 + 1), addr)
+        })
         .collect();
     let mut handles = Vec::new();
-    for (i, listener) in listeners.into_iter().enumerate() {
+    for (i, listener) in listeners.drain(..).enumerate() {
         let id = NodeId(i as u64 + 1);
         let params = RaftParams { seed: Some(i as u64), ..RaftParams::default() };
         let dir = data.map(|d| d.join(format!("n{}", id.0)));
-        let config = RaftConfig::with_ids(members.clone(), id, params, dir).with_listener(listener);
+        let mut config = RaftConfig::with_ids(members.clone(), id, params, dir);
+        if let Some(l) = listener {
+            config = config.with_listener(l);
+        }
+        if let Some(network) = network {
+            config = config.with_in_process(network);
+        }
         let (handle, mut entries) = Raft::start(config).await.expect("node starts");
         // The application side: read every committed entry, as a real one would.
         tokio::spawn(async move { while entries.recv_committed().await.is_some() {} });
@@ -156,33 +196,44 @@ async fn wait_for_leader(handles: &[RaftHandle]) -> RaftHandle {
     panic!("no leader within 10 s");
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args = Args::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = args.workers {
+        runtime.worker_threads(workers);
+    }
+    runtime.enable_all().build().expect("a tokio runtime").block_on(run(args));
+}
+
+async fn run(args: Args) {
     let disk = match args.storage.as_str() {
         "disk" => true,
         "memory" => false,
         other => panic!("--storage must be memory or disk, not {other}"),
     };
+    let network = match args.transport.as_str() {
+        "tcp" => None,
+        "inprocess" => Some(InProcessNetwork::new()),
+        other => panic!("--transport must be tcp or inprocess, not {other}"),
+    };
     let tmp = tempfile::tempdir().expect("temporary directory");
     let (fsync_p50, fsync_rate) = measure_fsync(tmp.path());
     let rtt_p50 = measure_rtt();
 
-    let handles = start_cluster(args.nodes, disk.then(|| tmp.path())).await;
+    let handles = start_cluster(args.nodes, disk.then(|| tmp.path()), network.as_ref()).await;
     let leader = wait_for_leader(&handles).await;
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
+    let flags = Arc::new(Flags::default());
     let mut clients = Vec::new();
     for c in 0..args.clients {
-        let (leader, measuring, stop) = (leader.clone(), measuring.clone(), stop.clone());
+        let (leader, flags) = (leader.clone(), flags.clone());
         let payload = vec![c as u8; args.payload];
         clients.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
-            while !stop.load(Ordering::Relaxed) {
+            while !flags.stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 let ok = leader.propose(payload.clone()).await.is_ok();
-                if measuring.load(Ordering::Relaxed) {
+                if flags.measuring.load(Ordering::Relaxed) {
                     if ok {
                         lat.push(t.elapsed().as_micros() as u32);
                     } else {
@@ -197,10 +248,10 @@ async fn main() {
     let writes_before: Vec<_> = handles.iter().map(|h| h.status()).collect();
     let sampler_stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_fsync_during(tmp.path().to_path_buf(), sampler_stop.clone());
-    measuring.store(true, Ordering::Relaxed);
+    flags.measuring.store(true, Ordering::Relaxed);
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    measuring.store(false, Ordering::Relaxed);
+    flags.measuring.store(false, Ordering::Relaxed);
     sampler_stop.store(true, Ordering::Relaxed);
     let fsync_during_p50 = sampler.join().unwrap();
     // Mean time per durable write (one fsync with the disk store), over
@@ -212,8 +263,11 @@ async fn main() {
         micros += after.storage_write_micros - before.storage_write_micros;
     }
     let write_mean = micros.checked_div(writes).unwrap_or(0);
+    // Messages the transport dropped because a queue was full, over every
+    // node and the whole run: Raft resends them, but each costs a wait.
+    let drops: u64 = handles.iter().map(|h| h.status().transport.send_queue_full).sum();
     let elapsed = start.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
+    flags.stop.store(true, Ordering::Relaxed);
     let mut lat = Vec::new();
     let mut errors = 0;
     for c in clients {
@@ -226,16 +280,18 @@ async fn main() {
         let _ = h.shutdown().await;
     }
     println!(
-        "nodes={} clients={} storage={} payload={}B seconds={:.1} committed/s={:.0} p50={}us p99={}us errors={} write_mean={}us writes/s={:.0} | fsync/s={:.0} fsync_p50={}us fsync_p50_during_run={}us loopback_rtt_p50={}us",
+        "nodes={} clients={} storage={} transport={} payload={}B seconds={:.1} committed/s={:.0} p50={}us p99={}us errors={} queue_full_drops={} write_mean={}us writes/s={:.0} | fsync/s={:.0} fsync_p50={}us fsync_p50_during_run={}us loopback_rtt_p50={}us",
         args.nodes,
         args.clients,
         args.storage,
+        args.transport,
         args.payload,
         elapsed,
         lat.len() as f64 / elapsed,
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         errors,
+        drops,
         write_mean,
         writes as f64 / elapsed,
         fsync_rate,

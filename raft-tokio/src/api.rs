@@ -4,6 +4,8 @@
 use crate::config::{ClusterState, ConfigurationError, RaftConfig, FRAME_OVERHEAD_BYTES};
 use crate::driver::{Delivered, DriverCounters, SnapshotRequest, Snapshots, TransferRequest};
 use crate::driver::{Delivery, Driver, Published, Timers};
+use crate::inprocess::{InProcessTransport, Reservation};
+use crate::network::Network;
 use crate::reads::{ReadError, ReadRequest, ReadWaiters};
 use crate::snapshots::{SnapshotReader, SnapshotStore};
 use crate::storage::StorageProblem;
@@ -395,7 +397,7 @@ pub struct EntryReceiver {
     /// The index of the entry returned last, reported applied at the next call.
     returned: Option<LogIndex>,
     /// The last index the application has applied, for the node loop.
-    applied: watch::Sender<LogIndex>,
+    applied: crate::applied::AppliedSender,
     /// Tells the node loop that a restore reached `recv_committed` (which
     /// cannot hand it over): the node stops.
     refusals: mpsc::Sender<LogIndex>,
@@ -444,7 +446,7 @@ impl EntryReceiver {
             return None;
         }
         if let Some(index) = self.returned.take() {
-            self.applied.send_replace(index);
+            self.applied.send(index);
         }
         loop {
             if let Some(c) = self.buffered.next() {
@@ -701,15 +703,7 @@ fn start_with(
 ) -> Result<(RaftHandle, EntryReceiver), StartError> {
     let (id, core, membership) = config.core_config().map_err(StartError::Config)?;
     let cluster_id = config.cluster_id();
-    let listener = match config.listener.take() {
-        Some(l) => l,
-        None => std::net::TcpListener::bind(config.self_addr.as_str())
-            .map_err(|source| StartError::Bind { addr: config.self_addr.clone(), source })?,
-    };
-    let bind_error = |source| StartError::Bind { addr: config.self_addr.clone(), source };
-    listener.set_nonblocking(true).map_err(bind_error)?;
-    let local_addr = listener.local_addr().map_err(bind_error)?;
-    let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
+    let (listener, local_addr) = bind(&mut config, id)?;
 
     let identity = StoreIdentity { cluster_id: config.params.cluster_id, node_id: id };
     if let (ClusterState::Existing, Some(dir)) = (config.params.initial_cluster_state, &config.data_dir) {
@@ -758,7 +752,15 @@ fn start_with(
         snapshots: snapshot_store.clone(),
         receives: Arc::new(tokio::sync::Semaphore::new(crate::transfer::RECEIVES_MAX)),
     };
-    let transport = Transport::start(transport_config, listener, inbox_tx, counters.clone());
+    let transport = match listener {
+        Listener::Tcp(listener) => {
+            Network::Tcp(Transport::start(transport_config, listener, inbox_tx, counters.clone()))
+        }
+        Listener::InProcess(reservation) => {
+            let TransportConfig { snapshots, receives, .. } = transport_config;
+            Network::InProcess(InProcessTransport::start(reservation, inbox_tx, snapshots, receives, counters.clone()))
+        }
+    };
     let (request_tx, requests) = mpsc::channel(PROPOSAL_QUEUE_MAX);
     let (read_tx, read_requests) = mpsc::channel(PROPOSAL_QUEUE_MAX);
     let (transfer_tx, transfers) = mpsc::channel(TRANSFER_QUEUE_MAX);
@@ -776,7 +778,7 @@ fn start_with(
     // Unbounded as a channel; what it holds is bounded by raft-core's
     // delivery window (see `Delivery`).
     let (delivery_tx, deliveries) = mpsc::unbounded_channel();
-    let (applied_tx, applied_rx) = watch::channel(node.state().applied_index());
+    let (applied_tx, applied_rx) = crate::applied::channel(node.state().applied_index());
     let status = node.status();
     let leader = LeaderInfo { leader: status.leader, term: status.term, role: status.role };
     let (status_tx, status_rx) = watch::channel(status);
@@ -846,6 +848,31 @@ fn start_with(
         refused: false,
     };
     Ok((handle, entries))
+}
+
+/// Where a starting node receives its peers' messages.
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    InProcess(Reservation),
+}
+
+/// Binds the node's address (or takes the listener given), or reserves its
+/// place on the in-process network, whose nodes have no address
+/// (`0.0.0.0:0`).
+fn bind(config: &mut RaftConfig, id: NodeId) -> Result<(Listener, SocketAddr), StartError> {
+    let bind_error = |source| StartError::Bind { addr: config.self_addr.clone(), source };
+    if let Some(network) = config.in_process.take() {
+        let reservation = network.reserve(id).map_err(bind_error)?;
+        return Ok((Listener::InProcess(reservation), SocketAddr::from(([0, 0, 0, 0], 0))));
+    }
+    let listener = match config.listener.take() {
+        Some(l) => l,
+        None => std::net::TcpListener::bind(config.self_addr.as_str()).map_err(bind_error)?,
+    };
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let local_addr = listener.local_addr().map_err(bind_error)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
+    Ok((Listener::Tcp(listener), local_addr))
 }
 
 /// The snapshot store: `<data_dir>/snapshots`, cleaned of every file but

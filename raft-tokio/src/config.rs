@@ -157,6 +157,7 @@ pub struct RaftConfig {
     pub(crate) params: RaftParams,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) listener: Option<std::net::TcpListener>,
+    pub(crate) in_process: Option<crate::InProcessNetwork>,
 }
 
 /// A configuration that cannot work. Each variant is the caller's mistake.
@@ -212,7 +213,7 @@ impl RaftConfig {
     /// in-memory store: nothing survives a restart.
     pub fn new(peers: Vec<String>, self_addr: String, params: RaftParams, data_dir: Option<PathBuf>) -> RaftConfig {
         let members = peers.into_iter().enumerate().map(|(i, a)| (NodeId(i as u64 + 1), a)).collect();
-        RaftConfig { members, id: None, self_addr, params, data_dir, listener: None }
+        RaftConfig { members, id: None, self_addr, params, data_dir, listener: None, in_process: None }
     }
 
     /// A configuration with explicit node ids: `members` lists every
@@ -224,13 +225,21 @@ impl RaftConfig {
         data_dir: Option<PathBuf>,
     ) -> RaftConfig {
         let self_addr = members.iter().find(|(m, _)| *m == id).map(|(_, a)| a.clone()).unwrap_or_default();
-        RaftConfig { members, id: Some(id), self_addr, params, data_dir, listener: None }
+        RaftConfig { members, id: Some(id), self_addr, params, data_dir, listener: None, in_process: None }
     }
 
     /// Uses an already-bound listener for this node's address instead of
     /// binding it at start (tests bind port 0 and learn the port first).
     pub fn with_listener(mut self, listener: std::net::TcpListener) -> RaftConfig {
         self.listener = Some(listener);
+        self
+    }
+
+    /// Runs the node on `network` (nodes of this process, over channels)
+    /// instead of TCP: nothing is bound, and the members' addresses are
+    /// only names. See [`crate::inprocess`].
+    pub fn with_in_process(mut self, network: &crate::InProcessNetwork) -> RaftConfig {
+        self.in_process = Some(network.clone());
         self
     }
 

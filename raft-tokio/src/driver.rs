@@ -31,11 +31,12 @@
 //! durable state no longer names (see [`Snapshots::settle`]).
 
 use crate::api::{LeaderInfo, NodeError};
+use crate::network::Network;
 use crate::reads::{ReadRequest, ReadWaiters};
 use crate::snapshot_api::SnapshotError;
 use crate::snapshots::{SnapshotReader, SnapshotStore};
 use crate::storage::{Storage, StorageError, StorageProblem};
-use crate::transport::{Inbound, Transport};
+use crate::transport::Inbound;
 use crate::waiters::{ProposeRequest, Waiters};
 use raft_core::{
     Committed, Input, LogIndex, Message, Node, NodeId, Output, SnapshotMeta, Status, Term, Timer, TransferRejection,
@@ -268,7 +269,7 @@ impl Snapshots {
 
     /// Starts sending `to` the snapshot, unless a transfer to it runs (a
     /// heartbeat's repeat) or started less than [`TRANSFER_RESTART_MIN`] ago.
-    fn send(&mut self, transport: &Transport, to: NodeId, message: raft_core::InstallSnapshot) {
+    fn send(&mut self, transport: &Network, to: NodeId, message: raft_core::InstallSnapshot) {
         let now = Instant::now();
         if let Some((task, started)) = self.outgoing.get(&to) {
             if !task.is_finished() || now < *started + TRANSFER_RESTART_MIN {
@@ -299,13 +300,13 @@ pub(crate) struct Delivery {
     pub entries: Option<mpsc::UnboundedSender<Delivered>>,
     /// The index of the last entry the application has applied: an entry
     /// counts as applied once the application asks for the next one.
-    pub applied: watch::Receiver<LogIndex>,
+    pub applied: crate::applied::AppliedReceiver,
 }
 
 pub(crate) struct Driver {
     node: Node,
     storage: Storage,
-    transport: Transport,
+    transport: Network,
     timers: Timers,
     waiters: Waiters,
     inbox: mpsc::Receiver<Inbound>,
@@ -351,7 +352,7 @@ impl Driver {
         node: Node,
         first_outputs: Vec<Output>,
         storage: Storage,
-        transport: Transport,
+        transport: Network,
         timers: Timers,
         waiters: Waiters,
         inbox: mpsc::Receiver<Inbound>,
@@ -417,8 +418,8 @@ impl Driver {
                     _ = self.shutdown.changed() => return Ok(()),
                     () = &mut sleep => self.on_deadlines(),
                     // Read by `report_applied` below.
-                    changed = self.delivery.applied.changed(), if listening => {
-                        if changed.is_err() {
+                    () = self.delivery.applied.changed(), if listening => {
+                        if self.delivery.applied.is_closed() {
                             self.delivery.entries = None; // the receiver is gone
                         }
                     }
@@ -465,7 +466,7 @@ impl Driver {
         let state = self.node.state();
         let applied = match self.delivery.entries {
             None => state.delivered_index(),
-            Some(_) => *self.delivery.applied.borrow_and_update(),
+            Some(_) => self.delivery.applied.get(),
         };
         if applied > state.applied_index() {
             self.node.step(Input::Applied(applied), &mut self.outputs);

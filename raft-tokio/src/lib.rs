@@ -4,7 +4,9 @@
 //! messages, proposals and timer expiries, and executes its outputs in
 //! order, making every `Persist` durable (one write and one fsync per batch
 //! of inputs) before any later output runs. Nodes talk over TCP
-//! (length-prefixed, versioned postcard frames, see [`wire`]); each node
+//! (length-prefixed, versioned postcard frames, see [`wire`]), or, when
+//! they share a process (tests, benchmarks), over channels that carry
+//! raft-core's messages as they are ([`inprocess`]); each node
 //! keeps its term, vote and log in a redb file (or in memory, when asked),
 //! and its snapshots as files beside it. No Raft rule lives here: they are
 //! all in raft-core.
@@ -250,10 +252,13 @@
 #![deny(missing_docs)]
 
 mod api;
+mod applied;
 mod config;
 mod driver;
+pub mod inprocess;
 #[cfg(feature = "kv")]
 pub mod kv;
+mod network;
 mod reads;
 pub mod record;
 mod snapshot_api;
@@ -269,6 +274,7 @@ pub use api::{
     StartError, TransferError, TransportDrops,
 };
 pub use config::{ClusterState, ConfigurationError, RaftConfig, RaftParams, FRAME_OVERHEAD_BYTES};
+pub use inprocess::InProcessNetwork;
 pub use raft_core::{
     Committed, DropCounters, LogIndex, Membership, NodeId, RoleKind, SnapshotMeta, Term, TransferRejection,
 };
