@@ -125,7 +125,8 @@ pub struct Args {
     #[arg(long, default_value_t = 100)]
     pub steps: usize,
     /// Simulate: relative weights of a delivery, a timeout, a crash or
-    /// recovery, and a delivery to the walk's slow server.
+    /// recovery, a delivery to the walk's slow server, and (optional; the
+    /// timeout's weight when left out) an operator's membership change.
     #[arg(long, value_parser = parse_weights, default_value = "1,1,1,1")]
     pub weights: crate::simulate::Weights,
     /// Explore: the address to serve on.
@@ -444,9 +445,14 @@ fn parse_weights(text: &str) -> Result<crate::simulate::Weights, String> {
     let numbers: Result<Vec<u64>, _> = text.split(',').map(|n| n.trim().parse::<u64>()).collect();
     match numbers.as_deref() {
         Ok(&[deliver, timeout, crash, slow]) if deliver + timeout > 0 => {
-            Ok(crate::simulate::Weights { deliver, timeout, crash, slow })
+            Ok(crate::simulate::Weights { deliver, timeout, crash, slow, operator: timeout })
         }
-        _ => Err(format!("expected four weights DELIVER,TIMEOUT,CRASH,SLOW (not all zero), not {text:?}")),
+        Ok(&[deliver, timeout, crash, slow, operator]) if deliver + timeout > 0 => {
+            Ok(crate::simulate::Weights { deliver, timeout, crash, slow, operator })
+        }
+        _ => Err(format!(
+            "expected four or five weights DELIVER,TIMEOUT,CRASH,SLOW[,OPERATOR] (not all zero), not {text:?}"
+        )),
     }
 }
 

@@ -62,7 +62,7 @@ pub struct Profile {
 
 /// Walks deliver messages four times as often as timers fire, and crash
 /// rarely: elections then finish and logs get replicated between them.
-const WALK_WEIGHTS: Weights = Weights { deliver: 16, timeout: 4, crash: 1, slow: 1 };
+const WALK_WEIGHTS: Weights = Weights { deliver: 16, timeout: 4, crash: 1, slow: 1, operator: 4 };
 
 /// The kv model's walks: a stale read needs a leader that has been deposed
 /// without hearing of it while a client's write and read complete
@@ -70,7 +70,7 @@ const WALK_WEIGHTS: Weights = Weights { deliver: 16, timeout: 4, crash: 1, slow:
 /// each of the two read faults that need a deposed leader was caught by
 /// every one of 4 seeds of 10,000 walks, against 1 to 5 of 8 with 16,1 or
 /// 16,2).
-const READ_WALK_WEIGHTS: Weights = Weights { deliver: 32, timeout: 1, crash: 1, slow: 1 };
+const READ_WALK_WEIGHTS: Weights = Weights { deliver: 32, timeout: 1, crash: 1, slow: 1, operator: 1 };
 
 /// The profiles CI runs, cheapest first.
 pub fn ci_profiles() -> Vec<Profile> {
@@ -140,7 +140,27 @@ pub fn ci_profiles() -> Vec<Profile> {
             config: ModelConfig { snapshots: 1, max_term: 3, max_log: 4, crashes: 1, background_writes: true, ..base },
             search: Search::Walks { seed: 1, runs: SNAPSHOT_WALKS, steps: 100, weights: WALK_WEIGHTS },
         },
+        Profile {
+            name: "membership-walks",
+            why: MEMBERSHIP_WALKS_WHY,
+            config: membership_model(),
+            search: Search::Walks { seed: 1, runs: MEMBERSHIP_WALKS, steps: 120, weights: WALK_WEIGHTS },
+        },
     ]
+}
+
+/// Why `membership-walks` exists.
+const MEMBERSHIP_WALKS_WHY: &str = "four servers, three of them voters and one a learner, and an operator \
+     that asks any leader for up to three membership changes at any moment, terms up to 4: configurations \
+     in effect when appended, learners, one change at a time, and the own-term commit rule (raft-dev, 2015)";
+
+/// How many walks `membership-walks` takes.
+const MEMBERSHIP_WALKS: usize = 20_000;
+
+/// The membership model of `membership-walks` (and of the README's
+/// commands): `--nodes 4 --voters 3 --max-changes 3 --crashes 0 --max-term 4 --max-log 6`.
+pub fn membership_model() -> ModelConfig {
+    ModelConfig { servers: 4, voters: 3, max_changes: 3, crashes: 0, max_term: 4, max_log: 6, ..ModelConfig::default() }
 }
 
 /// Why `snapshot-walks` exists.
@@ -155,11 +175,13 @@ impl Profile {
     /// Whether this profile's model can run the code `fault` breaks. The
     /// two snapshot faults break rules that run only when an application
     /// takes a snapshot or a leader sends one, which a model without
-    /// snapshots never does: the harness does not spend a full search of
-    /// each such profile on them.
+    /// snapshots never does, and the membership fault a rule that runs only
+    /// when a change is asked for: the harness does not spend a full search
+    /// of each such profile on them.
     pub fn can_exercise(&self, fault: Fault) -> bool {
         let needs_snapshots = matches!(fault, Fault::InstallDiscardsMatchingSuffix | Fault::CompactPastCommit);
-        !needs_snapshots || self.config.snapshots > 0
+        let needs_changes = fault == Fault::ChangeBeforeTermCommit;
+        (!needs_snapshots || self.config.snapshots > 0) && (!needs_changes || self.config.max_changes > 0)
     }
 }
 

@@ -49,17 +49,20 @@ pub struct Weights {
     /// that has not heard of the new term, a follower that lags), which
     /// uniformly drawn deliveries almost never produce.
     pub slow: u64,
+    /// The model's operator asks a server for a membership change.
+    pub operator: u64,
 }
 
 impl Weights {
     /// Every action equally likely.
-    pub const UNIFORM: Weights = Weights { deliver: 1, timeout: 1, crash: 1, slow: 1 };
+    pub const UNIFORM: Weights = Weights { deliver: 1, timeout: 1, crash: 1, slow: 1, operator: 1 };
 
     fn of(&self, action: &<RaftModel as Model>::Action, slow: Option<Id>) -> u64 {
         use stateright::actor::ActorModelAction as A;
         match action {
             A::Deliver { dst, .. } if Some(*dst) == slow => self.slow,
             A::Deliver { .. } | A::Drop(_) | A::SelectRandom { .. } => self.deliver,
+            A::Timeout(_, crate::actor::ModelTimer::Change(_)) => self.operator,
             A::Timeout(..) => self.timeout,
             A::Crash(_) | A::Recover(_) => self.crash,
         }
@@ -102,7 +105,11 @@ pub fn simulate(
                 };
                 if found && !discoveries.contains_key(p.name) {
                     let init = model.init_states().remove(0);
-                    if let Some(path) = Path::from_actions(model, init, &path_actions) {
+                    let actions = match p.expectation {
+                        Expectation::Sometimes => path_actions.clone(),
+                        _ => shrink(model, &path_actions, |s| !(p.condition)(model, s)),
+                    };
+                    if let Some(path) = Path::from_actions(model, init, &actions) {
                         discoveries.insert(p.name, path);
                     }
                 }
@@ -147,4 +154,51 @@ pub fn simulate(
         }
     }
     Outcome { states, unique: seen.len(), depth, seconds: start.elapsed().as_secs(), discoveries }
+}
+
+type Action = <RaftModel as Model>::Action;
+
+/// A shorter walk that still reaches a state where `broken` holds: drops
+/// one action at a time, from the last, keeping each drop after which
+/// every remaining action is still enabled in its turn and some state
+/// along the way is broken (the walk then ends at the first such state);
+/// repeats until no action can be dropped. A random walk wanders, and its
+/// counterexamples are several times longer than they need be.
+fn shrink(model: &RaftModel, actions: &[Action], broken: impl Fn(&RaftState) -> bool) -> Vec<Action> {
+    let mut best = actions.to_vec();
+    loop {
+        let mut dropped_one = false;
+        for skip in (0..best.len()).rev() {
+            let candidate: Vec<Action> =
+                best.iter().enumerate().filter(|&(k, _)| k != skip).map(|(_, a)| a.clone()).collect();
+            if let Some(n) = first_broken(model, &candidate, &broken) {
+                best = candidate[..n].to_vec();
+                dropped_one = true;
+                break;
+            }
+        }
+        if !dropped_one {
+            return best;
+        }
+    }
+}
+
+/// How many of `actions` lead, each enabled in its turn and within the
+/// model's boundary, to the first state where `broken` holds; `None` if
+/// none does.
+fn first_broken(model: &RaftModel, actions: &[Action], broken: &impl Fn(&RaftState) -> bool) -> Option<usize> {
+    let mut state = model.init_states().remove(0);
+    let mut enabled = Vec::new();
+    for (k, action) in actions.iter().enumerate() {
+        if broken(&state) {
+            return Some(k);
+        }
+        enabled.clear();
+        model.actions(&state, &mut enabled);
+        if !enabled.contains(action) {
+            return None;
+        }
+        state = model.next_state(&state, action.clone()).filter(|s| model.within_boundary(s))?;
+    }
+    broken(&state).then_some(actions.len())
 }

@@ -142,7 +142,7 @@ fn discarding_a_matching_suffix_on_install_breaks_persist_before_send() {
 fn kv_with_snapshots_is_linearizable() {
     let cfg = ModelConfig { kind: ModelKind::Kv, clients: 1, max_term: 2, max_log: 3, ..small() };
     let model = cfg.into_model();
-    let weights = Weights { deliver: 16, timeout: 4, crash: 1, slow: 1 };
+    let weights = Weights { deliver: 16, timeout: 4, crash: 1, slow: 1, operator: 4 };
     let outcome = simulate(&model, 1, 1_000, 80, weights, false, |_, _, _| {});
     for p in model.properties().iter().filter(|p| p.expectation == Expectation::Always) {
         assert!(!outcome.discoveries.contains_key(p.name), "{} fails", p.name);
