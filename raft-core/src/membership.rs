@@ -299,7 +299,7 @@ impl Membership {
 
     /// The same membership with every id renamed by `node` (a bijection).
     /// A bijection on the member set gives the same set back, shared.
-    pub(crate) fn renamed(&self, node: &dyn Fn(NodeId) -> NodeId) -> Membership {
+    pub fn renamed(&self, node: &dyn Fn(NodeId) -> NodeId) -> Membership {
         let m = &self.members;
         let fixed = |set: &BTreeSet<NodeId>| set.iter().all(|&v| set.contains(&node(v)));
         if fixed(&m.voters) && fixed(&m.learners) && m.addresses.keys().all(|&k| node(k) == k) {
