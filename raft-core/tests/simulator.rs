@@ -24,6 +24,7 @@ mod common;
 
 use common::sim::{run_seed, LeadershipChange, Options, Outcome, Property, Sim, Violation};
 use raft_core::{Fault, Input, LogIndex, NodeId, Rejection, Term};
+use std::collections::BTreeMap;
 
 fn env_u64(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;
@@ -60,6 +61,21 @@ fn run_many(nodes: u64) -> Vec<Outcome> {
     let background: u64 = outcomes.iter().map(|o| o.background_writes).sum();
     let late: u64 = outcomes.iter().map(|o| o.late_write_reports).sum();
     let lost: u64 = outcomes.iter().map(|o| o.writes_lost).sum();
+    let changes_asked: u64 = outcomes.iter().map(|o| o.changes_asked).sum();
+    let changes_accepted: u64 = outcomes.iter().map(|o| o.changes_accepted).sum();
+    let changes_committed: u64 = outcomes.iter().map(|o| o.changes_committed).sum();
+    let mut rejected: BTreeMap<&str, u64> = BTreeMap::new();
+    for o in &outcomes {
+        for (reason, n) in &o.changes_rejected {
+            *rejected.entry(reason).or_default() += n;
+        }
+    }
+    let learners_added: u64 = outcomes.iter().map(|o| o.learners_added).sum();
+    let promoted: u64 = outcomes.iter().map(|o| o.learners_promoted).sum();
+    let voters_removed: u64 = outcomes.iter().map(|o| o.voters_removed).sum();
+    let learners_removed: u64 = outcomes.iter().map(|o| o.learners_removed).sum();
+    let removed_themselves: u64 = outcomes.iter().map(|o| o.leaders_removed_themselves).sum();
+    let joiners: u64 = outcomes.iter().map(|o| o.joiners_started).sum();
     assert!(background > 0, "no background write was asked for: §10.2.1 is not exercised");
     assert!(reads > 0, "no read was ever served: the read path is not exercised");
     assert!(windowed > 0, "no delivery ever waited for Input::Applied: the delivery window is not exercised");
@@ -71,6 +87,16 @@ fn run_many(nodes: u64) -> Vec<Outcome> {
         assert!(recovered > 0, "no node recovered from a snapshot");
         assert!(late > 0, "no background write was reported after a later persist flushed it");
         assert!(lost > 0, "no crash lost a background write");
+        // Membership changes (thesis §4), each kind at least once.
+        assert!(changes_accepted > 0 && changes_committed > 0, "no membership change was committed");
+        assert!(learners_added > 0, "no learner was added");
+        assert!(promoted > 0, "no learner was promoted");
+        assert!(voters_removed > 0, "no voter was removed");
+        assert!(learners_removed > 0, "no learner was removed");
+        assert!(removed_themselves > 0, "no leader removed itself");
+        for reason in ["leader-not-ready", "change-in-progress"] {
+            assert!(rejected.contains_key(reason), "no change was refused as {reason}: {rejected:?}");
+        }
     }
     println!(
         "simulator, {nodes} nodes: {} seeds ({}..={}), {steps} steps ({liveness} in liveness phases), \
@@ -78,7 +104,11 @@ fn run_many(nodes: u64) -> Vec<Outcome> {
          {terms} terms with a leader, {accepted} proposals accepted, \
          {reads} reads served, {windowed} deliveries after a full window, {committed} log indexes committed, \
          {taken} snapshots taken, {installed} installed by followers, {recovered} restarts from a snapshot, \
-         {background} background writes ({late} reported after a later persist flushed them, {lost} lost in crashes)",
+         {background} background writes ({late} reported after a later persist flushed them, {lost} lost in crashes), \
+         {changes_asked} membership changes asked ({changes_accepted} accepted, {changes_committed} committed: \
+         {learners_added} learners added, {promoted} promoted, {voters_removed} voters removed, \
+         {learners_removed} learners removed; {removed_themselves} leaders removed themselves; \
+         refused: {rejected:?}), {joiners} joiners started",
         seeds.len(),
         seeds.first().unwrap_or(&0),
         seeds.last().unwrap_or(&0),
