@@ -481,9 +481,11 @@ enum Event {
         node: usize,
         lifetime: u64,
     },
-    /// The operator asks the latest leader for a membership change; then,
-    /// if `again`, schedules its next one.
+    /// The operator asks a leader for a membership change: `node`, if it
+    /// still leads, or the newest leader; then, if `again`, schedules its
+    /// next one.
     Operator {
+        node: Option<usize>,
         again: bool,
     },
     /// A leader that took a change is crashed or cut off, if it still leads.
@@ -622,6 +624,8 @@ pub struct Sim {
     committed_membership: Membership,
     /// The operator's changes, by id.
     changes: BTreeMap<ProposalId, Change>,
+    /// How each change was answered: accepted at an index, or refused.
+    change_answers: BTreeMap<ProposalId, Result<LogIndex, ChangeRejection>>,
     /// Commands delivered anywhere, by index.
     delivered: BTreeMap<u64, (Term, Vec<u8>)>,
     delivered_data: BTreeSet<Vec<u8>>,
@@ -703,6 +707,7 @@ impl Sim {
             options,
             committed_membership: membership,
             changes: BTreeMap::new(),
+            change_answers: BTreeMap::new(),
             rng,
             now_us: 0,
             sequence: 0,
@@ -780,7 +785,7 @@ impl Sim {
         }
         if self.changes_on() {
             let delay = self.rng.random_range(1..=2 * OPERATOR_EVERY_US);
-            self.schedule(delay, Event::Operator { again: true });
+            self.schedule(delay, Event::Operator { node: None, again: true });
         }
         let first_proposal = self.rng.random_range(1_000..50_000);
         self.schedule(first_proposal, Event::Propose { node: 0 });
@@ -848,6 +853,21 @@ impl Sim {
         let id = proposal.id;
         self.input(node, Input::Propose(vec![proposal]))?;
         Ok(id)
+    }
+
+    /// Scenario tests: an operator asks `node` for a membership change now.
+    /// The answer, when it comes, is in [`Sim::change_answer`].
+    pub fn change(&mut self, node: usize, change: Change) -> Result<ProposalId, Violation> {
+        let id = ProposalId(self.next_proposal);
+        self.next_proposal += 1;
+        self.changes.insert(id, change.clone());
+        self.input(node, Input::ChangeMembership { id, change })?;
+        Ok(id)
+    }
+
+    /// How change `id` was answered so far: accepted at an index, or refused.
+    pub fn change_answer(&self, id: ProposalId) -> Option<Result<LogIndex, ChangeRejection>> {
+        self.change_answers.get(&id).copied()
     }
 
     /// How proposal `id` was answered so far: accepted at (term, index), or
@@ -968,6 +988,13 @@ impl Sim {
         self.machines.iter().rposition(|m| m.state.as_ref().is_some_and(State::is_leader))
     }
 
+    /// The machine up in the leader role of the highest term, if any: the
+    /// one an operator reaches (an older one may lead on, cut off).
+    fn newest_leader(&self) -> Option<usize> {
+        let leaders = (0..self.machines.len()).filter_map(|n| Some((n, self.machines[n].state.as_ref()?)));
+        leaders.filter(|(_, s)| s.is_leader()).max_by_key(|(_, s)| s.term()).map(|(n, _)| n)
+    }
+
     fn chaos_delay(&mut self) -> u64 {
         self.rng.random_range(1..=2 * self.faults.chaos_every_us.max(1))
     }
@@ -1055,14 +1082,17 @@ impl Sim {
             }
             Event::Applied { node, lifetime } => self.report_applied(node, lifetime),
             Event::Written { node, lifetime } => self.report_written(node, lifetime),
-            Event::Operator { again } => {
+            Event::Operator { node, again } => {
                 if self.liveness {
                     return Ok(());
                 }
-                self.operate()?;
+                let leads = |n: &usize| self.machines[*n].state.as_ref().is_some_and(State::is_leader);
+                if let Some(leader) = node.filter(leads).or_else(|| self.newest_leader()) {
+                    self.operate(leader)?;
+                }
                 if again {
                     let delay = self.rng.random_range(1..=2 * OPERATOR_EVERY_US);
-                    self.schedule(delay, Event::Operator { again: true });
+                    self.schedule(delay, Event::Operator { node: None, again: true });
                 }
                 Ok(())
             }
@@ -1074,7 +1104,16 @@ impl Sim {
                         let downtime = self.rng.random_range(10_000..1_000_000);
                         self.schedule(downtime, Event::Restart { node });
                     } else {
-                        self.isolate(node);
+                        // Cut off alone, or with one other machine (one that
+                        // took the change, perhaps, and may vote for it).
+                        let mut side = vec![node];
+                        if self.rng.random_bool(0.5) {
+                            let other = self.random_in_service();
+                            if other != node {
+                                side.push(other);
+                            }
+                        }
+                        self.partition(&side);
                         let duration = self.rng.random_range(50_000..1_500_000);
                         self.schedule(duration, Event::Heal);
                     }
@@ -1146,14 +1185,13 @@ impl Sim {
         Ok(())
     }
 
-    /// The operator asks the latest leader that is up for one membership
+    /// The operator asks `leader` for one membership
     /// change, drawn among those that keep 3 to 5 voters by that leader's
     /// membership: add an idle machine as a learner (a new one, started
     /// empty, if there is room), promote a learner, remove a voter (the
     /// leader itself included) or a learner. The leader refuses it if it is
     /// not ready, or a change is under way.
-    fn operate(&mut self) -> Checked {
-        let Some(leader) = self.latest_leader() else { return Ok(()) };
+    fn operate(&mut self, leader: usize) -> Checked {
         let m = self.machines[leader].state.as_ref().expect("up").membership().clone();
         let voters: Vec<NodeId> = m.voters().iter().copied().collect();
         let learners: Vec<NodeId> = m.learners().iter().copied().collect();
@@ -1182,10 +1220,10 @@ impl Sim {
             *id = node_id(node);
             *address = format!("n{}", node + 1);
         }
+        self.outcome.changes_asked += 1;
         let id = ProposalId(self.next_proposal);
         self.next_proposal += 1;
         self.changes.insert(id, change.clone());
-        self.outcome.changes_asked += 1;
         self.step(leader, Input::ChangeMembership { id, change })
     }
 
@@ -1289,8 +1327,8 @@ impl Sim {
             // The 2015 bug needs a change taken by a leader that has not yet
             // committed an entry of its term: the operator is quick, often.
             if self.changes_on() && !self.liveness && self.rng.random_bool(OPERATOR_AFTER_ELECTION) {
-                let delay = self.rng.random_range(0..=self.faults.delay_max_us);
-                self.schedule(delay, Event::Operator { again: false });
+                let delay = self.rng.random_range(0..=self.faults.delay_max_us / 4);
+                self.schedule(delay, Event::Operator { node: Some(node), again: false });
             }
         }
         let me = NodeId(node as u64 + 1);
@@ -1449,18 +1487,19 @@ impl Sim {
                     self.answers.insert(id, Err(reason));
                 }
                 Output::LeaderChanged { .. } | Output::TransferRejected { .. } | Output::Dropped(_) => {}
-                Output::ChangeAccepted { id, .. } => {
-                    if !self.changes.contains_key(&id) {
-                        let detail = format!("n{} accepted change {id:?}, which nobody asked for", node + 1);
+                Output::ChangeAccepted { id, index, .. } => {
+                    if !self.changes.contains_key(&id) || self.change_answers.insert(id, Ok(index)).is_some() {
+                        let detail = format!("n{} accepted change {id:?}, not asked or answered already", node + 1);
                         return Err(self.violation(Property::Contract, detail));
                     }
                     self.outcome.changes_accepted += 1;
-                    if self.rng.random_bool(DEPOSE_AFTER_CHANGE) {
+                    if self.changes_on() && self.rng.random_bool(DEPOSE_AFTER_CHANGE) {
                         let delay = self.rng.random_range(0..=self.faults.delay_max_us);
                         self.schedule(delay, Event::Depose { node });
                     }
                 }
-                Output::ChangeRejected { reason, .. } => {
+                Output::ChangeRejected { id, reason } => {
+                    self.change_answers.insert(id, Err(reason));
                     *self.outcome.changes_rejected.entry(rejection_name(&reason)).or_default() += 1;
                 }
                 // Checked against the cluster's committed prefix, as
@@ -2102,9 +2141,12 @@ impl Sim {
             if m.retired || m.retiring {
                 continue;
             }
+            // Scenario tests shut nothing down before their liveness phase.
             m.retiring = true;
-            let delay = if self.liveness { 0 } else { self.rng.random_range(0..=RETIRE_DELAY_MAX_US) };
-            self.schedule(delay, Event::Retire { node });
+            if self.liveness || self.changes_on() {
+                let delay = if self.liveness { 0 } else { self.rng.random_range(0..=RETIRE_DELAY_MAX_US) };
+                self.schedule(delay, Event::Retire { node });
+            }
         }
     }
 
