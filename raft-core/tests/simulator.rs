@@ -640,26 +640,3 @@ fn s4_2_3_without_the_fix_two_changes_make_disjoint_majorities() {
         assert_eq!(violation.property, Property::LeaderCompleteness, "seed {seed}: {violation}");
     }
 }
-
-#[test]
-#[ignore]
-fn tmp_count_catches() {
-    let fault = match std::env::var("FAULT").as_deref() {
-        Ok("install") => Fault::InstallDiscardsMatchingSuffix,
-        _ => Fault::ChangeBeforeTermCommit,
-    };
-    for nodes in [3, 5] {
-        let mut caught = Vec::new();
-        let mut props = BTreeMap::new();
-        for seed in 0..200 {
-            let options = Options { fault: Some(fault), ..Options::new(nodes, seed) };
-            if let Err(v) = Sim::new(options).run() {
-                *props.entry(format!("{:?}", v.property)).or_insert(0) += 1;
-                if v.property != Property::Panic {
-                    caught.push(seed);
-                }
-            }
-        }
-        println!("{nodes} nodes: {} caught: {caught:?} {props:?}", caught.len());
-    }
-}
