@@ -1,6 +1,7 @@
 //! The seeded cluster simulator (see `common/sim.rs`) over many seeds, for
-//! 3- and 5-node clusters: a faulty safety phase, then a fault-free
-//! liveness phase that must converge. And checks that the simulator can
+//! clusters starting with 3 and 5 voters (and joiners beside them, which
+//! an operator adds, promotes and removes): a faulty safety phase, then a
+//! fault-free liveness phase that must converge. And checks that the simulator can
 //! fail: with a node that grants a second vote in a term, it must report
 //! an Election Safety violation; with a leader that serves reads without a
 //! quorum, a stale read; with a leader that never steps down, no agreed
@@ -15,7 +16,9 @@
 //! (thesis §6.2) and leads on without; a partial partition keeps one leader
 //! that commits with both, and churns leaders with neither; a leadership
 //! transfer (thesis §3.10) completes in one term; an abandoned one lets
-//! proposals resume.
+//! proposals resume; two membership changes across a change of leader are
+//! safe with the 2015 fix (thesis §4.2.3) and lose a committed entry
+//! without it.
 //!
 //! `SIM_SEED=n` runs exactly seed n (add `SIM_TRACE=1` to print every step);
 //! `SIM_SEEDS=n` runs seeds 0..n (default 500 per cluster size).

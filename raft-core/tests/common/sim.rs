@@ -48,8 +48,24 @@
 //! crash and restart, and an operator now and then asks the leader to hand
 //! its leadership over. In the liveness phase every fault stops and every
 //! node is up; within a bounded number of steps one leader must be elected,
-//! every client proposal of the phase must be committed, and every node
+//! every client proposal of the phase must be committed, and every member
 //! must hold the same log and have delivered all of it.
+//!
+//! Membership changes (thesis §4): beside the 3 or 5 voters a run starts
+//! with, machines started empty (`Membership::joining`) wait to join, up
+//! to six machines in all. An operator asks the leader of the newest term,
+//! at random moments and often just after an election (before the new
+//! leader has committed an entry of its term, when it must refuse), for
+//! one change that keeps 3 to 5 voters: add an idle machine as a learner,
+//! promote a learner, remove a voter (the leader itself, at times) or a
+//! learner; a leader that took one is at times crashed or cut off before it
+//! commits. A machine whose removal commits is shut down for good a while
+//! later (at once in the liveness phase); a wiped one comes back as a new
+//! machine with a new id, since a wiped disk under an old id would have
+//! forgotten votes. The properties are checked across configurations:
+//! CommitOnMajority holds each index to the voters that committed it, and
+//! the liveness phase waits for the members of the leader's membership
+//! only.
 //!
 //! Scenario tests drive a run by hand instead: with `Options::chaos` off no
 //! random fault strikes (clients still propose), and the test advances the
