@@ -492,11 +492,26 @@ impl State {
     /// A leader that is no voter of the membership in effect, once the
     /// entry that made it so is committed, steps down (thesis §4.2.2): it
     /// kept replicating, without counting itself, until then.
-    pub(crate) fn step_down_if_removed(&mut self, config: &Config, out: &mut Vec<Output>) {
+    ///
+    /// The step may have sent already (the answer that committed the entry
+    /// is followed by more appends), so the persist that stepping down may
+    /// need (the flush of the leader's background writes, see
+    /// `become_follower`) goes before the first send of the step, from
+    /// `first_output` on: every persist of a step precedes every send. The
+    /// sends it moves ahead of only wait for it.
+    pub(crate) fn step_down_if_removed(&mut self, config: &Config, first_output: usize, out: &mut Vec<Output>) {
         let removed = !self.configs.current().is_voter(config.id());
-        if self.is_leader() && removed && self.configs.current_index() <= self.commit_index {
-            self.become_follower(config, self.hard.term, None, out);
+        if !(self.is_leader() && removed && self.configs.current_index() <= self.commit_index) {
+            return;
         }
+        let mut outputs = Vec::new();
+        self.become_follower(config, self.hard.term, None, &mut outputs);
+        let first_send = out[first_output..].iter().position(|o| matches!(o, Output::Send { .. }));
+        let at = first_send.map_or(out.len(), |k| first_output + k);
+        let (persists, rest): (Vec<Output>, Vec<Output>) =
+            outputs.into_iter().partition(|o| matches!(o, Output::Persist(_) | Output::PersistAsync { .. }));
+        out.splice(at..at, persists);
+        out.extend(rest);
     }
 }
 

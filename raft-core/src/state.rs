@@ -285,7 +285,7 @@ impl State {
         // meanwhile) counts the vote as its report would.
         self.count_own_vote_if_durable(config, out);
         // A leader whose removal has committed hands over (thesis §4.2.2).
-        self.step_down_if_removed(config, out);
+        self.step_down_if_removed(config, first_output, out);
         // Messages that a role change or a new leader made due are sent
         // last, so that every persist of this step precedes every send.
         self.send_refused_reads(config, out);

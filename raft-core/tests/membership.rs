@@ -273,3 +273,36 @@ fn s4_1_recovery_and_snapshots_keep_the_membership() {
     assert_eq!(j.membership(), &meta.membership);
     assert!(persists(&out).contains(&Persist::Membership(meta.membership.clone())));
 }
+
+/// Thesis §4.2.2 with the persist-before-send rule: a leader whose removal
+/// commits on an answer that it follows with the next append (one entry in
+/// flight per follower), while its own write of that next entry is still
+/// in the background, steps down; stepping down flushes that write with a
+/// hard-state persist, which goes before the step's first send. (It came
+/// after the append, a persist following a send in one output list: found
+/// by the simulator.)
+#[test]
+fn s4_2_2_a_leader_stepping_down_on_its_removal_persists_before_it_sends() {
+    let c = config(1, 3).with_inflight_entries_max(1).unwrap().with_entries_per_append_max(1).unwrap();
+    let (mut s, _) = new_node(&c);
+    step(&c, &mut s, Input::Timeout(Timer::Election));
+    step(&c, &mut s, receive(2, vote(1, true)));
+    assert!(s.is_leader());
+    step(&c, &mut s, receive(2, append_ok(1, 1)));
+    step(&c, &mut s, receive(3, append_ok(1, 1)));
+    assert_eq!(s.commit_index(), LogIndex(1), "the no-op committed");
+    let out = step(&c, &mut s, change(1, Change::Remove(NodeId(1))));
+    assert_eq!(accepted(&out), Some((Term(1), LogIndex(2))));
+    // A command at 3, its write left in the background; one entry in flight
+    // per follower, so it waits for the acknowledgements of 2.
+    let out = step_only(&c, &mut s, proposal_input(7, b"x"));
+    assert!(out.iter().any(|o| matches!(o, Output::PersistAsync { .. })));
+    let out = step_only(&c, &mut s, receive(2, append_ok(1, 2)));
+    assert_eq!(s.commit_index(), LogIndex(1), "the removal needs nodes 2 and 3: {out:?}");
+    let out = step_only(&c, &mut s, receive(3, append_ok(1, 2)));
+    assert_eq!(s.commit_index(), LogIndex(2));
+    assert_eq!(s.role_kind(), RoleKind::Follower, "stepped down once the removal committed");
+    let flush = out.iter().position(|o| *o == Output::Persist(Persist::HardState(s.hard_state())));
+    let first_send = out.iter().position(|o| matches!(o, Output::Send { .. }));
+    assert!(flush.is_some() && first_send.is_some() && flush < first_send, "{out:?}");
+}

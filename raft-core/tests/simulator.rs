@@ -1,6 +1,7 @@
 //! The seeded cluster simulator (see `common/sim.rs`) over many seeds, for
-//! 3- and 5-node clusters: a faulty safety phase, then a fault-free
-//! liveness phase that must converge. And checks that the simulator can
+//! clusters starting with 3 and 5 voters (and joiners beside them, which
+//! an operator adds, promotes and removes): a faulty safety phase, then a
+//! fault-free liveness phase that must converge. And checks that the simulator can
 //! fail: with a node that grants a second vote in a term, it must report
 //! an Election Safety violation; with a leader that serves reads without a
 //! quorum, a stale read; with a leader that never steps down, no agreed
@@ -15,7 +16,9 @@
 //! (thesis §6.2) and leads on without; a partial partition keeps one leader
 //! that commits with both, and churns leaders with neither; a leadership
 //! transfer (thesis §3.10) completes in one term; an abandoned one lets
-//! proposals resume.
+//! proposals resume; two membership changes across a change of leader are
+//! safe with the 2015 fix (thesis §4.2.3) and lose a committed entry
+//! without it.
 //!
 //! `SIM_SEED=n` runs exactly seed n (add `SIM_TRACE=1` to print every step);
 //! `SIM_SEEDS=n` runs seeds 0..n (default 500 per cluster size).
@@ -23,7 +26,8 @@
 mod common;
 
 use common::sim::{run_seed, LeadershipChange, Options, Outcome, Property, Sim, Violation};
-use raft_core::{Fault, Input, LogIndex, NodeId, Rejection, Term};
+use raft_core::{Change, ChangeRejection, Fault, Input, LogIndex, NodeId, Rejection, Term};
+use std::collections::BTreeMap;
 
 fn env_u64(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;
@@ -60,6 +64,21 @@ fn run_many(nodes: u64) -> Vec<Outcome> {
     let background: u64 = outcomes.iter().map(|o| o.background_writes).sum();
     let late: u64 = outcomes.iter().map(|o| o.late_write_reports).sum();
     let lost: u64 = outcomes.iter().map(|o| o.writes_lost).sum();
+    let changes_asked: u64 = outcomes.iter().map(|o| o.changes_asked).sum();
+    let changes_accepted: u64 = outcomes.iter().map(|o| o.changes_accepted).sum();
+    let changes_committed: u64 = outcomes.iter().map(|o| o.changes_committed).sum();
+    let mut rejected: BTreeMap<&str, u64> = BTreeMap::new();
+    for o in &outcomes {
+        for (reason, n) in &o.changes_rejected {
+            *rejected.entry(reason).or_default() += n;
+        }
+    }
+    let learners_added: u64 = outcomes.iter().map(|o| o.learners_added).sum();
+    let promoted: u64 = outcomes.iter().map(|o| o.learners_promoted).sum();
+    let voters_removed: u64 = outcomes.iter().map(|o| o.voters_removed).sum();
+    let learners_removed: u64 = outcomes.iter().map(|o| o.learners_removed).sum();
+    let removed_themselves: u64 = outcomes.iter().map(|o| o.leaders_removed_themselves).sum();
+    let joiners: u64 = outcomes.iter().map(|o| o.joiners_started).sum();
     assert!(background > 0, "no background write was asked for: §10.2.1 is not exercised");
     assert!(reads > 0, "no read was ever served: the read path is not exercised");
     assert!(windowed > 0, "no delivery ever waited for Input::Applied: the delivery window is not exercised");
@@ -71,6 +90,16 @@ fn run_many(nodes: u64) -> Vec<Outcome> {
         assert!(recovered > 0, "no node recovered from a snapshot");
         assert!(late > 0, "no background write was reported after a later persist flushed it");
         assert!(lost > 0, "no crash lost a background write");
+        // Membership changes (thesis §4), each kind at least once.
+        assert!(changes_accepted > 0 && changes_committed > 0, "no membership change was committed");
+        assert!(learners_added > 0, "no learner was added");
+        assert!(promoted > 0, "no learner was promoted");
+        assert!(voters_removed > 0, "no voter was removed");
+        assert!(learners_removed > 0, "no learner was removed");
+        assert!(removed_themselves > 0, "no leader removed itself");
+        for reason in ["leader-not-ready", "change-in-progress"] {
+            assert!(rejected.contains_key(reason), "no change was refused as {reason}: {rejected:?}");
+        }
     }
     println!(
         "simulator, {nodes} nodes: {} seeds ({}..={}), {steps} steps ({liveness} in liveness phases), \
@@ -78,7 +107,11 @@ fn run_many(nodes: u64) -> Vec<Outcome> {
          {terms} terms with a leader, {accepted} proposals accepted, \
          {reads} reads served, {windowed} deliveries after a full window, {committed} log indexes committed, \
          {taken} snapshots taken, {installed} installed by followers, {recovered} restarts from a snapshot, \
-         {background} background writes ({late} reported after a later persist flushed them, {lost} lost in crashes)",
+         {background} background writes ({late} reported after a later persist flushed them, {lost} lost in crashes), \
+         {changes_asked} membership changes asked ({changes_accepted} accepted, {changes_committed} committed: \
+         {learners_added} learners added, {promoted} promoted, {voters_removed} voters removed, \
+         {learners_removed} learners removed; {removed_themselves} leaders removed themselves; \
+         refused: {rejected:?}), {joiners} joiners started",
         seeds.len(),
         seeds.first().unwrap_or(&0),
         seeds.last().unwrap_or(&0),
@@ -159,15 +192,20 @@ fn simulator_finds_no_agreed_leader_when_a_leader_never_steps_down() {
 const HARNESS_SEEDS_PER_SIZE: u64 = 200;
 
 /// What the mutation harness found for one fault: the first run that
-/// violated a property, as (nodes, seed, violation), if any; and the runs
-/// tried before it that ended in a panic, which do not count.
+/// violated a property, as (nodes, seed, violation), if any (4 nodes: the
+/// hand-played scenario of the 2015 bug); and the runs tried before it that
+/// ended in a panic, which do not count.
 struct Catch {
     first: Option<(u64, u64, Violation)>,
     panics: Vec<(u64, u64)>,
 }
 
 /// Runs 3-node and then 5-node clusters, seeds from 0, with `fault`
-/// injected, until one violates a property.
+/// injected, until one violates a property; failing that, the scenario of
+/// the 2015 bug ([`disjoint_majorities`]), whose conditions (four voters,
+/// two changes across a change of leader, a voter cut off from the new
+/// leader just after voting for it) random seeds reach too seldom to count
+/// on.
 fn first_catch(fault: Fault) -> Catch {
     let mut panics = Vec::new();
     for nodes in [3, 5] {
@@ -178,6 +216,16 @@ fn first_catch(fault: Fault) -> Catch {
                 Err(v) => return Catch { first: Some((nodes, seed, v)), panics },
                 Ok(_) => {}
             }
+        }
+    }
+    for seed in 0..SCENARIO_SEEDS {
+        // The scenario asserts its own steps; a fault that breaks them is
+        // not caught by it.
+        let run = std::panic::catch_unwind(|| disjoint_majorities(seed, Some(fault)).1);
+        match run {
+            Ok(Err(v)) if v.property == Property::Panic => panics.push((4, seed)),
+            Ok(Err(v)) => return Catch { first: Some((4, seed, v)), panics },
+            Ok(Ok(())) | Err(_) => {}
         }
     }
     Catch { first: None, panics }
@@ -519,5 +567,79 @@ fn s3_10_an_abandoned_transfer_resumes_proposals() {
             sim.heal();
             ok(sim.finish());
         }
+    }
+}
+
+/// The raft-dev bug of 2015 (thesis §4.2.3), played by hand in four voters
+/// (pre-vote and check-quorum on), as `fault` allows: leader A removes D
+/// while cut off, so the change {A, B, C} is in A's log alone; the others
+/// elect L2, which at once, before committing an entry of its term, is
+/// asked to remove A; L2's link to the third, Z, is cut just after Z voted
+/// for it, so L2 commits {B, C, D} minus A with the remaining voter W
+/// alone. Healed (but for L2 to Z), A stands with Z's vote: a majority of
+/// A's membership that meets none of L2's. Returns how L2 answered the
+/// change, and the run's end: a violation (A, elected, lacks the entries
+/// L2 committed), or the liveness phase's outcome.
+fn disjoint_majorities(
+    seed: u64,
+    fault: Option<Fault>,
+) -> (Option<Result<LogIndex, ChangeRejection>>, Result<(), Violation>) {
+    let trace = std::env::var_os("SIM_TRACE").is_some();
+    let options =
+        Options { chaos: false, pre_vote: Some(true), check_quorum: Some(true), fault, trace, ..Options::new(4, seed) };
+    let mut sim = Sim::new(options);
+    let (a, _) = settle(&mut sim);
+    ok(sim.run_for(100_000)); // A's no-op commits: A may change the membership
+    let d = (a + 1) % 4;
+    sim.isolate(a);
+    let first = ok(sim.change(a, Change::Remove(NodeId(d as u64 + 1))));
+    assert!(matches!(sim.change_answer(first), Some(Ok(_))), "{:?}", sim.change_answer(first));
+    let deadline = sim.now_us() + 5_000_000;
+    let l2 = loop {
+        assert!(sim.now_us() < deadline, "seed {seed}: the others elected no leader");
+        ok(sim.run_for(20));
+        if let Some(n) = (0..4).find(|&n| n != a && sim.state(n).is_some_and(|s| s.is_leader())) {
+            break n;
+        }
+    };
+    let z = (0..4).find(|&n| n != a && n != d && n != l2).expect("four nodes");
+    sim.cut(l2, z);
+    let second = ok(sim.change(l2, Change::Remove(NodeId(a as u64 + 1))));
+    let answer = sim.change_answer(second);
+    let run = (|| {
+        sim.run_for(200_000)?;
+        sim.heal();
+        sim.cut(l2, z);
+        sim.run_for(3_000_000)?;
+        sim.heal();
+        sim.finish().map(|_| ())
+    })();
+    (answer, run)
+}
+
+/// Thesis §4.2.3: with the 2015 fix, the new leader refuses the change
+/// until it has committed an entry of its term, and the scenario above
+/// breaks nothing.
+#[test]
+fn s4_2_3_a_leader_takes_no_change_before_committing_in_its_term() {
+    for seed in 0..SCENARIO_SEEDS {
+        let (answer, run) = disjoint_majorities(seed, None);
+        assert_eq!(answer, Some(Err(ChangeRejection::LeaderNotReady)), "seed {seed}");
+        ok(run);
+    }
+}
+
+/// The same scenario without the fix (`Fault::ChangeBeforeTermCommit`):
+/// both changes are taken, two majorities that do not meet each decide,
+/// and an entry committed by one is missing from a leader elected by the
+/// other.
+#[test]
+fn s4_2_3_without_the_fix_two_changes_make_disjoint_majorities() {
+    for seed in 0..SCENARIO_SEEDS {
+        let (answer, run) = disjoint_majorities(seed, Some(Fault::ChangeBeforeTermCommit));
+        assert!(matches!(answer, Some(Ok(_))), "seed {seed}: {answer:?}");
+        let violation = run.expect_err("a committed entry is lost");
+        println!("with ChangeBeforeTermCommit, scenario seed {seed}: {violation}");
+        assert_eq!(violation.property, Property::LeaderCompleteness, "seed {seed}: {violation}");
     }
 }

@@ -48,8 +48,24 @@
 //! crash and restart, and an operator now and then asks the leader to hand
 //! its leadership over. In the liveness phase every fault stops and every
 //! node is up; within a bounded number of steps one leader must be elected,
-//! every client proposal of the phase must be committed, and every node
+//! every client proposal of the phase must be committed, and every member
 //! must hold the same log and have delivered all of it.
+//!
+//! Membership changes (thesis §4): beside the 3 or 5 voters a run starts
+//! with, machines started empty (`Membership::joining`) wait to join, up
+//! to six machines in all. An operator asks the leader of the newest term,
+//! at random moments and often just after an election (before the new
+//! leader has committed an entry of its term, when it must refuse), for
+//! one change that keeps 3 to 5 voters: add an idle machine as a learner,
+//! promote a learner, remove a voter (the leader itself, at times) or a
+//! learner; a leader that took one is at times crashed or cut off before it
+//! commits. A machine whose removal commits is shut down for good a while
+//! later (at once in the liveness phase); a wiped one comes back as a new
+//! machine with a new id, since a wiped disk under an old id would have
+//! forgotten votes. The properties are checked across configurations:
+//! CommitOnMajority holds each index to the voters that committed it, and
+//! the liveness phase waits for the members of the leader's membership
+//! only.
 //!
 //! Scenario tests drive a run by hand instead: with `Options::chaos` off no
 //! random fault strikes (clients still propose), and the test advances the
@@ -60,8 +76,9 @@
 //! after every step all the same.
 
 use raft_core::{
-    AppendResult, Config, Entry, Fault, Input, Log, LogIndex, Membership, MemoryStore, Message, NodeId, Output,
-    Payload, Persist, Proposal, ProposalId, ReadId, Rejection, SnapshotMeta, State, Term, Timer,
+    AppendResult, Change, ChangeRejection, Config, Entry, Fault, Input, Log, LogIndex, Membership, MemoryStore,
+    Message, NodeId, Output, Payload, Persist, Proposal, ProposalId, ReadId, Rejection, SnapshotMeta, State, Term,
+    Timer,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -127,6 +144,43 @@ const UNAPPLIED_BYTES_CHOICES: [u64; 3] = [4, 8, 64 << 20];
 /// leadership while the message is on its way.
 const STRAGGLER_DELAY_MAX_US: u64 = 2_000_000;
 
+/// The most machines up or able to come up at once in a run that changes
+/// membership: the voters it starts with, and joiners, started empty, for
+/// the operator to add.
+const MACHINES_MAX: usize = 6;
+
+/// The most machines a run may ever start: a removed machine is shut down
+/// for good, and may come back wiped as a new one, with a new id. (A wiped
+/// machine under its old id would have forgotten its votes and
+/// acknowledgements, which Raft's safety rests on; operators give it a new
+/// identity.)
+const MACHINES_EVER_MAX: usize = 16;
+
+/// The voters the operator keeps a cluster between (thesis §4: one server
+/// at a time; four voters are needed for the raft-dev 2015 bug, where two
+/// changes from four voters can leave majorities that do not meet).
+const VOTERS_MIN: usize = 3;
+const VOTERS_MAX: usize = 5;
+
+/// Mean time between two membership changes the operator asks for, besides
+/// those it asks of a newly elected leader.
+const OPERATOR_EVERY_US: u64 = 150_000;
+
+/// Chance that the operator asks a newly elected leader for a change
+/// within a message delay of its election: before the leader has committed
+/// an entry of its term, which it must refuse (the 2015 fix).
+const OPERATOR_AFTER_ELECTION: f64 = 0.6;
+
+/// Chance that a leader which took a change is crashed or cut off soon
+/// after, before the change commits: then the next leader may lack it, and
+/// a change it takes at once makes the 2015 bug.
+const DEPOSE_AFTER_CHANGE: f64 = 0.3;
+
+/// The longest a removed machine keeps running before it is shut down (in
+/// the safety phase): meanwhile it may not know it was removed and stand
+/// for election in its old configuration.
+const RETIRE_DELAY_MAX_US: u64 = 1_000_000;
+
 /// A property the simulator checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Property {
@@ -187,7 +241,9 @@ pub enum Property {
     CommitCurrentTermOnly,
     /// §5.3, "committed once the leader ... has replicated it on a
     /// majority": every entry of the committed prefix is stored on a
-    /// majority of the disks, from when it is committed on.
+    /// majority of the disks of the voters of the membership the node that
+    /// committed it used (the latest in its log, thesis §4.1), from when it
+    /// is committed on.
     CommitOnMajority,
     /// §5.3, "apply committed entries": a node delivers only entries of its
     /// log that it and the cluster know committed.
@@ -262,6 +318,9 @@ pub struct Options {
     /// entries kept; `None` draws it from the seed (off in half the runs,
     /// and in runs without chaos).
     pub snapshots: Option<Option<u64>>,
+    /// With chaos, an operator changes the membership now and then, with
+    /// joiners started empty beside the voters, up to [`MACHINES_MAX`].
+    pub membership_changes: bool,
 }
 
 impl Options {
@@ -279,6 +338,7 @@ impl Options {
             pre_vote: None,
             check_quorum: None,
             snapshots: None,
+            membership_changes: true,
         }
     }
 }
@@ -325,6 +385,27 @@ pub struct Outcome {
     pub late_write_reports: u64,
     /// Background writes lost in a crash before they were durable.
     pub writes_lost: u64,
+    /// Membership changes the operator asked for.
+    pub changes_asked: u64,
+    /// Membership changes a leader accepted (appended).
+    pub changes_accepted: u64,
+    /// Configuration entries committed (in the cluster's committed prefix).
+    pub changes_committed: u64,
+    /// Membership changes refused, by reason.
+    pub changes_rejected: BTreeMap<&'static str, u64>,
+    /// Committed changes that added a learner.
+    pub learners_added: u64,
+    /// Committed changes that made a learner a voter.
+    pub learners_promoted: u64,
+    /// Committed changes that removed a voter.
+    pub voters_removed: u64,
+    /// Committed changes that removed a learner.
+    pub learners_removed: u64,
+    /// Leaders that stepped down once their own removal committed.
+    pub leaders_removed_themselves: u64,
+    /// Machines started empty to join (at the start, and wiped ones back
+    /// under a new id).
+    pub joiners_started: u64,
 }
 
 /// A node took or left the leader role: the history scenario tests read.
@@ -416,6 +497,21 @@ enum Event {
         node: usize,
         lifetime: u64,
     },
+    /// The operator asks a leader for a membership change: `node`, if it
+    /// still leads, or the newest leader; then, if `again`, schedules its
+    /// next one.
+    Operator {
+        node: Option<usize>,
+        again: bool,
+    },
+    /// A leader that took a change is crashed or cut off, if it still leads.
+    Depose {
+        node: usize,
+    },
+    /// A machine whose removal committed is shut down for good.
+    Retire {
+        node: usize,
+    },
 }
 
 /// A background write (`Output::PersistAsync`) the disk has not reported:
@@ -431,6 +527,12 @@ struct Write {
 /// always.
 struct Machine {
     config: Config,
+    /// The membership it starts with when its disk is empty: the cluster's
+    /// for the first voters, `Membership::joining` for a joiner.
+    initial: Membership,
+    /// Removed, and shut down for good (or about to be: `retiring`).
+    retired: bool,
+    retiring: bool,
     state: Option<State>,
     disk: MemoryStore,
     /// How many times the node has started: an application's report of a
@@ -447,11 +549,66 @@ struct Machine {
     verified: (Term, usize),
 }
 
+impl Machine {
+    fn new(config: Config, initial: Membership) -> Machine {
+        Machine {
+            config,
+            initial,
+            retired: false,
+            retiring: false,
+            state: None,
+            disk: MemoryStore::new(),
+            lifetime: 0,
+            timers: BTreeMap::new(),
+            applied: Vec::new(),
+            writes: VecDeque::new(),
+            verified: (Term(0), 0),
+        }
+    }
+}
+
+/// The id of the machine at `node` (0-based).
+fn node_id(node: usize) -> NodeId {
+    NodeId(node as u64 + 1)
+}
+
+/// Why a change was refused, as the report counts it.
+fn rejection_name(reason: &ChangeRejection) -> &'static str {
+    match reason {
+        ChangeRejection::NotLeader { .. } => "not-leader",
+        ChangeRejection::LeaderNotReady => "leader-not-ready",
+        ChangeRejection::ChangeInProgress { .. } => "change-in-progress",
+        ChangeRejection::Transferring { .. } => "transferring",
+        ChangeRejection::AlreadyMember => "already-member",
+        ChangeRejection::NotLearner => "not-learner",
+        ChangeRejection::NotMember => "not-member",
+        ChangeRejection::LastVoter => "last-voter",
+    }
+}
+
+/// `template`'s parameters, for node `id`.
+fn config_like(template: &Config, id: NodeId) -> Config {
+    let (min, max) = template.election_timeout();
+    let mut config = Config::new(id)
+        .with_timing(min, max, template.heartbeat_interval())
+        .and_then(|c| c.with_entries_per_append_max(template.entries_per_append_max()))
+        .and_then(|c| c.with_inflight_entries_max(template.inflight_entries_max()))
+        .and_then(|c| c.with_unapplied_entries_max(template.unapplied_entries_max()))
+        .and_then(|c| c.with_unapplied_bytes_max(template.unapplied_bytes_max()))
+        .expect("valid")
+        .with_pre_vote(template.pre_vote())
+        .with_check_quorum(template.check_quorum())
+        .with_trailing_entries(template.trailing_entries());
+    if let Some(fault) = template.fault() {
+        config = config.with_fault(fault);
+    }
+    config
+}
+
 /// The simulator: the machines, the network, the clients, and the record
 /// of history that the properties are checked against.
 pub struct Sim {
     options: Options,
-    membership: Membership,
     rng: ChaCha8Rng,
     now_us: u64,
     sequence: u64,
@@ -475,8 +632,16 @@ pub struct Sim {
     /// Every (index, term) seen in any log: the term before it and the entry.
     entries_seen: BTreeMap<(u64, Term), (Term, Entry)>,
     /// The committed prefix, and for each index the lowest term of any
-    /// node that knew it committed (non-decreasing along the log).
-    committed: Vec<(Entry, Term)>,
+    /// node that knew it committed (non-decreasing along the log) and the
+    /// membership the node that first knew it committed counted with.
+    committed: Vec<(Entry, Term, Membership)>,
+    /// The membership of the committed prefix (its latest configuration
+    /// entry, or the initial one).
+    committed_membership: Membership,
+    /// The operator's changes, by id.
+    changes: BTreeMap<ProposalId, Change>,
+    /// How each change was answered: accepted at an index, or refused.
+    change_answers: BTreeMap<ProposalId, Result<LogIndex, ChangeRejection>>,
     /// Commands delivered anywhere, by index.
     delivered: BTreeMap<u64, (Term, Vec<u8>)>,
     delivered_data: BTreeSet<Vec<u8>>,
@@ -534,36 +699,31 @@ impl Sim {
         let snapshots = options.snapshots.unwrap_or(if options.chaos { drawn } else { None });
         let ids: Vec<NodeId> = (1..=options.nodes).map(NodeId).collect();
         let membership = Membership::new(ids.clone()).expect("valid");
-        let machines = ids
-            .iter()
-            .map(|&id| {
-                let mut config = Config::new(id)
-                    .with_pre_vote(pre_vote)
-                    .with_check_quorum(check_quorum)
-                    .with_entries_per_append_max(entries_per_append)
-                    .and_then(|c| c.with_inflight_entries_max(inflight))
-                    .and_then(|c| c.with_unapplied_entries_max(unapplied_entries))
-                    .and_then(|c| c.with_unapplied_bytes_max(unapplied_bytes))
-                    .expect("valid")
-                    .with_trailing_entries(snapshots.unwrap_or(0));
-                if let Some(fault) = options.fault {
-                    config = config.with_fault(fault);
-                }
-                Machine {
-                    config,
-                    state: None,
-                    disk: MemoryStore::new(),
-                    lifetime: 0,
-                    timers: BTreeMap::new(),
-                    applied: Vec::new(),
-                    writes: VecDeque::new(),
-                    verified: (Term(0), 0),
-                }
-            })
-            .collect();
+        let mut template = Config::new(NodeId(1))
+            .with_pre_vote(pre_vote)
+            .with_check_quorum(check_quorum)
+            .with_entries_per_append_max(entries_per_append)
+            .and_then(|c| c.with_inflight_entries_max(inflight))
+            .and_then(|c| c.with_unapplied_entries_max(unapplied_entries))
+            .and_then(|c| c.with_unapplied_bytes_max(unapplied_bytes))
+            .expect("valid")
+            .with_trailing_entries(snapshots.unwrap_or(0));
+        if let Some(fault) = options.fault {
+            template = template.with_fault(fault);
+        }
+        let mut machines: Vec<Machine> =
+            ids.iter().map(|&id| Machine::new(config_like(&template, id), membership.clone())).collect();
+        // Joiners, started empty, for the operator to add.
+        let changes = options.chaos && options.membership_changes;
+        while changes && machines.len() < MACHINES_MAX.max(options.nodes as usize) {
+            let id = NodeId(machines.len() as u64 + 1);
+            machines.push(Machine::new(config_like(&template, id), Membership::joining(id)));
+        }
         Sim {
             options,
-            membership,
+            committed_membership: membership,
+            changes: BTreeMap::new(),
+            change_answers: BTreeMap::new(),
             rng,
             now_us: 0,
             sequence: 0,
@@ -634,9 +794,14 @@ impl Sim {
         for node in 0..self.machines.len() {
             self.start(node)?;
         }
+        self.outcome.joiners_started = (self.machines.len() as u64).saturating_sub(self.options.nodes);
         if self.options.chaos {
             let chaos = self.chaos_delay();
             self.schedule(chaos, Event::Chaos);
+        }
+        if self.changes_on() {
+            let delay = self.rng.random_range(1..=2 * OPERATOR_EVERY_US);
+            self.schedule(delay, Event::Operator { node: None, again: true });
         }
         let first_proposal = self.rng.random_range(1_000..50_000);
         self.schedule(first_proposal, Event::Propose { node: 0 });
@@ -704,6 +869,21 @@ impl Sim {
         let id = proposal.id;
         self.input(node, Input::Propose(vec![proposal]))?;
         Ok(id)
+    }
+
+    /// Scenario tests: an operator asks `node` for a membership change now.
+    /// The answer, when it comes, is in [`Sim::change_answer`].
+    pub fn change(&mut self, node: usize, change: Change) -> Result<ProposalId, Violation> {
+        let id = ProposalId(self.next_proposal);
+        self.next_proposal += 1;
+        self.changes.insert(id, change.clone());
+        self.input(node, Input::ChangeMembership { id, change })?;
+        Ok(id)
+    }
+
+    /// How change `id` was answered so far: accepted at an index, or refused.
+    pub fn change_answer(&self, id: ProposalId) -> Option<Result<LogIndex, ChangeRejection>> {
+        self.change_answers.get(&id).copied()
     }
 
     /// How proposal `id` was answered so far: accepted at (term, index), or
@@ -803,6 +983,34 @@ impl Sim {
         self.events.insert((self.now_us + delay_us, self.sequence), event);
     }
 
+    /// Whether the operator changes the membership in this run.
+    fn changes_on(&self) -> bool {
+        self.options.chaos && self.options.membership_changes
+    }
+
+    /// The machines not shut down for good, in order.
+    fn in_service(&self) -> Vec<usize> {
+        (0..self.machines.len()).filter(|&n| !self.machines[n].retired).collect()
+    }
+
+    /// A machine in service, at random.
+    fn random_in_service(&mut self) -> usize {
+        let nodes = self.in_service();
+        nodes[self.rng.random_range(0..nodes.len())]
+    }
+
+    /// The latest machine in the leader role that is up, if any.
+    fn latest_leader(&self) -> Option<usize> {
+        self.machines.iter().rposition(|m| m.state.as_ref().is_some_and(State::is_leader))
+    }
+
+    /// The machine up in the leader role of the highest term, if any: the
+    /// one an operator reaches (an older one may lead on, cut off).
+    fn newest_leader(&self) -> Option<usize> {
+        let leaders = (0..self.machines.len()).filter_map(|n| Some((n, self.machines[n].state.as_ref()?)));
+        leaders.filter(|(_, s)| s.is_leader()).max_by_key(|(_, s)| s.term()).map(|(n, _)| n)
+    }
+
     fn chaos_delay(&mut self) -> u64 {
         self.rng.random_range(1..=2 * self.faults.chaos_every_us.max(1))
     }
@@ -814,6 +1022,11 @@ impl Sim {
         self.faults = Faults::NONE;
         self.blocked.clear();
         for node in 0..self.machines.len() {
+            if self.machines[node].retiring {
+                self.retire(node);
+            }
+        }
+        for node in self.in_service() {
             if self.machines[node].state.is_none() {
                 self.start(node)?;
             }
@@ -853,7 +1066,7 @@ impl Sim {
                 Ok(())
             }
             Event::Restart { node } => {
-                if self.machines[node].state.is_none() && !self.liveness {
+                if self.machines[node].state.is_none() && !self.liveness && !self.machines[node].retired {
                     self.start(node)?;
                 }
                 Ok(())
@@ -872,19 +1085,63 @@ impl Sim {
                 let proposals = (0..count).map(|_| self.new_proposal(None)).collect();
                 self.step(node, Input::Propose(proposals))?;
                 if self.rng.random_bool(0.5) {
-                    let reader = self.rng.random_range(0..self.machines.len());
+                    let reader = self.random_in_service();
                     let id = ReadId(self.next_read);
                     self.next_read += 1;
                     self.reads.insert(id, self.committed.len() as u64);
                     self.step(reader, Input::Read(vec![id]))?;
                 }
-                let next = self.rng.random_range(0..self.machines.len());
+                let next = self.random_in_service();
                 let delay = self.rng.random_range(5_000..80_000);
                 self.schedule(delay, Event::Propose { node: next });
                 Ok(())
             }
             Event::Applied { node, lifetime } => self.report_applied(node, lifetime),
             Event::Written { node, lifetime } => self.report_written(node, lifetime),
+            Event::Operator { node, again } => {
+                if self.liveness {
+                    return Ok(());
+                }
+                let leads = |n: &usize| self.machines[*n].state.as_ref().is_some_and(State::is_leader);
+                if let Some(leader) = node.filter(leads).or_else(|| self.newest_leader()) {
+                    self.operate(leader)?;
+                }
+                if again {
+                    let delay = self.rng.random_range(1..=2 * OPERATOR_EVERY_US);
+                    self.schedule(delay, Event::Operator { node: None, again: true });
+                }
+                Ok(())
+            }
+            Event::Depose { node } => {
+                let leads = self.machines[node].state.as_ref().is_some_and(State::is_leader);
+                if leads && !self.liveness {
+                    if self.rng.random_bool(0.5) {
+                        self.crash(node);
+                        let downtime = self.rng.random_range(10_000..1_000_000);
+                        self.schedule(downtime, Event::Restart { node });
+                    } else {
+                        // Cut off alone, or with one other machine (one that
+                        // took the change, perhaps, and may vote for it).
+                        let mut side = vec![node];
+                        if self.rng.random_bool(0.5) {
+                            let other = self.random_in_service();
+                            if other != node {
+                                side.push(other);
+                            }
+                        }
+                        self.partition(&side);
+                        let duration = self.rng.random_range(50_000..1_500_000);
+                        self.schedule(duration, Event::Heal);
+                    }
+                }
+                Ok(())
+            }
+            Event::Retire { node } => {
+                if self.machines[node].retiring {
+                    self.retire(node);
+                }
+                Ok(())
+            }
             Event::Retry { data } => {
                 // A liveness-phase client: proposes its command at a random
                 // node, and again after a client timeout until it is
@@ -892,7 +1149,7 @@ impl Sim {
                 if self.delivered_data.contains(&data) {
                     return Ok(());
                 }
-                let node = self.rng.random_range(0..self.machines.len());
+                let node = self.random_in_service();
                 let proposal = self.new_proposal(Some(data.clone()));
                 self.step(node, Input::Propose(vec![proposal]))?;
                 self.schedule(CLIENT_RETRY_US, Event::Retry { data });
@@ -912,15 +1169,14 @@ impl Sim {
     /// A crash (and a later restart), a partition (and a later heal), or
     /// an operator's leadership transfer.
     fn chaos(&mut self) -> Checked {
-        let n = self.machines.len();
         let roll = self.rng.random_range(0..20);
         if roll < 9 {
             // Leaders are the most interesting nodes to lose: half of the
             // crashes strike the latest leader that is up, if any.
-            let leader = self.machines.iter().rposition(|m| m.state.as_ref().is_some_and(State::is_leader));
+            let leader = self.latest_leader();
             let node = match leader {
                 Some(leader) if self.rng.random_bool(0.5) => leader,
-                _ => self.rng.random_range(0..n),
+                _ => self.random_in_service(),
             };
             if self.machines[node].state.is_some() {
                 self.crash(node);
@@ -936,14 +1192,67 @@ impl Sim {
         } else {
             // Thesis §3.10: the latest leader is asked to hand its leadership
             // to any node, itself included (which it refuses).
-            let leader = self.machines.iter().rposition(|m| m.state.as_ref().is_some_and(State::is_leader));
-            if let Some(leader) = leader {
-                let target = NodeId(self.rng.random_range(1..=n as u64));
+            if let Some(leader) = self.latest_leader() {
+                let target = NodeId(self.random_in_service() as u64 + 1);
                 self.outcome.transfers += 1;
                 self.step(leader, Input::TransferLeadership(target))?;
             }
         }
         Ok(())
+    }
+
+    /// The operator asks `leader` for one membership
+    /// change, drawn among those that keep 3 to 5 voters by that leader's
+    /// membership: add an idle machine as a learner (a new one, started
+    /// empty, if there is room), promote a learner, remove a voter (the
+    /// leader itself included) or a learner. The leader refuses it if it is
+    /// not ready, or a change is under way.
+    fn operate(&mut self, leader: usize) -> Checked {
+        let m = self.machines[leader].state.as_ref().expect("up").membership().clone();
+        let voters: Vec<NodeId> = m.voters().iter().copied().collect();
+        let learners: Vec<NodeId> = m.learners().iter().copied().collect();
+        let idle = self.in_service().into_iter().find(|&n| !self.machines[n].retiring && !m.contains(node_id(n)));
+        let room = self.in_service().len() < MACHINES_MAX && self.machines.len() < MACHINES_EVER_MAX;
+        let mut choices: Vec<Change> = Vec::new();
+        if idle.is_some() || room {
+            choices.push(Change::AddLearner { id: NodeId(0), address: String::new() });
+        }
+        if voters.len() < VOTERS_MAX {
+            choices.extend(learners.iter().map(|&l| Change::Promote(l)));
+        }
+        if voters.len() > VOTERS_MIN {
+            choices.extend(voters.iter().map(|&v| Change::Remove(v)));
+        }
+        choices.extend(learners.iter().map(|&l| Change::Remove(l)));
+        if choices.is_empty() {
+            return Ok(());
+        }
+        let mut change = choices.swap_remove(self.rng.random_range(0..choices.len()));
+        if let Change::AddLearner { id, address } = &mut change {
+            let node = match idle {
+                Some(node) => node,
+                None => self.start_joiner()?,
+            };
+            *id = node_id(node);
+            *address = format!("n{}", node + 1);
+        }
+        self.outcome.changes_asked += 1;
+        let id = ProposalId(self.next_proposal);
+        self.next_proposal += 1;
+        self.changes.insert(id, change.clone());
+        self.step(leader, Input::ChangeMembership { id, change })
+    }
+
+    /// A new machine, with a new id, started empty to join the cluster (a
+    /// removed one, wiped, under a new identity).
+    fn start_joiner(&mut self) -> Result<usize, Violation> {
+        let node = self.machines.len();
+        let id = node_id(node);
+        let config = config_like(&self.machines[0].config, id);
+        self.machines.push(Machine::new(config, Membership::joining(id)));
+        self.outcome.joiners_started += 1;
+        self.start(node)?;
+        Ok(node)
     }
 
     /// Half the time a minority (sometimes a lone node, sometimes two) is
@@ -953,8 +1262,9 @@ impl Sim {
     /// neighbour. The leader is as likely as anyone to be on the cut side,
     /// or at an end of the cut link.
     fn random_partition(&mut self) {
-        let n = self.machines.len();
-        let leader = self.machines.iter().position(|m| m.state.as_ref().is_some_and(State::is_leader));
+        let nodes = self.in_service();
+        let n = nodes.len();
+        let leader = nodes.iter().position(|&k| self.machines[k].state.as_ref().is_some_and(State::is_leader));
         let leader = leader.filter(|_| self.rng.random_bool(0.5));
         match self.rng.random_range(0..4) {
             0 | 1 => {
@@ -963,11 +1273,12 @@ impl Sim {
                 while side.len() < size {
                     side.insert(self.rng.random_range(0..n));
                 }
-                self.partition(&side.into_iter().collect::<Vec<_>>());
+                self.partition(&side.into_iter().map(|k| nodes[k]).collect::<Vec<_>>());
             }
             kind => {
                 let a = leader.unwrap_or_else(|| self.rng.random_range(0..n));
                 let b = (a + self.rng.random_range(1..n)) % n;
+                let (a, b) = (nodes[a], nodes[b]);
                 let (from, to) = if self.rng.random_bool(0.5) { (a, b) } else { (b, a) };
                 self.cut(from, to);
                 if kind == 2 {
@@ -982,6 +1293,26 @@ impl Sim {
         if self.options.trace {
             println!("{:>9}us crash n{}", self.now_us, node + 1);
         }
+        self.shut_down(node);
+        self.outcome.crashes += 1;
+    }
+
+    /// Shuts a removed machine down for good. Its disk stays as it was (it
+    /// counts for nothing any more): a wiped machine comes back as a new
+    /// one, with a new id.
+    fn retire(&mut self, node: usize) {
+        if self.options.trace {
+            println!("{:>9}us retire n{}", self.now_us, node + 1);
+        }
+        if self.machines[node].state.is_some() {
+            self.shut_down(node);
+        }
+        let m = &mut self.machines[node];
+        (m.retired, m.retiring) = (true, false);
+    }
+
+    /// The machine stops: its memory and its unwritten writes are lost.
+    fn shut_down(&mut self, node: usize) {
         if let Some(state) = self.machines[node].state.as_ref().filter(|s| s.is_leader()) {
             let change = LeadershipChange { time_us: self.now_us, node, term: state.term(), leads: false };
             self.leadership.push(change);
@@ -994,7 +1325,6 @@ impl Sim {
         self.outcome.writes_lost += m.writes.iter().filter(|w| !w.on_disk).count() as u64;
         m.writes.clear();
         m.verified = (Term(0), 0);
-        self.outcome.crashes += 1;
     }
 
     /// Notes in the history a node that took or left the leader role.
@@ -1010,6 +1340,16 @@ impl Sim {
         }
         if let Some(term) = leads {
             self.leadership.push(LeadershipChange { time_us, node, term, leads: true });
+            // The 2015 bug needs a change taken by a leader that has not yet
+            // committed an entry of its term: the operator is quick, often.
+            if self.changes_on() && !self.liveness && self.rng.random_bool(OPERATOR_AFTER_ELECTION) {
+                let delay = self.rng.random_range(0..=self.faults.delay_max_us / 4);
+                self.schedule(delay, Event::Operator { node: Some(node), again: false });
+            }
+        }
+        let me = NodeId(node as u64 + 1);
+        if led == Some(after.term()) && !after.committed_membership().is_voter(me) {
+            self.outcome.leaders_removed_themselves += 1;
         }
     }
 
@@ -1018,7 +1358,7 @@ impl Sim {
         let m = &mut self.machines[node];
         m.lifetime += 1;
         let (state, outputs) = if m.disk == MemoryStore::new() {
-            State::new(&m.config, self.membership.clone())
+            State::new(&m.config, m.initial.clone())
         } else {
             State::recover(&m.config, m.disk.clone(), LogIndex(0)).map_err(|e| Violation {
                 property: Property::PersistedState,
@@ -1163,7 +1503,34 @@ impl Sim {
                     self.answers.insert(id, Err(reason));
                 }
                 Output::LeaderChanged { .. } | Output::TransferRejected { .. } | Output::Dropped(_) => {}
-                Output::ChangeAccepted { .. } | Output::ChangeRejected { .. } | Output::MembershipCommitted { .. } => {}
+                Output::ChangeAccepted { id, index, .. } => {
+                    if !self.changes.contains_key(&id) || self.change_answers.insert(id, Ok(index)).is_some() {
+                        let detail = format!("n{} accepted change {id:?}, not asked or answered already", node + 1);
+                        return Err(self.violation(Property::Contract, detail));
+                    }
+                    self.outcome.changes_accepted += 1;
+                    if self.changes_on() && self.rng.random_bool(DEPOSE_AFTER_CHANGE) {
+                        let delay = self.rng.random_range(0..=self.faults.delay_max_us);
+                        self.schedule(delay, Event::Depose { node });
+                    }
+                }
+                Output::ChangeRejected { id, reason } => {
+                    self.change_answers.insert(id, Err(reason));
+                    *self.outcome.changes_rejected.entry(rejection_name(&reason)).or_default() += 1;
+                }
+                // Checked against the cluster's committed prefix, as
+                // deliveries are.
+                Output::MembershipCommitted { index, term, membership } => {
+                    let entry = Entry { term, payload: Payload::Membership(membership) };
+                    let known = self.committed.get((index.0 as usize).wrapping_sub(1)).map(|(e, _, _)| e);
+                    if known != Some(&entry) {
+                        let detail = format!(
+                            "n{} reported {entry:?} committed at {index:?}, not in the committed prefix",
+                            node + 1
+                        );
+                        return Err(self.violation(Property::DeliverCommittedOnly, detail));
+                    }
+                }
                 // A duplicated old rejection looks like a regressed follower
                 // (see the core's replication.rs): harmless, counted.
                 Output::FollowerRegressed { .. } => self.outcome.regressions_reported += 1,
@@ -1216,7 +1583,7 @@ impl Sim {
                 format!("{who} served read {id:?} at {index:?}, beyond the {} entries committed", self.committed.len());
             return Err(self.violation(Property::LinearizableReads, detail));
         };
-        let commands = known.iter().filter(|(e, _)| matches!(e.payload, Payload::Command(_))).count();
+        let commands = known.iter().filter(|(e, _, _)| matches!(e.payload, Payload::Command(_))).count();
         let applied = self.machines[node].applied.iter().filter(|(i, _, _)| *i <= index.0).count();
         if applied < commands {
             let detail = format!(
@@ -1444,14 +1811,15 @@ impl Sim {
             let detail = format!("{who} delivered {index}@{term:?} beyond its commit index {:?}", state.commit_index());
             return Err(self.violation(Property::DeliverCommittedOnly, detail));
         }
-        if self.committed.get(index as usize - 1).map(|(e, _)| e) != Some(&entry) {
+        if self.committed.get(index as usize - 1).map(|(e, _, _)| e) != Some(&entry) {
             let detail = format!(
                 "{who} delivered {index}@{term:?}, not in the cluster's committed prefix of {} entries",
                 self.committed.len()
             );
             return Err(self.violation(Property::DeliverCommittedOnly, detail));
         }
-        let is_command = |i: u64| matches!(state.log().get(LogIndex(i)), Some(e) if e.payload != Payload::Noop);
+        let is_command =
+            |i: u64| matches!(state.log().get(LogIndex(i)), Some(e) if matches!(e.payload, Payload::Command(_)));
         if let Some(skipped) = (last + 1..index).find(|&i| is_command(i)) {
             let detail = format!("{who} delivered index {index} after {last}, skipping the command at {skipped}");
             return Err(self.violation(Property::DeliverOnceInOrder, detail));
@@ -1525,8 +1893,12 @@ impl Sim {
             let detail = format!("{who} holds {:?} in memory, {:?} on disk", after.hard_state(), disk.hard);
             return Err(self.violation(Property::PersistedState, detail));
         }
-        if up && disk.membership.as_ref() != Some(after.membership()) {
-            let detail = format!("{who} holds {:?} in memory, {:?} on disk", after.membership(), disk.membership);
+        // The membership a restart begins from: the snapshot's, if any (a
+        // crash may strike between a snapshot's persist and the membership
+        // record's), else the record's.
+        let disk_base = disk.snapshot.as_ref().map(|s| &s.membership).or(disk.membership.as_ref());
+        if up && disk_base != Some(after.base_membership()) {
+            let detail = format!("{who} holds {:?} in memory, {disk_base:?} on disk", after.base_membership());
             return Err(self.violation(Property::PersistedState, detail));
         }
         if up && after.snapshot() != disk.snapshot.as_ref() {
@@ -1697,26 +2069,29 @@ impl Sim {
 
     /// CommitOnMajority: the committed entries not yet checked, and those at
     /// or after `touched` (where this step changed a disk), are each on a
-    /// majority of the disks.
+    /// majority of the disks of the voters that committed them. (A majority
+    /// of one membership need not be a majority of the next, which differs
+    /// by one server; each index is held to the one it was committed in.)
     fn check_commit_on_majority(&mut self, touched: Option<u64>) -> Checked {
         let from = touched.map_or(self.on_majority, |t| (t as usize - 1).min(self.on_majority));
-        let quorum = self.machines.len() / 2 + 1;
         let disks: Vec<Cow<[Entry]>> = if from < self.committed.len() {
             self.machines.iter().map(|m| held(&self.snapshot_data, &m.disk.log, m.disk.snapshot.as_ref())).collect()
         } else {
             Vec::new()
         };
         for index in from..self.committed.len() {
-            let entry = &self.committed[index].0;
-            let holders: Vec<String> = (0..self.machines.len())
-                .filter(|&n| disks[n].get(index) == Some(entry))
+            let (entry, _, membership) = &self.committed[index];
+            let voters = membership.voters();
+            let holders: Vec<String> = voters
+                .iter()
+                .map(|v| (v.0 - 1) as usize)
+                .filter(|&n| disks.get(n).and_then(|d| d.get(index)) == Some(entry))
                 .map(|n| format!("n{}", n + 1))
                 .collect();
-            if holders.len() < quorum {
+            if holders.len() <= voters.len() / 2 {
                 let detail = format!(
-                    "committed entry {} {entry:?} is stored on {holders:?} only, not a majority of {}",
+                    "committed entry {} {entry:?} is stored on {holders:?} only, not a majority of the voters {voters:?}",
                     index + 1,
-                    self.machines.len()
                 );
                 return Err(self.violation(Property::CommitOnMajority, detail));
             }
@@ -1726,7 +2101,10 @@ impl Sim {
     }
 
     /// Extends the committed prefix with what `node` now knows committed,
-    /// and lowers the commit terms of earlier indexes to its term.
+    /// and lowers the commit terms of earlier indexes to its term. Each
+    /// index new to the prefix is held to the voters `node` counts (the
+    /// membership latest in its log); each configuration entry new to it
+    /// is counted, and shuts down the machines it removes.
     fn record_commit(&mut self, node: usize, state: &State) -> Checked {
         let commit = state.commit_index().0 as usize;
         let term = state.term();
@@ -1734,17 +2112,58 @@ impl Sim {
         for index in 1..=commit {
             let entry = entries.get(index - 1).expect("committed entries are held").clone();
             match self.committed.get_mut(index - 1) {
-                Some((e, t)) => {
+                Some((e, t, _)) => {
                     if *e != entry {
                         let detail = format!("n{} committed {entry:?} at {index}, already committed {e:?}", node + 1);
                         return Err(self.violation(Property::StateMachineSafety, detail));
                     }
                     *t = (*t).min(term);
                 }
-                None => self.committed.push((entry, term)),
+                None => {
+                    if let Payload::Membership(m) = &entry.payload {
+                        self.membership_committed(m.clone());
+                    }
+                    self.committed.push((entry, term, state.membership().clone()));
+                }
             }
         }
         Ok(())
+    }
+
+    /// A configuration entry joined the committed prefix: it is counted, and
+    /// the machines it removes are shut down, at once in the liveness phase
+    /// and a while later in the safety phase (meanwhile, not knowing they
+    /// were removed, they may stand for election in their old membership).
+    fn membership_committed(&mut self, new: Membership) {
+        let old = std::mem::replace(&mut self.committed_membership, new.clone());
+        self.outcome.changes_committed += 1;
+        let added = new.learners().iter().filter(|&&l| !old.contains(l)).count();
+        let promoted = new.voters().iter().filter(|&&v| old.is_learner(v)).count();
+        let voters_removed = old.voters().iter().filter(|&&v| !new.contains(v)).count();
+        let learners_removed = old.learners().iter().filter(|&&l| !new.contains(l)).count();
+        self.outcome.learners_added += added as u64;
+        self.outcome.learners_promoted += promoted as u64;
+        self.outcome.voters_removed += voters_removed as u64;
+        self.outcome.learners_removed += learners_removed as u64;
+        let removed: Vec<usize> = old
+            .voters()
+            .iter()
+            .chain(old.learners())
+            .filter(|&&id| !new.contains(id))
+            .map(|id| (id.0 - 1) as usize)
+            .collect();
+        for node in removed {
+            let m = &mut self.machines[node];
+            if m.retired || m.retiring {
+                continue;
+            }
+            // Scenario tests shut nothing down before their liveness phase.
+            m.retiring = true;
+            if self.liveness || self.changes_on() {
+                let delay = if self.liveness { 0 } else { self.rng.random_range(0..=RETIRE_DELAY_MAX_US) };
+                self.schedule(delay, Event::Retire { node });
+            }
+        }
     }
 
     /// Leader Completeness: each leader of term T holds every entry known
@@ -1762,7 +2181,7 @@ impl Sim {
                 (term, verified) = (state.term(), 0);
             }
             let entries = held(&self.snapshot_data, state.log(), state.snapshot());
-            while let Some((entry, commit_term)) = self.committed.get(verified) {
+            while let Some((entry, commit_term, _)) = self.committed.get(verified) {
                 if *commit_term > term {
                     break;
                 }
@@ -1782,9 +2201,11 @@ impl Sim {
         Ok(())
     }
 
-    /// The one leader that every live node follows, or what stands in the
-    /// way: exactly one live node in the leader role, and every live node in
-    /// its term naming it as leader.
+    /// The one leader that every live member follows, or what stands in the
+    /// way: exactly one live node in the leader role, and every live member
+    /// of its membership (voter or learner) in its term naming it as leader.
+    /// A machine that is no member of it (removed, or a joiner not added) is
+    /// not asked to follow.
     fn leader_agreement(&self) -> Result<(usize, &State), String> {
         let live: Vec<(usize, &State)> =
             self.machines.iter().enumerate().filter_map(|(i, m)| Some((i, m.state.as_ref()?))).collect();
@@ -1799,42 +2220,49 @@ impl Sim {
         let [&(leader, state)] = leaders[..] else {
             return Err(format!("{} live nodes in the leader role: {}", leaders.len(), views()));
         };
-        let id = NodeId(leader as u64 + 1);
-        if live.iter().all(|(_, s)| s.term() == state.term() && s.leader() == Some(id)) {
+        let id = node_id(leader);
+        let members = state.membership();
+        let follows = |(i, s): &(usize, &State)| {
+            !members.contains(node_id(*i)) || (s.term() == state.term() && s.leader() == Some(id))
+        };
+        if live.iter().all(follows) {
             Ok((leader, state))
         } else {
             Err(format!("n{} leads {:?} but not every live node follows it: {}", leader + 1, state.term(), views()))
         }
     }
 
-    /// Whether the cluster has converged: one leader that every node
-    /// follows (see [`Sim::leader_agreement`]), every node up with the
+    /// Whether the cluster has converged: one leader that every member
+    /// follows (see [`Sim::leader_agreement`]), every member up with the
     /// leader's log, all of it committed and delivered, and every liveness
-    /// proposal delivered.
+    /// proposal delivered. Machines that are no members are not waited for.
     fn converged(&self) -> bool {
         let Ok((_, leader)) = self.leader_agreement() else { return false };
         let last = leader.log().last_index();
         let leader_held = held(&self.snapshot_data, leader.log(), leader.snapshot());
-        let everyone_agrees = self.machines.iter().all(|m| {
-            m.state.as_ref().is_some_and(|s| {
-                s.commit_index() == last
-                    && s.delivered_index() == last
-                    && s.log().last_index() == last
-                    && held(&self.snapshot_data, s.log(), s.snapshot()) == leader_held
-            })
-        });
+        let members = leader.membership();
+        let everyone_agrees =
+            self.machines.iter().enumerate().filter(|(n, _)| members.contains(node_id(*n))).all(|(_, m)| {
+                m.state.as_ref().is_some_and(|s| {
+                    s.commit_index() == last
+                        && s.delivered_index() == last
+                        && s.log().last_index() == last
+                        && held(&self.snapshot_data, s.log(), s.snapshot()) == leader_held
+                })
+            });
         everyone_agrees && self.liveness_data.iter().all(|d| self.delivered_data.contains(d))
     }
 
-    /// At convergence: each node delivered, in this lifetime, exactly the
+    /// At convergence: each member delivered, in this lifetime, exactly the
     /// commands of the common log; and every proposal that a leader accepted
     /// at (term, index) and that is in the final log there was committed
     /// with its own data.
     fn check_final(&self) -> Checked {
-        let state = self.machines[0].state.as_ref().expect("up");
+        let (_, state) = self.leader_agreement().expect("converged");
         let log = held(&self.snapshot_data, state.log(), state.snapshot());
         let commands = commands_of(&log);
-        for (node, m) in self.machines.iter().enumerate() {
+        let members = state.membership();
+        for (node, m) in self.machines.iter().enumerate().filter(|(n, _)| members.contains(node_id(*n))) {
             if m.applied != commands {
                 let detail =
                     format!("n{} delivered {} commands, the log holds {}", node + 1, m.applied.len(), commands.len());
