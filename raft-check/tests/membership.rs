@@ -30,8 +30,9 @@ fn membership_of(cluster: &Cluster, node: u64) -> Membership {
 /// Two memberships whose majorities can be disjoint: together they hold at
 /// least as many servers as their two majorities.
 fn may_not_overlap(a: &Membership, b: &Membership) -> bool {
+    let majority = |m: &Membership| m.voters().len() / 2 + 1;
     let union = a.voters().union(b.voters()).count();
-    a.voters().len() / 2 + 1 + b.voters().len() / 2 + 1 <= union
+    majority(a) + majority(b) <= union
 }
 
 #[test]
