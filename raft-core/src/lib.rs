@@ -108,12 +108,15 @@
 //! it never changes during a node's life, and keeping it out of the state
 //! keeps states small and cheap to hash for the model checker. The member
 //! set is not configuration: it is state ([`Membership`]), persisted and
-//! recovered with the term, vote and log.
+//! recovered with the term, vote and log, and changed one server at a time
+//! by configuration entries in the log ([`Input::ChangeMembership`]; the
+//! rules are in the documentation of [`Membership`]).
 //!
 //! ## Bad input
 //!
-//! A message from a non-member, of a term above [`Term::MAX_ACCEPTED`], or
-//! with indexes out of range is dropped and counted ([`Dropped`]), never a
+//! A message claiming to come from the node itself, an answer from a
+//! non-member, a message of a term above [`Term::MAX_ACCEPTED`], or one with
+//! indexes out of range is dropped and counted ([`Dropped`]), never a
 //! panic. The core's own invariants are assertions checked after every
 //! step: a node whose invariant breaks stops rather than go on misbehaving.
 //!
@@ -150,9 +153,9 @@
 //!
 //! ## What is not here yet
 //!
-//! Membership changes (the [`Membership`] is already state, carried by
-//! every snapshot, and every majority question goes through one quorum
-//! module) are later work.
+//! Joint consensus (changing several voters in one step through a joint
+//! configuration): changes are single-server. Every majority question goes
+//! through one quorum module, written for a joint variant.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

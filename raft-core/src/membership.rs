@@ -1,43 +1,4 @@
-//! Who is in the cluster: the voters whose majorities elect leaders, commit
-//! entries and confirm reads, and the learners that receive the log and are
-//! counted in nothing.
-//!
-//! The member set is part of a node's *state*, not of its [`Config`]. A
-//! cluster starts from the membership given to [`State::new`] (persisted as
-//! [`Persist::Membership`]); each change after that is a configuration entry
-//! in the log ([`Payload::Membership`], carrying the whole new membership),
-//! and a snapshot carries the membership in force at its index.
-//!
-//! # When a change takes effect: when it is appended
-//!
-//! A node uses the latest membership in its log, committed or not (thesis
-//! §4.1), and falls back to the one before when a conflicting leader
-//! truncates that entry away. etcd instead applies a change when it is
-//! applied; we take the thesis' choice because then the one-change-at-a-time
-//! argument of §4.2 holds as written: every configuration a leader can use
-//! differs from the committed one by at most one server, so any majority of
-//! one overlaps any majority of the other. The cost is that a node must
-//! remember the memberships of its uncommitted entries, to fall back on
-//! truncation ([`Configs`]).
-//!
-//! # The rules for a change (thesis §4.2, §4.2.3, and the raft-dev fix of 2015)
-//!
-//! - Only a leader takes one, and one at a time: a change is refused while
-//!   the last configuration entry in the leader's log is uncommitted.
-//! - A leader takes none before it has committed an entry of its own term.
-//!   Without this rule, two changes proposed by leaders of successive terms
-//!   can each form a majority that the other's does not meet, and a
-//!   committed entry can be lost (Ongaro, raft-dev, 2015: the fix is that a
-//!   new leader first commits its no-op).
-//! - A leader that removes itself keeps replicating, without counting
-//!   itself, until the entry commits, and then steps down.
-//! - Learners are never counted in a majority and never stand for election;
-//!   a learner is promoted to voter by a change of its own.
-//!
-//! [`Config`]: crate::Config
-//! [`State::new`]: crate::State::new
-//! [`Persist::Membership`]: crate::Persist::Membership
-//! [`Payload::Membership`]: crate::Payload::Membership
+//! Who is in the cluster, and how that changes: see [`Membership`].
 
 use crate::config::Config;
 use crate::fault::Fault;
@@ -58,6 +19,39 @@ use std::sync::Arc;
 /// Build it with [`Membership::new`] or [`Membership::with_learners`], which
 /// check it. Shared: every state of a node holds the same one until a
 /// membership change, so cloning a state does not copy it.
+///
+/// The voters' majorities elect leaders, commit entries and confirm reads;
+/// the learners receive the log and are counted in nothing. The member set is part of a node's *state*, not of its [`Config`](crate::Config). A
+/// cluster starts from the membership given to [`State::new`](crate::State::new) (persisted as
+/// [`Persist::Membership`](crate::Persist::Membership)); each change after that is a configuration entry
+/// in the log ([`Payload::Membership`](crate::Payload::Membership), carrying the whole new membership),
+/// and a snapshot carries the membership in force at its index.
+///
+/// # When a change takes effect: when it is appended
+///
+/// A node uses the latest membership in its log, committed or not (thesis
+/// §4.1), and falls back to the one before when a conflicting leader
+/// truncates that entry away. etcd instead applies a change when it is
+/// applied; we take the thesis' choice because then the one-change-at-a-time
+/// argument of §4.2 holds as written: every configuration a leader can use
+/// differs from the committed one by at most one server, so any majority of
+/// one overlaps any majority of the other. The cost is that a node must
+/// remember the memberships of its uncommitted entries, to fall back on
+/// truncation.
+///
+/// # The rules for a change (thesis §4.2, §4.2.3, and the raft-dev fix of 2015)
+///
+/// - Only a leader takes one, and one at a time: a change is refused while
+///   the last configuration entry in the leader's log is uncommitted.
+/// - A leader takes none before it has committed an entry of its own term.
+///   Without this rule, two changes proposed by leaders of successive terms
+///   can each form a majority that the other's does not meet, and a
+///   committed entry can be lost (Ongaro, raft-dev, 2015: the fix is that a
+///   new leader first commits its no-op).
+/// - A leader that removes itself keeps replicating, without counting
+///   itself, until the entry commits, and then steps down.
+/// - Learners are never counted in a majority and never stand for election;
+///   a learner is promoted to voter by a change of its own.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Membership {
     members: Arc<Members>,
