@@ -13,7 +13,7 @@ pub mod server;
 pub mod snapshot;
 
 use crate::{Raft, RaftConfig, RaftHandle, RaftParams, StartError};
-use config::ClusterFile;
+use config::{ClusterFile, NodeEntry};
 use raft_core::NodeId;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,7 +71,34 @@ impl KvNode {
         data_dir: Option<PathBuf>,
         listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
     ) -> Result<KvNode, KvStartError> {
-        let me = cluster.node(id).expect("the id was checked against the cluster file");
+        let me = cluster.node(id).expect("the id was checked against the cluster file").clone();
+        KvNode::start_node(cluster, me, false, data_dir, listeners).await
+    }
+
+    /// Starts a node that is not in the cluster file and joins the running
+    /// cluster (raft-tokio's `RaftConfig::joining`): an empty data directory
+    /// starts as a lone learner until the leader adds it (`raft-kv member
+    /// add`), catches it up and promotes it; a data directory with state
+    /// restarts as the member it has become. `me` gives its id and
+    /// addresses; the cluster file's nodes are the initial members it can
+    /// reach first.
+    pub async fn join(
+        cluster: &ClusterFile,
+        me: NodeEntry,
+        data_dir: Option<PathBuf>,
+        listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
+    ) -> Result<KvNode, KvStartError> {
+        KvNode::start_node(cluster, me, true, data_dir, listeners).await
+    }
+
+    async fn start_node(
+        cluster: &ClusterFile,
+        me: NodeEntry,
+        join: bool,
+        data_dir: Option<PathBuf>,
+        listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
+    ) -> Result<KvNode, KvStartError> {
+        let id = me.id;
         let members: Vec<(NodeId, String)> = cluster.nodes.iter().map(|n| (NodeId(n.id), n.raft.clone())).collect();
         let params = RaftParams {
             cluster_id: Some(cluster_hash(&cluster.cluster_id)),
@@ -81,7 +108,11 @@ impl KvNode {
             initial_cluster_state: cluster.initial_cluster_state,
             ..RaftParams::default()
         };
-        let mut config = RaftConfig::with_ids(members, NodeId(id), params, data_dir);
+        let mut config = if join {
+            RaftConfig::joining(members, NodeId(id), me.raft.clone(), params, data_dir)
+        } else {
+            RaftConfig::with_ids(members, NodeId(id), params, data_dir)
+        };
         let http_error = |e| KvStartError::Http(me.http.clone(), e);
         let http_listener = match listeners {
             Some((raft, http)) => {
@@ -98,7 +129,7 @@ impl KvNode {
         let server = KvServer::start(raft, entries, cluster);
         let router = server.router();
         let task = tokio::spawn(async move { axum::serve(listener, router).await });
-        info!(node = %NodeId(id), cluster = %cluster.cluster_text(), http = %http_addr, "raft-kv serving");
+        info!(node = %NodeId(id), cluster = %cluster.cluster_text(), http = %http_addr, join, "raft-kv serving");
         Ok(KvNode { server, http_addr, task })
     }
 
