@@ -31,7 +31,7 @@
 
 use clap::{Parser, Subcommand};
 use raft_tokio::kv::config::{check_host_port, parse_cluster_state, ClusterFile, NodeEntry};
-use raft_tokio::kv::http::{percent_encode, request, Response};
+use raft_tokio::kv::http::{percent_encode, request, HttpError, Response};
 use raft_tokio::kv::KvNode;
 use raft_tokio::ClusterState;
 use std::io::IsTerminal;
@@ -431,7 +431,7 @@ async fn wait_for_stop(node: &KvNode) -> Result<ExitCode, String> {
 async fn member(action: MemberAction) -> Result<ExitCode, String> {
     let post = |endpoint: Endpoint, path: &str, body: serde_json::Value| {
         let path = path.to_string();
-        async move { client(&endpoint.endpoint, "POST", &path, body.to_string().into_bytes()).await }
+        async move { change_client(&endpoint.endpoint, &path, body.to_string().into_bytes()).await }
     };
     match action {
         MemberAction::Add { id, raft, http, endpoint } => {
@@ -448,19 +448,52 @@ async fn member(action: MemberAction) -> Result<ExitCode, String> {
     }
 }
 
+/// How long `raft-kv member` retries a change answered 503 (no leader
+/// known, the leader unreachable or busy with another change: nothing was
+/// changed, so asking again is safe): long enough for an election after a
+/// leader died.
+const CHANGE_RETRY_FOR: Duration = Duration::from_secs(15);
+
+/// `client` for a membership change: a 503 is asked again every 200 ms
+/// for up to `CHANGE_RETRY_FOR`.
+async fn change_client(addr: &str, path: &str, body: Vec<u8>) -> Result<ExitCode, String> {
+    let deadline = std::time::Instant::now() + CHANGE_RETRY_FOR;
+    // Bound: one attempt per 200 ms until the deadline.
+    loop {
+        let response = request(addr, "POST", path, &[], &body, Duration::from_secs(15)).await;
+        match response {
+            Ok(r) if r.status == 503 && std::time::Instant::now() < deadline => {
+                eprintln!("raft-kv: {} {}; retrying", r.status, String::from_utf8_lossy(&r.body));
+            }
+            Err(HttpError::Connect(e)) if std::time::Instant::now() < deadline => {
+                eprintln!("raft-kv: {addr}: {e}; retrying");
+            }
+            Ok(r) => return Ok(print_response(&r)),
+            Err(e) => return Err(format!("{addr}: {e}")),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Sends one request; prints the body (and the status on failure). Exit
 /// status 0 for 2xx, 1 otherwise.
 async fn client(addr: &str, method: &str, path: &str, body: Vec<u8>) -> Result<ExitCode, String> {
     let response: Response =
         request(addr, method, path, &[], &body, Duration::from_secs(15)).await.map_err(|e| format!("{addr}: {e}"))?;
+    Ok(print_response(&response))
+}
+
+/// Prints an answer's body (and its status on failure). Exit status 0 for
+/// 2xx, 1 otherwise.
+fn print_response(response: &Response) -> ExitCode {
     let text = String::from_utf8_lossy(&response.body);
     if (200..300).contains(&response.status) {
         if !text.is_empty() {
             println!("{text}");
         }
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     } else {
         println!("{} {text}", response.status);
-        Ok(ExitCode::from(1))
+        ExitCode::from(1)
     }
 }
