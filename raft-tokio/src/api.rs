@@ -4,8 +4,8 @@
 use crate::config::{ClusterState, ConfigurationError, RaftConfig, FRAME_OVERHEAD_BYTES};
 use crate::driver::{Delivered, DriverCounters, SnapshotRequest, Snapshots, TransferRequest};
 use crate::driver::{Delivery, Driver, MembershipChanges, Memberships, Published, Timers};
-use crate::members::{ChangeError, ChangeRequest, ChangeWaiters};
 use crate::inprocess::{InProcessTransport, Reservation};
+use crate::members::{ChangeError, ChangeRequest, ChangeWaiters};
 use crate::network::Network;
 use crate::reads::{ReadError, ReadRequest, ReadWaiters};
 use crate::snapshots::{SnapshotReader, SnapshotStore};
@@ -14,8 +14,8 @@ use crate::storage::{Storage, StorageCounters, StorageError, StoreIdentity};
 use crate::transport::{AddressBook, Transport, TransportConfig, TransportCounters};
 use crate::waiters::{ProposeRequest, Waiters};
 use raft_core::{
-    Change, Committed, Config, LogIndex, Membership, MemoryStore, Node, NodeId, Output, RecoverError, RoleKind, Status, Term,
-    TransferRejection,
+    Change, Committed, Config, LogIndex, Membership, MemoryStore, Node, NodeId, Output, RecoverError, RoleKind, Status,
+    Term, TransferRejection,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

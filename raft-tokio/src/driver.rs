@@ -589,11 +589,11 @@ impl Driver {
         let id = self.node.config().id();
         if let Some(before) = &self.changes.followed {
             let was = |m: NodeId| before.contains(m);
-            let added: Vec<NodeId> = current.voters().iter().chain(current.learners()).copied().filter(|&m| !was(m)).collect();
+            let added: Vec<NodeId> =
+                current.voters().iter().chain(current.learners()).copied().filter(|&m| !was(m)).collect();
             let removed: Vec<NodeId> =
                 before.voters().iter().chain(before.learners()).copied().filter(|&m| !current.contains(m)).collect();
-            let promoted: Vec<NodeId> =
-                current.voters().iter().copied().filter(|&m| before.is_learner(m)).collect();
+            let promoted: Vec<NodeId> = current.voters().iter().copied().filter(|&m| before.is_learner(m)).collect();
             info!(node = %id, membership = ?current, ?added, ?removed, ?promoted, "membership in effect changed");
         }
         self.transport.set_members(current);

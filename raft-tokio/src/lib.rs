@@ -311,7 +311,8 @@ pub use config::{ClusterState, ConfigurationError, RaftConfig, RaftParams, FRAME
 pub use inprocess::InProcessNetwork;
 pub use members::{ChangeError, PROMOTE_LAG_MAX};
 pub use raft_core::{
-    Change, ChangeRejection, Committed, DropCounters, LogIndex, Membership, NodeId, RoleKind, SnapshotMeta, Term, TransferRejection,
+    Change, ChangeRejection, Committed, DropCounters, LogIndex, Membership, NodeId, RoleKind, SnapshotMeta, Term,
+    TransferRejection,
 };
 pub use reads::ReadError;
 pub use snapshot_api::{SnapshotError, SnapshotWriter};

@@ -161,9 +161,9 @@ impl ChangeWaiters {
     pub fn settle(&mut self, state: &State, now: Instant) {
         let commit = state.commit_index();
         self.pending.retain(|_, p| {
-            let lost = p.placed.is_some_and(|(term, index)| {
-                index <= commit && state.log().term_at(index).is_some_and(|t| t != term)
-            });
+            let lost = p
+                .placed
+                .is_some_and(|(term, index)| index <= commit && state.log().term_at(index).is_some_and(|t| t != term));
             let outcome = if lost {
                 ChangeError::Lost
             } else if now >= p.deadline {

@@ -193,8 +193,7 @@ impl Transport {
     ) -> Transport {
         let (stop, stopped) = watch::channel(false);
         let config = Arc::new(config);
-        let tasks =
-            vec![tokio::spawn(accept_loop(config.clone(), listener, inbox.clone(), counters.clone(), stopped))];
+        let tasks = vec![tokio::spawn(accept_loop(config.clone(), listener, inbox.clone(), counters.clone(), stopped))];
         Transport { config, queues: BTreeMap::new(), counters, tasks, stop, inbox }
     }
 

@@ -193,7 +193,8 @@ async fn a_dead_node_is_replaced_with_three_commands_while_the_cluster_serves() 
     wait_status("node 4 serving, as a lone learner", &http4, |s| s.learners == [4]).await;
     // 2. The operator adds it; the leader catches it up and promotes it.
     let (raft4, http4_flag) = (c.nodes[3].raft.clone(), c.nodes[3].http.clone());
-    let added = c.cli(&["member", "add", "--id", "4", "--raft", &raft4, "--http", &http4_flag, "--endpoint", &endpoint]);
+    let added =
+        c.cli(&["member", "add", "--id", "4", "--raft", &raft4, "--http", &http4_flag, "--endpoint", &endpoint]);
     let added: MembersBody = serde_json::from_str(added.trim()).unwrap();
     assert!(added.learners.contains(&4) || added.voters.contains(&4), "{added:?}");
     wait_status("node 4 promoted", &http1, |s| s.voters == [1, 2, 3, 4] && s.commit_index > 0).await;

@@ -276,17 +276,7 @@ async fn main() -> ExitCode {
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).init();
     let result = match cli.command {
-        Command::Serve {
-            id,
-            config,
-            data_dir,
-            initial_cluster_state,
-            join,
-            raft,
-            http,
-            protocol,
-            compaction,
-        } => {
+        Command::Serve { id, config, data_dir, initial_cluster_state, join, raft, http, protocol, compaction } => {
             let settings = |cluster: &mut ClusterFile| {
                 protocol.apply(cluster);
                 compaction.apply(cluster);
@@ -443,7 +433,9 @@ async fn member(action: MemberAction) -> Result<ExitCode, String> {
         MemberAction::Promote { id, endpoint } => {
             post(endpoint, "/members/promote", serde_json::json!({ "id": id })).await
         }
-        MemberAction::Remove { id, endpoint } => post(endpoint, "/members/remove", serde_json::json!({ "id": id })).await,
+        MemberAction::Remove { id, endpoint } => {
+            post(endpoint, "/members/remove", serde_json::json!({ "id": id })).await
+        }
         MemberAction::List { endpoint } => client(&endpoint.endpoint, "GET", "/members", Vec::new()).await,
     }
 }

@@ -25,6 +25,33 @@ pub fn cluster_hash(cluster_id: &str) -> u64 {
     cluster_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// How long a joining node waits for each cluster-file node's `/members`.
+const MEMBERS_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The addresses a joining node starts its address book with: the cluster
+/// file's, and those of the current members as the first cluster-file node
+/// that answers `GET /members` lists them. The cluster file may be stale (its
+/// nodes replaced since), and a joining node must reach whichever member
+/// leads before the leader's log tells it the membership: the leader's
+/// first messages need an answer. Without an answer it keeps the file's.
+async fn with_current_members(cluster: &ClusterFile, mut members: Vec<(NodeId, String)>) -> Vec<(NodeId, String)> {
+    // Bound: one query per cluster-file node.
+    for node in &cluster.nodes {
+        let answer = http::request(node.http.as_str(), "GET", "/members", &[], &[], MEMBERS_QUERY_TIMEOUT).await;
+        let Ok(response) = answer else { continue };
+        let Ok(body) = serde_json::from_slice::<server::MembersBody>(&response.body) else { continue };
+        for m in body.members.iter().filter(|m| !m.raft.is_empty()) {
+            members.retain(|(id, _)| id.0 != m.id);
+            members.push((NodeId(m.id), m.raft.clone()));
+        }
+        info!(from = %node.http, members = ?body.members.iter().map(|m| m.id).collect::<Vec<_>>(),
+            "joining: the current members' addresses");
+        return members;
+    }
+    tracing::warn!("joining: no cluster-file node answered GET /members; only the file's addresses are known");
+    members
+}
+
 /// A running raft-kv node: the Raft node and its HTTP server.
 pub struct KvNode {
     /// The HTTP side.
@@ -99,7 +126,10 @@ impl KvNode {
         listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
     ) -> Result<KvNode, KvStartError> {
         let id = me.id;
-        let members: Vec<(NodeId, String)> = cluster.nodes.iter().map(|n| (NodeId(n.id), n.raft.clone())).collect();
+        let mut members: Vec<(NodeId, String)> = cluster.nodes.iter().map(|n| (NodeId(n.id), n.raft.clone())).collect();
+        if join {
+            members = with_current_members(cluster, members).await;
+        }
         let params = RaftParams {
             cluster_id: Some(cluster_hash(&cluster.cluster_id)),
             pre_vote: cluster.pre_vote,

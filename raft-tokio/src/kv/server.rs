@@ -21,8 +21,8 @@ use super::config::ClusterFile;
 use super::http::{percent_decode, request, HttpError};
 use super::machine::{Command, KvMachine, Op, Outcome, KEY_BYTES_MAX, NO_SESSION, VALUE_BYTES_MAX};
 use crate::{
-    Change, ChangeError, ChangeRejection, EntryReceiver, Event, LogIndex, Membership, ProposeError, RaftHandle, RaftParams, ReadError, RoleKind, SnapshotError,
-    SnapshotReader, TransferError, TransferRejection,
+    Change, ChangeError, ChangeRejection, EntryReceiver, Event, LogIndex, Membership, ProposeError, RaftHandle,
+    RaftParams, ReadError, RoleKind, SnapshotError, SnapshotReader, TransferError, TransferRejection,
 };
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -763,8 +763,8 @@ impl KvServer {
 
 fn parse_body<T: serde::de::DeserializeOwned>(body: Body, shape: &str) -> Result<(Bytes, T), Response> {
     let body = body_of(body).map_err(IntoResponse::into_response)?;
-    let parsed = serde_json::from_slice(&body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("expected {shape}: {e}")))?;
+    let parsed =
+        serde_json::from_slice(&body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("expected {shape}: {e}")))?;
     Ok((body, parsed))
 }
 
