@@ -495,7 +495,7 @@ fn write_jobs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raft_core::{Entry, HardState, Term};
+    use raft_core::{Entry, HardState, Membership, Term};
 
     #[test]
     fn the_membership_is_written_with_its_batch_and_read_back() {

@@ -761,10 +761,12 @@ impl KvServer {
     }
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: Body, shape: &str) -> Result<(Bytes, T), Response> {
-    let body = body_of(body).map_err(IntoResponse::into_response)?;
-    let parsed =
-        serde_json::from_slice(&body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("expected {shape}: {e}")))?;
+/// The body, and its JSON as a `T`; or the answer refusing it (boxed: a
+/// `Response` is large).
+fn parse_body<T: serde::de::DeserializeOwned>(body: Body, shape: &str) -> Result<(Bytes, T), Box<Response>> {
+    let body = body_of(body).map_err(|r| Box::new(r.into_response()))?;
+    let parsed = serde_json::from_slice(&body)
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("expected {shape}: {e}"))))?;
     Ok((body, parsed))
 }
 
@@ -783,7 +785,7 @@ async fn add_member(State(s): Shared, method: Method, uri: Uri, headers: HeaderM
     let shape = "{\"id\": node id, \"raft\": \"host:port\", \"http\": \"host:port\"}";
     let (bytes, add): (Bytes, AddMemberBody) = match parse_body(body, shape) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     for addr in [&add.raft, &add.http] {
         if let Err(why) = super::config::check_host_port(addr) {
@@ -799,7 +801,7 @@ async fn add_member(State(s): Shared, method: Method, uri: Uri, headers: HeaderM
 async fn promote_member(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let (bytes, m): (Bytes, MemberIdBody) = match parse_body(body, "{\"id\": node id}") {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     s.change(&method, &uri, &headers, &bytes, Change::Promote(NodeId(m.id))).await
 }
@@ -809,7 +811,7 @@ async fn promote_member(State(s): Shared, method: Method, uri: Uri, headers: Hea
 async fn remove_member(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let (bytes, m): (Bytes, MemberIdBody) = match parse_body(body, "{\"id\": node id}") {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     s.change(&method, &uri, &headers, &bytes, Change::Remove(NodeId(m.id))).await
 }
