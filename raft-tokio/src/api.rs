@@ -514,8 +514,8 @@ impl RaftHandle {
         self.local_addr
     }
 
-    /// Every member's id and configured address (this node's included), for
-    /// example to redirect a client to the leader.
+    /// The configured members' ids and addresses (this node's included):
+    /// the initial members. The members now are [`Self::membership`].
     pub fn members(&self) -> &[(NodeId, String)] {
         &self.members
     }
