@@ -3,18 +3,19 @@
 
 use crate::config::{ClusterState, ConfigurationError, RaftConfig, FRAME_OVERHEAD_BYTES};
 use crate::driver::{Delivered, DriverCounters, SnapshotRequest, Snapshots, TransferRequest};
-use crate::driver::{Delivery, Driver, Published, Timers};
+use crate::driver::{Delivery, Driver, MembershipChanges, Memberships, Published, Timers};
 use crate::inprocess::{InProcessTransport, Reservation};
+use crate::members::{ChangeError, ChangeRequest, ChangeWaiters};
 use crate::network::Network;
 use crate::reads::{ReadError, ReadRequest, ReadWaiters};
 use crate::snapshots::{SnapshotReader, SnapshotStore};
 use crate::storage::StorageProblem;
 use crate::storage::{Storage, StorageCounters, StorageError, StoreIdentity};
-use crate::transport::{Transport, TransportConfig, TransportCounters};
+use crate::transport::{AddressBook, Transport, TransportConfig, TransportCounters};
 use crate::waiters::{ProposeRequest, Waiters};
 use raft_core::{
-    Committed, Config, LogIndex, Membership, MemoryStore, Node, NodeId, Output, RecoverError, RoleKind, Status, Term,
-    TransferRejection,
+    Change, Committed, Config, LogIndex, Membership, MemoryStore, Node, NodeId, Output, RecoverError, RoleKind, Status,
+    Term, TransferRejection,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -36,6 +37,13 @@ const PROPOSAL_QUEUE_MAX: usize = 4096;
 /// Most leadership transfer requests waiting for the node loop: an
 /// operator's action, rare; callers beyond it wait.
 const TRANSFER_QUEUE_MAX: usize = 16;
+/// Most membership changes waiting for the node loop: an operator's
+/// action, rare; callers beyond it wait.
+const CHANGE_QUEUE_MAX: usize = 16;
+/// How long a membership change refused for a passing reason (the leader
+/// has not committed an entry of its term yet, another change is not
+/// committed yet, a transfer runs) waits before it is asked again.
+const CHANGE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 /// Most snapshot requests waiting for the node loop: an application takes
 /// one snapshot at a time; callers beyond it wait.
 const SNAPSHOT_QUEUE_MAX: usize = 16;
@@ -481,6 +489,10 @@ pub struct RaftHandle {
     reads: mpsc::Sender<ReadRequest>,
     read_timeout: std::time::Duration,
     transfers: mpsc::Sender<TransferRequest>,
+    changes: mpsc::Sender<ChangeRequest>,
+    /// How long a membership change may take (`RaftParams::proposal_timeout`).
+    change_timeout: std::time::Duration,
+    membership: watch::Receiver<Memberships>,
     /// Two maximum election timeouts: how long a transfer may take.
     transfer_timeout: std::time::Duration,
     status: watch::Receiver<Status>,
@@ -502,10 +514,93 @@ impl RaftHandle {
         self.local_addr
     }
 
-    /// Every member's id and configured address (this node's included), for
-    /// example to redirect a client to the leader.
+    /// The configured members' ids and addresses (this node's included):
+    /// the initial members. The members now are [`Self::membership`].
     pub fn members(&self) -> &[(NodeId, String)] {
         &self.members
+    }
+
+    /// The membership in effect at this node: the latest in its log,
+    /// committed or not (raft-core takes a change into effect when it is
+    /// appended). Voters, learners, and the address each was added with.
+    pub fn membership(&self) -> Membership {
+        self.membership.borrow().current.clone()
+    }
+
+    /// The latest committed membership this node knows of.
+    pub fn committed_membership(&self) -> Membership {
+        self.membership.borrow().committed.clone()
+    }
+
+    /// A receiver that sees every change of [`Self::membership`].
+    pub fn watch_membership(&self) -> watch::Receiver<Membership> {
+        let mut source = self.membership.clone();
+        let (tx, rx) = watch::channel(source.borrow().current.clone());
+        tokio::spawn(async move {
+            while source.changed().await.is_ok() {
+                let current = source.borrow().current.clone();
+                tx.send_if_modified(|m| {
+                    let changed = *m != current;
+                    *m = current;
+                    changed
+                });
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
+    /// Adds node `id` as a learner, reached at `address` (its Raft
+    /// `host:port`; anything after a space is the application's, see
+    /// [`crate::raft_address`]). Ask the leader. Returns the new membership
+    /// once the change is committed. With `RaftParams::promote_learners`
+    /// the leader promotes the learner to voter once it has caught up.
+    pub async fn add_learner(&self, id: NodeId, address: impl Into<String>) -> Result<Membership, ChangeError> {
+        self.change_membership(Change::AddLearner { id, address: address.into() }).await
+    }
+
+    /// Makes learner `id` a voter; returns once committed. Ask the leader.
+    pub async fn promote(&self, id: NodeId) -> Result<Membership, ChangeError> {
+        self.change_membership(Change::Promote(id)).await
+    }
+
+    /// Removes member `id` (a voter or a learner, the leader included: it
+    /// steps down once the change commits); returns once committed. Ask the
+    /// leader.
+    pub async fn remove_member(&self, id: NodeId) -> Result<Membership, ChangeError> {
+        self.change_membership(Change::Remove(id)).await
+    }
+
+    /// Asks for one membership change and waits until it is committed (see
+    /// [`crate::members`] for how its fate is known). A refusal for a
+    /// passing reason (`LeaderNotReady`, `ChangeInProgress`,
+    /// `Transferring`) is asked again every 100 ms until the deadline,
+    /// `RaftParams::proposal_timeout` after the call; any other refusal is
+    /// returned at once.
+    pub async fn change_membership(&self, change: Change) -> Result<Membership, ChangeError> {
+        let deadline = Instant::now() + self.change_timeout;
+        // Bound: one attempt per CHANGE_RETRY_PAUSE until the deadline.
+        loop {
+            let (reply, answer) = oneshot::channel();
+            let request = ChangeRequest { change: change.clone(), reply, deadline };
+            match tokio::time::timeout_at(deadline, self.changes.send(request)).await {
+                Err(_) => return Err(ChangeError::Timeout),
+                Ok(Err(_)) => return Err(ChangeError::Stopped),
+                Ok(Ok(())) => {}
+            }
+            let outcome = match tokio::time::timeout_at(deadline + ANSWER_GRACE, answer).await {
+                Err(_) => Err(ChangeError::Timeout),
+                Ok(answer) => answer.unwrap_or(Err(ChangeError::Stopped)),
+            };
+            match outcome {
+                Err(e) if e.is_transient() && Instant::now() + CHANGE_RETRY_PAUSE < deadline => {
+                    tokio::time::sleep(CHANGE_RETRY_PAUSE).await;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     /// Proposes and waits until committed; see [`ProposalSender::propose`].
@@ -746,7 +841,7 @@ fn start_with(
     let transport_config = TransportConfig {
         id,
         cluster_id,
-        members: config.members.iter().cloned().collect(),
+        members: AddressBook::new(config.members.iter().cloned().collect()),
         frame_bytes_max: p.message_bytes_max + FRAME_OVERHEAD_BYTES,
         send_queue_max: p.send_queue_max,
         snapshots: snapshot_store.clone(),
@@ -764,6 +859,19 @@ fn start_with(
     let (request_tx, requests) = mpsc::channel(PROPOSAL_QUEUE_MAX);
     let (read_tx, read_requests) = mpsc::channel(PROPOSAL_QUEUE_MAX);
     let (transfer_tx, transfers) = mpsc::channel(TRANSFER_QUEUE_MAX);
+    let (change_tx, change_requests) = mpsc::channel(CHANGE_QUEUE_MAX);
+    let memberships = Memberships {
+        current: node.state().membership().clone(),
+        committed: node.state().committed_membership().clone(),
+    };
+    let (membership_tx, membership_rx) = watch::channel(memberships);
+    let changes = MembershipChanges {
+        requests: change_requests,
+        waiters: ChangeWaiters::default(),
+        promote_learners: p.promote_learners,
+        timeout: p.proposal_timeout,
+        followed: None,
+    };
     let (snapshot_tx, snapshot_requests) = mpsc::channel(SNAPSHOT_QUEUE_MAX);
     let (refusal_tx, refusals) = mpsc::channel(1);
     let driver_counters = Arc::new(DriverCounters::default());
@@ -798,8 +906,9 @@ fn start_with(
         requests,
         (read_requests, read_waiters),
         transfers,
+        changes,
         Delivery { entries: Some(delivery_tx), applied: applied_rx },
-        Published { status: status_tx, leader: leader_tx },
+        Published { status: status_tx, leader: leader_tx, membership: membership_tx },
         shutdown.subscribe(),
         snapshots,
     );
@@ -831,6 +940,9 @@ fn start_with(
         reads: read_tx,
         read_timeout: p.proposal_timeout,
         transfers: transfer_tx,
+        changes: change_tx,
+        change_timeout: p.proposal_timeout,
+        membership: membership_rx,
         transfer_timeout: 2 * p.election_timeout.1,
         status: status_rx,
         leader: leader_rx,
@@ -901,10 +1013,13 @@ fn open_snapshot_store(
 }
 
 /// The node, from what its store holds. A store that holds nothing is a new
-/// node's: it starts with the configured members, and its first output
-/// persists them. Any other store is recovered, and must hold the
-/// configured members (membership changes are not built yet). `path` names
-/// the disk store in errors (`None`: the in-memory store).
+/// node's: it starts with the configured members (or, joining, as a lone
+/// learner), and its first output persists them. Any other store is
+/// recovered with the membership it holds (the bootstrap or snapshot's,
+/// and the configuration entries of its log): after membership changes it
+/// differs from the configured members, which then only seed the address
+/// book. `path` names the disk store in errors (`None`: the in-memory
+/// store).
 fn open_node(
     config: Config,
     configured: Membership,
@@ -928,14 +1043,8 @@ fn open_node(
         info!(node = %id, "a new store: starting with the configured members");
         return Ok(Node::new(config, configured));
     }
-    if let Some(members) = &stored.membership {
-        if *members != configured {
-            let problem = StorageProblem::MembersDiffer { stored: members.clone(), configured };
-            return Err(refuse(problem));
-        }
-    }
     let (term, last) = (stored.hard.term, stored.log.last_index());
-    info!(node = %id, %term, %last, "recovered");
+    info!(node = %id, %term, %last, base_membership = ?stored.membership, "recovered");
     Node::recover(config, stored, applied).map_err(|e| refuse(StorageProblem::Inconsistent(e)))
 }
 

@@ -84,6 +84,13 @@ pub struct RaftParams {
     /// an empty store means. See [`ClusterState`]. Default
     /// [`ClusterState::New`].
     pub initial_cluster_state: ClusterState,
+    /// Whether this node, while it leads, promotes each learner to voter
+    /// once the learner's log is within [`crate::PROMOTE_LAG_MAX`] entries
+    /// of the leader's (see the crate documentation on membership). Default
+    /// on: a node added to the cluster (started with
+    /// [`RaftConfig::joining`]) becomes a voter by itself once caught up.
+    /// Off: learners stay learners until [`crate::RaftHandle::promote`].
+    pub promote_learners: bool,
 }
 
 /// What an empty store at start means (etcd's `initial-cluster-state`).
@@ -113,8 +120,8 @@ pub enum ClusterState {
     /// The cluster exists: this node has started before, so an empty store
     /// means it lost its state. The start is refused with
     /// [`crate::StartError::EmptyStoreInExistingCluster`], naming the data
-    /// directory. (Rejoining as a new member needs membership changes,
-    /// which are not built yet.)
+    /// directory. Such a node comes back as a new member, under a new id
+    /// ([`RaftConfig::joining`]), once the old one is removed.
     Existing,
 }
 
@@ -143,6 +150,7 @@ impl Default for RaftParams {
             check_quorum: true,
             trailing_entries: 1024,
             initial_cluster_state: ClusterState::New,
+            promote_learners: true,
         }
     }
 }
@@ -158,6 +166,9 @@ pub struct RaftConfig {
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) listener: Option<std::net::TcpListener>,
     pub(crate) in_process: Option<crate::InProcessNetwork>,
+    /// Whether an empty store starts as a learner that joins a running
+    /// cluster (see [`RaftConfig::joining`]).
+    pub(crate) join: bool,
 }
 
 /// A configuration that cannot work. Each variant is the caller's mistake.
@@ -213,7 +224,7 @@ impl RaftConfig {
     /// in-memory store: nothing survives a restart.
     pub fn new(peers: Vec<String>, self_addr: String, params: RaftParams, data_dir: Option<PathBuf>) -> RaftConfig {
         let members = peers.into_iter().enumerate().map(|(i, a)| (NodeId(i as u64 + 1), a)).collect();
-        RaftConfig { members, id: None, self_addr, params, data_dir, listener: None, in_process: None }
+        RaftConfig { members, id: None, self_addr, params, data_dir, listener: None, in_process: None, join: false }
     }
 
     /// A configuration with explicit node ids: `members` lists every
@@ -225,7 +236,29 @@ impl RaftConfig {
         data_dir: Option<PathBuf>,
     ) -> RaftConfig {
         let self_addr = members.iter().find(|(m, _)| *m == id).map(|(_, a)| a.clone()).unwrap_or_default();
-        RaftConfig { members, id: Some(id), self_addr, params, data_dir, listener: None, in_process: None }
+        RaftConfig { members, id: Some(id), self_addr, params, data_dir, listener: None, in_process: None, join: false }
+    }
+
+    /// A node that joins a running cluster: `members` are the cluster's
+    /// initial members (as every other node was given them: they make the
+    /// cluster id unless `RaftParams::cluster_id` is set, and they are the
+    /// addresses this node can reach before it learns the current
+    /// membership from the leader); `id` and `self_addr` are this node's,
+    /// which need not be among them. An empty store starts as
+    /// [`Membership::joining`]: a learner that knows no voter, stands for
+    /// nothing, and waits for the leader to add it
+    /// ([`crate::RaftHandle::add_learner`]) and send it the log (or a
+    /// snapshot). A store that holds state starts from it, as any restart
+    /// does, so a joined node is restarted with the same configuration.
+    pub fn joining(
+        members: Vec<(NodeId, String)>,
+        id: NodeId,
+        self_addr: String,
+        params: RaftParams,
+        data_dir: Option<PathBuf>,
+    ) -> RaftConfig {
+        let members = members.into_iter().filter(|(m, _)| *m != id).collect();
+        RaftConfig { members, id: Some(id), self_addr, params, data_dir, listener: None, in_process: None, join: true }
     }
 
     /// Uses an already-bound listener for this node's address instead of
@@ -266,10 +299,18 @@ impl RaftConfig {
                 .map(|(id, _)| *id)
                 .ok_or_else(|| ConfigurationError::SelfNotListed { addr: self.self_addr.clone() })?,
         };
-        let membership = Membership::new(self.members.iter().map(|(m, _)| *m)).map_err(ConfigurationError::Members)?;
-        if !membership.contains(id) {
-            return Err(ConfigurationError::SelfNotMember { id });
-        }
+        let membership = if self.join {
+            Membership::joining(id).with_address(id, self.self_addr.clone())
+        } else {
+            let ids = self.members.iter().map(|(m, _)| *m);
+            let bare = Membership::new(ids).map_err(ConfigurationError::Members)?;
+            if !bare.contains(id) {
+                return Err(ConfigurationError::SelfNotMember { id });
+            }
+            // The bootstrap membership carries every member's address, so
+            // that nodes added later learn them from the log or a snapshot.
+            self.members.iter().fold(bare, |m, (id, addr)| m.with_address(*id, addr.clone()))
+        };
         let p = &self.params;
         if p.send_queue_max == 0 {
             return Err(ConfigurationError::ZeroBound { name: "send_queue_max" });

@@ -31,6 +31,7 @@
 //! durable state no longer names (see [`Snapshots::settle`]).
 
 use crate::api::{LeaderInfo, NodeError};
+use crate::members::{learner_to_promote, ChangeRequest, ChangeWaiters};
 use crate::network::Network;
 use crate::reads::{ReadRequest, ReadWaiters};
 use crate::snapshot_api::SnapshotError;
@@ -39,8 +40,8 @@ use crate::storage::{Storage, StorageError, StorageProblem};
 use crate::transport::Inbound;
 use crate::waiters::{ProposeRequest, Waiters};
 use raft_core::{
-    Committed, Input, LogIndex, Message, Node, NodeId, Output, SnapshotMeta, Status, Term, Timer, TransferRejection,
-    PROPOSAL_OVERHEAD_BYTES,
+    Change, Committed, Input, LogIndex, Membership, Message, Node, NodeId, Output, SnapshotMeta, Status, Term, Timer,
+    TransferRejection, PROPOSAL_OVERHEAD_BYTES,
 };
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -157,6 +158,28 @@ pub(crate) struct TransferRequest {
 pub(crate) struct Published {
     pub status: watch::Sender<Status>,
     pub leader: watch::Sender<LeaderInfo>,
+    pub membership: watch::Sender<Memberships>,
+}
+
+/// The membership in effect (the latest in the log) and the committed one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Memberships {
+    pub current: Membership,
+    pub committed: Membership,
+}
+
+/// The node loop's side of membership changes: the operator's changes and
+/// the runtime's promotions in flight, and the membership the transport
+/// was last given.
+pub(crate) struct MembershipChanges {
+    pub requests: mpsc::Receiver<ChangeRequest>,
+    pub waiters: ChangeWaiters,
+    /// `RaftParams::promote_learners`.
+    pub promote_learners: bool,
+    /// How long a promotion the runtime asks for may take to commit.
+    pub timeout: Duration,
+    /// What the transport follows; `None` before the first batch.
+    pub followed: Option<Membership>,
 }
 
 /// What the driver hands the [`crate::EntryReceiver`].
@@ -314,6 +337,7 @@ pub(crate) struct Driver {
     read_requests: mpsc::Receiver<ReadRequest>,
     reads: ReadWaiters,
     transfers: mpsc::Receiver<TransferRequest>,
+    changes: MembershipChanges,
     /// The index of the last command handed to the entry receiver: the
     /// barrier a confirmed read is answered with.
     last_delivered: LogIndex,
@@ -359,6 +383,7 @@ impl Driver {
         requests: mpsc::Receiver<ProposeRequest>,
         reads: (mpsc::Receiver<ReadRequest>, ReadWaiters),
         transfers: mpsc::Receiver<TransferRequest>,
+        changes: MembershipChanges,
         delivery: Delivery,
         published: Published,
         shutdown: watch::Receiver<bool>,
@@ -375,6 +400,7 @@ impl Driver {
             read_requests: reads.0,
             reads: reads.1,
             transfers,
+            changes,
             last_delivered: LogIndex(0),
             delivery,
             published,
@@ -431,6 +457,7 @@ impl Driver {
                         self.reads.add(request, Instant::now())
                     }
                     Some(request) = self.transfers.recv() => self.on_transfer(request),
+                    Some(request) = self.changes.requests.recv() => self.on_change(request),
                     Some(done) = self.storage.completions().recv() => self.on_written(done)?,
                     Some(request) = self.snapshots.requests.recv() => self.on_snapshot_request(request),
                     Some(index) = self.snapshots.refusals.recv() => {
@@ -528,6 +555,51 @@ impl Driver {
         let _ = request.reply.send(refused.map_or(Ok(()), Err));
     }
 
+    /// Steps an operator's membership change; its answer comes with the
+    /// outputs (see [`crate::members`]).
+    fn on_change(&mut self, request: ChangeRequest) {
+        let ChangeRequest { change, reply, deadline } = request;
+        let id = self.changes.waiters.add(change.clone(), Some(reply), deadline);
+        self.node.step(Input::ChangeMembership { id, change }, &mut self.outputs);
+    }
+
+    /// While leading, promotes a learner that has caught up (operator
+    /// policy, see [`crate::members::PROMOTE_LAG_MAX`]); one at a time.
+    fn maybe_promote(&mut self, now: Instant) {
+        if !self.changes.promote_learners || self.changes.waiters.promoting() {
+            return;
+        }
+        let state = self.node.state();
+        let Some((learner, matched)) = learner_to_promote(state) else { return };
+        let last = state.log().last_index();
+        info!(node = %self.node.config().id(), %learner, %matched, %last,
+            "learner {learner} has caught up (match index {matched}, leader's last {last}): promoting it to voter");
+        let change = Change::Promote(learner);
+        let id = self.changes.waiters.add(change.clone(), None, now + self.changes.timeout);
+        self.node.step(Input::ChangeMembership { id, change }, &mut self.outputs);
+    }
+
+    /// Hands the transport the membership in effect when it changed, so
+    /// that this batch's sends reach new members; logs what changed.
+    fn follow_membership(&mut self) {
+        let current = self.node.state().membership();
+        if self.changes.followed.as_ref() == Some(current) {
+            return;
+        }
+        let id = self.node.config().id();
+        if let Some(before) = &self.changes.followed {
+            let was = |m: NodeId| before.contains(m);
+            let added: Vec<NodeId> =
+                current.voters().iter().chain(current.learners()).copied().filter(|&m| !was(m)).collect();
+            let removed: Vec<NodeId> =
+                before.voters().iter().chain(before.learners()).copied().filter(|&m| !current.contains(m)).collect();
+            let promoted: Vec<NodeId> = current.voters().iter().copied().filter(|&m| before.is_learner(m)).collect();
+            info!(node = %id, membership = ?current, ?added, ?removed, ?promoted, "membership in effect changed");
+        }
+        self.transport.set_members(current);
+        self.changes.followed = Some(current.clone());
+    }
+
     fn on_deadlines(&mut self) {
         let now = Instant::now();
         // Bound: each timer kind fires at most once (take_expired clears it).
@@ -537,6 +609,8 @@ impl Driver {
         if self.timers.sweep <= now {
             self.waiters.expire(now);
             self.reads.sweep(now);
+            self.changes.waiters.settle(self.node.state(), now);
+            self.maybe_promote(now);
             self.timers.sweep = now + SWEEP_INTERVAL;
         }
     }
@@ -590,6 +664,7 @@ impl Driver {
     /// write; an output waits for the write if a `Persist` precedes it in
     /// the batch or is still being written, and goes out now otherwise.
     fn flush(&mut self) -> Result<(), NodeError> {
+        self.follow_membership();
         // Outputs stay in order: behind a `Persist` being written, and
         // behind outputs already waiting for a write.
         let fenced = self.writing.iter().any(|w| w.barrier || !w.deferred.is_empty());
@@ -715,9 +790,16 @@ impl Driver {
                 info!(node = %self.node.config().id(), %target, ?reason, "leadership transfer refused")
             }
             Output::RestoreSnapshot(meta) => self.restore(meta),
-            Output::ChangeAccepted { .. } | Output::ChangeRejected { .. } => {}
-            Output::MembershipCommitted { index, membership, .. } => {
-                info!(node = %self.node.config().id(), %index, ?membership, "membership change committed")
+            Output::ChangeAccepted { id, term, index } => {
+                self.changes.waiters.on_accepted(id, term, index, self.node.config().id())
+            }
+            Output::ChangeRejected { id, reason } => {
+                debug!(node = %self.node.config().id(), ?reason, "membership change refused");
+                self.changes.waiters.on_rejected(id, reason)
+            }
+            Output::MembershipCommitted { index, term, membership } => {
+                info!(node = %self.node.config().id(), %index, ?membership, "membership change committed");
+                self.changes.waiters.on_committed(index, term, &membership);
             }
             Output::FollowerRegressed { peer, acknowledged, last_index } => {
                 self.snapshots.counters.followers_regressed.fetch_add(1, Ordering::Relaxed);
@@ -736,6 +818,17 @@ impl Driver {
             let changed = *l != leader;
             leader.log_change(id, l);
             *l = leader;
+            changed
+        });
+        let state = self.node.state();
+        self.published.membership.send_if_modified(|m| {
+            let changed = m.current != *state.membership() || m.committed != *state.committed_membership();
+            if changed {
+                *m = Memberships {
+                    current: state.membership().clone(),
+                    committed: state.committed_membership().clone(),
+                };
+            }
             changed
         });
         self.published.status.send_if_modified(|s| {

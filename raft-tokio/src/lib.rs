@@ -212,6 +212,38 @@
 //! # }
 //! ```
 //!
+//! ## Membership changes
+//!
+//! The members are a [`Membership`] of voters and learners, each with the
+//! address it was added with; it lives in the log (raft-core's
+//! configuration entries), not in the configuration, which gives only the
+//! initial members. At the leader, [`RaftHandle::add_learner`],
+//! [`RaftHandle::promote`] and [`RaftHandle::remove_member`] each return
+//! the new membership once the change is committed, or a
+//! [`ChangeError`] (see [`members`] for how a change's fate is known); a
+//! refusal for a passing reason (the leader has not committed an entry of
+//! its term yet, another change is not committed yet) is asked again every
+//! 100 ms until the deadline. [`RaftHandle::membership`] is the one in
+//! effect (the latest in the log, which raft-core uses as soon as it is
+//! appended), [`RaftHandle::committed_membership`] the committed one.
+//!
+//! The TCP transport follows the membership in effect: it connects to each
+//! member added at the address recorded for it and stops sending to each
+//! member removed (see the transport's module documentation). A node
+//! started empty with [`RaftConfig::joining`] knows only itself, as a
+//! learner; the leader that adds it sends it the log, or its snapshot when
+//! the entries it needs are compacted. With `RaftParams::promote_learners`
+//! (the default), the leader promotes a learner to voter once its log is
+//! within [`PROMOTE_LAG_MAX`] entries of the leader's: operator policy,
+//! in the runtime; raft-core decides only whether a change may be made.
+//! Each change is logged at INFO where it is proposed, when it takes
+//! effect on each node (members added, removed, promoted) and when it
+//! commits.
+//!
+//! Replacing a dead node: start the new one empty with `joining`, add it
+//! as a learner, let it be promoted, remove the dead one (raft-kv's README
+//! section shows the three commands).
+//!
 //! ## A node that lost its disk
 //!
 //! A node whose data directory was wiped must not come back as a voter: it
@@ -237,10 +269,11 @@
 //! the one redb records, checked whole, and every other file there is
 //! removed (an unfinished write or transfer, a snapshot a crash left
 //! unrecorded, an old one). A damaged, torn or missing snapshot file stops
-//! the start with an error naming it. A new store starts with the configured members and stores them
-//! in its first batch; a store that holds other members than the
-//! configuration lists stops the start, naming both (membership changes
-//! are not supported yet). A store that cannot be read, fails a check, or
+//! the start with an error naming it. A new store starts with the configured members (with their
+//! addresses) and stores them in its first batch; later changes are
+//! configuration entries in the log, and a snapshot records the
+//! membership at its index, so a restarted node starts with the membership
+//! it had, whatever its configuration lists. A store that cannot be read, fails a check, or
 //! belongs to another node stops the start with an error naming the file
 //! and the problem; it is never reset. A write that fails stops the node
 //! ([`NodeError`]), and so does a broken invariant of raft-core, whose
@@ -258,6 +291,7 @@ mod driver;
 pub mod inprocess;
 #[cfg(feature = "kv")]
 pub mod kv;
+pub mod members;
 mod network;
 mod reads;
 pub mod record;
@@ -275,11 +309,13 @@ pub use api::{
 };
 pub use config::{ClusterState, ConfigurationError, RaftConfig, RaftParams, FRAME_OVERHEAD_BYTES};
 pub use inprocess::InProcessNetwork;
+pub use members::{ChangeError, PROMOTE_LAG_MAX};
 pub use raft_core::{
-    Committed, DropCounters, LogIndex, Membership, NodeId, RoleKind, SnapshotMeta, Term, TransferRejection,
+    Change, ChangeRejection, Committed, DropCounters, LogIndex, Membership, NodeId, RoleKind, SnapshotMeta, Term,
+    TransferRejection,
 };
 pub use reads::ReadError;
 pub use snapshot_api::{SnapshotError, SnapshotWriter};
 pub use snapshots::{SnapshotFileProblem, SnapshotReader, SNAPSHOT_DIR};
 pub use storage::{StorageError, StorageProblem, StoreIdentity, STORE_FILE};
-pub use transport::HANDSHAKES_PENDING_MAX;
+pub use transport::{raft_address, HANDSHAKES_PENDING_MAX};

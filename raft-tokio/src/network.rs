@@ -1,10 +1,10 @@
 //! The one seam between the node loop and the way messages travel: TCP
 //! ([`crate::transport`]) or channels in one process ([`crate::inprocess`]).
-//! The driver calls these four methods and nothing else of either.
+//! The driver calls these methods and nothing else of either.
 
 use crate::inprocess::InProcessTransport;
 use crate::transport::Transport;
-use raft_core::{InstallSnapshot, Message, NodeId};
+use raft_core::{InstallSnapshot, Membership, Message, NodeId};
 use tokio::task::JoinHandle;
 
 /// The transport a node runs on.
@@ -29,6 +29,15 @@ impl Network {
         match self {
             Network::Tcp(t) => t.send_snapshot(to, message),
             Network::InProcess(t) => t.send_snapshot(to, message),
+        }
+    }
+
+    /// Follows the membership in effect: reach its members, and no one
+    /// removed. The in-process network reaches every node by its id, so
+    /// only TCP has anything to do.
+    pub fn set_members(&mut self, membership: &Membership) {
+        if let Network::Tcp(t) = self {
+            t.set_members(membership);
         }
     }
 

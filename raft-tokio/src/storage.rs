@@ -23,7 +23,7 @@
 
 use crate::record::{self, RecordError};
 use crate::snapshots::SnapshotFileProblem;
-use raft_core::{Log, LogIndex, Membership, MemoryStore, NodeId, Persist, RecoverError, Term};
+use raft_core::{Log, LogIndex, MemoryStore, NodeId, Persist, RecoverError, Term};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -93,15 +93,6 @@ pub enum StorageProblem {
     /// The stored state is one a correct node never writes (raft-core's
     /// recovery check).
     Inconsistent(RecoverError),
-    /// The store holds other members than the configuration lists.
-    /// Membership changes are not built yet, so the node refuses to start
-    /// rather than pick one of the two.
-    MembersDiffer {
-        /// The members the store holds.
-        stored: Membership,
-        /// The members the configuration lists.
-        configured: Membership,
-    },
     /// The store belongs to another node or cluster.
     WrongIdentity {
         /// What the store says.
@@ -134,12 +125,6 @@ impl fmt::Display for StorageError {
                 write!(f, "is corrupt: the log jumps from index {} to {found}", expected.prev())
             }
             StorageProblem::Inconsistent(e) => write!(f, "holds an impossible state: {e}"),
-            StorageProblem::MembersDiffer { stored, configured } => write!(
-                f,
-                "holds the members {} but the configuration lists {} (membership changes are not supported yet)",
-                members(stored),
-                members(configured)
-            ),
             StorageProblem::WrongIdentity { stored, configured } => write!(
                 f,
                 "belongs to node {} of cluster {}, but this node is {} of cluster {}",
@@ -160,11 +145,6 @@ impl std::error::Error for StorageError {}
 /// A cluster id as every message shows it; `None`: none was configured.
 fn cluster(id: Option<u64>) -> String {
     id.map_or_else(|| "(no id configured)".to_string(), crate::config::cluster_id_text)
-}
-
-/// "n1, n2, n3".
-fn members(m: &Membership) -> String {
-    m.voters().iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// The redb store of one node.
@@ -515,7 +495,7 @@ fn write_jobs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raft_core::{Entry, HardState, Term};
+    use raft_core::{Entry, HardState, Membership, Term};
 
     #[test]
     fn the_membership_is_written_with_its_batch_and_read_back() {

@@ -156,7 +156,7 @@ async fn send_data(config: &TransportConfig, peer: NodeId, message: InstallSnaps
     let (index, term) = (message.snapshot.index, message.snapshot.term);
     let (mut file, trailer, path) = blocking(move || store.open_file(index, term)).await??;
     let file_error = |e| Failure::File(io_error(&path, e));
-    let addr = config.members.get(&peer).cloned().unwrap_or_default();
+    let addr = config.members.get(peer).unwrap_or_default();
     let (mut reader, mut write) = dial(config, peer, &addr).await.map_err(Failure::Unreachable)?;
     reader.for_messages(ANSWER_FRAME_BYTES_MAX);
     info!(node = %config.id, %peer, snapshot = ?message.snapshot, bytes = trailer.len, "sending a snapshot");

@@ -10,6 +10,20 @@
 //! and further messages to it are dropped and counted: Raft retries, and an
 //! unbounded queue would only grow while the peer is away.
 //!
+//! The peers are the members of the membership in effect (raft-core's
+//! `State::membership`, which changes at run time): the node loop hands
+//! each new one to [`Transport::set_members`], which starts a writer for
+//! every member it did not have and stops the writers of members removed.
+//! A member's address is the one its membership records (the cluster's
+//! initial members are recorded with the configured addresses; a member
+//! added later with the address it was added with), read up to its first
+//! space ([`raft_address`]: the rest is the application's). A node that has
+//! not learnt the membership yet (one that joins) reaches the configured
+//! members: the address book holds both, the membership's winning. A
+//! message to a node with no writer that the book has an address for (a
+//! joining node answering a leader it does not know as a member yet)
+//! starts one.
+//!
 //! A connection whose handshake or any frame is bad (does not decode, is
 //! over the size limit, names a node outside the cluster or another
 //! cluster) is logged, counted and closed. The node keeps running.
@@ -29,7 +43,7 @@
 use crate::config::cluster_id_text;
 use crate::snapshots::SnapshotStore;
 use crate::wire::{self, Frame, FrameError, Hello, HELLO_BYTES_MAX, LENGTH_PREFIX_BYTES};
-use raft_core::{InstallSnapshot, Message, NodeId, ProposalId};
+use raft_core::{InstallSnapshot, Membership, Message, NodeId, ProposalId};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -83,12 +97,54 @@ pub(crate) struct TransportCounters {
     pub snapshot_transfers_failed: AtomicU64,
 }
 
+/// Every node this node knows an address for: the configured members and
+/// those of the membership in effect (which wins). Handshakes from nodes
+/// outside it are refused. Written by the node loop when the membership
+/// changes, read at each connection attempt.
+#[derive(Clone, Default)]
+pub(crate) struct AddressBook {
+    inner: Arc<std::sync::RwLock<BTreeMap<NodeId, String>>>,
+}
+
+impl AddressBook {
+    pub fn new(configured: BTreeMap<NodeId, String>) -> AddressBook {
+        AddressBook { inner: Arc::new(std::sync::RwLock::new(configured)) }
+    }
+
+    /// The Raft address of `id`, if known.
+    pub fn get(&self, id: NodeId) -> Option<String> {
+        self.inner.read().expect("not poisoned").get(&id).cloned()
+    }
+
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.inner.read().expect("not poisoned").contains_key(&id)
+    }
+
+    /// Records the addresses `membership` holds (over what the book had).
+    fn learn(&self, membership: &Membership) {
+        let mut book = self.inner.write().expect("not poisoned");
+        for (&id, address) in membership.addresses() {
+            let address = raft_address(address);
+            if !address.is_empty() {
+                book.insert(id, address.to_string());
+            }
+        }
+    }
+}
+
+/// The part of a member's address the transport dials: up to the first
+/// whitespace. An application may keep more after it (raft-kv keeps its
+/// HTTP address as `http=host:port`).
+pub fn raft_address(address: &str) -> &str {
+    address.split_whitespace().next().unwrap_or("")
+}
+
 /// What the transport needs to know about the cluster.
 #[derive(Clone)]
 pub(crate) struct TransportConfig {
     pub id: NodeId,
     pub cluster_id: u64,
-    pub members: BTreeMap<NodeId, String>,
+    pub members: AddressBook,
     pub frame_bytes_max: usize,
     pub send_queue_max: usize,
     /// Where snapshot files are read from and received into.
@@ -109,13 +165,21 @@ pub(crate) enum Inbound {
     Unsent(Vec<ProposalId>),
 }
 
-/// The driver's handle on the transport: one queue per peer.
+/// The driver's handle on the transport: one queue (and writer) per peer.
 pub(crate) struct Transport {
     config: Arc<TransportConfig>,
-    queues: BTreeMap<NodeId, mpsc::Sender<Message>>,
+    queues: BTreeMap<NodeId, Peer>,
     counters: Arc<TransportCounters>,
     tasks: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
+    inbox: mpsc::Sender<Inbound>,
+}
+
+/// One peer's queue, its writer task and the address it dials.
+struct Peer {
+    queue: mpsc::Sender<Message>,
+    writer: JoinHandle<()>,
+    addr: String,
 }
 
 impl Transport {
@@ -129,31 +193,60 @@ impl Transport {
     ) -> Transport {
         let (stop, stopped) = watch::channel(false);
         let config = Arc::new(config);
-        let mut tasks =
-            vec![tokio::spawn(accept_loop(config.clone(), listener, inbox.clone(), counters.clone(), stopped.clone()))];
-        let mut queues = BTreeMap::new();
-        for (&peer, addr) in config.members.iter().filter(|(&m, _)| m != config.id) {
-            let (tx, rx) = mpsc::channel(config.send_queue_max);
-            queues.insert(peer, tx);
-            let writer = Writer {
-                config: config.clone(),
-                peer,
-                addr: addr.clone(),
-                counters: counters.clone(),
-                inbox: inbox.clone(),
-            };
-            tasks.push(tokio::spawn(writer.run(rx, stopped.clone())));
+        let tasks = vec![tokio::spawn(accept_loop(config.clone(), listener, inbox.clone(), counters.clone(), stopped))];
+        Transport { config, queues: BTreeMap::new(), counters, tasks, stop, inbox }
+    }
+
+    /// Follows the membership in effect: writers for its members (at the
+    /// addresses it records), none for anyone else.
+    pub fn set_members(&mut self, membership: &Membership) {
+        self.config.members.learn(membership);
+        let me = self.config.id;
+        let peers: Vec<NodeId> = membership.peers(me).collect();
+        let gone: Vec<NodeId> = self.queues.keys().copied().filter(|p| !peers.contains(p)).collect();
+        for peer in gone {
+            if let Some(p) = self.queues.remove(&peer) {
+                info!(node = %me, %peer, "no longer a member: stopped sending to it");
+                p.writer.abort();
+            }
         }
-        Transport { config, queues, counters, tasks, stop }
+        for peer in peers {
+            let Some(addr) = self.config.members.get(peer) else { continue };
+            match self.queues.get(&peer) {
+                Some(p) if p.addr == addr => {}
+                _ => self.start_writer(peer, addr),
+            }
+        }
+    }
+
+    /// Starts (or restarts, at a new address) the writer to `peer`.
+    fn start_writer(&mut self, peer: NodeId, addr: String) {
+        let (tx, rx) = mpsc::channel(self.config.send_queue_max);
+        let writer = Writer {
+            config: self.config.clone(),
+            peer,
+            addr: addr.clone(),
+            counters: self.counters.clone(),
+            inbox: self.inbox.clone(),
+        };
+        let writer = tokio::spawn(writer.run(rx, self.stop.subscribe()));
+        if let Some(old) = self.queues.insert(peer, Peer { queue: tx, writer, addr }) {
+            old.writer.abort();
+        }
     }
 
     /// Queues `message` for `to`; drops (and counts) it when the queue is full.
     /// Never an `InstallSnapshot`: its data goes with it, on a transfer's
-    /// connection (`transfer::send`).
-    pub fn send(&self, to: NodeId, message: Message) {
+    /// connection (`transfer::send`). A node without a writer whose
+    /// address the book knows gets one (see the module documentation).
+    pub fn send(&mut self, to: NodeId, message: Message) {
         debug_assert!(!matches!(message, Message::InstallSnapshot(_)), "a snapshot is sent by a transfer");
-        if let Some(q) = self.queues.get(&to) {
-            if q.try_send(message).is_err() {
+        if !self.queues.contains_key(&to) && to != self.config.id {
+            let Some(addr) = self.config.members.get(to) else { return };
+            self.start_writer(to, addr);
+        }
+        if let Some(p) = self.queues.get(&to) {
+            if p.queue.try_send(message).is_err() {
                 self.counters.send_queue_full.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -168,8 +261,8 @@ impl Transport {
     /// Stops every task and waits for them, so that the port is free again.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        drop(self.queues);
-        for t in self.tasks {
+        let writers = self.queues.into_values().map(|p| p.writer);
+        for t in self.tasks.into_iter().chain(writers) {
             let _ = t.await;
         }
     }
@@ -409,7 +502,7 @@ fn check_hello(config: &TransportConfig, hello: &Hello) -> Result<(), Connection
     if hello.cluster_id != config.cluster_id {
         return Err(ConnectionError::WrongCluster { theirs: hello.cluster_id, ours: config.cluster_id });
     }
-    if hello.from == config.id || !config.members.contains_key(&hello.from) {
+    if hello.from == config.id || !config.members.contains(hello.from) {
         return Err(ConnectionError::UnknownNode(hello.from));
     }
     if hello.to != config.id {

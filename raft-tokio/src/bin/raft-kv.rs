@@ -5,7 +5,15 @@
 //! raft-kv serve --id 1 --config cluster.toml     one node of a cluster file
 //! raft-kv put KEY VALUE | get KEY | delete KEY | cas KEY ... | status   [--endpoint URL]
 //! raft-kv transfer-leader --to ID [--endpoint URL]   hand the leadership to node ID
+//! raft-kv serve --id 4 --config cluster.toml --join --raft HOST:PORT --http HOST:PORT
+//!                                                a new node, not in the file, that joins
+//! raft-kv member add --id 4 --raft HOST:PORT --http HOST:PORT | promote --id 4 | remove --id 3 | list
 //! ```
+//!
+//! A node added with `member add` is a learner until the leader sees its
+//! log within raft-tokio's `PROMOTE_LAG_MAX` entries of its own, then the
+//! leader promotes it to voter by itself (`member promote` does it at
+//! once). Each change returns once committed.
 //!
 //! Pre-vote and check-quorum are on unless the cluster file says
 //! `pre_vote = false` / `check_quorum = false`, or `serve` / `local` is
@@ -23,7 +31,7 @@
 
 use clap::{Parser, Subcommand};
 use raft_tokio::kv::config::{check_host_port, parse_cluster_state, ClusterFile, NodeEntry};
-use raft_tokio::kv::http::{percent_encode, request, Response};
+use raft_tokio::kv::http::{percent_encode, request, HttpError, Response};
 use raft_tokio::kv::KvNode;
 use raft_tokio::ClusterState;
 use std::io::IsTerminal;
@@ -62,10 +70,30 @@ enum Command {
         /// file's initial_cluster_state, else "new".
         #[arg(long, value_parser = parse_cluster_state, value_name = "new|existing")]
         initial_cluster_state: Option<ClusterState>,
+        /// Join a running cluster as a new member that the cluster file does
+        /// not list (its nodes are the initial members): an empty data
+        /// directory starts as a learner that waits for `raft-kv member add`;
+        /// one with state restarts as the member it became. Needs --raft and
+        /// --http.
+        #[arg(long, requires_all = ["raft", "http"])]
+        join: bool,
+        /// With --join: this node's Raft address, host:port.
+        #[arg(long, value_name = "HOST:PORT")]
+        raft: Option<String>,
+        /// With --join: this node's HTTP address, host:port.
+        #[arg(long, value_name = "HOST:PORT")]
+        http: Option<String>,
         #[command(flatten)]
         protocol: Protocol,
         #[command(flatten)]
         compaction: Compaction,
+    },
+    /// Changes or lists the cluster's members (any node takes the request;
+    /// a follower passes a change to the leader). A change returns once
+    /// committed.
+    Member {
+        #[command(subcommand)]
+        action: MemberAction,
     },
     /// Runs a whole cluster on 127.0.0.1 in this process, in memory, and
     /// prints its endpoints. For trying raft-kv out; Ctrl-C stops it.
@@ -145,6 +173,46 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum MemberAction {
+    /// Adds node --id, started with `serve --join`, as a learner; the
+    /// leader promotes it to voter once it has caught up.
+    Add {
+        /// The new node's id.
+        #[arg(long)]
+        id: u64,
+        /// Its Raft address, host:port.
+        #[arg(long, value_name = "HOST:PORT")]
+        raft: String,
+        /// Its HTTP address, host:port.
+        #[arg(long, value_name = "HOST:PORT")]
+        http: String,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Makes learner --id a voter now.
+    Promote {
+        /// The learner.
+        #[arg(long)]
+        id: u64,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Removes member --id (a voter, even a dead one, or a learner).
+    Remove {
+        /// The member.
+        #[arg(long)]
+        id: u64,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Prints the members (JSON): voters, learners, addresses.
+    List {
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+}
+
 /// Switches for the protocol's extensions, both on by default.
 #[derive(clap::Args)]
 struct Protocol {
@@ -208,14 +276,21 @@ async fn main() -> ExitCode {
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).init();
     let result = match cli.command {
-        Command::Serve { id, config, data_dir, initial_cluster_state, protocol, compaction } => {
+        Command::Serve { id, config, data_dir, initial_cluster_state, join, raft, http, protocol, compaction } => {
             let settings = |cluster: &mut ClusterFile| {
                 protocol.apply(cluster);
                 compaction.apply(cluster);
                 cluster.initial_cluster_state = initial_cluster_state.unwrap_or(cluster.initial_cluster_state);
             };
-            serve(id, config, data_dir, settings).await
+            match (join, raft, http) {
+                (true, Some(raft), Some(http)) => {
+                    serve(id, config, data_dir, Some(NodeEntry { id, raft, http }), settings).await
+                }
+                (false, None, None) => serve(id, config, data_dir, None, settings).await,
+                _ => Err("--raft and --http go with --join (the cluster file gives the others' addresses)".into()),
+            }
         }
+        Command::Member { action } => member(action).await,
         Command::Local { nodes, http_port, protocol, compaction } => {
             local(nodes, http_port, |cluster| {
                 protocol.apply(cluster);
@@ -258,15 +333,30 @@ async fn serve(
     id: u64,
     config: PathBuf,
     data_dir: Option<PathBuf>,
+    joining: Option<NodeEntry>,
     settings: impl FnOnce(&mut ClusterFile),
 ) -> Result<ExitCode, String> {
     let text = std::fs::read_to_string(&config).map_err(|e| format!("cannot read {}: {e}", config.display()))?;
-    let mut cluster = ClusterFile::parse(&text, Some(id)).map_err(|e| format!("{}: {e}", config.display()))?;
+    let own_id = if joining.is_some() { None } else { Some(id) };
+    let mut cluster = ClusterFile::parse(&text, own_id).map_err(|e| format!("{}: {e}", config.display()))?;
     settings(&mut cluster);
     let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(format!("data/node-{id}")));
-    let node = KvNode::start(&cluster, id, Some(data_dir), None)
-        .await
-        .map_err(|e| format!("node {id} of cluster {}: {e}", cluster.cluster_text()))?;
+    let started = match joining {
+        Some(_) if cluster.node(id).is_some() => {
+            return Err(format!(
+                "node {id} is in {}: start it without --join (--join is for a node the file does not list)",
+                config.display()
+            ))
+        }
+        Some(me) => {
+            for addr in [&me.raft, &me.http] {
+                check_host_port(addr).map_err(|why| format!("{addr:?}: {why}"))?;
+            }
+            KvNode::join(&cluster, me, Some(data_dir), None).await
+        }
+        None => KvNode::start(&cluster, id, Some(data_dir), None).await,
+    };
+    let node = started.map_err(|e| format!("node {id} of cluster {}: {e}", cluster.cluster_text()))?;
     eprintln!("raft-kv: node {id} of cluster {} serving HTTP on http://{}", cluster.cluster_text(), node.http_addr);
     wait_for_stop(&node).await
 }
@@ -328,19 +418,74 @@ async fn wait_for_stop(node: &KvNode) -> Result<ExitCode, String> {
     }
 }
 
+async fn member(action: MemberAction) -> Result<ExitCode, String> {
+    let post = |endpoint: Endpoint, path: &str, body: serde_json::Value| {
+        let path = path.to_string();
+        async move { change_client(&endpoint.endpoint, &path, body.to_string().into_bytes()).await }
+    };
+    match action {
+        MemberAction::Add { id, raft, http, endpoint } => {
+            for addr in [&raft, &http] {
+                check_host_port(addr).map_err(|why| format!("{addr:?}: {why}"))?;
+            }
+            post(endpoint, "/members/add", serde_json::json!({ "id": id, "raft": raft, "http": http })).await
+        }
+        MemberAction::Promote { id, endpoint } => {
+            post(endpoint, "/members/promote", serde_json::json!({ "id": id })).await
+        }
+        MemberAction::Remove { id, endpoint } => {
+            post(endpoint, "/members/remove", serde_json::json!({ "id": id })).await
+        }
+        MemberAction::List { endpoint } => client(&endpoint.endpoint, "GET", "/members", Vec::new()).await,
+    }
+}
+
+/// How long `raft-kv member` retries a change answered 503 (no leader
+/// known, the leader unreachable or busy with another change: nothing was
+/// changed, so asking again is safe): long enough for an election after a
+/// leader died.
+const CHANGE_RETRY_FOR: Duration = Duration::from_secs(15);
+
+/// `client` for a membership change: a 503 is asked again every 200 ms
+/// for up to `CHANGE_RETRY_FOR`.
+async fn change_client(addr: &str, path: &str, body: Vec<u8>) -> Result<ExitCode, String> {
+    let deadline = std::time::Instant::now() + CHANGE_RETRY_FOR;
+    // Bound: one attempt per 200 ms until the deadline.
+    loop {
+        let response = request(addr, "POST", path, &[], &body, Duration::from_secs(15)).await;
+        match response {
+            Ok(r) if r.status == 503 && std::time::Instant::now() < deadline => {
+                eprintln!("raft-kv: {} {}; retrying", r.status, String::from_utf8_lossy(&r.body));
+            }
+            Err(HttpError::Connect(e)) if std::time::Instant::now() < deadline => {
+                eprintln!("raft-kv: {addr}: {e}; retrying");
+            }
+            Ok(r) => return Ok(print_response(&r)),
+            Err(e) => return Err(format!("{addr}: {e}")),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Sends one request; prints the body (and the status on failure). Exit
 /// status 0 for 2xx, 1 otherwise.
 async fn client(addr: &str, method: &str, path: &str, body: Vec<u8>) -> Result<ExitCode, String> {
     let response: Response =
         request(addr, method, path, &[], &body, Duration::from_secs(15)).await.map_err(|e| format!("{addr}: {e}"))?;
+    Ok(print_response(&response))
+}
+
+/// Prints an answer's body (and its status on failure). Exit status 0 for
+/// 2xx, 1 otherwise.
+fn print_response(response: &Response) -> ExitCode {
     let text = String::from_utf8_lossy(&response.body);
     if (200..300).contains(&response.status) {
         if !text.is_empty() {
             println!("{text}");
         }
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     } else {
         println!("{} {text}", response.status);
-        Ok(ExitCode::from(1))
+        ExitCode::from(1)
     }
 }

@@ -13,7 +13,7 @@ pub mod server;
 pub mod snapshot;
 
 use crate::{Raft, RaftConfig, RaftHandle, RaftParams, StartError};
-use config::ClusterFile;
+use config::{ClusterFile, NodeEntry};
 use raft_core::NodeId;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +23,33 @@ use tracing::info;
 /// raft-tokio's handshake.
 pub fn cluster_hash(cluster_id: &str) -> u64 {
     cluster_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// How long a joining node waits for each cluster-file node's `/members`.
+const MEMBERS_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The addresses a joining node starts its address book with: the cluster
+/// file's, and those of the current members as the first cluster-file node
+/// that answers `GET /members` lists them. The cluster file may be stale (its
+/// nodes replaced since), and a joining node must reach whichever member
+/// leads before the leader's log tells it the membership: the leader's
+/// first messages need an answer. Without an answer it keeps the file's.
+async fn with_current_members(cluster: &ClusterFile, mut members: Vec<(NodeId, String)>) -> Vec<(NodeId, String)> {
+    // Bound: one query per cluster-file node.
+    for node in &cluster.nodes {
+        let answer = http::request(node.http.as_str(), "GET", "/members", &[], &[], MEMBERS_QUERY_TIMEOUT).await;
+        let Ok(response) = answer else { continue };
+        let Ok(body) = serde_json::from_slice::<server::MembersBody>(&response.body) else { continue };
+        for m in body.members.iter().filter(|m| !m.raft.is_empty()) {
+            members.retain(|(id, _)| id.0 != m.id);
+            members.push((NodeId(m.id), m.raft.clone()));
+        }
+        info!(from = %node.http, members = ?body.members.iter().map(|m| m.id).collect::<Vec<_>>(),
+            "joining: the current members' addresses");
+        return members;
+    }
+    tracing::warn!("joining: no cluster-file node answered GET /members; only the file's addresses are known");
+    members
 }
 
 /// A running raft-kv node: the Raft node and its HTTP server.
@@ -71,8 +98,38 @@ impl KvNode {
         data_dir: Option<PathBuf>,
         listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
     ) -> Result<KvNode, KvStartError> {
-        let me = cluster.node(id).expect("the id was checked against the cluster file");
-        let members: Vec<(NodeId, String)> = cluster.nodes.iter().map(|n| (NodeId(n.id), n.raft.clone())).collect();
+        let me = cluster.node(id).expect("the id was checked against the cluster file").clone();
+        KvNode::start_node(cluster, me, false, data_dir, listeners).await
+    }
+
+    /// Starts a node that is not in the cluster file and joins the running
+    /// cluster (raft-tokio's `RaftConfig::joining`): an empty data directory
+    /// starts as a lone learner until the leader adds it (`raft-kv member
+    /// add`), catches it up and promotes it; a data directory with state
+    /// restarts as the member it has become. `me` gives its id and
+    /// addresses; the cluster file's nodes are the initial members it can
+    /// reach first.
+    pub async fn join(
+        cluster: &ClusterFile,
+        me: NodeEntry,
+        data_dir: Option<PathBuf>,
+        listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
+    ) -> Result<KvNode, KvStartError> {
+        KvNode::start_node(cluster, me, true, data_dir, listeners).await
+    }
+
+    async fn start_node(
+        cluster: &ClusterFile,
+        me: NodeEntry,
+        join: bool,
+        data_dir: Option<PathBuf>,
+        listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
+    ) -> Result<KvNode, KvStartError> {
+        let id = me.id;
+        let mut members: Vec<(NodeId, String)> = cluster.nodes.iter().map(|n| (NodeId(n.id), n.raft.clone())).collect();
+        if join {
+            members = with_current_members(cluster, members).await;
+        }
         let params = RaftParams {
             cluster_id: Some(cluster_hash(&cluster.cluster_id)),
             pre_vote: cluster.pre_vote,
@@ -81,7 +138,11 @@ impl KvNode {
             initial_cluster_state: cluster.initial_cluster_state,
             ..RaftParams::default()
         };
-        let mut config = RaftConfig::with_ids(members, NodeId(id), params, data_dir);
+        let mut config = if join {
+            RaftConfig::joining(members, NodeId(id), me.raft.clone(), params, data_dir)
+        } else {
+            RaftConfig::with_ids(members, NodeId(id), params, data_dir)
+        };
         let http_error = |e| KvStartError::Http(me.http.clone(), e);
         let http_listener = match listeners {
             Some((raft, http)) => {
@@ -98,7 +159,7 @@ impl KvNode {
         let server = KvServer::start(raft, entries, cluster);
         let router = server.router();
         let task = tokio::spawn(async move { axum::serve(listener, router).await });
-        info!(node = %NodeId(id), cluster = %cluster.cluster_text(), http = %http_addr, "raft-kv serving");
+        info!(node = %NodeId(id), cluster = %cluster.cluster_text(), http = %http_addr, join, "raft-kv serving");
         Ok(KvNode { server, http_addr, task })
     }
 

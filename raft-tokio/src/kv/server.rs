@@ -21,8 +21,8 @@ use super::config::ClusterFile;
 use super::http::{percent_decode, request, HttpError};
 use super::machine::{Command, KvMachine, Op, Outcome, KEY_BYTES_MAX, NO_SESSION, VALUE_BYTES_MAX};
 use crate::{
-    EntryReceiver, Event, LogIndex, ProposeError, RaftHandle, RaftParams, ReadError, RoleKind, SnapshotError,
-    SnapshotReader, TransferError, TransferRejection,
+    Change, ChangeError, ChangeRejection, EntryReceiver, Event, LogIndex, Membership, ProposeError, RaftHandle,
+    RaftParams, ReadError, RoleKind, SnapshotError, SnapshotReader, TransferError, TransferRejection,
 };
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -65,8 +65,10 @@ pub struct KvServer {
     machine: RwLock<KvMachine>,
     applied: watch::Sender<u64>,
     waiting: Waiting,
-    /// Every node's HTTP address (`host:port`, a name resolved at every
-    /// forward), for forwarding and the status page.
+    /// The cluster file's nodes' HTTP addresses (`host:port`, a name
+    /// resolved at every forward), for forwarding and the status page.
+    /// Members added later carry theirs in their membership address
+    /// ([`member_address`]).
     http: BTreeMap<NodeId, String>,
     /// The cluster file's `cluster_id`, and its hash as raft-tokio shows it.
     cluster: (String, String),
@@ -214,6 +216,14 @@ impl KvServer {
         self.applied.send_replace(index);
     }
 
+    /// The HTTP address of node `id`: the one its membership address
+    /// carries (a member added at run time), else the cluster file's.
+    fn http_of(&self, id: NodeId) -> Option<String> {
+        let membership = self.raft.membership();
+        let added = membership.address(id).and_then(|a| split_member_address(a).1.map(str::to_string));
+        added.or_else(|| self.http.get(&id).cloned())
+    }
+
     /// The HTTP routes.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
@@ -222,6 +232,10 @@ impl KvServer {
             .route("/command", post(command))
             .route("/status", get(status))
             .route("/leader/transfer", post(transfer_leader))
+            .route("/members", get(list_members))
+            .route("/members/add", post(add_member))
+            .route("/members/promote", post(promote_member))
+            .route("/members/remove", post(remove_member))
             .fallback(no_route)
             .method_not_allowed_fallback(no_method)
             .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -512,9 +526,9 @@ impl KvServer {
         if info.role == RoleKind::Leader {
             return self.propose(Command { client, seq, op }).await;
         }
-        match info.leader.and_then(|l| self.http.get(&l)) {
+        match info.leader.and_then(|l| self.http_of(l)) {
             Some(leader) if !headers.contains_key(FORWARDED_HEADER) => {
-                self.forward(leader, method, uri, body, client, seq).await
+                self.forward(&leader, method, uri, body, client, seq).await
             }
             _ => unavailable("no leader is known; retry"),
         }
@@ -616,9 +630,9 @@ async fn transfer_leader(State(s): Shared, method: Method, uri: Uri, headers: He
     };
     let info = s.raft.leader();
     if info.role != RoleKind::Leader {
-        return match info.leader.and_then(|l| s.http.get(&l)) {
+        return match info.leader.and_then(|l| s.http_of(l)) {
             Some(leader) if !headers.contains_key(FORWARDED_HEADER) => {
-                s.forward(leader, &method, &uri, &body, NO_SESSION, 0).await
+                s.forward(&leader, &method, &uri, &body, NO_SESSION, 0).await
             }
             _ => unavailable("no leader is known; retry"),
         };
@@ -637,6 +651,169 @@ async fn transfer_leader(State(s): Shared, method: Method, uri: Uri, headers: He
         }
         Err(e @ TransferError::Timeout { .. }) => error(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
     }
+}
+
+/// The address raft-kv records for a member it adds: its Raft address,
+/// which raft-tokio's transport dials, then `http=` and its HTTP address
+/// (raft-tokio reads an address up to its first space:
+/// [`crate::raft_address`]).
+pub fn member_address(raft: &str, http: &str) -> String {
+    format!("{raft} http={http}")
+}
+
+/// A member address split into its Raft and HTTP addresses (the latter
+/// only for members added at run time: the cluster file gives the rest).
+pub fn split_member_address(address: &str) -> (&str, Option<&str>) {
+    let raft = crate::raft_address(address);
+    let http = address.split_whitespace().find_map(|w| w.strip_prefix("http="));
+    (raft, http)
+}
+
+/// The body of `POST /members/add`: the new member's id and addresses.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberBody {
+    /// Its id, new to the cluster.
+    pub id: u64,
+    /// Its Raft address, `host:port`.
+    pub raft: String,
+    /// Its HTTP address, `host:port`.
+    pub http: String,
+}
+
+/// The body of `POST /members/promote` and `POST /members/remove`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MemberIdBody {
+    /// The member.
+    pub id: u64,
+}
+
+/// `GET /members` and the answer of every change: the membership in
+/// effect at the node that answers, and the committed one's voters.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MembersBody {
+    /// The voters of the membership in effect.
+    pub voters: Vec<u64>,
+    /// Its learners.
+    pub learners: Vec<u64>,
+    /// Every member with its role and addresses.
+    pub members: Vec<Member>,
+    /// Whether the membership in effect is committed (a change may be in
+    /// flight otherwise).
+    pub committed: bool,
+}
+
+impl KvServer {
+    /// The membership in effect as [`MembersBody`] shows it.
+    fn members_body(&self, membership: &Membership) -> MembersBody {
+        let committed = *membership == self.raft.committed_membership();
+        let member = |id: &NodeId, role: &str| {
+            let (raft, _) = membership.address(*id).map(split_member_address).unwrap_or(("", None));
+            Member {
+                id: id.0,
+                raft: raft.to_string(),
+                http: self.http_of(*id).unwrap_or_default(),
+                role: role.to_string(),
+            }
+        };
+        let members = membership
+            .voters()
+            .iter()
+            .map(|id| member(id, "voter"))
+            .chain(membership.learners().iter().map(|id| member(id, "learner")))
+            .collect();
+        MembersBody {
+            voters: membership.voters().iter().map(|v| v.0).collect(),
+            learners: membership.learners().iter().map(|v| v.0).collect(),
+            members,
+            committed,
+        }
+    }
+
+    /// A membership change: made here if this node leads, forwarded to the
+    /// leader otherwise (as writes are).
+    async fn change(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8], change: Change) -> Response {
+        let info = self.raft.leader();
+        if info.role != RoleKind::Leader {
+            return match info.leader.and_then(|l| self.http_of(l)) {
+                Some(leader) if !headers.contains_key(FORWARDED_HEADER) => {
+                    self.forward(&leader, method, uri, body, NO_SESSION, 0).await
+                }
+                _ => unavailable("no leader is known; retry"),
+            };
+        }
+        info!(node = %self.raft.id(), ?change, "membership change asked for over HTTP");
+        match self.raft.change_membership(change).await {
+            Ok(m) => (StatusCode::OK, axum::Json(self.members_body(&m))).into_response(),
+            Err(e @ ChangeError::Refused(ChangeRejection::NotLeader { .. })) => unavailable(&format!("{e}; retry")),
+            Err(
+                e @ ChangeError::Refused(
+                    ChangeRejection::LeaderNotReady
+                    | ChangeRejection::ChangeInProgress { .. }
+                    | ChangeRejection::Transferring { .. },
+                ),
+            ) => unavailable(&format!("{e}; retry")),
+            Err(e @ ChangeError::Refused(_)) => error(StatusCode::CONFLICT, e.to_string()),
+            Err(e @ (ChangeError::Lost | ChangeError::Stopped)) => unavailable(&format!("{e}; retry")),
+            Err(e @ ChangeError::Timeout) => error(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+        }
+    }
+}
+
+/// The body, and its JSON as a `T`; or the answer refusing it (boxed: a
+/// `Response` is large).
+fn parse_body<T: serde::de::DeserializeOwned>(body: Body, shape: &str) -> Result<(Bytes, T), Box<Response>> {
+    let body = body_of(body).map_err(|r| Box::new(r.into_response()))?;
+    let parsed = serde_json::from_slice(&body)
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("expected {shape}: {e}"))))?;
+    Ok((body, parsed))
+}
+
+/// `GET /members`: the membership in effect at this node (200).
+async fn list_members(State(s): Shared) -> Response {
+    axum::Json(s.members_body(&s.raft.membership())).into_response()
+}
+
+/// `POST /members/add {"id", "raft", "http"}`: adds a learner (which the
+/// leader promotes to voter once it has caught up); 200 with the new
+/// membership once the change is committed. A follower forwards it to the
+/// leader. 409 when the node is a member already, 503 when no leader is
+/// known or the leader is busy with another change (retry), 504 when the
+/// outcome is unknown.
+async fn add_member(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let shape = "{\"id\": node id, \"raft\": \"host:port\", \"http\": \"host:port\"}";
+    let (bytes, add): (Bytes, AddMemberBody) = match parse_body(body, shape) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    for addr in [&add.raft, &add.http] {
+        if let Err(why) = super::config::check_host_port(addr) {
+            return error(StatusCode::BAD_REQUEST, format!("{addr:?}: {why}"));
+        }
+    }
+    let change = Change::AddLearner { id: NodeId(add.id), address: member_address(&add.raft, &add.http) };
+    s.change(&method, &uri, &headers, &bytes, change).await
+}
+
+/// `POST /members/promote {"id"}`: makes a learner a voter (409 if it is not
+/// a learner).
+async fn promote_member(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let (bytes, m): (Bytes, MemberIdBody) = match parse_body(body, "{\"id\": node id}") {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    s.change(&method, &uri, &headers, &bytes, Change::Promote(NodeId(m.id))).await
+}
+
+/// `POST /members/remove {"id"}`: removes a voter or a learner (409 if it
+/// is not a member, or is the last voter).
+async fn remove_member(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let (bytes, m): (Bytes, MemberIdBody) = match parse_body(body, "{\"id\": node id}") {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    s.change(&method, &uri, &headers, &bytes, Change::Remove(NodeId(m.id))).await
 }
 
 /// The body of `GET /status`.
@@ -675,8 +852,15 @@ pub struct StatusBody {
     /// follower had acknowledged (a follower that lost its disk; logged at
     /// WARN with the follower's id).
     pub followers_regressed: u64,
-    /// Every member: id, raft address, HTTP address.
+    /// Every member of the membership in effect: id, role, Raft address,
+    /// HTTP address (voters first).
     pub members: Vec<Member>,
+    /// The voters of the membership in effect.
+    #[serde(default)]
+    pub voters: Vec<u64>,
+    /// Its learners.
+    #[serde(default)]
+    pub learners: Vec<u64>,
 }
 
 /// One member in [`StatusBody`].
@@ -688,6 +872,9 @@ pub struct Member {
     pub raft: String,
     /// Its HTTP address.
     pub http: String,
+    /// "voter" or "learner".
+    #[serde(default)]
+    pub role: String,
 }
 
 async fn status(State(s): Shared) -> Response {
@@ -699,12 +886,7 @@ async fn status(State(s): Shared) -> Response {
         RoleKind::Candidate => "candidate",
         RoleKind::PreCandidate => "pre-candidate",
     };
-    let members = s
-        .raft
-        .members()
-        .iter()
-        .map(|(id, raft)| Member { id: id.0, raft: raft.clone(), http: s.http.get(id).cloned().unwrap_or_default() })
-        .collect();
+    let MembersBody { voters, learners, members, .. } = s.members_body(&s.raft.membership());
     let body = StatusBody {
         id: st.id.0,
         cluster_id: s.cluster.0.clone(),
@@ -721,6 +903,8 @@ async fn status(State(s): Shared) -> Response {
         snapshots_received: node.snapshots_received,
         followers_regressed: node.followers_regressed,
         members,
+        voters,
+        learners,
     };
     axum::Json(body).into_response()
 }

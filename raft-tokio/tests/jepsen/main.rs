@@ -24,6 +24,17 @@
 //! `--initial-cluster-state existing`. The report counts the restores and
 //! the snapshots installed from a leader (from the nodes' logs).
 //!
+//! A third run churns the membership instead (`churn_nemesis`): it removes
+//! a voter (the leader, when the draw says so: it steps down once the
+//! change commits) and kills it, starts a fresh node with `--join`, adds
+//! it with `POST /members/add` and waits until the leader has promoted it
+//! to voter, `CHURN_ROUNDS` times, with a random member killed and
+//! restarted between rounds. Its nodes talk directly (no proxies): the
+//! members' addresses travel in the log, so one address per node. The
+//! fresh nodes join after the logs were compacted, so they are caught up by
+//! the leader's snapshot. Histories must stay linearizable and no
+//! acknowledged write may be lost, as in the other runs.
+//!
 //! `JEPSEN_SECONDS` sets how long the clients run (default 40),
 //! `JEPSEN_SEED` the seed (printed either way).
 
@@ -42,6 +53,15 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 const NODES: usize = 3;
+/// Membership rounds (remove one voter, add and promote a fresh node) in
+/// the churn run; each adds a node slot.
+const CHURN_ROUNDS: usize = 2;
+/// How long the churn run's clients run by default: two rounds take about
+/// ten seconds.
+const CHURN_SECONDS: u64 = 20;
+/// The longest a membership change (or a promotion) may take in the churn
+/// run, retries of a 503 included.
+const CHANGE_PATIENCE: Duration = Duration::from_secs(20);
 const CLIENTS: usize = 6;
 const REGISTER_KEYS: usize = 3;
 /// A client gives up on one request after this long; the outcome of a write
@@ -63,7 +83,11 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 struct Node {
     id: usize,
+    /// Its own Raft address.
+    raft: SocketAddr,
     http: SocketAddr,
+    /// Removed from the cluster (and stopped for good).
+    removed: bool,
     child: Option<Child>,
     paused: bool,
     /// Whether it was started before: later starts say the cluster exists.
@@ -84,17 +108,21 @@ fn free_addr() -> SocketAddr {
 }
 
 impl Cluster {
-    async fn start(unsafe_reads: bool) -> Cluster {
+    /// `NODES` nodes, and `joiners` slots for nodes the churn run adds.
+    /// With joiners, nodes talk directly, without proxies (see the module
+    /// documentation).
+    async fn start(unsafe_reads: bool, joiners: usize) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut nodes = Vec::new();
         let mut rafts = Vec::new();
-        for id in 1..=NODES {
+        for id in 1..=NODES + joiners {
             rafts.push(free_addr());
-            nodes.push(Node { id, http: free_addr(), child: None, paused: false, started: false });
+            let (raft, http) = (rafts[id - 1], free_addr());
+            nodes.push(Node { id, raft, http, removed: false, child: None, paused: false, started: false });
         }
         let mut links = BTreeMap::new();
         for from in 0..NODES {
-            for to in (0..NODES).filter(|&to| to != from) {
+            for to in (0..NODES).filter(|&to| to != from && joiners == 0) {
                 links.insert((from, to), proxy::Link::start(rafts[to]).await);
             }
         }
@@ -104,8 +132,8 @@ impl Cluster {
             let mut toml = format!(
                 "cluster_id = \"jepsen\"\nsnapshot_every = {SNAPSHOT_EVERY}\ntrailing_entries = {TRAILING_ENTRIES}\n"
             );
-            for (to, node) in nodes.iter().enumerate() {
-                let raft = if to == from { rafts[to] } else { links[&(from, to)].addr };
+            for (to, node) in nodes.iter().enumerate().take(NODES) {
+                let raft = if to == from || joiners > 0 { rafts[to] } else { links[&(from, to)].addr };
                 toml.push_str(&format!("[[node]]\nid = {}\nraft = \"{raft}\"\nhttp = \"{}\"\n", node.id, node.http));
             }
             std::fs::write(dir.path().join(format!("cluster-{}.toml", from + 1)), toml).expect("write a cluster file");
@@ -119,6 +147,7 @@ impl Cluster {
 
     fn spawn(&mut self, i: usize) {
         let id = self.nodes[i].id;
+        let file = id.min(NODES); // a joiner reads node 3's file: the initial members
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -127,13 +156,17 @@ impl Cluster {
         let mut command = Command::new(env!("CARGO_BIN_EXE_raft-kv"));
         command
             .args(["serve", "--id", &id.to_string(), "--config"])
-            .arg(self.dir.path().join(format!("cluster-{id}.toml")))
+            .arg(self.dir.path().join(format!("cluster-{file}.toml")))
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("n{id}")))
             .env("RUST_LOG", NODE_LOG_FILTER)
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .kill_on_drop(true);
+        if i >= NODES {
+            let (raft, http) = (self.nodes[i].raft.to_string(), self.nodes[i].http.to_string());
+            command.args(["--join", "--raft", &raft, "--http", &http]);
+        }
         if self.unsafe_reads {
             command.env(raft_tokio::kv::server::UNSAFE_LOCAL_READS_ENV, "1");
         }
@@ -196,6 +229,11 @@ impl Cluster {
         self.links[&(b, a)].set_cut(on);
     }
 
+    /// The nodes that are members and started (the live cluster).
+    fn members(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].started && !self.nodes[i].removed).collect()
+    }
+
     /// Cuts (or heals) every link of node `a`.
     fn isolate(&self, a: usize, on: bool) {
         for b in (0..NODES).filter(|&b| b != a) {
@@ -207,7 +245,7 @@ impl Cluster {
         for link in self.links.values() {
             link.set_cut(false);
         }
-        for i in 0..NODES {
+        for i in self.members() {
             if self.nodes[i].paused {
                 self.pause(i, false).await;
             }
@@ -236,6 +274,13 @@ struct Faults {
     splits: u32,
     /// The link between two nodes cut, both still reaching the third.
     partial_partitions: u32,
+    /// Voters removed (and stopped for good) by the churn run.
+    removed: u32,
+    /// Of those, how many led when removed.
+    removed_leaders: u32,
+    /// Fresh nodes added, and seen promoted to voter.
+    added: u32,
+    promoted: u32,
     /// The longest time from a heal until a write succeeded.
     longest_unavailable: Duration,
 }
@@ -312,6 +357,97 @@ async fn nemesis(cluster: Arc<tokio::sync::Mutex<Cluster>>, seed: u64, until: In
         probes += 1;
         faults.longest_unavailable = faults.longest_unavailable.max(wait_serving(&http, probes).await);
         tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
+    }
+    faults
+}
+
+/// Posts a membership change to the live members in turn until one answers
+/// 200 (a 503 means nothing changed: no leader known, or busy); panics past
+/// `CHANGE_PATIENCE` or on any other answer.
+async fn change(members: &[SocketAddr], path: &str, body: serde_json::Value) -> serde_json::Value {
+    let deadline = Instant::now() + CHANGE_PATIENCE;
+    let body = body.to_string();
+    for attempt in 0usize.. {
+        let node = members[attempt % members.len()];
+        match request(node, "POST", path, &[], body.as_bytes(), Duration::from_secs(12)).await {
+            Ok(r) if r.status == 200 => return serde_json::from_slice(&r.body).expect("a change answers JSON"),
+            Ok(r) if r.status == 503 || r.status == 504 => {}
+            Ok(r) => panic!("{path} {body}: {} {}", r.status, String::from_utf8_lossy(&r.body)),
+            Err(_) => {}
+        }
+        assert!(Instant::now() < deadline, "{path} {body} not done within {CHANGE_PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    unreachable!()
+}
+
+/// Waits until some live member's `/status` shows node `id` as a voter.
+async fn wait_voter(members: &[SocketAddr], id: usize) {
+    let deadline = Instant::now() + CHANGE_PATIENCE;
+    for attempt in 0usize.. {
+        let node = members[attempt % members.len()];
+        if let Ok(r) = request(node, "GET", "/status", &[], &[], Duration::from_secs(1)).await {
+            if let Ok(s) = serde_json::from_slice::<raft_tokio::kv::server::StatusBody>(&r.body) {
+                if s.voters.contains(&(id as u64)) {
+                    return;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "node {id} not promoted within {CHANGE_PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The churn run's nemesis: `CHURN_ROUNDS` times, remove a voter (the
+/// leader or a random one) and stop it for good, start a fresh node, add
+/// it, wait for its promotion; between rounds, kill and restart a random
+/// member.
+async fn churn_nemesis(cluster: Arc<tokio::sync::Mutex<Cluster>>, seed: u64) -> Faults {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x636875);
+    let mut faults = Faults::default();
+    let http: Vec<SocketAddr> = cluster.lock().await.nodes.iter().map(|n| n.http).collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for round in 0..CHURN_ROUNDS {
+        let members = cluster.lock().await.members();
+        let leader = cluster.lock().await.leader().await;
+        let victim = match leader {
+            Some(l) if rng.random_range(0..2) == 0 => l,
+            _ => members[rng.random_range(0..members.len())],
+        };
+        let live: Vec<SocketAddr> = members.iter().map(|&i| http[i]).collect();
+        let id = cluster.lock().await.nodes[victim].id;
+        let answer = change(&live, "/members/remove", serde_json::json!({ "id": id })).await;
+        assert!(!answer["voters"].as_array().expect("voters").contains(&serde_json::json!(id)), "{answer}");
+        faults.removed += 1;
+        faults.removed_leaders += u32::from(leader == Some(victim));
+        {
+            let mut c = cluster.lock().await;
+            c.kill(victim).await;
+            c.nodes[victim].removed = true;
+        }
+        let fresh = NODES + round;
+        let (fresh_id, raft, fresh_http) = {
+            let mut c = cluster.lock().await;
+            c.spawn(fresh);
+            let n = &c.nodes[fresh];
+            (n.id, n.raft.to_string(), n.http.to_string())
+        };
+        let live: Vec<SocketAddr> = cluster.lock().await.members().iter().map(|&i| http[i]).collect();
+        change(&live, "/members/add", serde_json::json!({ "id": fresh_id, "raft": raft, "http": fresh_http })).await;
+        faults.added += 1;
+        wait_voter(&live, fresh_id).await;
+        faults.promoted += 1;
+        faults.longest_unavailable = faults.longest_unavailable.max(wait_serving(&live, round as u64).await);
+        if round + 1 < CHURN_ROUNDS {
+            let members = cluster.lock().await.members();
+            let target = members[rng.random_range(0..members.len())];
+            faults.random_kills += 1;
+            cluster.lock().await.kill(target).await;
+            tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
+            cluster.lock().await.spawn(target);
+            faults.longest_unavailable = faults.longest_unavailable.max(wait_serving(&live, 100 + round as u64).await);
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1000..2000))).await;
     }
     faults
 }
@@ -417,11 +553,12 @@ async fn client(
     }
 }
 
-/// Runs the whole test; returns the checker's verdict.
-async fn run(seconds: u64, seed: u64, unsafe_reads: bool) -> Verdict {
+/// Runs the whole test; returns the checker's verdict. `churn`: the
+/// membership nemesis instead of the faults one.
+async fn run(seconds: u64, seed: u64, unsafe_reads: bool, churn: bool) -> Verdict {
     let _one = ONE_AT_A_TIME.lock().await;
     println!("jepsen: seed {seed} (JEPSEN_SEED={seed} replays the client and nemesis choices), {seconds} s");
-    let cluster = Cluster::start(unsafe_reads).await;
+    let cluster = Cluster::start(unsafe_reads, if churn { CHURN_ROUNDS } else { 0 }).await;
     cluster.wait_for_leader().await;
     let http: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.http).collect();
     let logs: PathBuf = cluster.dir.path().to_path_buf();
@@ -434,18 +571,23 @@ async fn run(seconds: u64, seed: u64, unsafe_reads: bool) -> Verdict {
     for c in 0..CLIENTS {
         clients.push(tokio::spawn(client(c, http.clone(), seed, start, until, history.clone(), durable.clone())));
     }
-    let faults = nemesis(cluster.clone(), seed, until).await;
+    let faults =
+        if churn { churn_nemesis(cluster.clone(), seed).await } else { nemesis(cluster.clone(), seed, until).await };
     for c in clients {
         c.await.expect("client task");
     }
     let mut cluster = Arc::try_unwrap(cluster).ok().expect("nemesis done").into_inner();
     cluster.heal().await;
     cluster.wait_for_leader().await;
+    let live: Vec<SocketAddr> = cluster.members().iter().map(|&i| http[i]).collect();
     let acknowledged = durable.lock().unwrap().clone();
-    check_durable(&http, &acknowledged, &logs, unsafe_reads).await;
+    check_durable(&live, &acknowledged, &logs, unsafe_reads).await;
     let history = history.lock().unwrap().clone();
     report(&history, &faults, durable.lock().unwrap().len());
-    check_snapshots(&http, &logs, &faults, history.len()).await;
+    check_snapshots(&live, &logs, &faults, history.len()).await;
+    if churn {
+        check_churn(&cluster, &faults).await;
+    }
     check(&history)
 }
 
@@ -470,7 +612,7 @@ async fn check_snapshots(http: &[SocketAddr], logs: &Path, faults: &Faults, oper
         indexes.push((status.snapshot_index, status.first_log_index, status.last_log_index));
     }
     let (mut restores, mut installs) = (0, 0);
-    for id in 1..=NODES {
+    for id in 1..=NODES + CHURN_ROUNDS {
         let log = std::fs::read_to_string(logs.join(format!("node-{id}.log"))).unwrap_or_default();
         restores += log.matches("the application restores a snapshot").count();
         installs += log.matches("snapshot received and installed").count();
@@ -518,6 +660,38 @@ async fn check_durable(http: &[SocketAddr], durable: &BTreeMap<String, String>, 
     }
 }
 
+/// After the churn run: every live member shows the membership the
+/// nemesis made (the initial voters less those removed, and the nodes
+/// added, all voters), and each node added was caught up (by the leader's
+/// snapshot: the logs were compacted long before it joined).
+async fn check_churn(cluster: &Cluster, faults: &Faults) {
+    let expected: Vec<u64> = cluster.members().iter().map(|&i| cluster.nodes[i].id as u64).collect();
+    for &i in &cluster.members() {
+        let deadline = Instant::now() + CHANGE_PATIENCE;
+        loop {
+            let r = request(cluster.nodes[i].http, "GET", "/status", &[], &[], CLIENT_TIMEOUT).await;
+            let status =
+                r.ok().and_then(|r| serde_json::from_slice::<raft_tokio::kv::server::StatusBody>(&r.body).ok());
+            if status.as_ref().is_some_and(|s| s.voters == expected && s.learners.is_empty()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {} shows {status:?}, not voters {expected:?}", i + 1);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut installed = Vec::new();
+    for n in &cluster.nodes[NODES..] {
+        let log = std::fs::read_to_string(cluster.dir.path().join(format!("node-{}.log", n.id))).unwrap_or_default();
+        installed.push(log.matches("snapshot received and installed").count());
+    }
+    println!(
+        "jepsen churn: {} voters removed ({} of them leaders), {} fresh nodes added and {} promoted; members at the \
+         end {expected:?}; snapshots installed by each fresh node: {installed:?}",
+        faults.removed, faults.removed_leaders, faults.added, faults.promoted
+    );
+    assert_eq!((faults.added, faults.promoted), (CHURN_ROUNDS as u32, CHURN_ROUNDS as u32));
+}
+
 fn report(history: &[Operation], faults: &Faults, durable: usize) {
     let count = |f: &dyn Fn(&Operation) -> bool| history.iter().filter(|o| f(o)).count();
     println!(
@@ -551,7 +725,15 @@ fn seconds(default: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raft_kv_is_linearizable_under_kills_pauses_and_partitions() {
-    let verdict = run(seconds(40), seed(), false).await;
+    let verdict = run(seconds(40), seed(), false, false).await;
+    assert_eq!(verdict, Verdict::Linearizable);
+}
+
+/// Membership churn during the run: voters removed (the leader among them
+/// when the draw says so), fresh nodes joined, added and promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_kv_is_linearizable_while_members_are_removed_added_and_promoted() {
+    let verdict = run(seconds(CHURN_SECONDS), seed(), false, true).await;
     assert_eq!(verdict, Verdict::Linearizable);
 }
 
@@ -559,7 +741,7 @@ async fn raft_kv_is_linearizable_under_kills_pauses_and_partitions() {
 /// the checker must find a non-linearizable history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checker_catches_stale_reads_from_local_state() {
-    let verdict = run(seconds(40).min(20), seed(), true).await;
+    let verdict = run(seconds(40).min(20), seed(), true, false).await;
     println!("jepsen (reads from local state, a deliberate bug): {verdict:?}");
     assert!(matches!(verdict, Verdict::NotLinearizable { .. }), "stale reads went unnoticed");
 }
