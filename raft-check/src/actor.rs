@@ -276,7 +276,7 @@ pub enum ModelTimer {
     Written,
     /// The operator asks this server for a membership change (armed on
     /// every server, for every change the model allows, while the model's
-    /// bound on changes allows; see [`Server::operator_change`]).
+    /// bound on changes allows; see `Server::operator_change`).
     Change(OperatorChange),
 }
 
