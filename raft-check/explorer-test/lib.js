@@ -66,7 +66,27 @@ function startExplorer(args) {
   });
 }
 
-// Kills every explorer still running (for an exit on failure).
+// Runs raft-check with `args` to its end (another mode than explore, e.g.
+// `-m simulate`); resolves to its standard output, whatever its exit status
+// (1 when it found a counterexample). Rejects if it dies of a signal.
+function run(args) {
+  const child = spawn(binary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => { stdout += chunk; });
+  child.stderr.on('data', (chunk) => { stderr += chunk; });
+  return new Promise((resolve, reject) => {
+    child.once('error', (e) => { running.delete(child); reject(e); });
+    child.once('close', (code, signal) => {
+      running.delete(child);
+      if (code === null) reject(new Error(`raft-check ${args.join(' ')} died (${signal}):\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+// Kills every raft-check still running (for an exit on failure).
 function stopAll() {
   for (const child of running) child.kill('SIGKILL');
 }
@@ -193,6 +213,6 @@ async function twoLeaders(page, beforeLast = async () => {}) {
 }
 
 module.exports = {
-  REPO, startExplorer, stopAll, launch, open, route, click, act, server, serverIds, currentPath, electAndCommit,
+  REPO, startExplorer, run, stopAll, launch, open, route, click, act, server, serverIds, currentPath, electAndCommit,
   FORGETFUL, twoLeaders,
 };
