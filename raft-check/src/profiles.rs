@@ -155,7 +155,7 @@ const MEMBERSHIP_WALKS_WHY: &str = "five servers, four of them voters and one a 
      in effect when appended, learners, one change at a time, and the own-term commit rule (raft-dev, 2015)";
 
 /// How many walks `membership-walks` takes.
-const MEMBERSHIP_WALKS: usize = 10_000;
+const MEMBERSHIP_WALKS: usize = 5_000;
 
 /// Walks in which the operator asks a leader for a change as soon as it
 /// may: the 2015 bug needs a new leader's change before its no-op commits.
