@@ -673,11 +673,18 @@ impl Server {
         o: &mut Out<Node>,
     ) -> Option<ServerState> {
         o.set_timer(ModelTimer::Change(change), model_timeout());
-        let entries = s.raft.log().entries().iter().filter(|e| matches!(e.payload, Payload::Membership(_))).count();
-        if !s.raft.is_leader() || entries >= usize::from(self.max_changes) || !change.applies_to(s.raft.membership()) {
+        if !self.operator_asks(s, change) {
             return None;
         }
         self.step(s, change.input(), o)
+    }
+
+    /// Whether the operator asks this server for `change` now: it leads,
+    /// its log holds fewer configuration entries than the model's bound,
+    /// and the change makes sense in its membership.
+    pub(crate) fn operator_asks(&self, s: &ServerState, change: OperatorChange) -> bool {
+        let entries = s.raft.log().entries().iter().filter(|e| matches!(e.payload, Payload::Membership(_))).count();
+        s.raft.is_leader() && entries < usize::from(self.max_changes) && change.applies_to(s.raft.membership())
     }
 
     fn on_msg(&self, s: &ServerState, src: Id, msg: Msg, o: &mut Out<Node>) -> Option<ServerState> {

@@ -17,8 +17,8 @@ use crate::actor::{node_at, node_id, server_index, ModelTimer, Msg, Node, NodeSt
 use crate::kv::Command as KvCommand;
 use crate::model::{RaftModel, RaftState};
 use raft_core::{
-    Config, Input, LogIndex, Membership, MemoryStore, NodeId, Output, Payload, Persist, Proposal, ProposalId, ReadId,
-    State, Term,
+    Config, Input, LogIndex, Membership, MemoryStore, NodeId, Output, Persist, Proposal, ProposalId, ReadId, State,
+    Term,
 };
 use serde::{Deserialize, Serialize};
 use stateright::actor::ActorModelAction;
@@ -156,11 +156,7 @@ pub fn steps_of_action(model: &RaftModel, state: &RaftState, action: Action) -> 
             // The operator asks only a leader that may take the change.
             let NodeState::Server(s) = &*state.actor_states[usize::from(id)] else { return steps };
             let Some(Node::Server(server)) = model.actors.get(usize::from(id)) else { return steps };
-            let entries = s.raft.log().entries().iter().filter(|e| matches!(e.payload, Payload::Membership(_))).count();
-            if !s.raft.is_leader()
-                || entries >= usize::from(server.max_changes)
-                || !change.applies_to(s.raft.membership())
-            {
+            if !server.operator_asks(s, change) {
                 return steps;
             }
             (id, Event::Input(change.input()))

@@ -3,15 +3,13 @@
 //! caught up by a snapshot copied between stores, and a second node under
 //! one id refused.
 
-use raft_tokio::{
-    Event, InProcessNetwork, LogIndex, NodeId, Raft, RaftConfig, RaftHandle, RaftParams, RoleKind, StartError,
-};
+mod common;
+
+use common::{agreed_leader, wait_until};
+use raft_tokio::{Event, InProcessNetwork, LogIndex, NodeId, Raft, RaftConfig, RaftHandle, RaftParams, StartError};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Every wait in these tests gives up after this long.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 /// What a node's application applied in its current life: every command in
 /// order, and the index of each snapshot it restored.
@@ -30,14 +28,6 @@ struct Cluster {
     params: RaftParams,
     nodes: Vec<Option<RaftHandle>>,
     apps: Vec<Shared>,
-}
-
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// The application's snapshot: its commands, newline-separated.
@@ -110,19 +100,7 @@ impl Cluster {
 
     /// Waits until the running nodes agree on one leader; returns its index.
     async fn leader(&self) -> usize {
-        let mut found = None;
-        wait_until("one leader known to every running node", || {
-            let running: Vec<_> = self.nodes.iter().flatten().collect();
-            let leaders: Vec<_> = running.iter().filter(|h| h.leader().role == RoleKind::Leader).collect();
-            if leaders.len() != 1 {
-                return false;
-            }
-            let id = leaders[0].id();
-            found = Some((id.0 - 1) as usize);
-            running.iter().all(|h| h.leader().leader == Some(id))
-        })
-        .await;
-        found.unwrap()
+        agreed_leader(&self.nodes).await
     }
 
     /// Proposes `{tag}-0` .. `{tag}-{count-1}` at node `i`, concurrently;

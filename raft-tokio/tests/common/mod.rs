@@ -22,6 +22,24 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until the running nodes among `nodes` (node `i + 1` at `i`) agree
+/// on one leader; returns its index.
+pub async fn agreed_leader(nodes: &[Option<RaftHandle>]) -> usize {
+    let mut found = None;
+    wait_until("one leader known to every running node", || {
+        let running: Vec<_> = nodes.iter().flatten().collect();
+        let leaders: Vec<_> = running.iter().filter(|h| h.leader().role == RoleKind::Leader).collect();
+        if leaders.len() != 1 {
+            return false;
+        }
+        let id = leaders[0].id();
+        found = Some((id.0 - 1) as usize);
+        running.iter().all(|h| h.leader().leader == Some(id))
+    })
+    .await;
+    found.unwrap()
+}
+
 /// What one node delivered in its current life, in order.
 pub type Delivered = Arc<Mutex<Vec<Committed>>>;
 
@@ -120,19 +138,7 @@ impl Cluster {
 
     /// Waits until the running nodes agree on one leader; returns its index.
     pub async fn leader(&self) -> usize {
-        let mut found = None;
-        wait_until("one leader known to every running node", || {
-            let running: Vec<_> = self.nodes.iter().flatten().collect();
-            let leaders: Vec<_> = running.iter().filter(|h| h.leader().role == RoleKind::Leader).collect();
-            if leaders.len() != 1 {
-                return false;
-            }
-            let id = leaders[0].id();
-            found = Some((id.0 - 1) as usize);
-            running.iter().all(|h| h.leader().leader == Some(id))
-        })
-        .await;
-        found.unwrap()
+        agreed_leader(&self.nodes).await
     }
 
     pub fn delivered(&self, i: usize) -> Vec<(u64, Vec<u8>)> {
