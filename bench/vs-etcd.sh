@@ -4,10 +4,11 @@
 #   bench/vs-etcd.sh [--seconds 10] [--levels 1,16,64,256] [--keys 1000]
 #                    [--port-base 42100] [--data-root DIR] [--out FILE]
 #
-# Starts a 3-node raft-kv cluster (`raft-kv serve`, disk storage: one redb
-# commit with fsync per batch) and a 3-node etcd cluster (Debian's
-# etcd-server, etcd 3.4, default settings: its WAL is fsynced), every
-# server on 127.0.0.1 only, each node in its own fresh data directory.
+# Starts a 3-node raft-kv cluster (`raft-kv serve`, disk storage: its
+# write-ahead log appended and fdatasynced once per batch) and a 3-node
+# etcd cluster (Debian's etcd-server, etcd 3.4, default settings: its WAL
+# is fsynced), every server on 127.0.0.1 only, each node in its own
+# fresh data directory.
 # Then, at each level of connections, wrk drives each cluster's leader
 # over HTTP/1.1 keep-alive for --seconds: writes (a 100-byte value to
 # rotating keys; raft-kv `PUT /kv/KEY`, etcd `POST /v3/kv/put`), then

@@ -15,8 +15,9 @@
 //! `fsync_p50`) and a loopback TCP ping-pong (`loopback_rtt_p50`); while it
 //! runs, one such fsync every 20 ms (`fsync_p50_during_run`), because a
 //! shared virtual disk's fsync time changes from minute to minute.
-//! `write_mean` is the nodes' mean time per durable write (one redb commit,
-//! one fsync) during the measured window. It prints one line.
+//! `write_mean` is the nodes' mean time per durable write (one append to
+//! the write-ahead log, one fdatasync) during the measured window. It
+//! prints one line.
 
 use clap::Parser;
 use raft_tokio::{InProcessNetwork, NodeId, Raft, RaftConfig, RaftHandle, RaftParams, RoleKind};

@@ -84,7 +84,7 @@ struct Args {
     /// Nodes in the cluster.
     #[arg(long, default_value_t = 5)]
     nodes: u64,
-    /// Where nodes keep their state: `disk` (redb in a temporary directory,
+    /// Where nodes keep their state: `disk` (the write-ahead log in a temporary directory,
     /// one fsync per batch) or `memory` (a restarted node starts empty).
     #[arg(long, value_enum, default_value_t = StorageKind::Disk)]
     storage: StorageKind,

@@ -7,7 +7,7 @@
 //! (length-prefixed, versioned postcard frames, see [`wire`]), or, when
 //! they share a process (tests, benchmarks), over channels that carry
 //! raft-core's messages as they are ([`inprocess`]); each node
-//! keeps its term, vote and log in a redb file (or in memory, when asked),
+//! keeps its term, vote and log in a write-ahead log file (or in memory, when asked),
 //! and its snapshots as files beside it. No Raft rule lives here: they are
 //! all in raft-core.
 //!
@@ -151,7 +151,7 @@
 //! writes the state at `index` (an index the application applied) as any
 //! bytes it likes; the runtime writes them to a temporary file while it
 //! computes their CRC-32, fsyncs, renames, fsyncs the directory, and only
-//! then tells raft-core, which records the snapshot with the log in redb.
+//! then tells raft-core, which records the snapshot in the log's file.
 //! [`RaftHandle::snapshot_writer`] is the same in two steps, for writing
 //! from another thread. The [`SnapshotReader`] of a restore reads those
 //! bytes back (blocking reads: use `spawn_blocking` for large ones); reading
@@ -259,14 +259,18 @@
 //!
 //! ## Storage
 //!
-//! `data_dir: Some(dir)` keeps the node's state in `dir/raft.redb`. Each
-//! batch of changes is one redb transaction committed with
-//! `Durability::Immediate` (one fsync). Term and vote are one record;
-//! the membership, appends, truncations, the snapshot's metadata and the
-//! compaction point of one batch commit with it together or not at all.
-//! Every record carries a CRC-32C checked when it is read. Snapshots are
+//! `data_dir: Some(dir)` keeps the node's state in `dir/raft.wal`, a
+//! write-ahead log of raft-core's own persists. Each write (the batches the
+//! storage thread takes together) is one record appended with one
+//! `fdatasync`: term and vote, the membership, appends, truncations, the
+//! snapshot's metadata and the compaction point of one batch are durable
+//! together or not at all. Every record carries a CRC-32C checked when it
+//! is read; a last record that a crash cut short is dropped, any other
+//! damage stops the start with an error naming the file and the offset;
+//! the file is rewritten without what compaction removed once it grows
+//! (see the `storage` module's source for the format). Snapshots are
 //! files in `dir/snapshots` (see [`snapshots`]); the one to load at start is
-//! the one redb records, checked whole, and every other file there is
+//! the one the store records, checked whole, and every other file there is
 //! removed (an unfinished write or transfer, a snapshot a crash left
 //! unrecorded, an old one). A damaged, torn or missing snapshot file stops
 //! the start with an error naming it. A new store starts with the configured members (with their

@@ -1,10 +1,10 @@
 //! The format of each value the disk store writes: one version byte, a
 //! CRC-32C of the body (little-endian), then the body encoded with postcard.
 //!
-//! redb already checksums its pages at commit, so a torn commit is rolled
-//! back by redb itself. This checksum is the second line: it catches a value
-//! damaged on disk after it was written (or a page that redb does not
-//! verify on read), so that a corrupt record is reported and never used.
+//! The store file frames each record with its length (see
+//! the `storage` module); this checksum catches a record damaged on disk
+//! after it was written, or torn by a crash, so that it is reported (or
+//! dropped, for a torn last write) and never used.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

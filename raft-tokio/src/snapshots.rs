@@ -1,5 +1,5 @@
 //! The snapshot store: the application's snapshots as files, one per
-//! snapshot, in a directory beside the redb file (`<data_dir>/snapshots`).
+//! snapshot, in a directory beside the store file (`<data_dir>/snapshots`).
 //!
 //! A file is named by the snapshot it holds, `snap-<index>-<term>.snap`:
 //! (index, term) names the data (raft-core's `SnapshotMeta`), so two files
@@ -13,14 +13,14 @@
 //! Every file is written as `*.part`, fsynced, renamed into place, and its
 //! directory fsynced; only then is raft-core told about it
 //! (`Input::SnapshotTaken`, or the `InstallSnapshot` message of a transfer),
-//! so the snapshot redb records is always a whole file. A torn or damaged
+//! so the snapshot the store records is always a whole file. A torn or damaged
 //! file fails its trailer or checksum check and is refused with an error
 //! that names it.
 //!
-//! Which file is live is redb's to say (the snapshot metadata it holds). At
-//! start every other file is removed: `*.part` files of writes or transfers
-//! that a crash cut short, files newer than redb's record (a crash between
-//! the rename and the redb commit) and older ones (a crash before the old
+//! Which file is live is the store's to say (the snapshot metadata it
+//! holds). At start every other file is removed: `*.part` files of writes
+//! or transfers that a crash cut short, files newer than the store's record
+//! (a crash between the rename and the store's write) and older ones (a crash before the old
 //! file was removed). While running, the driver removes the previous file
 //! once a newer `Persist::Snapshot` is durable, and a received file that
 //! raft-core did not take.
@@ -46,7 +46,7 @@ const CHECK_BUFFER_BYTES: usize = 1 << 20;
 /// What is wrong with a snapshot file.
 #[derive(Debug, Clone)]
 pub enum SnapshotFileProblem {
-    /// The file redb's snapshot record names is not there.
+    /// The file the store's snapshot record names is not there.
     Missing,
     /// The file is shorter than its trailer: it was cut short.
     Short {

@@ -1,46 +1,89 @@
 //! Durable storage of a node's hard state, membership and log.
 //!
-//! Two stores, chosen explicitly by the configuration: [`DiskStore`] (redb,
-//! one file `raft.redb` in the node's data directory) and raft-core's
-//! [`MemoryStore`] for tests and benchmarks, which a restart loses. Both
-//! hand back what they hold as a `MemoryStore`, which raft-core recovers
-//! from.
+//! Two stores, chosen explicitly by the configuration: [`DiskStore`] (a
+//! write-ahead log, one file `raft.wal` in the node's data directory) and
+//! raft-core's [`MemoryStore`] for tests and benchmarks, which a restart
+//! loses. Both hand back what they hold as a `MemoryStore`, which raft-core
+//! recovers from.
 //!
 //! The disk store runs on its own thread, so that a write and its fsync
 //! never block a tokio worker (they would stall every other task on it, the
 //! other nodes' included when several share a process). The driver hands it
-//! the persists of one batch of inputs and awaits one reply: one redb write
-//! transaction, committed with `Durability::Immediate`, which is one fsync.
+//! the persists of one batch of inputs and awaits one reply.
+//!
+//! ## The file
+//!
+//! `raft.wal` is the sequence of raft-core's persists itself: eight magic
+//! bytes, then frames, each a header (the record's length, and a CRC-32C
+//! of those four bytes) and a record ([`crate::record`]: a version byte, a
+//! CRC-32C of the body, the body in postcard). The first record is the
+//! store's [`StoreIdentity`]; every later one is one write: the persists of
+//! the batches the storage thread took together, in order. A write appends
+//! its frame and calls `fdatasync`, once; so the term and vote, the
+//! membership and the log changes of one batch are durable together or not
+//! at all. Reading the store applies every record to an empty
+//! `MemoryStore` in order: the store is what raft-core asked for, replayed
+//! by raft-core's own rules (a record that breaks them is refused).
 //!
 //! The snapshot's metadata (`Persist::Snapshot`) and the compaction point
-//! (`Persist::Compact`: the last index removed and its term) are records of
-//! the meta table, written in the same transaction as the rest of their
-//! batch; a compaction removes the log's entries through it in that
-//! transaction too. So the store always holds a snapshot record, a
-//! compaction point at or before it, and the log contiguous after that
-//! point. The snapshot's data is a file of the snapshot store
+//! (`Persist::Compact`) are persists like the others, written with their
+//! batch. The snapshot's data is a file of the snapshot store
 //! ([`crate::snapshots`]), made durable before raft-core asks for the record.
+//!
+//! ## A crash, and damage
+//!
+//! A crash can cut the last write short: its `fdatasync` had not returned,
+//! so nothing that depends on it was acknowledged. Opening the store drops
+//! such a torn tail (and logs what it dropped at WARN): a last frame whose
+//! header or record runs past the end of the file, whose bytes from its
+//! start on are all zero, or whose record fails its checks while one of the
+//! disk sectors it covers is all zero (a sector the crash left unwritten).
+//! Anything else that fails its checks is damage, not a crash: the start
+//! stops with [`StorageProblem::CorruptRecord`], naming the offset, and the
+//! file is left as it is.
+//!
+//! ## Rewrites
+//!
+//! Compaction leaves dead records in the file. Once the file is over
+//! [`REWRITE_BYTES_MIN`] and four times what it held after the last
+//! rewrite, and the log was compacted since, the storage thread writes the
+//! live state (identity, term and vote, membership, snapshot record,
+//! compaction point and the entries after it) to `raft.wal.rewrite`,
+//! fsyncs it, renames it over `raft.wal` and fsyncs the directory. A crash
+//! before the rename leaves the old file whole (the partial rewrite is
+//! removed at the next start); after it, the new one. So the file stays
+//! within a constant factor of the live log plus `REWRITE_BYTES_MIN`.
 
 use crate::record::{self, RecordError};
 use crate::snapshots::SnapshotFileProblem;
-use raft_core::{Log, LogIndex, MemoryStore, NodeId, Persist, RecoverError, Term};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use raft_core::{LogIndex, MemoryStore, NodeId, Persist, RecoverError, StoreError};
+use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tracing::{info, warn};
 
 /// The name of the store file inside the data directory.
-pub const STORE_FILE: &str = "raft.redb";
-
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-const KEY_HARD_STATE: &str = "hard_state";
-const KEY_IDENTITY: &str = "identity";
-const KEY_MEMBERSHIP: &str = "membership";
-const KEY_SNAPSHOT: &str = "snapshot";
-/// The compaction point: (last index removed, its term).
-const KEY_COMPACTED: &str = "compacted";
+pub const STORE_FILE: &str = "raft.wal";
+/// The file a rewrite is written to before it replaces [`STORE_FILE`].
+const REWRITE_FILE: &str = "raft.wal.rewrite";
+/// The store file of versions before the write-ahead log, refused.
+const REDB_STORE_FILE: &str = "raft.redb";
+/// The first bytes of the store file: its name and format version.
+const MAGIC: &[u8; 8] = b"raftwal1";
+/// A frame's header: the record's length, then a CRC-32C of those bytes.
+const FRAME_HEADER_BYTES: usize = 8;
+/// The unit a disk writes whole, for telling a torn write from damage.
+const SECTOR_BYTES: u64 = 512;
+/// See [`has_zero_sector`].
+const TAIL_ZEROS_MIN: u64 = 64;
+/// The size below which the file is never rewritten (see the module
+/// documentation).
+pub const REWRITE_BYTES_MIN: u64 = 64 << 20;
 
 /// Which node and cluster a store belongs to, written on first use and
 /// checked on every later start, so that a data directory is never used by
@@ -67,28 +110,33 @@ pub struct StorageError {
 /// What is wrong with a store.
 #[derive(Debug, Clone)]
 pub enum StorageProblem {
-    /// redb refused to open or read the file (a damaged header or page, a
-    /// file that is not a redb database, an I/O error, a lock held by
-    /// another process).
-    Unreadable(Arc<redb::Error>),
-    /// redb panicked while reading the file: it met a state its own
-    /// checks say it never writes.
-    ReaderPanicked(String),
-    /// A record failed its checksum or does not decode.
+    /// The file could not be created, opened or read (an I/O error, or
+    /// permissions).
+    Unreadable(Arc<io::Error>),
+    /// Another process has the store open.
+    InUse,
+    /// The file does not start as a store file does: it is not one, or its
+    /// first bytes are damaged.
+    NotAStore,
+    /// A store written by an earlier version (one redb file), which this
+    /// version cannot read.
+    EarlierFormat,
+    /// A record failed its checks, and not as a crash leaves the last one
+    /// (see the module documentation): the file is damaged.
     CorruptRecord {
-        /// `"log"` or `"meta"`.
-        table: &'static str,
-        /// The log index, or 0 for the meta table.
-        index: u64,
-        /// Why.
+        /// The record's offset in the file (its frame's first byte).
+        offset: u64,
+        /// Why it was refused.
         error: RecordError,
     },
-    /// The log's indexes are not contiguous from 1.
-    LogGap {
-        /// The index expected next.
-        expected: LogIndex,
-        /// The index found.
-        found: LogIndex,
+    /// A record asks for a change raft-core's rules refuse (a log that
+    /// jumps, a term that goes back): a record damaged in a way its
+    /// checksum missed, or a bug.
+    RejectedRecord {
+        /// The record's offset in the file.
+        offset: u64,
+        /// What the store refused.
+        error: StoreError,
     },
     /// The stored state is one a correct node never writes (raft-core's
     /// recovery check).
@@ -101,7 +149,7 @@ pub enum StorageProblem {
         configured: StoreIdentity,
     },
     /// A write or its fsync failed.
-    WriteFailed(Arc<redb::Error>),
+    WriteFailed(Arc<io::Error>),
     /// The storage thread is gone (it panicked).
     ThreadGone,
     /// The snapshot file the store records cannot be used (the error's path
@@ -117,12 +165,18 @@ impl fmt::Display for StorageError {
         write!(f, "store {}: ", self.path.display())?;
         match &self.problem {
             StorageProblem::Unreadable(e) => write!(f, "cannot be opened or read: {e}"),
-            StorageProblem::ReaderPanicked(m) => write!(f, "is corrupt (redb panicked reading it: {m})"),
-            StorageProblem::CorruptRecord { table, index, error } => {
-                write!(f, "is corrupt: record {index} of table {table}: {error}")
+            StorageProblem::InUse => write!(f, "is in use by another process"),
+            StorageProblem::NotAStore => write!(f, "is corrupt or not a store: its first bytes are not {MAGIC:?}"),
+            StorageProblem::EarlierFormat => write!(
+                f,
+                "was written by an earlier version of raft-tokio (one redb file), which this version cannot \
+                 read: start the node with an empty data directory and let the leader send it the log"
+            ),
+            StorageProblem::CorruptRecord { offset, error } => {
+                write!(f, "is corrupt: the record at byte {offset}: {error}")
             }
-            StorageProblem::LogGap { expected, found } => {
-                write!(f, "is corrupt: the log jumps from index {} to {found}", expected.prev())
+            StorageProblem::RejectedRecord { offset, error } => {
+                write!(f, "is corrupt: the record at byte {offset} asks for a change the log refuses: {error}")
             }
             StorageProblem::Inconsistent(e) => write!(f, "holds an impossible state: {e}"),
             StorageProblem::WrongIdentity { stored, configured } => write!(
@@ -147,152 +201,277 @@ fn cluster(id: Option<u64>) -> String {
     id.map_or_else(|| "(no id configured)".to_string(), crate::config::cluster_id_text)
 }
 
-/// The redb store of one node.
+/// A record of the store file.
+#[derive(Serialize, Deserialize)]
+enum Frame {
+    /// The first record: whose store this is.
+    Identity(StoreIdentity),
+    /// One write: persists, in order.
+    Write(Vec<Persist>),
+}
+
+/// The same, borrowing: what a write encodes (postcard encodes a slice as
+/// it does a `Vec`, so the two read back alike).
+#[derive(Serialize)]
+enum FrameRef<'a> {
+    #[allow(dead_code)] // only for the variant index: identities are written owned
+    Identity(&'a StoreIdentity),
+    Write(&'a [Persist]),
+}
+
+/// Encodes one frame: header, then record.
+fn frame_bytes<T: Serialize>(record: &T) -> Vec<u8> {
+    let body = record::encode(record);
+    let len = u32::try_from(body.len()).expect("a write is under 4 GiB (the driver bounds batches)").to_le_bytes();
+    let mut out = Vec::with_capacity(FRAME_HEADER_BYTES + body.len());
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&record::crc32c(&len).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// What reading a store file found.
+struct Read {
+    identity: Option<StoreIdentity>,
+    store: MemoryStore,
+    /// The end of the last whole record: where the next write goes.
+    end: u64,
+    /// A torn tail cut off at `end`: its length.
+    torn: u64,
+}
+
+/// Reads a store file's bytes (after the magic): see the module
+/// documentation for what counts as a torn tail and what as damage.
+fn read_frames(bytes: &[u8]) -> Result<Read, StorageProblem> {
+    let total = bytes.len() as u64;
+    let mut at = MAGIC.len() as u64;
+    let mut read = Read { identity: None, store: MemoryStore::new(), end: at, torn: 0 };
+    while at < total {
+        let rest = &bytes[at as usize..];
+        let zeros = rest.iter().all(|&b| b == 0);
+        let torn = |read: Read| Ok(Read { torn: total - at, ..read });
+        if rest.len() < FRAME_HEADER_BYTES || zeros {
+            return torn(read);
+        }
+        let len_bytes: [u8; 4] = rest[..4].try_into().expect("four bytes");
+        let check = u32::from_le_bytes(rest[4..8].try_into().expect("four bytes"));
+        if record::crc32c(&len_bytes) != check {
+            // A header a crash cut across a sector boundary.
+            if has_zero_sector(bytes, at, total) {
+                return torn(read);
+            }
+            let error = RecordError::Checksum { stored: check, computed: record::crc32c(&len_bytes) };
+            return Err(StorageProblem::CorruptRecord { offset: at, error });
+        }
+        let len = u32::from_le_bytes(len_bytes) as u64;
+        let frame_end = at + FRAME_HEADER_BYTES as u64 + len;
+        if frame_end > total {
+            return torn(read);
+        }
+        let body = &rest[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len as usize];
+        let frame = match record::decode::<Frame>(body) {
+            Ok(frame) => frame,
+            Err(error) => {
+                if frame_end == total && has_zero_sector(bytes, at, frame_end) {
+                    return torn(read);
+                }
+                return Err(StorageProblem::CorruptRecord { offset: at, error });
+            }
+        };
+        match (frame, read.identity.is_some()) {
+            (Frame::Identity(identity), false) => read.identity = Some(identity),
+            (Frame::Write(persists), true) => {
+                for p in &persists {
+                    read.store.apply(p).map_err(|error| StorageProblem::RejectedRecord { offset: at, error })?;
+                }
+            }
+            // An identity anywhere but first, or a write before it.
+            _ => return Err(StorageProblem::CorruptRecord { offset: at, error: RecordError::Malformed }),
+        }
+        at = frame_end;
+        read.end = at;
+    }
+    Ok(read)
+}
+
+/// Whether the frame `from..to` of the file covers a disk sector that is
+/// all zero: a whole one, or its last partial one when that holds at least
+/// [`TAIL_ZEROS_MIN`] of its bytes (a few zero bytes at a frame's end can be
+/// its own).
+fn has_zero_sector(bytes: &[u8], from: u64, to: u64) -> bool {
+    let zero = |a: u64, b: u64| bytes[a as usize..b as usize].iter().all(|&x| x == 0);
+    let mut sector = from.div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
+    while sector + SECTOR_BYTES <= to {
+        if zero(sector, sector + SECTOR_BYTES) {
+            return true;
+        }
+        sector += SECTOR_BYTES;
+    }
+    let tail = (to / SECTOR_BYTES * SECTOR_BYTES).max(from);
+    to - tail >= TAIL_ZEROS_MIN && zero(tail, to)
+}
+
+/// The write-ahead log of one node.
 pub(crate) struct DiskStore {
-    db: Database,
+    file: File,
+    dir: PathBuf,
     path: PathBuf,
+    /// Where the next frame goes.
+    end: u64,
+    /// The file's length after the last rewrite (or at opening).
+    rewritten_at: u64,
+    /// Whether a compaction was written since: only then has a rewrite
+    /// anything to drop.
+    compacted: bool,
+    /// [`REWRITE_BYTES_MIN`], lower in tests.
+    rewrite_min: u64,
 }
 
 impl DiskStore {
     /// Opens (or creates) the store in `dir` and reads everything back.
     pub fn open(dir: &Path, identity: StoreIdentity) -> Result<(DiskStore, MemoryStore), StorageError> {
         let path = dir.join(STORE_FILE);
-        let fail = |problem| StorageError { path: path.clone(), problem };
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            return Err(fail(StorageProblem::Unreadable(Arc::new(redb::Error::Io(e)))));
+        let fail = |path: &Path, problem| StorageError { path: path.to_path_buf(), problem };
+        let io_fail = |path: &Path, e: io::Error| fail(path, StorageProblem::Unreadable(Arc::new(e)));
+        std::fs::create_dir_all(dir).map_err(|e| io_fail(&path, e))?;
+        let redb = dir.join(REDB_STORE_FILE);
+        if redb.exists() && !path.exists() {
+            return Err(fail(&redb, StorageProblem::EarlierFormat));
         }
-        // redb checks its own structures with assertions in debug builds; a
-        // damaged file must give an error naming it, not a crash.
-        let opened = std::panic::catch_unwind(|| -> Result<_, StorageError> {
-            let db = Database::create(&path).map_err(|e| fail(StorageProblem::Unreadable(Arc::new(e.into()))))?;
-            let store = DiskStore { db, path: path.clone() };
-            let recovered = store.load(identity)?;
-            Ok((store, recovered))
-        });
-        match opened {
-            Ok(result) => result,
-            Err(panic) => Err(fail(StorageProblem::ReaderPanicked(panic_message(&panic)))),
+        // A rewrite a crash cut short: the store file is still whole.
+        match std::fs::remove_file(dir.join(REWRITE_FILE)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_fail(&path, e)),
+            _ => {}
         }
-    }
-
-    fn unreadable(&self, e: impl Into<redb::Error>) -> StorageError {
-        StorageError { path: self.path.clone(), problem: StorageProblem::Unreadable(Arc::new(e.into())) }
-    }
-
-    fn corrupt(&self, table: &'static str, index: u64, error: RecordError) -> StorageError {
-        StorageError { path: self.path.clone(), problem: StorageProblem::CorruptRecord { table, index, error } }
-    }
-
-    fn load(&self, identity: StoreIdentity) -> Result<MemoryStore, StorageError> {
-        self.check_identity(identity)?;
-        let txn = self.db.begin_read().map_err(|e| self.unreadable(e))?;
-        let mut recovered = MemoryStore::new();
-        let meta = txn.open_table(META).map_err(|e| self.unreadable(e))?;
-        if let Some(v) = meta.get(KEY_HARD_STATE).map_err(|e| self.unreadable(e))? {
-            recovered.hard = record::decode(v.value()).map_err(|e| self.corrupt("meta", 0, e))?;
+        let created = !path.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io_fail(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(fail(&path, StorageProblem::InUse)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_fail(&path, e)),
         }
-        if let Some(v) = meta.get(KEY_MEMBERSHIP).map_err(|e| self.unreadable(e))? {
-            recovered.membership = Some(record::decode(v.value()).map_err(|e| self.corrupt("meta", 0, e))?);
-        }
-        if let Some(v) = meta.get(KEY_SNAPSHOT).map_err(|e| self.unreadable(e))? {
-            recovered.snapshot = Some(record::decode(v.value()).map_err(|e| self.corrupt("meta", 0, e))?);
-        }
-        let mut compacted = (LogIndex(0), Term(0));
-        if let Some(v) = meta.get(KEY_COMPACTED).map_err(|e| self.unreadable(e))? {
-            compacted = record::decode(v.value()).map_err(|e| self.corrupt("meta", 0, e))?;
-        }
-        let mut entries = Vec::new();
-        let log = txn.open_table(LOG).map_err(|e| self.unreadable(e))?;
-        let mut expected = compacted.0.next();
-        for item in log.iter().map_err(|e| self.unreadable(e))? {
-            let (k, v) = item.map_err(|e| self.unreadable(e))?;
-            let found = LogIndex(k.value());
-            if found != expected {
-                let problem = StorageProblem::LogGap { expected, found };
-                return Err(StorageError { path: self.path.clone(), problem });
-            }
-            entries.push(record::decode(v.value()).map_err(|e| self.corrupt("log", found.0, e))?);
-            expected = expected.next();
-        }
-        let mut log = Log::new();
-        log.compact_through(compacted.0, compacted.1);
-        log.extend(entries);
-        recovered.log = log;
-        Ok(recovered)
-    }
-
-    /// Refuses a store of another node; writes the identity on first use
-    /// (only then: an existing store is not written before it is read).
-    fn check_identity(&self, configured: StoreIdentity) -> Result<(), StorageError> {
-        let stored = {
-            let txn = self.db.begin_read().map_err(|e| self.unreadable(e))?;
-            match txn.open_table(META) {
-                Ok(meta) => meta.get(KEY_IDENTITY).map_err(|e| self.unreadable(e))?.map(|v| v.value().to_vec()),
-                Err(redb::TableError::TableDoesNotExist(_)) => None,
-                Err(e) => return Err(self.unreadable(e)),
-            }
+        let mut store = DiskStore {
+            file,
+            dir: dir.to_path_buf(),
+            path: path.clone(),
+            end: 0,
+            rewritten_at: 0,
+            compacted: false,
+            rewrite_min: REWRITE_BYTES_MIN,
         };
-        if let Some(bytes) = stored {
-            let stored: StoreIdentity = record::decode(&bytes).map_err(|e| self.corrupt("meta", 0, e))?;
-            let clusters_differ = matches!((stored.cluster_id, configured.cluster_id), (Some(a), Some(b)) if a != b);
-            if stored.node_id != configured.node_id || clusters_differ {
-                let problem = StorageProblem::WrongIdentity { stored, configured };
-                return Err(StorageError { path: self.path.clone(), problem });
+        let bytes = std::fs::read(&path).map_err(|e| io_fail(&path, e))?;
+        if bytes.is_empty() {
+            // New (or a crash before its first write was durable).
+            let mut first = MAGIC.to_vec();
+            first.extend(frame_bytes(&Frame::Identity(identity)));
+            store.append(&first).map_err(|e| io_fail(&path, e))?;
+            if created {
+                sync_dir(dir).map_err(|e| io_fail(&path, e))?;
             }
-            return Ok(());
+            store.rewritten_at = store.end;
+            return Ok((store, MemoryStore::new()));
         }
-        let txn = self.db.begin_write().map_err(|e| self.unreadable(e))?;
-        {
-            let mut meta = txn.open_table(META).map_err(|e| self.unreadable(e))?;
-            txn.open_table(LOG).map_err(|e| self.unreadable(e))?;
-            meta.insert(KEY_IDENTITY, record::encode(&configured).as_slice()).map_err(|e| self.unreadable(e))?;
+        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(fail(&path, StorageProblem::NotAStore));
         }
-        txn.commit().map_err(|e| self.unreadable(e))
+        let read = read_frames(&bytes).map_err(|problem| fail(&path, problem))?;
+        let Some(stored) = read.identity else {
+            // Only the magic survived a crash during creation.
+            return Err(fail(&path, StorageProblem::NotAStore));
+        };
+        let clusters_differ = matches!((stored.cluster_id, identity.cluster_id), (Some(a), Some(b)) if a != b);
+        if stored.node_id != identity.node_id || clusters_differ {
+            return Err(fail(&path, StorageProblem::WrongIdentity { stored, configured: identity }));
+        }
+        if read.torn > 0 {
+            warn!(store = %path.display(), offset = read.end, bytes = read.torn,
+                "dropping the end of the store: a write that a crash cut short");
+            store.file.set_len(read.end).map_err(|e| io_fail(&path, e))?;
+            store.file.sync_all().map_err(|e| io_fail(&path, e))?;
+        }
+        store.end = read.end;
+        // What a rewrite now would leave: the base for the next one.
+        store.rewritten_at = (MAGIC.len() + frame_bytes(&Frame::Identity(identity)).len()) as u64
+            + frame_bytes(&FrameRef::Write(&live_persists(&read.store))).len() as u64;
+        store.compacted = store.end > store.rewritten_at;
+        Ok((store, read.store))
     }
 
-    /// Makes `batch` durable: one transaction, one fsync, so that the term
-    /// and vote, the membership and the log changes of one batch commit
+    /// Appends `bytes` at the end and makes them durable.
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(bytes, self.end)?;
+        self.file.sync_data()?;
+        self.end += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Makes `batch` durable: one frame, one fsync, so that the term and
+    /// vote, the membership and the log changes of one batch are durable
     /// together or not at all. Order within the batch is kept (a truncation
     /// before the append that follows it).
     pub fn write(&mut self, batch: &[Persist]) -> Result<(), StorageError> {
-        let failed = |e: redb::Error| StorageError {
-            path: self.path.clone(),
-            problem: StorageProblem::WriteFailed(Arc::new(e)),
-        };
-        let txn = self.db.begin_write().map_err(|e| failed(e.into()))?;
-        {
-            let mut meta = txn.open_table(META).map_err(|e| failed(e.into()))?;
-            let mut log = txn.open_table(LOG).map_err(|e| failed(e.into()))?;
-            for p in batch {
-                match p {
-                    Persist::HardState(h) => {
-                        meta.insert(KEY_HARD_STATE, record::encode(h).as_slice()).map_err(|e| failed(e.into()))?;
-                    }
-                    Persist::Membership(m) => {
-                        meta.insert(KEY_MEMBERSHIP, record::encode(m).as_slice()).map_err(|e| failed(e.into()))?;
-                    }
-                    Persist::Truncate { from } => {
-                        log.retain_in(from.0.., |_, _| false).map_err(|e| failed(e.into()))?;
-                    }
-                    Persist::Append { first, entries } => {
-                        for (i, e) in entries.iter().enumerate() {
-                            let value = record::encode(e);
-                            log.insert(first.0 + i as u64, value.as_slice()).map_err(|e| failed(e.into()))?;
-                        }
-                    }
-                    Persist::Snapshot(s) => {
-                        meta.insert(KEY_SNAPSHOT, record::encode(s).as_slice()).map_err(|e| failed(e.into()))?;
-                    }
-                    Persist::Compact { through, term } => {
-                        log.retain_in(..=through.0, |_, _| false).map_err(|e| failed(e.into()))?;
-                        let point = record::encode(&(*through, *term));
-                        meta.insert(KEY_COMPACTED, point.as_slice()).map_err(|e| failed(e.into()))?;
-                    }
-                }
-            }
+        let path = self.path.clone();
+        let failed = |e| StorageError { path, problem: StorageProblem::WriteFailed(Arc::new(e)) };
+        let mut written = self.append(&frame_bytes(&FrameRef::Write(batch)));
+        self.compacted |= batch.iter().any(|p| matches!(p, Persist::Compact { .. } | Persist::Truncate { .. }));
+        if written.is_ok() && self.compacted && self.end > self.rewrite_min.max(4 * self.rewritten_at) {
+            written = self.rewrite();
         }
-        txn.commit().map_err(|e| failed(e.into()))
+        written.map_err(failed)
     }
+
+    /// Replaces the file by one holding only the live state (see the module
+    /// documentation).
+    fn rewrite(&mut self) -> io::Result<()> {
+        let started = std::time::Instant::now();
+        let bytes = std::fs::read(&self.path)?;
+        let read = read_frames(&bytes[..self.end as usize]).map_err(|p| io::Error::other(format!("{p:?}")))?;
+        let identity = read.identity.ok_or_else(|| io::Error::other("the store lost its identity"))?;
+        let mut out = MAGIC.to_vec();
+        out.extend(frame_bytes(&Frame::Identity(identity)));
+        out.extend(frame_bytes(&FrameRef::Write(&live_persists(&read.store))));
+        let temporary = self.dir.join(REWRITE_FILE);
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&temporary)?;
+        file.write_all_at(&out, 0)?;
+        file.sync_all()?;
+        file.try_lock().map_err(|_| io::Error::other("cannot lock the rewritten store"))?;
+        std::fs::rename(&temporary, &self.path)?;
+        sync_dir(&self.dir)?;
+        let before = self.end;
+        self.file = file;
+        self.end = out.len() as u64;
+        self.rewritten_at = self.end;
+        self.compacted = false;
+        info!(store = %self.path.display(), before, after = self.end, millis = started.elapsed().as_millis() as u64,
+            "rewrote the store without its compacted records");
+        Ok(())
+    }
+}
+
+/// The persists that rebuild `store` from nothing.
+fn live_persists(store: &MemoryStore) -> Vec<Persist> {
+    let mut out = vec![Persist::HardState(store.hard)];
+    out.extend(store.membership.clone().map(Persist::Membership));
+    out.extend(store.snapshot.clone().map(Persist::Snapshot));
+    let log = &store.log;
+    if log.compacted_index() > LogIndex(0) {
+        out.push(Persist::Compact { through: log.compacted_index(), term: log.compacted_term() });
+    }
+    if !log.is_empty() {
+        out.push(Persist::Append { first: log.first_index(), entries: log.entries().to_vec() });
+    }
+    out
+}
+
+/// Makes a directory's entries (a created or renamed file) durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// The text of a caught panic.
@@ -375,10 +554,7 @@ impl Storage {
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || write_jobs(&mut store, &rx, &done, &counters))
-            .map_err(|e| StorageError {
-                path: path.clone(),
-                problem: StorageProblem::WriteFailed(Arc::new(redb::Error::Io(e))),
-            })?;
+            .map_err(|e| StorageError { path: path.clone(), problem: StorageProblem::WriteFailed(Arc::new(e)) })?;
         Ok((
             Storage { kind: StorageKind::Disk { jobs: Some(jobs), thread: Some(thread), path }, completions },
             recovered,
@@ -405,9 +581,7 @@ impl Storage {
             StorageKind::FailWrites(done) => {
                 let _ = done.send(Err(StorageError {
                     path: PathBuf::from("injected"),
-                    problem: StorageProblem::WriteFailed(Arc::new(redb::Error::Io(std::io::Error::other(
-                        "injected failure",
-                    )))),
+                    problem: StorageProblem::WriteFailed(Arc::new(std::io::Error::other("injected failure"))),
                 }));
                 Ok(())
             }
@@ -518,6 +692,163 @@ mod tests {
         }
         assert_eq!(stored, expected);
         assert_eq!(stored.membership, Some(members));
+    }
+
+    const ID: StoreIdentity = StoreIdentity { cluster_id: Some(7), node_id: NodeId(1) };
+
+    fn entries(from: u64, n: u64, term: u64) -> Persist {
+        let entries = (0..n).map(|i| Entry::command(Term(term), format!("entry {}", from + i).into_bytes())).collect();
+        Persist::Append { first: LogIndex(from), entries }
+    }
+
+    /// A store with three writes; returns its directory, the file's length
+    /// after each write and the state after each.
+    fn three_writes() -> (tempfile::TempDir, Vec<u64>, Vec<MemoryStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = DiskStore::open(dir.path(), ID).unwrap();
+        let batches = vec![
+            vec![
+                Persist::Membership(Membership::new([NodeId(1)]).unwrap()),
+                Persist::HardState(HardState { term: Term(1), voted_for: Some(NodeId(1)) }),
+                entries(1, 3, 1),
+            ],
+            vec![entries(4, 200, 1)],
+            vec![entries(204, 2, 1)],
+        ];
+        let (mut ends, mut states, mut expected) = (vec![store.end], vec![MemoryStore::new()], MemoryStore::new());
+        for batch in &batches {
+            store.write(batch).unwrap();
+            batch.iter().for_each(|p| expected.apply(p).unwrap());
+            ends.push(store.end);
+            states.push(expected.clone());
+        }
+        (dir, ends, states)
+    }
+
+    #[test]
+    fn a_write_a_crash_cut_short_is_dropped_at_every_length() {
+        let (dir, ends, states) = three_writes();
+        let path = dir.path().join(STORE_FILE);
+        let whole = std::fs::read(&path).unwrap();
+        // The second write (200 entries, some sectors long), cut at every
+        // length, and the third lost: the store comes back as after the first.
+        for cut in ends[1]..ends[2] {
+            std::fs::write(&path, &whole[..cut as usize]).unwrap();
+            let (mut store, stored) = DiskStore::open(dir.path(), ID).unwrap();
+            assert_eq!(stored, states[1], "cut at {cut}");
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), ends[1], "the torn tail is gone");
+            // Writing goes on after the cut, and reads back.
+            store.write(&[entries(4, 1, 2)]).unwrap();
+            drop(store);
+            let (_, again) = DiskStore::open(dir.path(), ID).unwrap();
+            assert_eq!(again.log.last_index(), LogIndex(4), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_tail_the_disk_left_zero_is_dropped() {
+        let (dir, ends, states) = three_writes();
+        let path = dir.path().join(STORE_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // The last write's sectors unwritten: zeros, the file's length kept.
+        bytes[ends[2] as usize..].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(DiskStore::open(dir.path(), ID).unwrap().1, states[2]);
+        // The second write's record with a whole sector left zero.
+        let (dir, ends, states) = three_writes();
+        let path = dir.path().join(STORE_FILE);
+        let mut bytes = std::fs::read(&path).unwrap()[..ends[2] as usize].to_vec();
+        let sector = ends[1].div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
+        assert!(sector + SECTOR_BYTES <= ends[2], "the write covers a whole sector");
+        bytes[sector as usize..(sector + SECTOR_BYTES) as usize].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(DiskStore::open(dir.path(), ID).unwrap().1, states[1]);
+    }
+
+    #[test]
+    fn damage_is_refused_with_its_offset_and_the_file_kept() {
+        for (victim, last) in [(1, false), (3, true)] {
+            let (dir, ends, _) = three_writes();
+            let path = dir.path().join(STORE_FILE);
+            let mut bytes = std::fs::read(&path).unwrap();
+            // One bit of the write's record flipped (its header, then its body).
+            for at in [ends[victim - 1] + 2, (ends[victim - 1] + ends[victim]) / 2] {
+                let mut damaged = bytes.clone();
+                damaged[at as usize] ^= 0x10;
+                std::fs::write(&path, &damaged).unwrap();
+                let err = DiskStore::open(dir.path(), ID).err().expect("damage is refused");
+                match err.problem {
+                    StorageProblem::CorruptRecord { offset, .. } => assert_eq!(offset, ends[victim - 1], "{last}"),
+                    other => panic!("unexpected problem at {at} (last write: {last}): {other:?}"),
+                }
+                assert!(err.to_string().contains("corrupt"), "{err}");
+                assert_eq!(std::fs::read(&path).unwrap(), damaged, "nothing is cut away");
+            }
+            bytes[0] ^= 1;
+            std::fs::write(&path, &bytes).unwrap();
+            assert!(matches!(DiskStore::open(dir.path(), ID).err().unwrap().problem, StorageProblem::NotAStore));
+        }
+    }
+
+    #[test]
+    fn the_file_is_rewritten_without_what_was_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = DiskStore::open(dir.path(), ID).unwrap();
+        store.rewrite_min = 16 << 10;
+        let members = Membership::new([NodeId(1)]).unwrap();
+        let mut expected = MemoryStore::new();
+        let mut write = |store: &mut DiskStore, batch: Vec<Persist>| {
+            store.write(&batch).unwrap();
+            batch.iter().for_each(|p| expected.apply(p).unwrap());
+            expected.clone()
+        };
+        write(
+            &mut store,
+            vec![
+                Persist::Membership(members.clone()),
+                Persist::HardState(HardState { term: Term(3), voted_for: None }),
+            ],
+        );
+        let (mut next, mut largest) = (1, 0);
+        for round in 1..=40u64 {
+            write(&mut store, vec![entries(next, 40, 3)]);
+            next += 40;
+            // A snapshot every round, keeping five entries behind it.
+            let meta =
+                raft_core::SnapshotMeta { index: LogIndex(next - 1), term: Term(3), membership: members.clone() };
+            let state = write(
+                &mut store,
+                vec![Persist::Snapshot(meta), Persist::Compact { through: LogIndex(next - 6), term: Term(3) }],
+            );
+            largest = largest.max(store.end);
+            if round.is_multiple_of(10) {
+                let (reopened, stored) = {
+                    drop(store);
+                    DiskStore::open(dir.path(), ID).unwrap()
+                };
+                assert_eq!(stored, state, "round {round}");
+                store = reopened;
+                store.rewrite_min = 16 << 10;
+            }
+        }
+        let file = std::fs::metadata(dir.path().join(STORE_FILE)).unwrap().len();
+        assert!(largest < 80 << 10, "the file stays bounded: at most {largest} bytes");
+        assert!(file < largest, "and was rewritten: {file} < {largest}");
+        assert!(!dir.path().join(REWRITE_FILE).exists());
+    }
+
+    #[test]
+    fn a_store_in_use_or_of_an_earlier_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_open, _) = DiskStore::open(dir.path(), ID).unwrap();
+        let err = DiskStore::open(dir.path(), ID).err().unwrap();
+        assert!(matches!(err.problem, StorageProblem::InUse), "{err}");
+        let old = tempfile::tempdir().unwrap();
+        std::fs::write(old.path().join(REDB_STORE_FILE), b"redb").unwrap();
+        let err = DiskStore::open(old.path(), ID).err().unwrap();
+        assert!(matches!(err.problem, StorageProblem::EarlierFormat), "{err}");
+        assert!(err.to_string().contains("earlier version"), "{err}");
+        assert!(!old.path().join(STORE_FILE).exists(), "nothing was written");
     }
 
     #[test]

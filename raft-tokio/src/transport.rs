@@ -582,7 +582,7 @@ impl Writer {
                     failures += 1;
                     // The first failure and then every twentieth are worth a
                     // line; a peer that is down would otherwise flood the log.
-                    if failures == 1 || failures % 20 == 0 {
+                    if failures == 1 || failures.is_multiple_of(20) {
                         debug!(node = %self.config.id, peer = %self.peer, "cannot reach {}: {e}", self.addr);
                     }
                     tokio::select! {

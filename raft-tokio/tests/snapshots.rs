@@ -126,7 +126,11 @@ struct Cluster {
 }
 
 fn params() -> RaftParams {
-    RaftParams { trailing_entries: 5, cluster_id: Some(CLUSTER_ID), ..RaftParams::default() }
+    // Few entries in flight to a follower: the leader's queue to a stopped
+    // follower then holds only the first of the entries it missed, not all
+    // (its reconnection delivers that queue), so a follower that missed
+    // more than the leader keeps must be caught up by a snapshot.
+    RaftParams { trailing_entries: 5, cluster_id: Some(CLUSTER_ID), inflight_entries_max: 16, ..RaftParams::default() }
 }
 
 impl Cluster {

@@ -28,7 +28,7 @@ mod tests {
         while sim.now() < 10_000_000 {
             let Some(event) = sim.pop() else { break };
             sim.apply(event);
-            if sim.events() % 50 == 0 {
+            if sim.events().is_multiple_of(50) {
                 proposals += 1;
                 let id = NodeId(1 + proposals % 3);
                 sim.input(id, Input::Propose(vec![Proposal { id: ProposalId(proposals), data: vec![1] }]));

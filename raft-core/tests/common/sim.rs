@@ -829,7 +829,7 @@ impl Sim {
             self.now_us = time;
             self.handle(event)?;
             self.outcome.liveness_steps = self.outcome.steps - start;
-            if self.outcome.liveness_steps % 16 == 0 && self.converged() {
+            if self.outcome.liveness_steps.is_multiple_of(16) && self.converged() {
                 self.outcome.leader_terms = self.leaders.len();
                 self.outcome.committed_index = self.delivered.keys().next_back().copied().unwrap_or(0);
                 self.check_final()?;

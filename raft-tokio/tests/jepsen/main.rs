@@ -512,7 +512,7 @@ async fn client(
     while Instant::now() < until {
         n += 1;
         let node = http[rng.random_range(0..http.len())];
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             let key = format!("d-{c}-{n}");
             let value = format!("v{c}-{n}");
             let path = format!("/kv/{key}");
