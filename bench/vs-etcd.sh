@@ -15,7 +15,8 @@
 # linearizable reads of the same keys (raft-kv `GET /kv/KEY`, etcd
 # `POST /v3/kv/range`, linearizable by default). The two systems take
 # turns at every level, so a change in the machine's other load falls on
-# both. Every key is written once before the first run, so reads find it.
+# both; before each run the script calls sync and waits a second, so that
+# the writes of the run before are not flushed during this one. Every key is written once before the first run, so reads find it.
 #
 # Prints a markdown table (throughput, p50, p99, and raft-kv/etcd) and
 # writes it to target/bench/vs-etcd.md. Exits non-zero if any run had more
@@ -239,6 +240,10 @@ run() { # system leader-function leader op connections
   local system=$1 leader_of=$2 leader=$3 op=$4 c=$5
   local threads=$((c < cores ? c : cores))
   local line now
+  # The other system's writes, still in the page cache, must not be
+  # flushed during this run: flush them now, and let the disk settle.
+  sync
+  sleep 1
   line=$(VS_ETCD_CONNECTIONS=$c timeout $((seconds + 60)) \
     wrk -t "$threads" -c "$c" -d "${seconds}s" --timeout "${wrk_timeout_s}s" -s "$lua" "http://$leader" -- "$system" "$op" "$keys" |
     tee -a "$logs/wrk.log" | grep '^RESULT ') || die "$system $op at $c connections: wrk failed; see $logs/wrk.log"

@@ -83,7 +83,7 @@ const SECTOR_BYTES: u64 = 512;
 const TAIL_ZEROS_MIN: u64 = 64;
 /// The size below which the file is never rewritten (see the module
 /// documentation).
-pub const REWRITE_BYTES_MIN: u64 = 64 << 20;
+pub const REWRITE_BYTES_MIN: u64 = 8 << 20;
 
 /// Which node and cluster a store belongs to, written on first use and
 /// checked on every later start, so that a data directory is never used by
