@@ -16,7 +16,8 @@
 # `POST /v3/kv/range`, linearizable by default). The two systems take
 # turns at every level, so a change in the machine's other load falls on
 # both; before each run the script calls sync and waits a second, so that
-# the writes of the run before are not flushed during this one. Every key is written once before the first run, so reads find it.
+# the writes of the run before are not flushed during this one, and before
+# the first, each cluster gets 2 s of writes that are not recorded. Every key is written once before the first run, so reads find it.
 #
 # Prints a markdown table (throughput, p50, p99, and raft-kv/etcd) and
 # writes it to target/bench/vs-etcd.md. Exits non-zero if any run had more
@@ -274,6 +275,15 @@ run() { # system leader-function leader op connections
   fi
 }
 : >"$logs/wrk.log"
+# A warm-up, not recorded: 2 s of writes over one connection to each, so
+# that the first measured run does not also pay for a cluster that has
+# just started (caches, the first growth of its files).
+warm_up() { # system leader
+  VS_ETCD_CONNECTIONS=1 timeout 60 wrk -t 1 -c 1 -d 2s --timeout "${wrk_timeout_s}s" -s "$lua" "http://$2" -- "$1" put "$keys" \
+    >>"$logs/wrk.log" || die "$1: the warm-up failed; see $logs/wrk.log"
+}
+warm_up raft-kv "$kv_leader"
+warm_up etcd "$etcd_leader_addr"
 for c in "${level_list[@]}"; do
   for op in put get; do
     run raft-kv raft_kv_leader "$kv_leader" "$op" "$c"
