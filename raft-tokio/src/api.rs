@@ -803,7 +803,9 @@ fn start_with(
     let identity = StoreIdentity { cluster_id: config.params.cluster_id, node_id: id };
     if let (ClusterState::Existing, Some(dir)) = (config.params.initial_cluster_state, &config.data_dir) {
         // Refused before the store is created: nothing is written.
-        if !dir.join(crate::STORE_FILE).exists() {
+        // A store of an earlier format is refused by the store itself,
+        // with an error that says so.
+        if !dir.join(crate::STORE_FILE).exists() && !dir.join(crate::storage::REDB_STORE_FILE).exists() {
             return Err(StartError::EmptyStoreInExistingCluster { data_dir: Some(dir.clone()) });
         }
     }

@@ -34,10 +34,13 @@
 //!
 //! A crash can cut the last write short: its `fdatasync` had not returned,
 //! so nothing that depends on it was acknowledged. Opening the store drops
-//! such a torn tail (and logs what it dropped at WARN): a last frame whose
+//! such a torn tail (and logs what it dropped at WARN): a frame whose
 //! header or record runs past the end of the file, whose bytes from its
-//! start on are all zero, or whose record fails its checks while one of the
-//! disk sectors it covers is all zero (a sector the crash left unwritten).
+//! start on are all zero, whose header fails its check while the frame's
+//! part of the sector holding the header is all zero and no whole frame
+//! follows, or, for the last
+//! frame, whose record fails its checks while one of the disk sectors it
+//! covers is all zero (a sector the crash left unwritten).
 //! Anything else that fails its checks is damage, not a crash: the start
 //! stops with [`StorageProblem::CorruptRecord`], naming the offset, and the
 //! file is left as it is.
@@ -72,7 +75,7 @@ pub const STORE_FILE: &str = "raft.wal";
 /// The file a rewrite is written to before it replaces [`STORE_FILE`].
 const REWRITE_FILE: &str = "raft.wal.rewrite";
 /// The store file of versions before the write-ahead log, refused.
-const REDB_STORE_FILE: &str = "raft.redb";
+pub(crate) const REDB_STORE_FILE: &str = "raft.redb";
 /// The first bytes of the store file: its name and format version.
 const MAGIC: &[u8; 8] = b"raftwal1";
 /// A frame's header: the record's length, then a CRC-32C of those bytes.
@@ -256,8 +259,16 @@ fn read_frames(bytes: &[u8]) -> Result<Read, StorageProblem> {
         let len_bytes: [u8; 4] = rest[..4].try_into().expect("four bytes");
         let check = u32::from_le_bytes(rest[4..8].try_into().expect("four bytes"));
         if record::crc32c(&len_bytes) != check {
-            // A header a crash cut across a sector boundary.
-            if has_zero_sector(bytes, at, total) {
+            // A header a crash left partly unwritten: this frame's part of
+            // the sector holding its first or its last byte is all zero.
+            let unwritten = |byte: u64| {
+                let sector = byte / SECTOR_BYTES * SECTOR_BYTES;
+                let (a, b) = (sector.max(at) as usize, (sector + SECTOR_BYTES).min(total) as usize);
+                bytes[a..b].iter().all(|&x| x == 0)
+            };
+            // And nothing after it is a frame: a crash tears the last write
+            // only, so a whole frame further on means damage.
+            if (unwritten(at) || unwritten(at + FRAME_HEADER_BYTES as u64 - 1)) && !frame_after(bytes, at + 1) {
                 return torn(read);
             }
             let error = RecordError::Checksum { stored: check, computed: record::crc32c(&len_bytes) };
@@ -292,6 +303,20 @@ fn read_frames(bytes: &[u8]) -> Result<Read, StorageProblem> {
         read.end = at;
     }
     Ok(read)
+}
+
+/// Whether a whole frame (its header and its record passing their checks)
+/// starts anywhere at or after `from`.
+fn frame_after(bytes: &[u8], from: u64) -> bool {
+    let total = bytes.len();
+    (from as usize..total.saturating_sub(FRAME_HEADER_BYTES)).any(|at| {
+        let len_bytes: [u8; 4] = bytes[at..at + 4].try_into().expect("four bytes");
+        let check = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("four bytes"));
+        let end = at + FRAME_HEADER_BYTES + u32::from_le_bytes(len_bytes) as usize;
+        record::crc32c(&len_bytes) == check
+            && end <= total
+            && record::decode::<Frame>(&bytes[at + FRAME_HEADER_BYTES..end]).is_ok()
+    })
 }
 
 /// Whether the frame `from..to` of the file covers a disk sector that is
@@ -763,6 +788,24 @@ mod tests {
         bytes[sector as usize..(sector + SECTOR_BYTES) as usize].fill(0);
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(DiskStore::open(dir.path(), ID).unwrap().1, states[1]);
+        // Its first sector unwritten (the header with it), its later ones
+        // written: the disk wrote them out of order.
+        let (dir, ends, states) = three_writes();
+        let path = dir.path().join(STORE_FILE);
+        let mut bytes = std::fs::read(&path).unwrap()[..ends[2] as usize].to_vec();
+        let boundary = (ends[1] + 1).div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
+        bytes[ends[1] as usize..boundary as usize].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(DiskStore::open(dir.path(), ID).unwrap().1, states[1]);
+        // The same with the third write still there: not a torn tail but
+        // damage, since a whole frame follows.
+        let (dir, ends, _) = three_writes();
+        let path = dir.path().join(STORE_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[ends[1] as usize..boundary as usize].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = DiskStore::open(dir.path(), ID).err().expect("damage is refused");
+        assert!(matches!(err.problem, StorageProblem::CorruptRecord { offset, .. } if offset == ends[1]), "{err}");
     }
 
     #[test]

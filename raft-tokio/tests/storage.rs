@@ -124,3 +124,28 @@ async fn a_store_keeps_its_own_members_whatever_the_configuration_lists() {
     assert_eq!(first.data.as_slice(), CANARY);
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_the_redb_versions_is_refused_with_a_message_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("raft.redb"), b"an earlier version's store").unwrap();
+    // Restarting an existing cluster's node: the store, not the empty
+    // directory check, answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let params = RaftParams {
+        seed: Some(1),
+        initial_cluster_state: raft_tokio::ClusterState::Existing,
+        ..RaftParams::default()
+    };
+    let config = RaftConfig::with_ids(vec![(NodeId(1), addr)], NodeId(1), params, Some(dir.path().to_path_buf()))
+        .with_listener(listener);
+    let err = match Raft::start(config).await {
+        Ok(_) => panic!("an earlier version's store was accepted"),
+        Err(e) => e,
+    };
+    let text = err.to_string();
+    assert!(matches!(&err, StartError::Storage(e) if matches!(e.problem, StorageProblem::EarlierFormat)), "{text}");
+    assert!(text.contains("earlier version") && text.contains("raft.redb"), "{text}");
+    assert!(!dir.path().join(STORE_FILE).exists(), "nothing was written");
+}
