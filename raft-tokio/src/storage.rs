@@ -21,7 +21,9 @@
 //! the batches the storage thread took together, in order. A write appends
 //! its frame and calls `fdatasync`, once; so the term and vote, the
 //! membership and the log changes of one batch are durable together or not
-//! at all. Reading the store applies every record to an empty
+//! at all. The file is zero-filled a mebibyte ahead of the log, so that
+//! an append changes no file size and its `fdatasync` has no metadata to
+//! write. Reading the store applies every record to an empty
 //! `MemoryStore` in order: the store is what raft-core asked for, replayed
 //! by raft-core's own rules (a record that breaks them is refused).
 //!
