@@ -177,7 +177,8 @@ impl fmt::Display for StorageError {
             StorageProblem::EarlierFormat => write!(
                 f,
                 "was written by an earlier version of raft-tokio (one redb file), which this version cannot \
-                 read: start the node with an empty data directory and let the leader send it the log"
+                 read: replace the node (remove it from the membership, add an empty node in its place), and the \
+                 leader sends the new node the log"
             ),
             StorageProblem::CorruptRecord { offset, error } => {
                 write!(f, "is corrupt: the record at byte {offset}: {error}")
