@@ -218,13 +218,32 @@ enum Frame {
     Write(Vec<Persist>),
 }
 
-/// The same, borrowing: what a write encodes (postcard encodes a slice as
-/// it does a `Vec`, so the two read back alike).
+/// The same, borrowing: what is written (postcard encodes a reference as
+/// its value and a slice as a `Vec`, so the two read back alike).
 #[derive(Serialize)]
 enum FrameRef<'a> {
-    #[allow(dead_code)] // only for the variant index: identities are written owned
     Identity(&'a StoreIdentity),
     Write(&'a [Persist]),
+}
+
+/// A frame header's record length, if the header passes its check.
+fn header_at(bytes: &[u8], at: usize) -> Result<usize, RecordError> {
+    let len_bytes: [u8; 4] = bytes[at..at + 4].try_into().expect("four bytes");
+    let stored = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("four bytes"));
+    let computed = record::crc32c(&len_bytes);
+    if stored != computed {
+        return Err(RecordError::Checksum { stored, computed });
+    }
+    Ok(u32::from_le_bytes(len_bytes) as usize)
+}
+
+/// A store file holding only `store`'s state: magic, identity, and one
+/// write that rebuilds the rest.
+fn live_file(identity: &StoreIdentity, store: &MemoryStore) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    out.extend(frame_bytes(&FrameRef::Identity(identity)));
+    out.extend(frame_bytes(&FrameRef::Write(&live_persists(store))));
+    out
 }
 
 /// Encodes one frame: header, then record.
@@ -265,25 +284,24 @@ fn read_frames(bytes: &[u8]) -> Result<Read, StorageProblem> {
         if rest.len() < FRAME_HEADER_BYTES {
             return torn(read);
         }
-        let len_bytes: [u8; 4] = rest[..4].try_into().expect("four bytes");
-        let check = u32::from_le_bytes(rest[4..8].try_into().expect("four bytes"));
-        if record::crc32c(&len_bytes) != check {
-            // A header a crash left partly unwritten: this frame's part of
-            // the sector holding its first or its last byte is all zero.
-            let unwritten = |byte: u64| {
-                let sector = byte / SECTOR_BYTES * SECTOR_BYTES;
-                let (a, b) = (sector.max(at) as usize, (sector + SECTOR_BYTES).min(total) as usize);
-                bytes[a..b].iter().all(|&x| x == 0)
-            };
-            // And nothing after it is a frame: a crash tears the last write
-            // only, so a whole frame further on means damage.
-            if (unwritten(at) || unwritten(at + FRAME_HEADER_BYTES as u64 - 1)) && !frame_after(bytes, at + 1) {
-                return torn(read);
+        let len = match header_at(bytes, at as usize) {
+            Ok(len) => len as u64,
+            Err(error) => {
+                // A header a crash left partly unwritten: this frame's part of
+                // the sector holding its first or its last byte is all zero.
+                let unwritten = |byte: u64| {
+                    let sector = byte / SECTOR_BYTES * SECTOR_BYTES;
+                    let (a, b) = (sector.max(at) as usize, (sector + SECTOR_BYTES).min(total) as usize);
+                    bytes[a..b].iter().all(|&x| x == 0)
+                };
+                // And nothing after it is a frame: a crash tears the last write
+                // only, so a whole frame further on means damage.
+                if (unwritten(at) || unwritten(at + FRAME_HEADER_BYTES as u64 - 1)) && !frame_after(bytes, at + 1) {
+                    return torn(read);
+                }
+                return Err(StorageProblem::CorruptRecord { offset: at, error });
             }
-            let error = RecordError::Checksum { stored: check, computed: record::crc32c(&len_bytes) };
-            return Err(StorageProblem::CorruptRecord { offset: at, error });
-        }
-        let len = u32::from_le_bytes(len_bytes) as u64;
+        };
         let frame_end = at + FRAME_HEADER_BYTES as u64 + len;
         if frame_end > total {
             return torn(read);
@@ -320,12 +338,10 @@ fn read_frames(bytes: &[u8]) -> Result<Read, StorageProblem> {
 fn frame_after(bytes: &[u8], from: u64) -> bool {
     let total = bytes.len();
     (from as usize..total.saturating_sub(FRAME_HEADER_BYTES)).any(|at| {
-        let len_bytes: [u8; 4] = bytes[at..at + 4].try_into().expect("four bytes");
-        let check = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("four bytes"));
-        let end = at + FRAME_HEADER_BYTES + u32::from_le_bytes(len_bytes) as usize;
-        record::crc32c(&len_bytes) == check
-            && end <= total
-            && record::decode::<Frame>(&bytes[at + FRAME_HEADER_BYTES..end]).is_ok()
+        header_at(bytes, at).is_ok_and(|len| {
+            let end = at + FRAME_HEADER_BYTES + len;
+            end <= total && record::decode::<Frame>(&bytes[at + FRAME_HEADER_BYTES..end]).is_ok()
+        })
     })
 }
 
@@ -361,8 +377,8 @@ pub(crate) struct DiskStore {
     allocated: u64,
     /// The file's length after the last rewrite (or at opening).
     rewritten_at: u64,
-    /// Whether a compaction was written since: only then has a rewrite
-    /// anything to drop.
+    /// Whether a compaction or a truncation was written since: only then
+    /// has a rewrite anything to drop.
     compacted: bool,
     /// [`REWRITE_BYTES_MIN`], lower in tests.
     rewrite_min: u64,
@@ -412,7 +428,7 @@ impl DiskStore {
             // New (or a crash before its first write was durable: empty,
             // or the zeros written with it without its first bytes).
             let mut first = MAGIC.to_vec();
-            first.extend(frame_bytes(&Frame::Identity(identity)));
+            first.extend(frame_bytes(&FrameRef::Identity(&identity)));
             store.append(&first).map_err(|e| io_fail(&path, e))?;
             if created {
                 sync_dir(dir).map_err(|e| io_fail(&path, e))?;
@@ -442,8 +458,7 @@ impl DiskStore {
         }
         store.end = read.end;
         // What a rewrite now would leave: the base for the next one.
-        store.rewritten_at = (MAGIC.len() + frame_bytes(&Frame::Identity(identity)).len()) as u64
-            + frame_bytes(&FrameRef::Write(&live_persists(&read.store))).len() as u64;
+        store.rewritten_at = live_file(&identity, &read.store).len() as u64;
         store.compacted = store.end > store.rewritten_at;
         Ok((store, read.store))
     }
@@ -491,9 +506,7 @@ impl DiskStore {
         let bytes = std::fs::read(&self.path)?;
         let read = read_frames(&bytes[..self.end as usize]).map_err(|p| io::Error::other(format!("{p:?}")))?;
         let identity = read.identity.ok_or_else(|| io::Error::other("the store lost its identity"))?;
-        let mut out = MAGIC.to_vec();
-        out.extend(frame_bytes(&Frame::Identity(identity)));
-        out.extend(frame_bytes(&FrameRef::Write(&live_persists(&read.store))));
+        let out = live_file(&identity, &read.store);
         let temporary = self.dir.join(REWRITE_FILE);
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&temporary)?;
         file.write_all_at(&out, 0)?;
